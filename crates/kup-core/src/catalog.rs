@@ -1,0 +1,115 @@
+//! The version catalog and the live version states computed from what runs
+//! (StarlingX `kube_get_version_states`, reference §4.2–4.3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kup_types::{
+    KubeUpgradeRecord, KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation,
+    VersionMeta, VersionState,
+};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    versions: BTreeMap<KubeVersion, VersionMeta>,
+}
+
+impl Catalog {
+    pub fn new(metas: impl IntoIterator<Item = VersionMeta>) -> Self {
+        Self {
+            versions: metas.into_iter().map(|m| (m.version, m)).collect(),
+        }
+    }
+
+    pub fn get(&self, v: KubeVersion) -> Option<&VersionMeta> {
+        self.versions.get(&v)
+    }
+
+    /// Ascending.
+    pub fn iter(&self) -> impl Iterator<Item = &VersionMeta> {
+        self.versions.values()
+    }
+
+    /// Live state of every known version.
+    pub fn states(&self, obs: &Observation) -> BTreeMap<KubeVersion, VersionState> {
+        let running: BTreeSet<KubeVersion> = running_versions(obs)
+            .into_iter()
+            .filter(|v| self.versions.contains_key(v))
+            .collect();
+        let active = (running.len() == 1).then(|| *running.first().expect("one element"));
+        self.versions
+            .values()
+            .map(|m| {
+                let state = if Some(m.version) == active {
+                    VersionState::Active
+                } else if running.contains(&m.version) {
+                    VersionState::Partial
+                } else if active.is_some_and(|a| m.upgrade_from.contains(&a) || m.version > a) {
+                    VersionState::Available
+                } else {
+                    VersionState::Unavailable
+                };
+                (m.version, state)
+            })
+            .collect()
+    }
+
+    /// The version every control plane and kubelet runs, if there is exactly one and it is known.
+    pub fn active(&self, obs: &Observation) -> Option<KubeVersion> {
+        self.states(obs)
+            .into_iter()
+            .find(|(_, s)| *s == VersionState::Active)
+            .map(|(v, _)| v)
+    }
+
+    /// `target`: the upgrade's `to_version` while one exists, otherwise the active version.
+    fn is_target(v: KubeVersion, state: VersionState, upgrade: Option<&KubeUpgradeRecord>) -> bool {
+        match upgrade {
+            Some(u) => u.to_version == v,
+            None => state == VersionState::Active,
+        }
+    }
+
+    pub fn summaries(
+        &self,
+        obs: &Observation,
+        upgrade: Option<&KubeUpgradeRecord>,
+    ) -> Vec<KubeVersionSummary> {
+        self.states(obs)
+            .into_iter()
+            .map(|(version, state)| KubeVersionSummary {
+                version,
+                target: Self::is_target(version, state, upgrade),
+                state,
+            })
+            .collect()
+    }
+
+    pub fn detail(
+        &self,
+        v: KubeVersion,
+        obs: &Observation,
+        upgrade: Option<&KubeUpgradeRecord>,
+    ) -> Option<KubeVersionDetail> {
+        let meta = self.get(v)?;
+        let state = self.states(obs)[&v];
+        Some(KubeVersionDetail {
+            version: v,
+            upgrade_from: meta.upgrade_from.clone(),
+            downgrade_to: meta.downgrade_to.clone(),
+            applied_patches: meta.applied_patches.clone(),
+            available_patches: meta.available_patches.clone(),
+            target: Self::is_target(v, state, upgrade),
+            state,
+        })
+    }
+}
+
+/// Every version a control plane (one per controller: its lowest component) or a kubelet runs,
+/// known to the catalog or not.
+pub fn running_versions(obs: &Observation) -> BTreeSet<KubeVersion> {
+    let cps = obs
+        .controllers()
+        .filter_map(|h| obs.control_plane_version(&h.hostname));
+    let kubelets = obs.nodes.iter().map(|n| n.kubelet_version);
+    cps.chain(kubelets).collect()
+}

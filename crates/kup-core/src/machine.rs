@@ -1,0 +1,922 @@
+//! The upgrade state machine: for each command, the checks that may refuse it and the writes
+//! and operations it leads to; for each finished operation, the state it ends in; after a
+//! restart, what becomes of a step that was in flight. Pure: the caller supplies the store's
+//! snapshot, the cluster's observation and the time.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use kup_types::{
+    AdminState, Availability, EventKind, HostInfo, HostUpgradeStatus, KubeUpgradeRecord,
+    KubeUpgradeState, KubeVersion, NewEvent, Observation, OpStatus, OperState, Operation,
+    Personality, Snapshot, SystemType, UpgradeWrite, VersionState, WriteBatch,
+};
+
+use crate::catalog::{Catalog, running_versions};
+use crate::health::{DEFAULT_ALARM_IGNORE, kube_upgrade_health};
+use crate::refusal::Refusal;
+
+use HostUpgradeStatus as HS;
+use KubeUpgradeState as S;
+
+/// Server-side settings that shape the checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Alarm ids that never block a start; the request's own list is added to these.
+    pub alarm_ignore: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            alarm_ignore: DEFAULT_ALARM_IGNORE.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Everything a decision depends on.
+pub struct Ctx<'a> {
+    pub catalog: &'a Catalog,
+    pub policy: &'a Policy,
+    pub snap: &'a Snapshot,
+    pub obs: &'a Observation,
+    pub now: Timestamp,
+    /// A fresh uuid, used if the command creates an upgrade.
+    pub fresh_uuid: &'a str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Start {
+        to_version: String,
+        force: bool,
+        alarm_ignore: Vec<String>,
+    },
+    DownloadImages,
+    UpgradeNetworking,
+    Complete,
+    /// `kube-upgrade-failed`: mark the in-flight step as failed.
+    MarkFailed(KubeUpgradeState),
+    Delete,
+    ControlPlane {
+        host: String,
+        force: bool,
+    },
+    Kubelet {
+        host: String,
+        force: bool,
+    },
+    Lock {
+        host: String,
+        force: bool,
+    },
+    Unlock {
+        host: String,
+        force: bool,
+    },
+    Swact {
+        host: String,
+    },
+}
+
+impl Command {
+    /// The `PATCH /v1/kube_upgrade` dispatcher: a requested `/state` value to a command.
+    pub fn from_patch_state(value: &str) -> Result<Command, Refusal> {
+        match value.parse::<S>() {
+            Ok(S::DownloadingImages) => Ok(Command::DownloadImages),
+            Ok(S::UpgradingNetworking) => Ok(Command::UpgradeNetworking),
+            Ok(S::UpgradeComplete) => Ok(Command::Complete),
+            Ok(s) if s.is_failed() => Ok(Command::MarkFailed(s)),
+            _ => Err(Refusal::InvalidState(value.to_string())),
+        }
+    }
+
+    /// How the command reads in the event log.
+    pub fn describe(&self) -> String {
+        match self {
+            Command::Start {
+                to_version, force, ..
+            } => {
+                format!(
+                    "kube-upgrade-start {to_version}{}",
+                    if *force { " --force" } else { "" }
+                )
+            }
+            Command::DownloadImages => "kube-upgrade-download-images".into(),
+            Command::UpgradeNetworking => "kube-upgrade-networking".into(),
+            Command::Complete => "kube-upgrade-complete".into(),
+            Command::MarkFailed(s) => format!("kube-upgrade-failed ({s})"),
+            Command::Delete => "kube-upgrade-delete".into(),
+            Command::ControlPlane { host, .. } => format!("kube-host-upgrade {host} control-plane"),
+            Command::Kubelet { host, force } => format!(
+                "kube-host-upgrade {host} kubelet{}",
+                if *force { " --force" } else { "" }
+            ),
+            Command::Lock { host, force } => {
+                format!("host-lock {host}{}", if *force { " --force" } else { "" })
+            }
+            Command::Unlock { host, force } => {
+                format!("host-{}unlock {host}", if *force { "force-" } else { "" })
+            }
+            Command::Swact { host } => format!("host-swact {host}"),
+        }
+    }
+
+    fn subject(&self) -> String {
+        match self {
+            Command::ControlPlane { host, .. }
+            | Command::Kubelet { host, .. }
+            | Command::Lock { host, .. }
+            | Command::Unlock { host, .. }
+            | Command::Swact { host } => host.clone(),
+            _ => "kube_upgrade".into(),
+        }
+    }
+}
+
+/// What an accepted command does: one atomic write, then the operations to start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub batch: WriteBatch,
+    pub ops: Vec<Operation>,
+    /// Operations whose completion must no longer change anything (they were marked failed).
+    pub abandon: Vec<OpSlot>,
+}
+
+/// Which in-flight operation a completion belongs to. At most one operation runs per slot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpSlot {
+    /// Download, control plane, networking: the steps that move the cluster-level state.
+    Cluster,
+    Kubelet(String),
+    HostAction(String),
+}
+
+impl OpSlot {
+    pub fn of(op: &Operation) -> OpSlot {
+        match op {
+            Operation::DownloadImages { .. }
+            | Operation::UpgradeControlPlane { .. }
+            | Operation::UpgradeNetworking { .. } => OpSlot::Cluster,
+            Operation::UpgradeKubelet { host, .. } => OpSlot::Kubelet(host.clone()),
+            Operation::Lock { host, .. }
+            | Operation::Unlock { host }
+            | Operation::Swact { host } => OpSlot::HostAction(host.clone()),
+        }
+    }
+}
+
+/// Accumulates the writes of one decision, with an event for every change.
+struct Writer<'a> {
+    ctx: &'a Ctx<'a>,
+    d: Decision,
+    upgrade: Option<KubeUpgradeRecord>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(ctx: &'a Ctx<'a>) -> Self {
+        Self {
+            ctx,
+            d: Decision::default(),
+            upgrade: ctx.snap.upgrade.clone(),
+        }
+    }
+
+    fn event(&mut self, kind: EventKind, subject: impl Into<String>, message: impl Into<String>) {
+        self.d.batch.events.push(NewEvent {
+            at: self.ctx.now,
+            kind,
+            subject: subject.into(),
+            message: message.into(),
+        });
+    }
+
+    fn set_state(&mut self, to: S) {
+        let now = self.ctx.now;
+        let u = self.upgrade.as_mut().expect("set_state needs an upgrade");
+        let from = u.state;
+        u.state = to;
+        u.updated_at = Some(now);
+        let rec = u.clone();
+        self.d.batch.upgrade = Some(UpgradeWrite::Put(rec));
+        self.event(EventKind::State, "kube_upgrade", format!("{from} -> {to}"));
+    }
+
+    fn set_host(
+        &mut self,
+        hostname: &str,
+        status: Option<HS>,
+        target: Option<Option<KubeVersion>>,
+    ) {
+        let now = self.ctx.now;
+        let current = self
+            .d
+            .batch
+            .hosts
+            .iter()
+            .find(|h| h.hostname == hostname)
+            .or_else(|| self.ctx.snap.host(hostname))
+            .cloned();
+        let Some(mut row) = current else { return };
+        let old_status = row.status;
+        row.status = status;
+        if let Some(t) = target {
+            row.target_version = t;
+        }
+        row.updated_at = Some(now);
+        self.d.batch.hosts.retain(|h| h.hostname != hostname);
+        self.d.batch.hosts.push(row);
+        if old_status != status {
+            let show = |s: Option<HS>| s.map_or("None".to_string(), |s| s.to_string());
+            self.event(
+                EventKind::Host,
+                hostname,
+                format!("{} -> {}", show(old_status), show(status)),
+            );
+        }
+    }
+
+    fn op(&mut self, op: Operation) {
+        self.d.ops.push(op);
+    }
+
+    fn finish(mut self) -> Decision {
+        self.d.batch.hosts.sort_by_key(|h| h.id);
+        self.d
+    }
+}
+
+fn upgrade<'a>(ctx: &'a Ctx<'_>) -> Result<&'a KubeUpgradeRecord, Refusal> {
+    ctx.snap.upgrade.as_ref().ok_or(Refusal::NotInProgress)
+}
+
+fn gate(u: &KubeUpgradeRecord, allowed: &[S], action: &'static str) -> Result<(), Refusal> {
+    if allowed.contains(&u.state) {
+        Ok(())
+    } else {
+        Err(Refusal::WrongState {
+            state: u.state,
+            allowed: allowed.to_vec(),
+            action,
+        })
+    }
+}
+
+fn host<'a>(ctx: &'a Ctx<'_>, name: &str) -> Result<&'a HostInfo, Refusal> {
+    ctx.obs
+        .host(name)
+        .ok_or_else(|| Refusal::UnknownHost(name.to_string()))
+}
+
+fn host_state(h: &HostInfo) -> String {
+    format!("{}/{}/{}", h.administrative, h.operational, h.availability)
+}
+
+fn status_of(ctx: &Ctx<'_>, host: &str) -> Option<HS> {
+    ctx.snap.host(host).and_then(|r| r.status)
+}
+
+fn simplex(ctx: &Ctx<'_>) -> bool {
+    ctx.obs.system_type == SystemType::AioSimplex
+}
+
+/// Checks a command and, if it is allowed, says what it changes.
+pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
+    let mut w = Writer::new(ctx);
+    match cmd {
+        Command::Start {
+            to_version,
+            force,
+            alarm_ignore,
+        } => start(ctx, &mut w, to_version, *force, alarm_ignore)?,
+        Command::DownloadImages => {
+            let u = upgrade(ctx)?;
+            gate(
+                u,
+                &[S::UpgradeStarted, S::DownloadingImagesFailed],
+                "download images",
+            )?;
+            let images = ctx
+                .catalog
+                .get(u.to_version)
+                .map(|m| m.images.clone())
+                .unwrap_or_default();
+            w.set_state(S::DownloadingImages);
+            w.op(Operation::DownloadImages {
+                version: u.to_version,
+                images,
+            });
+        }
+        Command::UpgradeNetworking => {
+            let u = upgrade(ctx)?;
+            gate(
+                u,
+                &[S::UpgradedFirstMaster, S::UpgradingNetworkingFailed],
+                "upgrade networking",
+            )?;
+            w.set_state(S::UpgradingNetworking);
+            w.op(Operation::UpgradeNetworking {
+                version: u.to_version,
+            });
+        }
+        Command::ControlPlane { host: name, .. } => control_plane(ctx, &mut w, name)?,
+        Command::Kubelet { host: name, force } => kubelet(ctx, &mut w, name, *force)?,
+        Command::Complete => {
+            let u = upgrade(ctx)?;
+            gate(u, &[S::UpgradingKubelets], "complete")?;
+            let not_done = kubelet_hosts_not_done(ctx, u.to_version);
+            if !not_done.is_empty() {
+                return Err(Refusal::HostsNotDone(not_done));
+            }
+            let state = ctx.catalog.states(ctx.obs).get(&u.to_version).copied();
+            if state != Some(VersionState::Active) {
+                return Err(Refusal::TargetNotActive {
+                    to: u.to_version,
+                    state: state.unwrap_or(VersionState::Unavailable),
+                });
+            }
+            w.set_state(S::UpgradeComplete);
+            for row in &ctx.snap.hosts {
+                if row.status.is_some() {
+                    w.set_host(&row.hostname, None, None);
+                }
+            }
+        }
+        Command::MarkFailed(requested) => {
+            let u = upgrade(ctx)?;
+            if u.state.failed() != Some(*requested) {
+                return Err(Refusal::CannotSetFailed(u.state));
+            }
+            w.set_state(*requested);
+            for row in &ctx.snap.hosts {
+                if row.status == Some(HS::UpgradingControlPlane) {
+                    w.set_host(&row.hostname, Some(HS::UpgradingControlPlaneFailed), None);
+                }
+            }
+            w.d.abandon.push(OpSlot::Cluster);
+        }
+        Command::Delete => {
+            let u = upgrade(ctx)?;
+            gate(u, &[S::UpgradeComplete], "delete")?;
+            w.d.batch.upgrade = Some(UpgradeWrite::Delete);
+            w.event(
+                EventKind::State,
+                "kube_upgrade",
+                format!("upgrade {} -> {} deleted", u.from_version, u.to_version),
+            );
+        }
+        Command::Lock { host: name, force } => {
+            let h = host(ctx, name)?;
+            not_busy(h)?;
+            if h.administrative == AdminState::Locked {
+                return Err(Refusal::AlreadyLocked(name.clone()));
+            }
+            if h.personality == Personality::Controller {
+                let other = ctx
+                    .obs
+                    .controllers()
+                    .find(|c| c.hostname != h.hostname && c.is_unlocked_enabled_available());
+                match other {
+                    None => return Err(Refusal::LockLastController(name.clone())),
+                    Some(o) if h.active_controller => {
+                        return Err(Refusal::LockActiveController {
+                            host: name.clone(),
+                            other: o.hostname.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            if status_of(ctx, name) == Some(HS::UpgradingControlPlane) {
+                return Err(Refusal::LockDuringControlPlane(name.clone()));
+            }
+            w.op(Operation::Lock {
+                host: name.clone(),
+                force: *force,
+            });
+        }
+        Command::Unlock { host: name, force } => {
+            let h = host(ctx, name)?;
+            not_busy(h)?;
+            if h.administrative == AdminState::Unlocked {
+                return Err(Refusal::AlreadyUnlocked(name.clone()));
+            }
+            if status_of(ctx, name) == Some(HS::UpgradingKubelet) && !force {
+                return Err(Refusal::UnlockDuringKubelet(name.clone()));
+            }
+            w.op(Operation::Unlock { host: name.clone() });
+        }
+        Command::Swact { host: name } => {
+            let h = host(ctx, name)?;
+            not_busy(h)?;
+            if h.personality != Personality::Controller {
+                return Err(Refusal::SwactNotController(name.clone()));
+            }
+            if !h.active_controller {
+                return Err(Refusal::SwactNotActive(name.clone()));
+            }
+            if !ctx
+                .obs
+                .controllers()
+                .any(|c| c.hostname != h.hostname && c.is_unlocked_enabled_available())
+            {
+                return Err(Refusal::SwactNoStandby(name.clone()));
+            }
+            if ctx.snap.upgrade.as_ref().is_some_and(|u| {
+                matches!(u.state, S::UpgradingFirstMaster | S::UpgradingSecondMaster)
+            }) {
+                return Err(Refusal::SwactDuringControlPlane(name.clone()));
+            }
+            w.op(Operation::Swact { host: name.clone() });
+        }
+    }
+    // The command itself is recorded first, before the changes it caused.
+    w.d.batch.events.insert(
+        0,
+        NewEvent {
+            at: ctx.now,
+            kind: EventKind::Command,
+            subject: cmd.subject(),
+            message: format!("{} accepted", cmd.describe()),
+        },
+    );
+    Ok(w.finish())
+}
+
+fn not_busy(h: &HostInfo) -> Result<(), Refusal> {
+    match &h.task {
+        Some(task) => Err(Refusal::HostBusy {
+            host: h.hostname.clone(),
+            task: task.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn start(
+    ctx: &Ctx<'_>,
+    w: &mut Writer<'_>,
+    to_version: &str,
+    force: bool,
+    alarm_ignore: &[String],
+) -> Result<(), Refusal> {
+    if ctx.snap.upgrade.is_some() {
+        return Err(Refusal::AlreadyInProgress);
+    }
+    let to = KubeVersion::parse(to_version)?;
+    let meta = ctx.catalog.get(to).ok_or(Refusal::UnknownVersion(to))?;
+    let running = running_versions(ctx.obs);
+    if running.len() != 1 {
+        return Err(Refusal::RunningVersionNotActive {
+            running: running.into_iter().collect(),
+        });
+    }
+    let from = *running.first().expect("one running version");
+    let states = ctx.catalog.states(ctx.obs);
+    if !states.contains_key(&from) {
+        return Err(Refusal::RunningVersionUnknown(from));
+    }
+    let to_state = states[&to];
+    if to_state != VersionState::Available {
+        return Err(Refusal::TargetNotAvailable {
+            to,
+            state: to_state,
+        });
+    }
+    if !meta.upgrade_from.contains(&from) {
+        return Err(Refusal::NoUpgradePath { from, to });
+    }
+    let ignore: Vec<String> = ctx
+        .policy
+        .alarm_ignore
+        .iter()
+        .chain(alarm_ignore)
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let health = kube_upgrade_health(ctx.obs, force, &ignore);
+    if !health.ok() {
+        return Err(Refusal::Unhealthy(health.failures()));
+    }
+    let incompatible: Vec<String> = ctx
+        .obs
+        .applications
+        .iter()
+        .filter(|a| a.status == "applied" && !a.supports(to))
+        .map(|a| {
+            let bound = |b: Option<KubeVersion>| b.map_or("any".to_string(), |v| v.to_string());
+            format!(
+                "{} (supports {} to {})",
+                a.name,
+                bound(a.k8s_min),
+                bound(a.k8s_max)
+            )
+        })
+        .collect();
+    if !incompatible.is_empty() {
+        return Err(Refusal::IncompatibleApps {
+            to,
+            apps: incompatible,
+        });
+    }
+
+    let record = KubeUpgradeRecord {
+        id: 1,
+        uuid: ctx.fresh_uuid.to_string(),
+        from_version: from,
+        to_version: to,
+        state: S::UpgradeStarted,
+        created_at: ctx.now,
+        updated_at: None,
+    };
+    w.upgrade = Some(record.clone());
+    w.d.batch.upgrade = Some(UpgradeWrite::Put(record));
+    w.event(
+        EventKind::State,
+        "kube_upgrade",
+        format!("upgrade {from} -> {to}: upgrade-started"),
+    );
+    for row in &ctx.snap.hosts {
+        w.set_host(&row.hostname, None, Some(Some(from)));
+    }
+    Ok(())
+}
+
+fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Refusal> {
+    let u = upgrade(ctx)?;
+    let h = host(ctx, name)?;
+    if h.personality != Personality::Controller {
+        return Err(Refusal::NoControlPlane {
+            host: name.into(),
+            personality: h.personality.to_string(),
+        });
+    }
+    let cp = ctx
+        .obs
+        .control_plane_version(name)
+        .ok_or_else(|| Refusal::ControlPlaneUnknown(name.into()))?;
+    let status = status_of(ctx, name);
+    if status == Some(HS::UpgradingControlPlane) {
+        return Err(Refusal::ControlPlaneBusy(name.into()));
+    }
+    // A host whose last attempt failed may be re-done even if its control plane reached the
+    // target meanwhile; otherwise reaching the target means there is nothing left to do.
+    if cp == u.to_version && status != Some(HS::UpgradingControlPlaneFailed) {
+        return Err(Refusal::ControlPlaneAlreadyUpgraded {
+            host: name.into(),
+            version: u.to_version,
+        });
+    }
+    // First or second is read from the cluster: the second master is the one whose peer
+    // already runs the target.
+    let first = !ctx
+        .obs
+        .controllers()
+        .filter(|c| c.hostname != name)
+        .any(|c| ctx.obs.control_plane_version(&c.hostname) == Some(u.to_version));
+    if first {
+        gate(
+            u,
+            &[S::DownloadedImages, S::UpgradingFirstMasterFailed],
+            "upgrade the first control plane",
+        )?;
+    } else {
+        gate(
+            u,
+            &[S::UpgradedNetworking, S::UpgradingSecondMasterFailed],
+            "upgrade the second control plane",
+        )?;
+    }
+    if h.administrative != AdminState::Unlocked || h.operational != OperState::Enabled {
+        return Err(Refusal::ControlPlaneHostState {
+            host: name.into(),
+            state: host_state(h),
+        });
+    }
+    w.set_state(if first {
+        S::UpgradingFirstMaster
+    } else {
+        S::UpgradingSecondMaster
+    });
+    w.set_host(
+        name,
+        Some(HS::UpgradingControlPlane),
+        Some(Some(u.to_version)),
+    );
+    w.op(Operation::UpgradeControlPlane {
+        host: name.into(),
+        version: u.to_version,
+        first,
+    });
+    Ok(())
+}
+
+fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result<(), Refusal> {
+    let u = upgrade(ctx)?;
+    let h = host(ctx, name)?;
+    if !h.personality.has_kubelet() {
+        return Err(Refusal::NoKubelet {
+            host: name.into(),
+            personality: h.personality.to_string(),
+        });
+    }
+    // The control planes must be done: on simplex there is only one, and networking follows it.
+    let ready_state = if simplex(ctx) {
+        S::UpgradedNetworking
+    } else {
+        S::UpgradedSecondMaster
+    };
+    gate(u, &[ready_state, S::UpgradingKubelets], "upgrade kubelets")?;
+    if h.personality == Personality::Worker {
+        let pending: Vec<String> = ctx
+            .obs
+            .controllers()
+            .filter(|c| ctx.obs.kubelet_version(&c.hostname) != Some(u.to_version))
+            .map(|c| c.hostname.clone())
+            .collect();
+        if !pending.is_empty() {
+            return Err(Refusal::ControllersFirst(pending));
+        }
+    }
+    let status = status_of(ctx, name);
+    if status == Some(HS::UpgradingKubelet) {
+        return Err(Refusal::KubeletBusy(name.into()));
+    }
+    let current = ctx
+        .obs
+        .kubelet_version(name)
+        .ok_or_else(|| Refusal::KubeletUnknown(name.into()))?;
+    if current == u.to_version && !force {
+        // Nothing to run: record that this host is done.
+        if ctx
+            .snap
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.state != S::UpgradingKubelets)
+        {
+            w.set_state(S::UpgradingKubelets);
+        }
+        w.set_host(name, Some(HS::UpgradedKubelet), Some(Some(u.to_version)));
+        return Ok(());
+    }
+    if simplex(ctx) {
+        if !force
+            && (h.administrative != AdminState::Unlocked
+                || h.availability != Availability::Available)
+        {
+            return Err(Refusal::KubeletHostState {
+                host: name.into(),
+                need: "unlocked and available",
+                state: host_state(h),
+            });
+        }
+    } else if h.administrative != AdminState::Locked || h.availability != Availability::Online {
+        return Err(Refusal::KubeletHostState {
+            host: name.into(),
+            need: "locked and online",
+            state: host_state(h),
+        });
+    }
+    if u.state != S::UpgradingKubelets {
+        w.set_state(S::UpgradingKubelets);
+    }
+    w.set_host(name, Some(HS::UpgradingKubelet), Some(Some(u.to_version)));
+    w.op(Operation::UpgradeKubelet {
+        host: name.into(),
+        version: u.to_version,
+    });
+    Ok(())
+}
+
+/// Hosts that run a kubelet and are not yet done. Storage hosts have no kubelet and so never
+/// hold up completion (unlike StarlingX, reference §9.1).
+fn kubelet_hosts_not_done(ctx: &Ctx<'_>, to: KubeVersion) -> Vec<String> {
+    ctx.obs
+        .hosts
+        .iter()
+        .filter(|h| h.personality.has_kubelet())
+        .filter(|h| {
+            status_of(ctx, &h.hostname) != Some(HS::UpgradedKubelet)
+                || ctx.obs.kubelet_version(&h.hostname) != Some(to)
+        })
+        .map(|h| h.hostname.clone())
+        .collect()
+}
+
+/// Whether the cluster shows the effect of `op`; `Err` says what is missing.
+pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
+    match op {
+        Operation::DownloadImages { version, images } => {
+            let have: BTreeSet<&str> = obs.images.iter().map(String::as_str).collect();
+            let missing: Vec<&str> = images
+                .iter()
+                .map(String::as_str)
+                .filter(|i| !have.contains(i))
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "images of {version} missing: {}",
+                    missing.join(", ")
+                ))
+            }
+        }
+        Operation::UpgradeControlPlane { host, version, .. } => {
+            let cp = obs.control_plane_version(host);
+            let unready: Vec<&str> = obs
+                .control_plane_pods
+                .iter()
+                .filter(|p| &p.host == host && !p.ready)
+                .map(|p| p.component.as_str())
+                .collect();
+            if cp != Some(*version) {
+                Err(format!(
+                    "the control plane on {host} runs {}",
+                    cp.map_or("nothing".into(), |v| v.to_string())
+                ))
+            } else if !unready.is_empty() {
+                Err(format!("on {host} not ready: {}", unready.join(", ")))
+            } else {
+                Ok(())
+            }
+        }
+        Operation::UpgradeNetworking { version } => match obs.networking_version {
+            Some(v) if v == *version => Ok(()),
+            other => Err(format!(
+                "networking runs {}",
+                other.map_or("an unknown version".into(), |v| v.to_string())
+            )),
+        },
+        Operation::UpgradeKubelet { host, version } => match obs.kubelet_version(host) {
+            Some(v) if v == *version => Ok(()),
+            other => Err(format!(
+                "the kubelet on {host} runs {}",
+                other.map_or("nothing".into(), |v| v.to_string())
+            )),
+        },
+        Operation::Lock { host, .. } => match obs.host(host) {
+            Some(h) if h.administrative == AdminState::Locked => Ok(()),
+            _ => Err(format!("{host} is not locked")),
+        },
+        Operation::Unlock { host } => match obs.host(host) {
+            Some(h) if h.administrative == AdminState::Unlocked => Ok(()),
+            _ => Err(format!("{host} is not unlocked")),
+        },
+        Operation::Swact { host } => match obs.host(host) {
+            Some(h) if !h.active_controller => Ok(()),
+            _ => Err(format!("{host} is still the active controller")),
+        },
+    }
+}
+
+/// The state an operation's outcome leads to. A success counts only if the cluster shows it.
+pub fn finish(ctx: &Ctx<'_>, op: &Operation, outcome: &OpStatus) -> WriteBatch {
+    let result = match outcome {
+        OpStatus::Succeeded => {
+            observed_done(ctx.obs, op).map_err(|why| format!("reported done, but {why}"))
+        }
+        OpStatus::Failed(why) => Err(why.clone()),
+        OpStatus::NotStarted | OpStatus::Running => return WriteBatch::default(),
+    };
+    let mut w = Writer::new(ctx);
+    let subject = op.host().unwrap_or("kube_upgrade").to_string();
+    match &result {
+        Ok(()) => w.event(EventKind::Operation, &subject, format!("{op}: done")),
+        Err(why) => w.event(
+            EventKind::Operation,
+            &subject,
+            format!("{op}: failed: {why}"),
+        ),
+    }
+    settle(&mut w, op, result.is_ok());
+    w.finish().batch
+}
+
+/// Moves the stored state on from an operation's end, if it still waits for that operation.
+fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
+    let state = w.upgrade.as_ref().map(|u| u.state);
+    fn pick<T>(ok: bool, done: T, failed: T) -> T {
+        if ok { done } else { failed }
+    }
+    match op {
+        Operation::DownloadImages { .. } if state == Some(S::DownloadingImages) => {
+            w.set_state(pick(ok, S::DownloadedImages, S::DownloadingImagesFailed));
+        }
+        Operation::UpgradeNetworking { .. } if state == Some(S::UpgradingNetworking) => {
+            w.set_state(pick(
+                ok,
+                S::UpgradedNetworking,
+                S::UpgradingNetworkingFailed,
+            ));
+        }
+        Operation::UpgradeControlPlane { host, first, .. }
+            if state
+                == Some(if *first {
+                    S::UpgradingFirstMaster
+                } else {
+                    S::UpgradingSecondMaster
+                }) =>
+        {
+            let next = match (first, ok) {
+                (true, true) => S::UpgradedFirstMaster,
+                (true, false) => S::UpgradingFirstMasterFailed,
+                (false, true) => S::UpgradedSecondMaster,
+                (false, false) => S::UpgradingSecondMasterFailed,
+            };
+            w.set_state(next);
+            w.set_host(
+                host,
+                pick(ok, None, Some(HS::UpgradingControlPlaneFailed)),
+                None,
+            );
+        }
+        Operation::UpgradeKubelet { host, .. }
+            if w.ctx.snap.host(host).and_then(|r| r.status) == Some(HS::UpgradingKubelet) =>
+        {
+            w.set_host(
+                host,
+                Some(pick(ok, HS::UpgradedKubelet, HS::UpgradingKubeletFailed)),
+                None,
+            );
+        }
+        _ => {}
+    }
+}
+
+/// After a restart: every step that was in flight is either observed finished or marked
+/// `-failed`, so the same command can re-do it.
+pub fn recover(ctx: &Ctx<'_>) -> WriteBatch {
+    let mut w = Writer::new(ctx);
+    let Some(u) = ctx.snap.upgrade.clone() else {
+        return WriteBatch::default();
+    };
+    let mut in_flight: Vec<Operation> = Vec::new();
+    match u.state {
+        S::DownloadingImages => {
+            let images = ctx
+                .catalog
+                .get(u.to_version)
+                .map(|m| m.images.clone())
+                .unwrap_or_default();
+            in_flight.push(Operation::DownloadImages {
+                version: u.to_version,
+                images,
+            });
+        }
+        S::UpgradingNetworking => in_flight.push(Operation::UpgradeNetworking {
+            version: u.to_version,
+        }),
+        S::UpgradingFirstMaster | S::UpgradingSecondMaster => {
+            let first = u.state == S::UpgradingFirstMaster;
+            match ctx
+                .snap
+                .hosts
+                .iter()
+                .find(|r| r.status == Some(HS::UpgradingControlPlane))
+            {
+                Some(r) => in_flight.push(Operation::UpgradeControlPlane {
+                    host: r.hostname.clone(),
+                    version: u.to_version,
+                    first,
+                }),
+                None => {
+                    w.event(
+                        EventKind::Recovery,
+                        "kube_upgrade",
+                        "no host was upgrading its control plane",
+                    );
+                    w.set_state(u.state.failed().expect("in-flight state"));
+                }
+            }
+        }
+        _ => {}
+    }
+    for r in &ctx.snap.hosts {
+        if r.status == Some(HS::UpgradingKubelet) {
+            in_flight.push(Operation::UpgradeKubelet {
+                host: r.hostname.clone(),
+                version: u.to_version,
+            });
+        }
+    }
+    for op in in_flight {
+        let subject = op.host().unwrap_or("kube_upgrade").to_string();
+        let result = observed_done(ctx.obs, &op);
+        match &result {
+            Ok(()) => w.event(
+                EventKind::Recovery,
+                &subject,
+                format!("{op} was in flight at restart and is observed finished"),
+            ),
+            Err(why) => w.event(
+                EventKind::Recovery,
+                &subject,
+                format!("{op} was in flight at restart and did not finish ({why}); marked failed"),
+            ),
+        }
+        settle(&mut w, &op, result.is_ok());
+    }
+    w.finish().batch
+}

@@ -1,0 +1,145 @@
+//! Every reason kup refuses a command. Messages follow StarlingX's wording where it has one,
+//! and always say what was refused and why, in one line.
+
+use kup_types::{KubeUpgradeState, KubeVersion, VersionError, VersionState};
+
+fn join_states(states: &[KubeUpgradeState]) -> String {
+    states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    // -- lookups (the API answers these with 404) --
+    #[error("Host {0} not found")]
+    UnknownHost(String),
+    #[error("Kubernetes version {0} not found")]
+    UnknownVersionLookup(KubeVersion),
+
+    // -- start --
+    #[error("A kubernetes upgrade is already in progress")]
+    AlreadyInProgress,
+    #[error("{0}")]
+    InvalidVersion(#[from] VersionError),
+    #[error("Kubernetes version {0} is not available")]
+    UnknownVersion(KubeVersion),
+    #[error(
+        "The installed Kubernetes version is not active on all hosts (running: {}); the cluster must run one version to start an upgrade",
+        .running.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    RunningVersionNotActive { running: Vec<KubeVersion> },
+    #[error("The installed Kubernetes version {0} is not known to the version catalog")]
+    RunningVersionUnknown(KubeVersion),
+    #[error("The target Kubernetes version {to} is not in available state (it is {state})")]
+    TargetNotAvailable {
+        to: KubeVersion,
+        state: VersionState,
+    },
+    #[error("The installed Kubernetes version {from} cannot upgrade to version {to}")]
+    NoUpgradePath { from: KubeVersion, to: KubeVersion },
+    #[error(
+        "System is not in a valid state for kubernetes upgrade: {}. Run health-query-kube-upgrade for details",
+        .0.join("; ")
+    )]
+    Unhealthy(Vec<String>),
+    #[error(
+        "The following apps are incompatible with the target Kubernetes version {to}: {}",
+        .apps.join(", ")
+    )]
+    IncompatibleApps { to: KubeVersion, apps: Vec<String> },
+
+    // -- the upgrade's state machine --
+    #[error("A kubernetes upgrade is not in progress")]
+    NotInProgress,
+    #[error("Kubernetes upgrade must be in {} state to {action} (it is in {state} state)", join_states(.allowed))]
+    WrongState {
+        state: KubeUpgradeState,
+        allowed: Vec<KubeUpgradeState>,
+        action: &'static str,
+    },
+    #[error("A kubernetes upgrade is in {0} state cannot be set to failed")]
+    CannotSetFailed(KubeUpgradeState),
+    #[error("Invalid state {0} supplied")]
+    InvalidState(String),
+
+    // -- control plane --
+    #[error("Host {host} does not have a kubernetes control plane (it is a {personality} host)")]
+    NoControlPlane { host: String, personality: String },
+    #[error("Unable to determine the version of the control plane on {0}")]
+    ControlPlaneUnknown(String),
+    #[error("The control plane on {host} was already upgraded to {version}")]
+    ControlPlaneAlreadyUpgraded { host: String, version: KubeVersion },
+    #[error("The control plane on {0} is already being upgraded")]
+    ControlPlaneBusy(String),
+    #[error(
+        "The host must be unlocked and enabled to upgrade the control plane ({host} is {state})"
+    )]
+    ControlPlaneHostState { host: String, state: String },
+
+    // -- kubelet --
+    #[error("Host {host} does not have a kubelet (it is a {personality} host)")]
+    NoKubelet { host: String, personality: String },
+    #[error(
+        "The kubelets on all controller hosts must be upgraded before upgrading kubelets on worker hosts (not yet upgraded: {})",
+        .0.join(", ")
+    )]
+    ControllersFirst(Vec<String>),
+    #[error("Unable to determine the version of the kubelet on {0}")]
+    KubeletUnknown(String),
+    #[error("The host must be {need} to upgrade the kubelet ({host} is {state})")]
+    KubeletHostState {
+        host: String,
+        need: &'static str,
+        state: String,
+    },
+    #[error("The kubelet on {0} is already being upgraded")]
+    KubeletBusy(String),
+
+    // -- complete --
+    #[error("At least one host has not completed the kubernetes upgrade: {}", .0.join(", "))]
+    HostsNotDone(Vec<String>),
+    #[error("Kubernetes {to} must be active on all hosts to complete (it is {state})")]
+    TargetNotActive {
+        to: KubeVersion,
+        state: VersionState,
+    },
+
+    // -- host actions --
+    #[error("Host {0} is already locked")]
+    AlreadyLocked(String),
+    #[error("Host {0} is already unlocked")]
+    AlreadyUnlocked(String),
+    #[error("Can not lock {host}: it is the active controller; swact to {other} first")]
+    LockActiveController { host: String, other: String },
+    #[error("Can not lock {0}: it is the only available controller")]
+    LockLastController(String),
+    #[error("Can not lock {0} while its control plane is being upgraded")]
+    LockDuringControlPlane(String),
+    #[error("Host {host} has an action in progress ({task}); wait for it to finish")]
+    HostBusy { host: String, task: String },
+    #[error(
+        "Can not unlock {0} while upgrading kubelet. Wait for kubelet upgrade to complete, or use force-unlock"
+    )]
+    UnlockDuringKubelet(String),
+    #[error("Can not swact {0}: it is not a controller")]
+    SwactNotController(String),
+    #[error("Can not swact {0}: it is not the active controller")]
+    SwactNotActive(String),
+    #[error("Can not swact {0}: no other controller is unlocked, enabled and available")]
+    SwactNoStandby(String),
+    #[error("Can not swact {0} while a control plane upgrade is in progress")]
+    SwactDuringControlPlane(String),
+}
+
+impl Refusal {
+    /// Lookups of things that do not exist (HTTP 404) rather than refusals (HTTP 400).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownHost(_) | Refusal::UnknownVersionLookup(_)
+        )
+    }
+}

@@ -1,0 +1,58 @@
+//! Read models: the store's rows joined with what the cluster shows.
+
+use kup_types::{Alarm, KubeHostUpgradeView, Observation, Personality, Severity, Snapshot};
+
+/// Rows of `kube-host-upgrade-list`, sorted by id.
+pub fn host_upgrades(snap: &Snapshot, obs: &Observation) -> Vec<KubeHostUpgradeView> {
+    snap.hosts
+        .iter()
+        .filter_map(|r| {
+            let h = obs.host(&r.hostname)?;
+            let control_plane_version = if h.personality == Personality::Controller {
+                obs.control_plane_version(&h.hostname)
+                    .map_or("unknown".into(), |v| v.to_string())
+            } else {
+                "N/A".into()
+            };
+            let kubelet_version = if h.personality.has_kubelet() {
+                obs.kubelet_version(&h.hostname)
+                    .map_or("unknown".into(), |v| v.to_string())
+            } else {
+                "N/A".into()
+            };
+            Some(KubeHostUpgradeView {
+                id: r.id,
+                uuid: r.uuid.clone(),
+                host_id: r.host_id,
+                hostname: r.hostname.clone(),
+                personality: h.personality,
+                target_version: r.target_version.map(|v| v.to_string()),
+                status: r.status.map(|s| s.to_string()),
+                control_plane_version,
+                kubelet_version,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+        })
+        .collect()
+}
+
+pub const UPGRADE_IN_PROGRESS_ALARM: &str = "900.007";
+
+/// The cluster's alarms plus kup's own: "Kubernetes upgrade in progress" exists exactly while
+/// an upgrade row does, so it can never be left behind or go missing.
+pub fn alarms(snap: &Snapshot, obs: &Observation) -> Vec<Alarm> {
+    let mut out = obs.alarms.clone();
+    if let Some(u) = &snap.upgrade {
+        out.push(Alarm {
+            uuid: format!("{}-900007", u.uuid),
+            alarm_id: UPGRADE_IN_PROGRESS_ALARM.into(),
+            entity_instance_id: "host=controller".into(),
+            reason_text: "Kubernetes upgrade in progress.".into(),
+            severity: Severity::Minor,
+            management_affecting: false,
+            timestamp: u.created_at,
+        });
+    }
+    out
+}

@@ -1,0 +1,52 @@
+//! The driver trait: everything the engine does to, or reads from, a cluster goes through it.
+//!
+//! The contract, shaped for a real cluster (Kubernetes API + SSH to kubeadm hosts) as much as
+//! for the simulation:
+//! - `observe` reads what runs now; the engine never trusts its own memory of the cluster.
+//! - `start` begins an operation and returns at once. Starting an operation that is already
+//!   running attaches to it; starting one that already succeeded is a no-op. Both make a
+//!   retried command safe.
+//! - `status`/`wait` report how an operation went; the engine then confirms the effect with
+//!   `observe` before it records success.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kup_types::{Observation, OpStatus, Operation};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("the cluster cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("the cluster refused {op}: {reason}")]
+    Rejected { op: String, reason: String },
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// A consistent view of hosts, nodes, control-plane pods, pods, alarms, applications,
+    /// images and networking.
+    async fn observe(&self) -> Result<Observation, DriverError>;
+
+    /// Begins `op` (idempotent, see the crate docs).
+    async fn start(&self, op: &Operation) -> Result<(), DriverError>;
+
+    /// The latest known outcome of `op`.
+    async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError>;
+
+    /// How often `wait` polls `status`.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    /// Resolves when `op` has succeeded or failed. Drivers that can be notified override it.
+    async fn wait(&self, op: &Operation) -> Result<OpStatus, DriverError> {
+        loop {
+            let s = self.status(op).await?;
+            if s.is_terminal() {
+                return Ok(s);
+            }
+            tokio::time::sleep(self.poll_interval()).await;
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The engine: the one path every command takes, whoever sends it (CLI, API, strategy).
+//!
+//! A command is serialised behind one lock, then: read the store's snapshot, observe the
+//! cluster, let the core decide, commit the decision (state and events in one transaction),
+//! and only then start the operations it calls for. Each operation gets a task that waits for
+//! the driver and feeds the outcome back through the core, under the same lock. Nothing is
+//! acknowledged before it is durable, and no two commands can both pass a check.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use kup_core::{Catalog, Command, Ctx, HealthReport, OpSlot, Policy, Refusal};
+use kup_driver::{Driver, DriverError};
+use kup_store::{Store, StoreError};
+use kup_types::{
+    Alarm, Event, HostInfo, HostUpgradeRecord, KubeHostUpgradeView, KubeUpgradeView, KubeVersion,
+    KubeVersionDetail, KubeVersionSummary, Observation, OpStatus, Operation, Snapshot, VersionMeta,
+    WriteBatch,
+};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error("{0}")]
+    Driver(#[from] DriverError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            EngineError::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+pub struct EngineConfig {
+    pub catalog: Vec<VersionMeta>,
+    pub policy: Policy,
+}
+
+/// What an accepted command left behind: the upgrade and host rows as committed, and the
+/// cluster as it was when the command was checked.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub upgrade: Option<KubeUpgradeView>,
+    pub host_upgrades: Vec<KubeHostUpgradeView>,
+    pub observation: Observation,
+    /// The host the command was about, for host commands.
+    pub host: Option<HostInfo>,
+}
+
+impl Outcome {
+    pub fn host_upgrade(&self) -> Option<&KubeHostUpgradeView> {
+        let h = self.host.as_ref()?;
+        self.host_upgrades.iter().find(|r| r.hostname == h.hostname)
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    driver: Arc<dyn Driver>,
+    catalog: Catalog,
+    policy: Policy,
+    commands: tokio::sync::Mutex<()>,
+    /// The operation each slot is waiting for; a completion for any other id is stale.
+    in_flight: Mutex<HashMap<OpSlot, u64>>,
+    next_op: AtomicU64,
+    /// Number of operation tasks still running.
+    running: watch::Sender<usize>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+/// Dropping the engine stops its tasks, as a crash would; the store and cluster stay.
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Engine {
+    /// Opens the engine on a store and a cluster: creates host rows for hosts seen for the
+    /// first time, and settles any step that was in flight when the last engine stopped.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        driver: Arc<dyn Driver>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let inner = Arc::new(Inner {
+            store,
+            driver,
+            catalog: Catalog::new(config.catalog),
+            policy: config.policy,
+            commands: tokio::sync::Mutex::new(()),
+            in_flight: Mutex::new(HashMap::new()),
+            next_op: AtomicU64::new(1),
+            running: watch::channel(0).0,
+            tasks: Mutex::new(Vec::new()),
+        });
+        {
+            let _guard = inner.commands.lock().await;
+            let snap = inner.store.snapshot().await?;
+            let obs = inner.driver.observe().await?;
+            let now = Timestamp::now();
+            let new_rows: Vec<HostUpgradeRecord> = obs
+                .hosts
+                .iter()
+                .filter(|h| snap.host(&h.hostname).is_none())
+                .map(|h| HostUpgradeRecord {
+                    id: i64::from(h.id),
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    host_id: i64::from(h.id),
+                    hostname: h.hostname.clone(),
+                    target_version: None,
+                    status: None,
+                    created_at: now,
+                    updated_at: None,
+                })
+                .collect();
+            if !new_rows.is_empty() {
+                inner
+                    .store
+                    .commit(WriteBatch {
+                        hosts: new_rows,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            let snap = inner.store.snapshot().await?;
+            let batch = kup_core::recover(&inner.ctx(&snap, &obs, now, ""));
+            if !batch.is_empty() {
+                inner.store.commit(batch).await?;
+            }
+        }
+        Ok(Engine { inner })
+    }
+
+    /// Runs one command through the checks; on success it is committed before this returns.
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome, EngineError> {
+        let inner = &self.inner;
+        let _guard = inner.commands.lock().await;
+        let snap = inner.store.snapshot().await?;
+        let obs = inner.driver.observe().await?;
+        let cmd = resolve_host(&obs, cmd)?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let decision = kup_core::decide(&inner.ctx(&snap, &obs, Timestamp::now(), &uuid), &cmd)?;
+        {
+            let mut in_flight = inner.in_flight.lock().expect("in-flight lock");
+            for slot in &decision.abandon {
+                in_flight.remove(slot);
+            }
+        }
+        inner.store.commit(decision.batch).await?;
+        let after = inner.store.snapshot().await?;
+        for op in decision.ops {
+            Inner::launch(inner, op).await;
+        }
+        let host = command_host(&cmd).and_then(|h| obs.host(h)).cloned();
+        Ok(Outcome {
+            upgrade: after.upgrade.as_ref().map(KubeUpgradeView::from),
+            host_upgrades: kup_core::views::host_upgrades(&after, &obs),
+            observation: obs,
+            host,
+        })
+    }
+
+    /// Resolves once no operation is running.
+    pub async fn wait_idle(&self) {
+        let mut rx = self.inner.running.subscribe();
+        // The sender lives in `inner`, which outlives this borrow.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    pub async fn observe(&self) -> Result<Observation, EngineError> {
+        Ok(self.inner.driver.observe().await?)
+    }
+
+    async fn read(&self) -> Result<(Snapshot, Observation), EngineError> {
+        Ok((
+            self.inner.store.snapshot().await?,
+            self.inner.driver.observe().await?,
+        ))
+    }
+
+    pub async fn kube_versions(&self) -> Result<Vec<KubeVersionSummary>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(self.inner.catalog.summaries(&obs, snap.upgrade.as_ref()))
+    }
+
+    pub async fn kube_version(&self, version: &str) -> Result<KubeVersionDetail, EngineError> {
+        let v = KubeVersion::parse(version).map_err(Refusal::from)?;
+        let (snap, obs) = self.read().await?;
+        Ok(self
+            .inner
+            .catalog
+            .detail(v, &obs, snap.upgrade.as_ref())
+            .ok_or(Refusal::UnknownVersionLookup(v))?)
+    }
+
+    pub async fn kube_upgrade(&self) -> Result<Option<KubeUpgradeView>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .snapshot()
+            .await?
+            .upgrade
+            .as_ref()
+            .map(KubeUpgradeView::from))
+    }
+
+    pub async fn kube_host_upgrades(&self) -> Result<Vec<KubeHostUpgradeView>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(kup_core::views::host_upgrades(&snap, &obs))
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostInfo>, EngineError> {
+        Ok(self.observe().await?.hosts)
+    }
+
+    /// A host by name, numeric id or uuid.
+    pub async fn host(&self, key: &str) -> Result<HostInfo, EngineError> {
+        let obs = self.observe().await?;
+        Ok(find_host(&obs, key)?.clone())
+    }
+
+    pub async fn alarms(&self) -> Result<Vec<Alarm>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(kup_core::views::alarms(&snap, &obs))
+    }
+
+    /// `health-query-kube-upgrade`; `relaxed` lets alarms that are not management-affecting pass.
+    pub async fn health(&self, relaxed: bool) -> Result<HealthReport, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let mut obs = obs;
+        obs.alarms = kup_core::views::alarms(&snap, &obs);
+        Ok(kup_core::kube_upgrade_health(
+            &obs,
+            relaxed,
+            &self.inner.policy.alarm_ignore,
+        ))
+    }
+
+    pub async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, EngineError> {
+        Ok(self.inner.store.events(after_seq, limit).await?)
+    }
+}
+
+impl Inner {
+    fn ctx<'a>(
+        &'a self,
+        snap: &'a Snapshot,
+        obs: &'a Observation,
+        now: Timestamp,
+        fresh_uuid: &'a str,
+    ) -> Ctx<'a> {
+        Ctx {
+            catalog: &self.catalog,
+            policy: &self.policy,
+            snap,
+            obs,
+            now,
+            fresh_uuid,
+        }
+    }
+
+    /// Starts an operation and a task that records its end. Called with the command lock held.
+    async fn launch(self: &Arc<Self>, op: Operation) {
+        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(OpSlot::of(&op), id);
+        self.running.send_modify(|n| *n += 1);
+        let started = self.driver.start(&op).await;
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let outcome = match started {
+                Err(e) => OpStatus::Failed(e.to_string()),
+                Ok(()) => this
+                    .driver
+                    .wait(&op)
+                    .await
+                    .unwrap_or_else(|e| OpStatus::Failed(e.to_string())),
+            };
+            this.complete(id, &op, outcome).await;
+            this.running.send_modify(|n| *n -= 1);
+        });
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task.abort_handle());
+    }
+
+    async fn complete(&self, id: u64, op: &Operation, outcome: OpStatus) {
+        let _guard = self.commands.lock().await;
+        let slot = OpSlot::of(op);
+        {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            if in_flight.get(&slot) != Some(&id) {
+                return; // Marked failed (and perhaps re-done) meanwhile: nothing to record.
+            }
+            in_flight.remove(&slot);
+        }
+        // If the store or cluster cannot be read now, the step stays in flight in the store and
+        // the next start of the engine settles it from what the cluster shows.
+        let Ok(snap) = self.store.snapshot().await else {
+            return;
+        };
+        let Ok(obs) = self.driver.observe().await else {
+            return;
+        };
+        let batch = kup_core::finish(&self.ctx(&snap, &obs, Timestamp::now(), ""), op, &outcome);
+        if !batch.is_empty() {
+            let _ = self.store.commit(batch).await;
+        }
+    }
+}
+
+fn find_host<'a>(obs: &'a Observation, key: &str) -> Result<&'a HostInfo, Refusal> {
+    obs.hosts
+        .iter()
+        .find(|h| h.hostname == key || h.uuid == key || key.parse::<u32>() == Ok(h.id))
+        .ok_or_else(|| Refusal::UnknownHost(key.to_string()))
+}
+
+fn command_host(cmd: &Command) -> Option<&str> {
+    match cmd {
+        Command::ControlPlane { host, .. }
+        | Command::Kubelet { host, .. }
+        | Command::Lock { host, .. }
+        | Command::Unlock { host, .. }
+        | Command::Swact { host } => Some(host),
+        _ => None,
+    }
+}
+
+/// Host commands may name a host by id or uuid; the core works with hostnames.
+fn resolve_host(obs: &Observation, mut cmd: Command) -> Result<Command, Refusal> {
+    match &mut cmd {
+        Command::ControlPlane { host, .. }
+        | Command::Kubelet { host, .. }
+        | Command::Lock { host, .. }
+        | Command::Unlock { host, .. }
+        | Command::Swact { host } => *host = find_host(obs, host)?.hostname.clone(),
+        _ => {}
+    }
+    Ok(cmd)
+}

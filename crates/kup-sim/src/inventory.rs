@@ -1,0 +1,427 @@
+//! The cluster file (SPEC §2.5): a YAML description of a simulated cluster, parsed with
+//! line-numbered errors for anything wrong in it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use kup_types::{
+    AdminState, Availability, Capacity, KubeVersion, OperState, Personality, Severity, StepKind,
+    SystemType, VersionMeta,
+};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+/// The built-in default: the seed's standard system at v1.16.1.
+pub const DEFAULT_CLUSTER: &str = include_str!("../../../examples/standard.yaml");
+
+/// A problem in a cluster file, with the line it is on when known.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct InventoryError {
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+impl fmt::Display for InventoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "cluster file, line {l}: {}", self.message),
+            None => write!(f, "cluster file: {}", self.message),
+        }
+    }
+}
+
+fn at<T>(s: &Spanned<T>, message: impl Into<String>) -> InventoryError {
+    InventoryError {
+        line: Some(s.referenced.line()),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub system_type: SystemType,
+    /// Seed of the simulation's random choices (fault probabilities, duration jitter).
+    #[serde(default)]
+    pub seed: u64,
+    /// The version hosts run unless they say otherwise.
+    pub kubernetes_version: KubeVersion,
+    /// Version of the networking manifests; defaults to `kubernetes_version`.
+    #[serde(default)]
+    pub networking_version: Option<KubeVersion>,
+    /// The versions the platform knows (the version catalog).
+    pub versions: Vec<VersionMeta>,
+    pub hosts: Vec<HostSpec>,
+    #[serde(default)]
+    pub workloads: Vec<WorkloadSpec>,
+    #[serde(default)]
+    pub alarms: Vec<AlarmSpec>,
+    #[serde(default)]
+    pub applications: Vec<ApplicationSpec>,
+    /// Seconds each kind of step takes at time scale 1.
+    #[serde(default)]
+    pub durations: BTreeMap<StepKind, f64>,
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: Spanned<String>,
+    pub personality: Personality,
+    /// Controllers: the active one (default: the first controller).
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub capacity: Option<Capacity>,
+    #[serde(default = "default_disk")]
+    pub disk_free_gib: u32,
+    #[serde(default = "unlocked")]
+    pub administrative: AdminState,
+    #[serde(default = "enabled")]
+    pub operational: OperState,
+    #[serde(default = "available")]
+    pub availability: Availability,
+    #[serde(default)]
+    pub control_plane_version: Option<KubeVersion>,
+    #[serde(default)]
+    pub kubelet_version: Option<KubeVersion>,
+}
+
+fn default_disk() -> u32 {
+    100
+}
+fn unlocked() -> AdminState {
+    AdminState::Unlocked
+}
+fn enabled() -> OperState {
+    OperState::Enabled
+}
+fn available() -> Availability {
+    Availability::Available
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    ReplicaSet,
+    DaemonSet,
+    Job,
+    /// A bare pod with no controller: lost when its host is drained.
+    Pod,
+}
+
+impl WorkloadKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::Pod => "Pod",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VolumeKind {
+    EmptyDir,
+    HostPath,
+    /// A PersistentVolume backed by a host path.
+    HostPathPv,
+    Pvc,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdbSpec {
+    #[serde(default)]
+    pub min_available: Option<u32>,
+    #[serde(default)]
+    pub max_unavailable: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub name: Spanned<String>,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub kind: WorkloadKind,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    #[serde(default)]
+    pub requests: Capacity,
+    #[serde(default)]
+    pub volumes: Vec<VolumeKind>,
+    /// Hosts the pods may run on; default: the workers (the controllers on all-in-one systems).
+    #[serde(default)]
+    pub nodes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub pdb: Option<PdbSpec>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmSpec {
+    pub id: String,
+    pub entity: String,
+    pub reason: String,
+    pub severity: Severity,
+    #[serde(default)]
+    pub management_affecting: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationSpec {
+    pub name: String,
+    pub version: String,
+    #[serde(default = "applied")]
+    pub status: String,
+    #[serde(default)]
+    pub k8s_min: Option<KubeVersion>,
+    #[serde(default)]
+    pub k8s_max: Option<KubeVersion>,
+}
+
+fn applied() -> String {
+    "applied".into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultMode {
+    Once,
+    Always,
+    Probability,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub step: StepKind,
+    /// The host the fault applies to; none = every host (or the cluster-wide steps).
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    pub mode: Spanned<FaultMode>,
+    #[serde(default)]
+    pub probability: Option<Spanned<f64>>,
+}
+
+/// Realistic step durations, in seconds at time scale 1.
+pub fn default_duration(kind: StepKind) -> f64 {
+    match kind {
+        StepKind::DownloadImages => 240.0,
+        StepKind::ControlPlane => 360.0,
+        StepKind::Networking => 180.0,
+        StepKind::Kubelet => 240.0,
+        StepKind::Lock => 45.0,
+        StepKind::Unlock => 420.0,
+        StepKind::Swact => 60.0,
+    }
+}
+
+impl Inventory {
+    pub fn parse(source: &str) -> Result<Inventory, InventoryError> {
+        let inv: Inventory = serde_saphyr::from_str(source).map_err(|e| {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            let message = first.strip_prefix("error: ").unwrap_or(&first).to_string();
+            // The message already names the line; keep it once.
+            match e.location() {
+                Some(l) => InventoryError {
+                    line: Some(l.line()),
+                    message: message
+                        .strip_prefix(&format!("line {} column {}: ", l.line(), l.column()))
+                        .unwrap_or(&message)
+                        .to_string(),
+                },
+                None => InventoryError {
+                    line: None,
+                    message,
+                },
+            }
+        })?;
+        inv.validate()?;
+        Ok(inv)
+    }
+
+    pub fn default_cluster() -> Inventory {
+        Self::parse(DEFAULT_CLUSTER).expect("the built-in cluster file is valid")
+    }
+
+    /// The version catalog, with the standard image set for versions that list none.
+    pub fn catalog(&self) -> Vec<VersionMeta> {
+        self.versions
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                if m.images.is_empty() {
+                    m.images = VersionMeta::default_images(m.version);
+                }
+                m
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), InventoryError> {
+        let whole = |message: String| InventoryError {
+            line: None,
+            message,
+        };
+        let mut names = BTreeSet::new();
+        for h in &self.hosts {
+            if !names.insert(h.name.value.as_str()) {
+                return Err(at(
+                    &h.name,
+                    format!("host {} is listed twice", h.name.value),
+                ));
+            }
+            if h.personality == Personality::Storage
+                && (h.control_plane_version.is_some() || h.kubelet_version.is_some())
+            {
+                return Err(at(
+                    &h.name,
+                    format!(
+                        "storage host {} runs no Kubernetes: it takes no control_plane_version or kubelet_version",
+                        h.name.value
+                    ),
+                ));
+            }
+            if h.personality != Personality::Controller
+                && (h.control_plane_version.is_some() || h.active)
+            {
+                return Err(at(
+                    &h.name,
+                    format!(
+                        "only controllers have a control plane and an active role; {} is a {}",
+                        h.name.value, h.personality
+                    ),
+                ));
+            }
+        }
+        let count = |p| self.hosts.iter().filter(|h| h.personality == p).count();
+        let (controllers, workers, storage) = (
+            count(Personality::Controller),
+            count(Personality::Worker),
+            count(Personality::Storage),
+        );
+        match self.system_type {
+            SystemType::AioSimplex if controllers != 1 || workers + storage > 0 => {
+                return Err(whole(format!(
+                    "an aio-simplex system has exactly one controller and no other hosts (found {controllers} controllers, {workers} workers, {storage} storage hosts)"
+                )));
+            }
+            SystemType::AioDuplex if controllers != 2 || storage > 0 => {
+                return Err(whole(format!(
+                    "an aio-duplex system has exactly two controllers and no storage hosts (found {controllers} controllers, {storage} storage hosts)"
+                )));
+            }
+            SystemType::Standard if !(1..=2).contains(&controllers) => {
+                return Err(whole(format!(
+                    "a standard system has one or two controllers (found {controllers})"
+                )));
+            }
+            _ => {}
+        }
+        let actives: Vec<&HostSpec> = self.hosts.iter().filter(|h| h.active).collect();
+        if actives.len() > 1 {
+            return Err(at(
+                &actives[1].name,
+                "more than one controller is marked active",
+            ));
+        }
+        let mut versions = BTreeSet::new();
+        for v in &self.versions {
+            if !versions.insert(v.version) {
+                return Err(whole(format!("version {} is listed twice", v.version)));
+            }
+        }
+        if !versions.contains(&self.kubernetes_version) {
+            return Err(whole(format!(
+                "kubernetes_version {} is not in the versions list",
+                self.kubernetes_version
+            )));
+        }
+        let kubelet_hosts: BTreeSet<&str> = self
+            .hosts
+            .iter()
+            .filter(|h| h.personality.has_kubelet())
+            .map(|h| h.name.value.as_str())
+            .collect();
+        let mut workload_names = BTreeSet::new();
+        for w in &self.workloads {
+            if !workload_names.insert((w.namespace.as_str(), w.name.value.as_str())) {
+                return Err(at(
+                    &w.name,
+                    format!("workload {}/{} is listed twice", w.namespace, w.name.value),
+                ));
+            }
+            for n in &w.nodes {
+                if !kubelet_hosts.contains(n.value.as_str()) {
+                    return Err(at(
+                        n,
+                        format!(
+                            "workload {} names {}, which is not a host with a kubelet",
+                            w.name.value, n.value
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = &w.pdb {
+                if p.min_available.is_some() == p.max_unavailable.is_some() {
+                    return Err(at(
+                        &w.name,
+                        format!(
+                            "the pdb of workload {} needs exactly one of min_available and max_unavailable",
+                            w.name.value
+                        ),
+                    ));
+                }
+            }
+        }
+        for (kind, secs) in &self.durations {
+            if !secs.is_finite() || *secs < 0.0 {
+                return Err(whole(format!(
+                    "duration of {kind} must be a non-negative number of seconds"
+                )));
+            }
+        }
+        for f in &self.faults {
+            if let Some(h) = &f.host {
+                if !names.contains(h.value.as_str()) {
+                    return Err(at(h, format!("fault names unknown host {}", h.value)));
+                }
+            }
+            match (f.mode.value, &f.probability) {
+                (FaultMode::Probability, None) => {
+                    return Err(at(
+                        &f.mode,
+                        "a fault with mode probability needs a probability",
+                    ));
+                }
+                (FaultMode::Probability, Some(p)) if !(0.0..=1.0).contains(&p.value) => {
+                    return Err(at(p, "probability must be between 0 and 1"));
+                }
+                (FaultMode::Once | FaultMode::Always, Some(p)) => {
+                    return Err(at(p, "probability is only for mode probability"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

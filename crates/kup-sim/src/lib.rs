@@ -1,0 +1,397 @@
+//! The simulated cluster: kup's embedded default and the cluster every test runs against.
+//!
+//! Operations take realistic time (scaled by a time-scale factor; 0 = instant) on tokio's
+//! clock, so tests can run them on paused virtual time. All randomness (fault probabilities,
+//! duration jitter) comes from one seeded generator and is drawn when an operation starts,
+//! in command order, so a run is repeatable for a given file and seed.
+
+pub mod inventory;
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kup_driver::{Driver, DriverError};
+use kup_types::{Observation, OpStatus, Operation, StepKind, VersionMeta};
+use tokio::sync::watch;
+
+pub use inventory::{FaultMode, Inventory, InventoryError};
+pub use model::SimModel;
+
+/// A fault to inject: `step` on `host` (or anywhere) fails once, always, or with a probability.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub step: StepKind,
+    pub host: Option<String>,
+    pub mode: FaultMode,
+    pub probability: f64,
+    fired: bool,
+}
+
+impl Fault {
+    pub fn new(step: StepKind, host: Option<&str>, mode: FaultMode, probability: f64) -> Self {
+        Self {
+            step,
+            host: host.map(str::to_string),
+            mode,
+            probability,
+            fired: false,
+        }
+    }
+    pub fn once(step: StepKind, host: Option<&str>) -> Self {
+        Self::new(step, host, FaultMode::Once, 1.0)
+    }
+    pub fn always(step: StepKind, host: Option<&str>) -> Self {
+        Self::new(step, host, FaultMode::Always, 1.0)
+    }
+
+    fn matches(&self, op: &Operation) -> bool {
+        self.step == op.kind() && self.host.as_deref().is_none_or(|h| op.host() == Some(h))
+    }
+}
+
+/// SplitMix64: tiny, fast and good enough for simulation choices.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct State {
+    model: SimModel,
+    ops: HashMap<Operation, OpStatus>,
+    faults: Vec<Fault>,
+    rng: Rng,
+    durations: BTreeMap<StepKind, f64>,
+    time_scale: f64,
+    state_file: Option<PathBuf>,
+}
+
+impl State {
+    fn persist(&self) {
+        let Some(path) = &self.state_file else { return };
+        // Written to a temporary file and renamed, so a crash never leaves half a file.
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(&self.model).expect("the model serializes");
+        if std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            // The simulation keeps running in memory; a later change retries the write.
+        }
+    }
+}
+
+/// A simulated cluster, shared by clones.
+#[derive(Clone)]
+pub struct SimCluster {
+    state: Arc<Mutex<State>>,
+    changed: Arc<watch::Sender<u64>>,
+    catalog: Vec<VersionMeta>,
+}
+
+impl SimCluster {
+    /// A cluster as the inventory describes it. `time_scale` multiplies every duration.
+    pub fn new(inv: &Inventory, time_scale: f64) -> SimCluster {
+        Self::build(
+            inv,
+            time_scale,
+            SimModel::from_inventory(inv, Timestamp::now()),
+            None,
+        )
+    }
+
+    /// Like `new`, but the cluster's state lives in `path`: loaded from it when it exists, and
+    /// rewritten after every change, so the cluster outlives the process that simulates it.
+    /// Operations that were running when the previous process died did not finish.
+    pub fn with_state_file(
+        inv: &Inventory,
+        time_scale: f64,
+        path: PathBuf,
+    ) -> Result<SimCluster, InventoryError> {
+        let model = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let mut m: SimModel =
+                    serde_json::from_slice(&bytes).map_err(|e| InventoryError {
+                        line: None,
+                        message: format!("simulation state {} is unreadable: {e}", path.display()),
+                    })?;
+                for h in &mut m.hosts {
+                    h.task = None;
+                    h.control_plane_upgrading = false;
+                    h.kubelet_restarting = false;
+                }
+                m
+            }
+            Err(_) => SimModel::from_inventory(inv, Timestamp::now()),
+        };
+        let sim = Self::build(inv, time_scale, model, Some(path));
+        sim.state.lock().expect("sim lock").persist();
+        Ok(sim)
+    }
+
+    fn build(
+        inv: &Inventory,
+        time_scale: f64,
+        model: SimModel,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        let faults = inv
+            .faults
+            .iter()
+            .map(|f| {
+                Fault::new(
+                    f.step,
+                    f.host.as_ref().map(|h| h.value.as_str()),
+                    f.mode.value,
+                    f.probability.as_ref().map_or(1.0, |p| p.value),
+                )
+            })
+            .collect();
+        let durations = StepKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    inv.durations
+                        .get(k)
+                        .copied()
+                        .unwrap_or_else(|| inventory::default_duration(*k)),
+                )
+            })
+            .collect();
+        SimCluster {
+            state: Arc::new(Mutex::new(State {
+                model,
+                ops: HashMap::new(),
+                faults,
+                rng: Rng(inv.seed ^ 0x6b75_7000),
+                durations,
+                time_scale: time_scale.max(0.0),
+                state_file,
+            })),
+            changed: Arc::new(watch::channel(0).0),
+            catalog: inv.catalog(),
+        }
+    }
+
+    /// The version catalog the cluster file declares.
+    pub fn catalog(&self) -> Vec<VersionMeta> {
+        self.catalog.clone()
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.state.lock().expect("sim lock").faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.lock().expect("sim lock").faults.clear();
+    }
+
+    /// Changes the cluster directly, as something outside kup would (tests use this to set
+    /// up preconditions: a locked host, an alarm, a failing pod).
+    pub fn mutate<R>(&self, f: impl FnOnce(&mut SimModel) -> R) -> R {
+        let mut st = self.state.lock().expect("sim lock");
+        let r = f(&mut st.model);
+        st.persist();
+        drop(st);
+        self.changed.send_modify(|n| *n += 1);
+        r
+    }
+
+    pub fn model(&self) -> SimModel {
+        self.state.lock().expect("sim lock").model.clone()
+    }
+
+    fn fault_fires(st: &mut State, op: &Operation) -> bool {
+        let mut fires = false;
+        for i in 0..st.faults.len() {
+            if !st.faults[i].matches(op) {
+                continue;
+            }
+            let hit = match st.faults[i].mode {
+                FaultMode::Once => !std::mem::replace(&mut st.faults[i].fired, true),
+                FaultMode::Always => true,
+                FaultMode::Probability => {
+                    let p = st.faults[i].probability;
+                    st.rng.next_f64() < p
+                }
+            };
+            fires |= hit;
+        }
+        fires
+    }
+
+    /// Visible effects while an operation runs.
+    fn begin(model: &mut SimModel, op: &Operation) {
+        match op {
+            Operation::UpgradeControlPlane { host, .. } => {
+                if let Some(h) = model.host_mut(host) {
+                    h.control_plane_upgrading = true;
+                }
+            }
+            Operation::UpgradeKubelet { host, .. } => {
+                if let Some(h) = model.host_mut(host) {
+                    h.kubelet_restarting = true;
+                }
+            }
+            Operation::Lock { host, .. } => set_task(model, host, "Locking"),
+            Operation::Unlock { host } => set_task(model, host, "Unlocking"),
+            Operation::Swact { host } => set_task(model, host, "Swacting"),
+            Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => {}
+        }
+    }
+
+    /// The end of an operation: its effect on success, a clean roll-back on failure.
+    fn end(model: &mut SimModel, op: &Operation, ok: bool) {
+        match op {
+            Operation::DownloadImages { images, .. } => {
+                if ok {
+                    model.images.extend(images.iter().cloned());
+                }
+            }
+            Operation::UpgradeControlPlane { host, version, .. } => {
+                if let Some(h) = model.host_mut(host) {
+                    h.control_plane_upgrading = false;
+                    if ok {
+                        h.control_plane_version = Some(*version);
+                    }
+                }
+            }
+            Operation::UpgradeNetworking { version } => {
+                if ok {
+                    model.networking_version = Some(*version);
+                }
+            }
+            Operation::UpgradeKubelet { host, version } => {
+                if let Some(h) = model.host_mut(host) {
+                    h.kubelet_restarting = false;
+                    if ok {
+                        h.kubelet_version = Some(*version);
+                    }
+                }
+            }
+            Operation::Lock { host, .. } => {
+                set_task_none(model, host);
+                if ok {
+                    model.lock(host, Timestamp::now());
+                }
+            }
+            Operation::Unlock { host } => {
+                set_task_none(model, host);
+                if ok {
+                    model.unlock(host);
+                }
+            }
+            Operation::Swact { host } => {
+                set_task_none(model, host);
+                if ok {
+                    model.swact(host);
+                }
+            }
+        }
+    }
+}
+
+fn set_task(model: &mut SimModel, host: &str, task: &str) {
+    if let Some(h) = model.host_mut(host) {
+        h.task = Some(task.to_string());
+    }
+}
+
+fn set_task_none(model: &mut SimModel, host: &str) {
+    if let Some(h) = model.host_mut(host) {
+        h.task = None;
+    }
+}
+
+#[async_trait]
+impl Driver for SimCluster {
+    async fn observe(&self) -> Result<Observation, DriverError> {
+        Ok(self.state.lock().expect("sim lock").model.observe())
+    }
+
+    async fn start(&self, op: &Operation) -> Result<(), DriverError> {
+        let (deadline, fails) = {
+            let mut st = self.state.lock().expect("sim lock");
+            if let Some(host) = op.host() {
+                if st.model.host(host).is_none() {
+                    return Err(DriverError::Rejected {
+                        op: op.to_string(),
+                        reason: format!("no host {host} in the cluster"),
+                    });
+                }
+            }
+            if st.ops.get(op) == Some(&OpStatus::Running) {
+                return Ok(()); // Attach to the run in progress.
+            }
+            let fails = Self::fault_fires(&mut st, op);
+            // +/-10% jitter, drawn from the seeded generator.
+            let jitter = 0.9 + 0.2 * st.rng.next_f64();
+            let secs = st.durations[&op.kind()] * st.time_scale * jitter;
+            st.ops.insert(op.clone(), OpStatus::Running);
+            Self::begin(&mut st.model, op);
+            st.persist();
+            (
+                tokio::time::Instant::now() + Duration::from_secs_f64(secs),
+                fails,
+            )
+        };
+        let this = self.clone();
+        let op = op.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            {
+                let mut st = this.state.lock().expect("sim lock");
+                Self::end(&mut st.model, &op, !fails);
+                let status = if fails {
+                    OpStatus::Failed(format!("simulated fault injected into {}", op.kind()))
+                } else {
+                    OpStatus::Succeeded
+                };
+                st.ops.insert(op, status);
+                st.persist();
+            }
+            this.changed.send_modify(|n| *n += 1);
+        });
+        Ok(())
+    }
+
+    async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError> {
+        Ok(self
+            .state
+            .lock()
+            .expect("sim lock")
+            .ops
+            .get(op)
+            .cloned()
+            .unwrap_or(OpStatus::NotStarted))
+    }
+
+    async fn wait(&self, op: &Operation) -> Result<OpStatus, DriverError> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let s = self.status(op).await?;
+            if s.is_terminal() || s == OpStatus::NotStarted {
+                return Ok(s);
+            }
+            if rx.changed().await.is_err() {
+                return Err(DriverError::Unreachable("the simulation stopped".into()));
+            }
+        }
+    }
+}

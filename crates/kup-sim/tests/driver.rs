@@ -1,0 +1,228 @@
+//! The simulated cluster as a driver: timing, faults, determinism, drain.
+
+use kup_driver::Driver;
+use kup_sim::{Fault, FaultMode, Inventory, SimCluster};
+use kup_types::{AdminState, KubeVersion, OpStatus, Operation, StepKind};
+
+const V2: KubeVersion = KubeVersion::new(1, 16, 2);
+
+fn cp(host: &str) -> Operation {
+    Operation::UpgradeControlPlane {
+        host: host.into(),
+        version: V2,
+        first: true,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn operations_take_their_scaled_time() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 1.0);
+    let op = cp("controller-1");
+    let t0 = tokio::time::Instant::now();
+    sim.start(&op).await.unwrap();
+    let obs = sim.observe().await.unwrap();
+    assert!(
+        obs.control_plane_pods
+            .iter()
+            .any(|p| p.host == "controller-1" && !p.ready)
+    );
+    assert_eq!(sim.status(&op).await.unwrap(), OpStatus::Running);
+    assert_eq!(sim.wait(&op).await.unwrap(), OpStatus::Succeeded);
+    let took = t0.elapsed().as_secs_f64();
+    assert!(
+        (324.0..=396.0).contains(&took),
+        "360 s +/- 10%, took {took}"
+    );
+    assert_eq!(
+        sim.observe()
+            .await
+            .unwrap()
+            .control_plane_version("controller-1"),
+        Some(V2)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn starting_a_running_operation_attaches_to_it() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 1.0);
+    let op = cp("controller-1");
+    sim.start(&op).await.unwrap();
+    tokio::time::advance(std::time::Duration::from_secs(100)).await;
+    sim.start(&op).await.unwrap();
+    let t = tokio::time::Instant::now();
+    sim.wait(&op).await.unwrap();
+    assert!(
+        t.elapsed().as_secs() < 300,
+        "the second start did not restart the clock"
+    );
+}
+
+#[tokio::test]
+async fn faults_fire_once_or_always() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
+    sim.inject_fault(Fault::once(StepKind::ControlPlane, Some("controller-1")));
+    let op = cp("controller-1");
+    sim.start(&op).await.unwrap();
+    assert!(
+        matches!(sim.wait(&op).await.unwrap(), OpStatus::Failed(m) if m.contains("control-plane"))
+    );
+    let obs = sim.observe().await.unwrap();
+    assert_eq!(
+        obs.control_plane_version("controller-1"),
+        Some(KubeVersion::new(1, 16, 1))
+    );
+    assert!(
+        obs.control_plane_pods.iter().all(|p| p.ready),
+        "a failed upgrade rolls back"
+    );
+    sim.start(&op).await.unwrap();
+    assert_eq!(sim.wait(&op).await.unwrap(), OpStatus::Succeeded);
+
+    sim.inject_fault(Fault::always(StepKind::Networking, None));
+    let net = Operation::UpgradeNetworking { version: V2 };
+    for _ in 0..3 {
+        sim.start(&net).await.unwrap();
+        assert!(matches!(sim.wait(&net).await.unwrap(), OpStatus::Failed(_)));
+    }
+}
+
+/// The same file and seed give the same outcomes; another seed gives others.
+#[tokio::test]
+async fn probability_faults_are_deterministic_for_a_seed() {
+    async fn run(seed: u64) -> Vec<bool> {
+        let mut inv = Inventory::default_cluster();
+        inv.seed = seed;
+        let sim = SimCluster::new(&inv, 0.0);
+        sim.inject_fault(Fault::new(
+            StepKind::Kubelet,
+            None,
+            FaultMode::Probability,
+            0.5,
+        ));
+        let mut out = Vec::new();
+        for i in 0..40 {
+            let op = Operation::UpgradeKubelet {
+                host: format!("worker-{}", i % 2),
+                version: V2,
+            };
+            sim.start(&op).await.unwrap();
+            out.push(sim.wait(&op).await.unwrap() == OpStatus::Succeeded);
+        }
+        out
+    }
+    let a = run(7).await;
+    assert_eq!(a, run(7).await);
+    assert_ne!(a, run(8).await);
+    let ok = a.iter().filter(|s| **s).count();
+    assert!((8..=32).contains(&ok), "about half succeed: {ok}/40");
+}
+
+#[tokio::test]
+async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
+    let before = sim.observe().await.unwrap();
+    let on = |obs: &kup_types::Observation, n: &str| {
+        obs.pods
+            .iter()
+            .filter(|p| p.node.as_deref() == Some(n))
+            .count()
+    };
+    assert!(on(&before, "worker-1") > 0);
+    let lock = Operation::Lock {
+        host: "worker-1".into(),
+        force: false,
+    };
+    sim.start(&lock).await.unwrap();
+    assert_eq!(
+        sim.observe()
+            .await
+            .unwrap()
+            .host("worker-1")
+            .unwrap()
+            .task
+            .as_deref(),
+        Some("Locking")
+    );
+    assert_eq!(sim.wait(&lock).await.unwrap(), OpStatus::Succeeded);
+    let locked = sim.observe().await.unwrap();
+    let w1 = locked.host("worker-1").unwrap();
+    assert_eq!(
+        (w1.administrative, w1.task.clone()),
+        (AdminState::Locked, None)
+    );
+    assert_eq!(on(&locked, "worker-1"), 0, "drained");
+    assert!(locked.alarms.iter().any(|a| a.alarm_id == "200.001"));
+    // web (Deployment) moved to worker-0; the DaemonSet pod of worker-1 stopped.
+    let web_on_0 = locked
+        .pods
+        .iter()
+        .filter(|p| p.owner == "web" && p.node.as_deref() == Some("worker-0"))
+        .count();
+    assert_eq!(web_on_0, 4);
+    assert!(
+        !locked
+            .pods
+            .iter()
+            .any(|p| p.owner == "node-exporter" && p.node.as_deref() == Some("worker-1"))
+    );
+
+    let unlock = Operation::Unlock {
+        host: "worker-1".into(),
+    };
+    sim.start(&unlock).await.unwrap();
+    assert_eq!(sim.wait(&unlock).await.unwrap(), OpStatus::Succeeded);
+    let after = sim.observe().await.unwrap();
+    assert!(
+        after
+            .host("worker-1")
+            .unwrap()
+            .is_unlocked_enabled_available()
+    );
+    assert!(
+        after
+            .pods
+            .iter()
+            .any(|p| p.owner == "node-exporter" && p.node.as_deref() == Some("worker-1"))
+    );
+    assert!(!after.alarms.iter().any(|a| a.alarm_id == "200.001"));
+}
+
+#[tokio::test]
+async fn pods_that_fit_nowhere_stay_pending() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
+    // ingress-nginx may only run on worker-0.
+    let lock = Operation::Lock {
+        host: "worker-0".into(),
+        force: false,
+    };
+    sim.start(&lock).await.unwrap();
+    sim.wait(&lock).await.unwrap();
+    let obs = sim.observe().await.unwrap();
+    let ingress = obs
+        .pods
+        .iter()
+        .find(|p| p.owner == "ingress-nginx")
+        .unwrap();
+    assert_eq!((ingress.node.clone(), ingress.ready), (None, false));
+}
+
+#[tokio::test]
+async fn the_state_file_outlives_the_simulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.json");
+    let inv = Inventory::default_cluster();
+    {
+        let sim = SimCluster::with_state_file(&inv, 0.0, path.clone()).unwrap();
+        let op = Operation::UpgradeKubelet {
+            host: "worker-0".into(),
+            version: V2,
+        };
+        sim.start(&op).await.unwrap();
+        sim.wait(&op).await.unwrap();
+    }
+    let sim = SimCluster::with_state_file(&inv, 0.0, path).unwrap();
+    assert_eq!(
+        sim.observe().await.unwrap().kubelet_version("worker-0"),
+        Some(V2)
+    );
+}

@@ -1,0 +1,220 @@
+//! The cluster file: every example parses, and bad input is refused with the line it is on.
+
+use kup_sim::{Inventory, SimModel};
+use kup_types::{KubeVersion, Personality, SystemType};
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../examples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_default_cluster_is_the_seeds_standard_system() {
+    let inv = Inventory::default_cluster();
+    assert_eq!(inv.system_type, SystemType::Standard);
+    let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.value.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "controller-0",
+            "controller-1",
+            "storage-0",
+            "storage-1",
+            "worker-0",
+            "worker-1"
+        ]
+    );
+    let catalog = inv.catalog();
+    let v162 = catalog
+        .iter()
+        .find(|m| m.version == KubeVersion::new(1, 16, 2))
+        .unwrap();
+    assert_eq!(v162.upgrade_from, [KubeVersion::new(1, 16, 1)]);
+    assert!(
+        !v162.images.is_empty(),
+        "every version needs images to download"
+    );
+    let model = SimModel::from_inventory(&inv, jiff::Timestamp::UNIX_EPOCH);
+    let obs = model.observe();
+    assert_eq!(obs.nodes.len(), 4, "storage hosts are not Kubernetes nodes");
+    assert_eq!(obs.control_plane_pods.len(), 6);
+    assert!(
+        obs.hosts
+            .iter()
+            .any(|h| h.hostname == "controller-0" && h.active_controller)
+    );
+    assert!(
+        obs.pods.iter().all(|p| p.node.is_some()),
+        "every pod fits: {:?}",
+        obs.pods
+    );
+}
+
+#[test]
+fn every_example_parses_and_has_workloads_alarms_and_applications() {
+    for (file, system_type, hosts) in [
+        ("standard.yaml", SystemType::Standard, 6),
+        ("aio-simplex.yaml", SystemType::AioSimplex, 1),
+        ("aio-duplex.yaml", SystemType::AioDuplex, 2),
+        ("standard-50-workers.yaml", SystemType::Standard, 54),
+    ] {
+        let inv = Inventory::parse(&example(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(inv.system_type, system_type, "{file}");
+        assert_eq!(inv.hosts.len(), hosts, "{file}");
+        assert!(!inv.workloads.is_empty(), "{file}");
+        assert!(!inv.applications.is_empty(), "{file}");
+        if file != "standard.yaml" {
+            assert!(!inv.alarms.is_empty(), "{file}");
+        }
+    }
+    let inv = Inventory::parse(&example("standard-50-workers.yaml")).unwrap();
+    assert_eq!(
+        inv.hosts
+            .iter()
+            .filter(|h| h.personality == Personality::Worker)
+            .count(),
+        50
+    );
+}
+
+const GOOD: &str = "\
+system_type: standard
+kubernetes_version: v1.16.1
+versions:
+  - version: v1.16.1
+hosts:
+  - name: controller-0
+    personality: controller
+  - name: worker-0
+    personality: worker
+";
+
+/// (what is wrong, the file, the line the error must name, words the message must contain)
+#[test]
+fn bad_input_is_refused_with_its_line() {
+    let cases: &[(&str, String, Option<u64>, &str)] = &[
+        (
+            "unknown personality",
+            GOOD.replace("personality: worker", "personality: wrker"),
+            Some(9),
+            "wrker",
+        ),
+        (
+            "unknown field",
+            GOOD.replace(
+                "    personality: worker",
+                "    personality: worker\n    colour: red",
+            ),
+            Some(10),
+            "colour",
+        ),
+        (
+            "bad version",
+            GOOD.replace("kubernetes_version: v1.16.1", "kubernetes_version: v1.16"),
+            Some(2),
+            "v1.16",
+        ),
+        ("not yaml", "hosts: [\n".to_string(), Some(1), "bracket"),
+        (
+            "duplicate host",
+            GOOD.replace("name: worker-0", "name: controller-0"),
+            Some(8),
+            "listed twice",
+        ),
+        (
+            "storage with kubelet",
+            GOOD.replace(
+                "personality: worker",
+                "personality: storage\n    kubelet_version: v1.16.1",
+            ),
+            Some(8),
+            "storage host",
+        ),
+        (
+            "version not in catalog",
+            GOOD.replace("kubernetes_version: v1.16.1", "kubernetes_version: v1.16.9"),
+            None,
+            "not in the versions list",
+        ),
+        (
+            "simplex with a worker",
+            GOOD.replace("system_type: standard", "system_type: aio-simplex"),
+            None,
+            "exactly one controller",
+        ),
+        (
+            "workload on unknown node",
+            format!(
+                "{GOOD}workloads:\n  - name: web\n    kind: Deployment\n    nodes: [worker-9]\n"
+            ),
+            Some(13),
+            "worker-9",
+        ),
+        (
+            "fault on unknown host",
+            format!("{GOOD}faults:\n  - step: kubelet\n    host: worker-7\n    mode: once\n"),
+            Some(12),
+            "worker-7",
+        ),
+        (
+            "probability out of range",
+            format!(
+                "{GOOD}faults:\n  - step: kubelet\n    mode: probability\n    probability: 1.5\n"
+            ),
+            Some(13),
+            "between 0 and 1",
+        ),
+        (
+            "probability missing",
+            format!("{GOOD}faults:\n  - step: kubelet\n    mode: probability\n"),
+            Some(12),
+            "needs a probability",
+        ),
+        (
+            "unknown step",
+            format!("{GOOD}faults:\n  - step: reboot\n    mode: once\n"),
+            Some(11),
+            "reboot",
+        ),
+        (
+            "two active controllers",
+            GOOD.replace(
+                "  - name: worker-0\n    personality: worker",
+                "  - name: controller-1\n    personality: controller\n    active: true",
+            )
+            .replace(
+                "personality: controller\n  - name",
+                "personality: controller\n    active: true\n  - name",
+            ),
+            Some(9),
+            "more than one",
+        ),
+        (
+            "pdb with both bounds",
+            format!(
+                "{GOOD}workloads:\n  - name: web\n    kind: Deployment\n    pdb: {{ min_available: 1, max_unavailable: 1 }}\n"
+            ),
+            Some(11),
+            "exactly one",
+        ),
+    ];
+    for (what, src, line, words) in cases {
+        let err = Inventory::parse(src)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(err.line, *line, "{what}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(words), "{what}: {text}");
+        assert!(!text.contains('\n'), "{what}: one line please: {text}");
+        if let Some(l) = line {
+            assert!(
+                text.starts_with(&format!("cluster file, line {l}: ")),
+                "{what}: {text}"
+            );
+        }
+    }
+    Inventory::parse(GOOD).unwrap();
+}

@@ -1,0 +1,45 @@
+//! kup's durable store: the upgrade record, per-host records and the event log.
+//!
+//! The store is the source of truth for intent and progress; every change is one atomic
+//! [`WriteBatch`], durable before [`Store::commit`] returns.
+
+use std::path::PathBuf;
+
+use kup_types::{Event, Snapshot, WriteBatch};
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The upgrade row (if any) and all host rows sorted by id, read in one transaction.
+    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+
+    /// Applies `batch` atomically and returns the appended events with their `seq`.
+    /// An empty batch is a no-op.
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError>;
+
+    /// Events with `seq > after_seq`, ascending, at most `limit` of them.
+    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value that does not parse; names the table, column and value.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+#[cfg(test)]
+mod tests;

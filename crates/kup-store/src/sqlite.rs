@@ -1,0 +1,311 @@
+//! The SQLite implementation of [`Store`].
+
+use std::fmt::Display;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use kup_types::time;
+use kup_types::{
+    Event, EventKind, HostUpgradeRecord, HostUpgradeStatus, KubeUpgradeRecord, KubeUpgradeState,
+    KubeVersion, NewEvent, Snapshot, UpgradeWrite, WriteBatch,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Decode, Row, Sqlite, Type};
+
+use crate::{Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const UPGRADE_COLUMNS: &str =
+    "SELECT id, uuid, from_version, to_version, state, created_at, updated_at FROM kube_upgrade";
+const HOST_COLUMNS: &str = "SELECT id, uuid, host_id, hostname, target_version, status, \
+     created_at, updated_at FROM kube_host_upgrade ORDER BY id";
+
+/// A [`Store`] in one SQLite file (WAL, `synchronous = FULL`), through a single connection.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        Self::connect(options, path).await
+    }
+
+    /// A private, empty in-memory database, for tests.
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        let path = Path::new(":memory:");
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(|source| {
+            StoreError::Open {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        Self::connect(options, path).await
+    }
+
+    /// Waits for the connection to close (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn connect(options: SqliteConnectOptions, path: &Path) -> Result<Self, StoreError> {
+        let options = options
+            // FULL fsyncs the WAL on every commit: acknowledged means durable.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // One connection: writers queue for it instead of racing for SQLite's write lock.
+        // It is never recycled, which also keeps an in-memory database alive.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let upgrade = sqlx::query(UPGRADE_COLUMNS)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(upgrade_from_row)
+            .transpose()?;
+        let hosts = sqlx::query(HOST_COLUMNS)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(host_from_row)
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(Snapshot { upgrade, hosts })
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // IMMEDIATE takes the write lock up front, so the transaction cannot fail halfway
+        // on a lock upgrade. Dropping `tx` on any error rolls the whole batch back.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        match &batch.upgrade {
+            Some(UpgradeWrite::Put(record)) => put_upgrade(&mut tx, record).await?,
+            Some(UpgradeWrite::Delete) => {
+                sqlx::query("DELETE FROM kube_upgrade")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        for host in &batch.hosts {
+            put_host(&mut tx, host).await?;
+        }
+        let mut events = Vec::with_capacity(batch.events.len());
+        for event in batch.events {
+            events.push(append_event(&mut tx, event).await?);
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        sqlx::query(
+            "SELECT seq, at, kind, subject, message FROM events \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+}
+
+/// Upserts the single upgrade row (keyed on `singleton`), so a new uuid replaces the old row.
+async fn put_upgrade(conn: &mut SqliteConnection, r: &KubeUpgradeRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO kube_upgrade \
+             (id, singleton, uuid, from_version, to_version, state, created_at, updated_at) \
+         VALUES (?, 1, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (singleton) DO UPDATE SET \
+             id = excluded.id, uuid = excluded.uuid, from_version = excluded.from_version, \
+             to_version = excluded.to_version, state = excluded.state, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             recovery_attempts = CASE WHEN kube_upgrade.uuid = excluded.uuid \
+                 THEN kube_upgrade.recovery_attempts ELSE 0 END",
+    )
+    .bind(r.id)
+    .bind(&r.uuid)
+    .bind(r.from_version.to_string())
+    .bind(r.to_version.to_string())
+    .bind(r.state.as_str())
+    .bind(time::format(&r.created_at))
+    .bind(r.updated_at.as_ref().map(time::format))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts or replaces a host row by id. A hostname, uuid or host_id already used by another
+/// row is a constraint error (the batch fails) rather than a silent delete of that row.
+async fn put_host(conn: &mut SqliteConnection, h: &HostUpgradeRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO kube_host_upgrade \
+             (id, uuid, host_id, hostname, target_version, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET \
+             uuid = excluded.uuid, host_id = excluded.host_id, hostname = excluded.hostname, \
+             target_version = excluded.target_version, status = excluded.status, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at",
+    )
+    .bind(h.id)
+    .bind(&h.uuid)
+    .bind(h.host_id)
+    .bind(&h.hostname)
+    .bind(h.target_version.map(|v| v.to_string()))
+    .bind(h.status.map(|s| s.as_str()))
+    .bind(time::format(&h.created_at))
+    .bind(h.updated_at.as_ref().map(time::format))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends one event. The seq is allocated inside the write transaction, so it is gapless
+/// (a rolled-back batch allocates nothing), unlike AUTOINCREMENT.
+async fn append_event(conn: &mut SqliteConnection, e: NewEvent) -> Result<Event, StoreError> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO events (seq, at, kind, subject, message) \
+         SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM events \
+         RETURNING seq",
+    )
+    .bind(time::format(&e.at))
+    .bind(e.kind.as_str())
+    .bind(&e.subject)
+    .bind(&e.message)
+    .fetch_one(conn)
+    .await?;
+    Ok(Event {
+        seq,
+        at: e.at,
+        kind: e.kind,
+        subject: e.subject,
+        message: e.message,
+    })
+}
+
+fn upgrade_from_row(row: &SqliteRow) -> Result<KubeUpgradeRecord, StoreError> {
+    let r = Columns {
+        row,
+        table: "kube_upgrade",
+    };
+    Ok(KubeUpgradeRecord {
+        id: r.get("id")?,
+        uuid: r.get("uuid")?,
+        from_version: r.parse("from_version", KubeVersion::parse)?,
+        to_version: r.parse("to_version", KubeVersion::parse)?,
+        state: r.parse("state", KubeUpgradeState::from_str)?,
+        created_at: r.parse("created_at", time::parse)?,
+        updated_at: r.parse_opt("updated_at", time::parse)?,
+    })
+}
+
+fn host_from_row(row: &SqliteRow) -> Result<HostUpgradeRecord, StoreError> {
+    let r = Columns {
+        row,
+        table: "kube_host_upgrade",
+    };
+    Ok(HostUpgradeRecord {
+        id: r.get("id")?,
+        uuid: r.get("uuid")?,
+        host_id: r.get("host_id")?,
+        hostname: r.get("hostname")?,
+        target_version: r.parse_opt("target_version", KubeVersion::parse)?,
+        status: r.parse_opt("status", HostUpgradeStatus::from_str)?,
+        created_at: r.parse("created_at", time::parse)?,
+        updated_at: r.parse_opt("updated_at", time::parse)?,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
+    let r = Columns {
+        row,
+        table: "events",
+    };
+    Ok(Event {
+        seq: r.get("seq")?,
+        at: r.parse("at", time::parse)?,
+        kind: r.parse("kind", |s| EventKind::parse(s).ok_or("unknown event kind"))?,
+        subject: r.get("subject")?,
+        message: r.get("message")?,
+    })
+}
+
+/// Reads a row's columns, turning undecodable or unparsable values into
+/// [`StoreError::Corrupt`] naming the table, column and value.
+struct Columns<'r> {
+    row: &'r SqliteRow,
+    table: &'static str,
+}
+
+impl<'r> Columns<'r> {
+    fn get<T: Decode<'r, Sqlite> + Type<Sqlite>>(&self, column: &str) -> Result<T, StoreError> {
+        self.row.try_get(column).map_err(|e| match e {
+            sqlx::Error::ColumnDecode { source, .. } => {
+                StoreError::Corrupt(format!("{}.{column}: {source}", self.table))
+            }
+            e => StoreError::Database(e),
+        })
+    }
+
+    fn parse<T, E: Display>(
+        &self,
+        column: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        let value: String = self.get(column)?;
+        parse(&value).map_err(|e| self.corrupt(column, &value, e))
+    }
+
+    fn parse_opt<T, E: Display>(
+        &self,
+        column: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, StoreError> {
+        let value: Option<String> = self.get(column)?;
+        value
+            .map(|v| parse(&v).map_err(|e| self.corrupt(column, &v, e)))
+            .transpose()
+    }
+
+    fn corrupt(&self, column: &str, value: &str, e: impl Display) -> StoreError {
+        StoreError::Corrupt(format!("{}.{column} = {value:?}: {e}", self.table))
+    }
+}

@@ -1,0 +1,396 @@
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kup_types::{
+    EventKind, HostUpgradeRecord, HostUpgradeStatus, KubeUpgradeRecord, KubeUpgradeState,
+    KubeVersion, NewEvent, UpgradeWrite, WriteBatch,
+};
+use tempfile::TempDir;
+
+use crate::{SqliteStore, Store, StoreError};
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn v(s: &str) -> KubeVersion {
+    KubeVersion::parse(s).unwrap()
+}
+
+fn upgrade(id: i64, uuid: &str, state: KubeUpgradeState) -> KubeUpgradeRecord {
+    KubeUpgradeRecord {
+        id,
+        uuid: uuid.to_string(),
+        from_version: v("v1.16.2"),
+        to_version: v("v1.17.1"),
+        state,
+        created_at: ts("2020-02-20T16:08:48.854869Z"),
+        updated_at: Some(ts("2020-02-20T16:09:01.000001Z")),
+    }
+}
+
+fn host(id: i64, hostname: &str) -> HostUpgradeRecord {
+    HostUpgradeRecord {
+        id,
+        uuid: format!("host-uuid-{id}"),
+        host_id: id,
+        hostname: hostname.to_string(),
+        target_version: None,
+        status: None,
+        created_at: ts("2020-02-20T16:08:48.854869Z"),
+        updated_at: None,
+    }
+}
+
+fn event(message: &str) -> NewEvent {
+    NewEvent {
+        at: ts("2020-02-20T16:10:00.5Z"),
+        kind: EventKind::Command,
+        subject: "kube_upgrade".to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn events_batch(messages: &[&str]) -> WriteBatch {
+    WriteBatch {
+        events: messages.iter().map(|m| event(m)).collect(),
+        ..Default::default()
+    }
+}
+
+async fn file_store() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("kup.db")).await.unwrap();
+    (dir, store)
+}
+
+async fn seqs(store: &SqliteStore, after: i64, limit: u32) -> Vec<i64> {
+    store
+        .events(after, limit)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+#[tokio::test]
+async fn snapshot_round_trips_upgrade_and_hosts() {
+    let (_dir, store) = file_store().await;
+    let up = upgrade(1, "u-1", KubeUpgradeState::UpgradingFirstMaster);
+    let mut c0 = host(3, "controller-0");
+    c0.target_version = Some(v("v1.17.1"));
+    c0.status = Some(HostUpgradeStatus::UpgradingControlPlane);
+    c0.updated_at = Some(ts("2020-02-20T16:11:00Z"));
+    let batch = WriteBatch {
+        upgrade: Some(UpgradeWrite::Put(up.clone())),
+        hosts: vec![c0.clone(), host(1, "controller-1"), host(2, "worker-0")],
+        events: vec![],
+    };
+    assert!(store.commit(batch).await.unwrap().is_empty());
+
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.upgrade, Some(up));
+    assert_eq!(
+        snap.hosts.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(snap.host("controller-0"), Some(&c0));
+    assert_eq!(snap.host("worker-0"), Some(&host(2, "worker-0")));
+}
+
+#[tokio::test]
+async fn empty_store_and_empty_batch() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap(), Default::default());
+    assert!(
+        store
+            .commit(WriteBatch::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.events(0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn delete_removes_the_upgrade_and_keeps_hosts() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let batch = WriteBatch {
+        upgrade: Some(UpgradeWrite::Put(upgrade(
+            1,
+            "u-1",
+            KubeUpgradeState::UpgradeStarted,
+        ))),
+        hosts: vec![host(1, "controller-0")],
+        events: vec![],
+    };
+    store.commit(batch).await.unwrap();
+    let delete = WriteBatch {
+        upgrade: Some(UpgradeWrite::Delete),
+        ..Default::default()
+    };
+    store.commit(delete.clone()).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.upgrade, None);
+    assert_eq!(snap.hosts, [host(1, "controller-0")]);
+    // Deleting what is not there is fine.
+    store.commit(delete).await.unwrap();
+}
+
+#[tokio::test]
+async fn host_put_replaces_the_row_by_id() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let put = |h: HostUpgradeRecord| WriteBatch {
+        hosts: vec![h],
+        ..Default::default()
+    };
+    store.commit(put(host(1, "controller-0"))).await.unwrap();
+    let mut changed = host(1, "controller-0");
+    changed.target_version = Some(v("v1.17.1"));
+    changed.status = Some(HostUpgradeStatus::UpgradedKubelet);
+    changed.updated_at = Some(ts("2020-02-21T00:00:00Z"));
+    store.commit(put(changed.clone())).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap().hosts, [changed]);
+}
+
+#[tokio::test]
+async fn failing_batch_writes_nothing_and_leaves_no_seq_gap() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let first = WriteBatch {
+        hosts: vec![host(1, "controller-0")],
+        ..events_batch(&["one"])
+    };
+    store.commit(first).await.unwrap();
+    let before = store.snapshot().await.unwrap();
+
+    // Host 2 claims controller-0's hostname: the whole batch must roll back.
+    let bad = WriteBatch {
+        upgrade: Some(UpgradeWrite::Put(upgrade(
+            1,
+            "u-1",
+            KubeUpgradeState::UpgradeStarted,
+        ))),
+        hosts: vec![host(2, "controller-0")],
+        events: vec![event("lost")],
+    };
+    let err = store.commit(bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert!(err.to_string().starts_with("database error: "), "{err}");
+    assert_eq!(store.snapshot().await.unwrap(), before);
+    assert_eq!(seqs(&store, 0, 10).await, [1]);
+
+    let next = store.commit(events_batch(&["two"])).await.unwrap();
+    assert_eq!(next[0].seq, 2);
+}
+
+#[tokio::test]
+async fn put_with_a_new_uuid_replaces_the_single_row() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let put = |r| WriteBatch {
+        upgrade: Some(UpgradeWrite::Put(r)),
+        ..Default::default()
+    };
+    let count = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM kube_upgrade")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let attempts = async || -> i64 {
+        sqlx::query_scalar("SELECT recovery_attempts FROM kube_upgrade")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+
+    store
+        .commit(put(upgrade(1, "u-1", KubeUpgradeState::UpgradeStarted)))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE kube_upgrade SET recovery_attempts = 3")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // Same upgrade, new state: recovery bookkeeping survives.
+    store
+        .commit(put(upgrade(1, "u-1", KubeUpgradeState::DownloadingImages)))
+        .await
+        .unwrap();
+    assert_eq!(attempts().await, 3);
+
+    // A different upgrade replaces the row and starts afresh.
+    let second = upgrade(2, "u-2", KubeUpgradeState::UpgradeStarted);
+    store.commit(put(second.clone())).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap().upgrade, Some(second));
+    assert_eq!(count().await, 1);
+    assert_eq!(attempts().await, 0);
+
+    // The schema itself refuses a second row.
+    let raw = sqlx::query(
+        "INSERT INTO kube_upgrade (id, uuid, from_version, to_version, state, created_at) \
+         VALUES (9, 'u-9', 'v1.16.2', 'v1.17.1', 'upgrade-started', '2020-02-20T00:00:00Z')",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(raw.is_err());
+    assert_eq!(count().await, 1);
+}
+
+#[tokio::test]
+async fn events_are_gapless_across_commits_and_page() {
+    let (_dir, store) = file_store().await;
+    let a = store.commit(events_batch(&["a1", "a2"])).await.unwrap();
+    let b = store.commit(events_batch(&["b1"])).await.unwrap();
+    let c = store
+        .commit(events_batch(&["c1", "c2", "c3"]))
+        .await
+        .unwrap();
+    let returned: Vec<_> = [a, b, c].concat();
+    assert_eq!(
+        returned.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+
+    let all = store.events(0, 100).await.unwrap();
+    assert_eq!(all, returned);
+    assert_eq!(all[3].message, "c1");
+    assert_eq!(all[3].at, ts("2020-02-20T16:10:00.5Z"));
+    assert_eq!(seqs(&store, 2, 3).await, [3, 4, 5]);
+    assert_eq!(seqs(&store, 5, 3).await, [6]);
+    assert!(seqs(&store, 6, 3).await.is_empty());
+    assert!(seqs(&store, 0, 0).await.is_empty());
+    assert_eq!(seqs(&store, -5, 2).await, [1, 2]);
+}
+
+#[tokio::test]
+async fn committed_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kup.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let batch = WriteBatch {
+        upgrade: Some(UpgradeWrite::Put(upgrade(
+            1,
+            "u-1",
+            KubeUpgradeState::UpgradingKubelets,
+        ))),
+        hosts: vec![host(1, "controller-0"), host(2, "controller-1")],
+        events: vec![event("one"), event("two")],
+    };
+    store.commit(batch).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+    let events = store.events(0, 10).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    // Reopening runs the migrations again: they must be a no-op on a migrated database.
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap(), snap);
+    assert_eq!(store.events(0, 10).await.unwrap(), events);
+    let next = store.commit(events_batch(&["three"])).await.unwrap();
+    assert_eq!(next[0].seq, 3);
+}
+
+#[tokio::test]
+async fn file_database_uses_wal_full_sync_and_foreign_keys() {
+    let (_dir, store) = file_store().await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    for (pragma, want) in [
+        ("synchronous", 2),
+        ("foreign_keys", 1),
+        ("busy_timeout", 5000),
+    ] {
+        let got: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(got, want, "{pragma}"); // synchronous 2 = FULL
+    }
+}
+
+fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Corrupt(msg)) => msg,
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_values_are_errors_not_panics() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let batch = WriteBatch {
+        upgrade: Some(UpgradeWrite::Put(upgrade(
+            1,
+            "u-1",
+            KubeUpgradeState::UpgradeStarted,
+        ))),
+        hosts: vec![host(1, "controller-0")],
+        events: vec![event("one")],
+    };
+    store.commit(batch).await.unwrap();
+    let raw = async |sql: &'static str| {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    };
+
+    raw("UPDATE kube_upgrade SET state = 'upgrading'").await;
+    let msg = corrupt(store.snapshot().await);
+    assert!(
+        msg.contains("kube_upgrade.state") && msg.contains("\"upgrading\""),
+        "{msg}"
+    );
+
+    raw("UPDATE kube_upgrade SET state = 'upgrade-started'").await;
+    raw("UPDATE kube_host_upgrade SET target_version = 'v1.16'").await;
+    let msg = corrupt(store.snapshot().await);
+    assert!(
+        msg.contains("kube_host_upgrade.target_version") && msg.contains("v1.16"),
+        "{msg}"
+    );
+
+    raw("UPDATE kube_host_upgrade SET target_version = NULL, created_at = 'yesterday'").await;
+    let msg = corrupt(store.snapshot().await);
+    assert!(msg.contains("kube_host_upgrade.created_at"), "{msg}");
+
+    raw("UPDATE events SET kind = 'bogus'").await;
+    let msg = corrupt(store.events(0, 10).await);
+    assert!(
+        msg.contains("events.kind") && msg.contains("bogus"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_get_seqs_1_to_32() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kup.db");
+    // Two handles on one file: besides the queue on each pool, the MAX(seq)+1 allocation
+    // must also hold up against a writer on another connection (BEGIN IMMEDIATE + busy wait).
+    let stores = [
+        Arc::new(SqliteStore::open(&path).await.unwrap()),
+        Arc::new(SqliteStore::open(&path).await.unwrap()),
+    ];
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            tokio::spawn(async move {
+                let events = store
+                    .commit(events_batch(&[&format!("task {i}")]))
+                    .await
+                    .unwrap();
+                assert_eq!(events.len(), 1);
+                events[0].seq
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..=32).collect::<Vec<i64>>());
+    assert_eq!(seqs(&stores[0], 0, 100).await, got);
+}

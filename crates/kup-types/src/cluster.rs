@@ -1,0 +1,140 @@
+//! What a driver observes in a cluster. The cluster is the source of truth for what runs:
+//! these values are read back from it, never remembered by kup.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AdminState, Availability, KubeVersion, OperState, Personality, Severity, SystemType};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub system_type: SystemType,
+    pub hosts: Vec<HostInfo>,
+    pub nodes: Vec<NodeInfo>,
+    pub control_plane_pods: Vec<ControlPlanePod>,
+    pub pods: Vec<PodInfo>,
+    pub alarms: Vec<Alarm>,
+    pub applications: Vec<Application>,
+    /// Container images present in the cluster's local registry.
+    pub images: Vec<String>,
+    /// Version of the networking manifests (CNI, CoreDNS) the cluster runs.
+    pub networking_version: Option<KubeVersion>,
+}
+
+impl Observation {
+    pub fn host(&self, name: &str) -> Option<&HostInfo> {
+        self.hosts.iter().find(|h| h.hostname == name)
+    }
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    /// The control-plane version of a controller: the lowest of its component versions, as
+    /// sysinv computes it; `None` when none of its control-plane pods is seen.
+    pub fn control_plane_version(&self, host: &str) -> Option<KubeVersion> {
+        self.control_plane_pods
+            .iter()
+            .filter(|p| p.host == host)
+            .map(|p| p.version)
+            .min()
+    }
+    pub fn kubelet_version(&self, host: &str) -> Option<KubeVersion> {
+        self.node(host).map(|n| n.kubelet_version)
+    }
+    pub fn controllers(&self) -> impl Iterator<Item = &HostInfo> {
+        self.hosts
+            .iter()
+            .filter(|h| h.personality == Personality::Controller)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub id: u32,
+    pub uuid: String,
+    pub hostname: String,
+    pub personality: Personality,
+    pub subfunctions: Vec<String>,
+    /// Extra roles such as `ingress`, `etcd`, `storage`.
+    pub roles: Vec<String>,
+    pub administrative: AdminState,
+    pub operational: OperState,
+    pub availability: Availability,
+    /// An action in progress on the host (`Locking`, `Unlocking`, `Swacting`), if any.
+    pub task: Option<String>,
+    /// For controllers: whether this one is the active controller.
+    pub active_controller: bool,
+    pub capacity: Capacity,
+    pub disk_free_gib: u32,
+}
+
+impl HostInfo {
+    pub fn is_unlocked_enabled_available(&self) -> bool {
+        self.administrative == AdminState::Unlocked
+            && self.operational == OperState::Enabled
+            && self.availability == Availability::Available
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capacity {
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ready: bool,
+    pub unschedulable: bool,
+    pub kubelet_version: KubeVersion,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlanePod {
+    pub host: String,
+    /// `kube-apiserver`, `kube-controller-manager` or `kube-scheduler`.
+    pub component: String,
+    pub version: KubeVersion,
+    pub ready: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `None` while the pod is pending (not scheduled).
+    pub node: Option<String>,
+    pub ready: bool,
+    /// The kind of the owning workload (`Deployment`, `DaemonSet`, ...; `Pod` when unmanaged).
+    pub owner_kind: String,
+    pub owner: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub uuid: String,
+    pub alarm_id: String,
+    pub entity_instance_id: String,
+    pub reason_text: String,
+    pub severity: Severity,
+    pub management_affecting: bool,
+    #[serde(with = "crate::time::serde_ts")]
+    pub timestamp: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Application {
+    pub name: String,
+    pub version: String,
+    /// `uploaded`, `applied`, `inactive`, `apply-failed`, ...
+    pub status: String,
+    /// Lowest and highest Kubernetes version the application supports (inclusive).
+    pub k8s_min: Option<KubeVersion>,
+    pub k8s_max: Option<KubeVersion>,
+}
+
+impl Application {
+    pub fn supports(&self, v: KubeVersion) -> bool {
+        self.k8s_min.is_none_or(|m| v >= m) && self.k8s_max.is_none_or(|m| v <= m)
+    }
+}

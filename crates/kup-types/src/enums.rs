@@ -1,0 +1,201 @@
+//! The closed sets of strings the API speaks: upgrade states, host statuses, host states.
+//! Each is an enum with its exact wire spelling, so a typo is a compile error, not a bug.
+
+/// Declares an enum whose variants map one-to-one to wire strings.
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$var => $s),+ }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = crate::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok($name::$var),)+
+                    _ => Err(crate::UnknownValue {
+                        what: stringify!($name),
+                        value: s.to_string(),
+                        expected: vec![$($s),+],
+                    }),
+                }
+            }
+        }
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A string that is not one of an enum's wire values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?} (expected one of: {})", expected.join(", "))]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: Vec<&'static str>,
+}
+
+string_enum!(
+    /// Cluster-level state of a Kubernetes upgrade, in the seed's order.
+    KubeUpgradeState {
+        UpgradeStarted = "upgrade-started",
+        DownloadingImages = "downloading-images",
+        DownloadedImages = "downloaded-images",
+        DownloadingImagesFailed = "downloading-images-failed",
+        UpgradingFirstMaster = "upgrading-first-master",
+        UpgradedFirstMaster = "upgraded-first-master",
+        UpgradingFirstMasterFailed = "upgrading-first-master-failed",
+        UpgradingNetworking = "upgrading-networking",
+        UpgradedNetworking = "upgraded-networking",
+        UpgradingNetworkingFailed = "upgrading-networking-failed",
+        UpgradingSecondMaster = "upgrading-second-master",
+        UpgradedSecondMaster = "upgraded-second-master",
+        UpgradingSecondMasterFailed = "upgrading-second-master-failed",
+        UpgradingKubelets = "upgrading-kubelets",
+        UpgradeComplete = "upgrade-complete",
+    }
+);
+
+impl KubeUpgradeState {
+    /// The `-failed` state of an in-flight (asynchronous) state; `None` for every other state.
+    pub fn failed(self) -> Option<Self> {
+        use KubeUpgradeState::*;
+        match self {
+            DownloadingImages => Some(DownloadingImagesFailed),
+            UpgradingFirstMaster => Some(UpgradingFirstMasterFailed),
+            UpgradingNetworking => Some(UpgradingNetworkingFailed),
+            UpgradingSecondMaster => Some(UpgradingSecondMasterFailed),
+            _ => None,
+        }
+    }
+
+    /// Whether an asynchronous step is running in this state.
+    pub fn in_flight(self) -> bool {
+        self.failed().is_some()
+    }
+
+    pub fn is_failed(self) -> bool {
+        self.as_str().ends_with("-failed")
+    }
+}
+
+string_enum!(
+    /// Per-host Kubernetes upgrade status (`null` on the wire when idle).
+    HostUpgradeStatus {
+        UpgradingControlPlane = "upgrading-control-plane",
+        UpgradingControlPlaneFailed = "upgrading-control-plane-failed",
+        UpgradingKubelet = "upgrading-kubelet",
+        UpgradingKubeletFailed = "upgrading-kubelet-failed",
+        UpgradedKubelet = "upgraded-kubelet",
+    }
+);
+
+string_enum!(
+    /// Live state of a known Kubernetes version, computed from what runs.
+    VersionState {
+        Active = "active",
+        Partial = "partial",
+        Available = "available",
+        Unavailable = "unavailable",
+    }
+);
+
+string_enum!(
+    SystemType {
+        Standard = "standard",
+        AioSimplex = "aio-simplex",
+        AioDuplex = "aio-duplex",
+    }
+);
+
+string_enum!(
+    Personality {
+        Controller = "controller",
+        Worker = "worker",
+        Storage = "storage",
+    }
+);
+
+impl Personality {
+    /// Storage hosts are not Kubernetes nodes: no kubelet, no pods.
+    pub fn has_kubelet(self) -> bool {
+        !matches!(self, Personality::Storage)
+    }
+}
+
+string_enum!(
+    AdminState {
+        Locked = "locked",
+        Unlocked = "unlocked",
+    }
+);
+
+string_enum!(
+    OperState {
+        Enabled = "enabled",
+        Disabled = "disabled",
+    }
+);
+
+string_enum!(
+    Availability {
+        Available = "available",
+        Online = "online",
+        Offline = "offline",
+        Degraded = "degraded",
+    }
+);
+
+string_enum!(
+    Severity {
+        Critical = "critical",
+        Major = "major",
+        Minor = "minor",
+        Warning = "warning",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_state() {
+        for s in KubeUpgradeState::ALL {
+            assert_eq!(s.as_str().parse::<KubeUpgradeState>().unwrap(), *s);
+        }
+        let e = "upgrading".parse::<KubeUpgradeState>().unwrap_err();
+        assert!(e.to_string().contains("upgrade-started"), "{e}");
+    }
+
+    #[test]
+    fn failed_states_pair_with_in_flight_states() {
+        for s in KubeUpgradeState::ALL {
+            if let Some(f) = s.failed() {
+                assert_eq!(f.as_str(), format!("{}-failed", s.as_str()));
+                assert!(f.is_failed());
+            }
+        }
+        assert_eq!(KubeUpgradeState::UpgradingKubelets.failed(), None);
+    }
+}

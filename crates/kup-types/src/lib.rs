@@ -1,0 +1,27 @@
+//! Wire and data types shared by every kup crate: versions, states, what a driver observes,
+//! the operations it performs, and what the store records. No I/O, no logic beyond parsing.
+
+pub mod api;
+pub mod catalog;
+pub mod cluster;
+mod enums;
+pub mod operation;
+pub mod records;
+pub mod time;
+mod version;
+
+pub use api::{KubeHostUpgradeView, KubeUpgradeView, KubeVersionDetail, KubeVersionSummary};
+pub use catalog::VersionMeta;
+pub use cluster::{
+    Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PodInfo,
+};
+pub use enums::{
+    AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, Personality,
+    Severity, SystemType, UnknownValue, VersionState,
+};
+pub use operation::{OpStatus, Operation, StepKind};
+pub use records::{
+    Event, EventKind, HostUpgradeRecord, KubeUpgradeRecord, NewEvent, Snapshot, UpgradeWrite,
+    WriteBatch,
+};
+pub use version::{KubeVersion, VersionError};

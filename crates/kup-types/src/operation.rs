@@ -1,0 +1,152 @@
+//! The asynchronous operations the engine asks a driver to perform on a cluster.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::KubeVersion;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Operation {
+    /// Pull the images of `version` into the cluster's registry.
+    DownloadImages {
+        version: KubeVersion,
+        images: Vec<String>,
+    },
+    /// `kubeadm upgrade apply` (first) or `kubeadm upgrade node` (second) on a controller.
+    UpgradeControlPlane {
+        host: String,
+        version: KubeVersion,
+        first: bool,
+    },
+    /// Apply the networking manifests (CNI, CoreDNS) of `version`.
+    UpgradeNetworking {
+        version: KubeVersion,
+    },
+    /// Switch the host's kubelet to `version` and restart it.
+    UpgradeKubelet {
+        host: String,
+        version: KubeVersion,
+    },
+    /// Drain the host's pods and lock it.
+    Lock {
+        host: String,
+        force: bool,
+    },
+    Unlock {
+        host: String,
+    },
+    /// Hand the active-controller role from `host` to the other controller.
+    Swact {
+        host: String,
+    },
+}
+
+/// The kinds of step, as named in fault and duration settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    DownloadImages,
+    ControlPlane,
+    Networking,
+    Kubelet,
+    Lock,
+    Unlock,
+    Swact,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 7] = [
+        StepKind::DownloadImages,
+        StepKind::ControlPlane,
+        StepKind::Networking,
+        StepKind::Kubelet,
+        StepKind::Lock,
+        StepKind::Unlock,
+        StepKind::Swact,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::DownloadImages => "download-images",
+            StepKind::ControlPlane => "control-plane",
+            StepKind::Networking => "networking",
+            StepKind::Kubelet => "kubelet",
+            StepKind::Lock => "lock",
+            StepKind::Unlock => "unlock",
+            StepKind::Swact => "swact",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Operation {
+    pub fn kind(&self) -> StepKind {
+        match self {
+            Operation::DownloadImages { .. } => StepKind::DownloadImages,
+            Operation::UpgradeControlPlane { .. } => StepKind::ControlPlane,
+            Operation::UpgradeNetworking { .. } => StepKind::Networking,
+            Operation::UpgradeKubelet { .. } => StepKind::Kubelet,
+            Operation::Lock { .. } => StepKind::Lock,
+            Operation::Unlock { .. } => StepKind::Unlock,
+            Operation::Swact { .. } => StepKind::Swact,
+        }
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Operation::UpgradeControlPlane { host, .. }
+            | Operation::UpgradeKubelet { host, .. }
+            | Operation::Lock { host, .. }
+            | Operation::Unlock { host }
+            | Operation::Swact { host } => Some(host),
+            Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::DownloadImages { version, .. } => write!(f, "download images of {version}"),
+            Operation::UpgradeControlPlane {
+                host,
+                version,
+                first,
+            } => write!(
+                f,
+                "upgrade the {} control plane on {host} to {version}",
+                if *first { "first" } else { "second" }
+            ),
+            Operation::UpgradeNetworking { version } => {
+                write!(f, "upgrade networking to {version}")
+            }
+            Operation::UpgradeKubelet { host, version } => {
+                write!(f, "upgrade the kubelet on {host} to {version}")
+            }
+            Operation::Lock { host, .. } => write!(f, "lock {host}"),
+            Operation::Unlock { host } => write!(f, "unlock {host}"),
+            Operation::Swact { host } => write!(f, "swact from {host}"),
+        }
+    }
+}
+
+/// What a driver reports about an operation it was asked to perform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpStatus {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+impl OpStatus {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, OpStatus::Succeeded | OpStatus::Failed(_))
+    }
+}
