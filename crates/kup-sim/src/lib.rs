@@ -79,11 +79,16 @@ struct State {
     durations: BTreeMap<StepKind, f64>,
     time_scale: f64,
     state_file: Option<PathBuf>,
+    /// Set when the simulation process is considered dead: nothing changes any more.
+    halted: bool,
 }
 
 impl State {
     fn persist(&self) {
         let Some(path) = &self.state_file else { return };
+        if self.halted {
+            return;
+        }
         // Written to a temporary file and renamed, so a crash never leaves half a file.
         let tmp = path.with_extension("tmp");
         let json = serde_json::to_vec_pretty(&self.model).expect("the model serializes");
@@ -183,6 +188,7 @@ impl SimCluster {
                 durations,
                 time_scale: time_scale.max(0.0),
                 state_file,
+                halted: false,
             })),
             changed: Arc::new(watch::channel(0).0),
             catalog: inv.catalog(),
@@ -192,6 +198,17 @@ impl SimCluster {
     /// The version catalog the cluster file declares.
     pub fn catalog(&self) -> Vec<VersionMeta> {
         self.catalog.clone()
+    }
+
+    /// Stops the simulation as if its process died: running operations never finish and the
+    /// state file is no longer written.
+    pub fn halt(&self) {
+        self.state.lock().expect("sim lock").halted = true;
+    }
+
+    /// Changes the time scale for operations started from now on.
+    pub fn set_time_scale(&self, time_scale: f64) {
+        self.state.lock().expect("sim lock").time_scale = time_scale.max(0.0);
     }
 
     pub fn inject_fault(&self, fault: Fault) {
@@ -357,6 +374,9 @@ impl Driver for SimCluster {
             tokio::time::sleep_until(deadline).await;
             {
                 let mut st = this.state.lock().expect("sim lock");
+                if st.halted {
+                    return; // The process that ran this operation is gone.
+                }
                 Self::end(&mut st.model, &op, !fails);
                 let status = if fails {
                     OpStatus::Failed(format!("simulated fault injected into {}", op.kind()))

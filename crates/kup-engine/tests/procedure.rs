@@ -1,0 +1,348 @@
+//! The seed's procedure, steps 5–15, through the engine, checking the cluster state and every
+//! host row after each step.
+
+mod common;
+
+use common::*;
+use kup_core::Command;
+use kup_types::KubeUpgradeState;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_procedure_on_the_default_standard_system() {
+    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller None v1.16.1 v1.16.1 None\n\
+         2 controller-1 controller None v1.16.1 v1.16.1 None\n\
+         3 storage-0 storage None N/A N/A None\n\
+         4 storage-1 storage None N/A N/A None\n\
+         5 worker-0 worker None N/A v1.16.1 None\n\
+         6 worker-1 worker None N/A v1.16.1 None"
+    );
+    let versions = h.engine.kube_versions().await.unwrap();
+    let vs: Vec<String> = versions
+        .iter()
+        .map(|v| format!("{} {} {}", v.version, v.target, v.state))
+        .collect();
+    assert_eq!(vs, ["v1.16.1 true active", "v1.16.2 false available"]);
+
+    // 5. Start.
+    let out = h.ok(start("v1.16.2")).await;
+    let u = out.upgrade.unwrap();
+    assert_eq!(
+        (
+            u.from_version.to_string(),
+            u.to_version.to_string(),
+            u.state
+        ),
+        (
+            "v1.16.1".into(),
+            "v1.16.2".into(),
+            KubeUpgradeState::UpgradeStarted
+        )
+    );
+    assert!(u.updated_at.is_none());
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller v1.16.1 v1.16.1 v1.16.1 None\n\
+         2 controller-1 controller v1.16.1 v1.16.1 v1.16.1 None\n\
+         3 storage-0 storage v1.16.1 N/A N/A None\n\
+         4 storage-1 storage v1.16.1 N/A N/A None\n\
+         5 worker-0 worker v1.16.1 N/A v1.16.1 None\n\
+         6 worker-1 worker v1.16.1 N/A v1.16.1 None"
+    );
+    let vs = h.engine.kube_versions().await.unwrap();
+    assert_eq!(
+        (vs[0].target, vs[1].target),
+        (false, true),
+        "the target is the upgrade's"
+    );
+    assert!(
+        h.engine
+            .alarms()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.alarm_id == "900.007")
+    );
+
+    // 6. Download images: the reply shows the step in progress, then it completes.
+    let out = h.ok(Command::DownloadImages).await;
+    assert_eq!(
+        out.upgrade.as_ref().unwrap().state,
+        KubeUpgradeState::DownloadingImages
+    );
+    assert_eq!(h.state().await, "downloaded-images");
+    let u = h.engine.kube_upgrade().await.unwrap().unwrap();
+    assert!(u.updated_at.is_some());
+
+    // 7. Control plane on the first controller (either may go first; the seed picks controller-1).
+    let out = h.ok(cp("controller-1")).await;
+    let row = out.host_upgrade().unwrap();
+    assert_eq!(
+        (
+            row.id,
+            row.control_plane_version.as_str(),
+            row.kubelet_version.as_str(),
+            row.status.as_deref(),
+            row.target_version.as_deref()
+        ),
+        (
+            2,
+            "v1.16.1",
+            "v1.16.1",
+            Some("upgrading-control-plane"),
+            Some("v1.16.2")
+        )
+    );
+    assert_eq!(
+        out.upgrade.as_ref().unwrap().state,
+        KubeUpgradeState::UpgradingFirstMaster
+    );
+    assert_eq!(h.state().await, "upgraded-first-master");
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller v1.16.1 v1.16.1 v1.16.1 None\n\
+         2 controller-1 controller v1.16.2 v1.16.2 v1.16.1 None\n\
+         3 storage-0 storage v1.16.1 N/A N/A None\n\
+         4 storage-1 storage v1.16.1 N/A N/A None\n\
+         5 worker-0 worker v1.16.1 N/A v1.16.1 None\n\
+         6 worker-1 worker v1.16.1 N/A v1.16.1 None"
+    );
+
+    // 8. Networking.
+    let out = h.ok(Command::UpgradeNetworking).await;
+    assert_eq!(
+        out.upgrade.as_ref().unwrap().state,
+        KubeUpgradeState::UpgradingNetworking
+    );
+    assert_eq!(h.state().await, "upgraded-networking");
+
+    // 9. Control plane on the second controller.
+    let out = h.ok(cp("controller-0")).await;
+    assert_eq!(
+        out.upgrade.as_ref().unwrap().state,
+        KubeUpgradeState::UpgradingSecondMaster
+    );
+    assert_eq!(
+        out.host_upgrade().unwrap().status.as_deref(),
+        Some("upgrading-control-plane")
+    );
+    assert_eq!(h.state().await, "upgraded-second-master");
+
+    // 10. Both control planes run v1.16.2 (the seed's table).
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller v1.16.2 v1.16.2 v1.16.1 None\n\
+         2 controller-1 controller v1.16.2 v1.16.2 v1.16.1 None\n\
+         3 storage-0 storage v1.16.1 N/A N/A None\n\
+         4 storage-1 storage v1.16.1 N/A N/A None\n\
+         5 worker-0 worker v1.16.1 N/A v1.16.1 None\n\
+         6 worker-1 worker v1.16.1 N/A v1.16.1 None"
+    );
+    let vs = h.engine.kube_versions().await.unwrap();
+    assert_eq!(
+        (vs[0].state.as_str(), vs[1].state.as_str()),
+        ("partial", "partial")
+    );
+
+    // 12. Kubelets on the controllers: the standby first, then swact and the other.
+    h.ok(lock("controller-1")).await;
+    let out = h.ok(kubelet("controller-1")).await;
+    assert_eq!(
+        out.host_upgrade().unwrap().status.as_deref(),
+        Some("upgrading-kubelet")
+    );
+    assert_eq!(
+        out.upgrade.as_ref().unwrap().state,
+        KubeUpgradeState::UpgradingKubelets
+    );
+    h.ok(unlock("controller-1")).await;
+    h.ok(swact("controller-0")).await;
+    h.ok(lock("controller-0")).await;
+    h.ok(kubelet("controller-0")).await;
+    h.ok(unlock("controller-0")).await;
+
+    // 13.
+    assert_eq!(h.state().await, "upgrading-kubelets");
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller v1.16.2 v1.16.2 v1.16.2 upgraded-kubelet\n\
+         2 controller-1 controller v1.16.2 v1.16.2 v1.16.2 upgraded-kubelet\n\
+         3 storage-0 storage v1.16.1 N/A N/A None\n\
+         4 storage-1 storage v1.16.1 N/A N/A None\n\
+         5 worker-0 worker v1.16.1 N/A v1.16.1 None\n\
+         6 worker-1 worker v1.16.1 N/A v1.16.1 None"
+    );
+
+    // 14. Kubelets on the workers.
+    for w in ["worker-1", "worker-0"] {
+        h.ok(lock(w)).await;
+        let out = h.ok(kubelet(w)).await;
+        assert_eq!(
+            out.host_upgrade().unwrap().status.as_deref(),
+            Some("upgrading-kubelet")
+        );
+        h.ok(unlock(w)).await;
+    }
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller v1.16.2 v1.16.2 v1.16.2 upgraded-kubelet\n\
+         2 controller-1 controller v1.16.2 v1.16.2 v1.16.2 upgraded-kubelet\n\
+         3 storage-0 storage v1.16.1 N/A N/A None\n\
+         4 storage-1 storage v1.16.1 N/A N/A None\n\
+         5 worker-0 worker v1.16.2 N/A v1.16.2 upgraded-kubelet\n\
+         6 worker-1 worker v1.16.2 N/A v1.16.2 upgraded-kubelet"
+    );
+
+    // 15. Complete: storage hosts do not hold it up; host statuses are cleared.
+    let out = h.ok(Command::Complete).await;
+    assert_eq!(
+        out.upgrade.as_ref().unwrap().state,
+        KubeUpgradeState::UpgradeComplete
+    );
+    assert_eq!(
+        h.table().await,
+        "1 controller-0 controller v1.16.2 v1.16.2 v1.16.2 None\n\
+         2 controller-1 controller v1.16.2 v1.16.2 v1.16.2 None\n\
+         3 storage-0 storage v1.16.1 N/A N/A None\n\
+         4 storage-1 storage v1.16.1 N/A N/A None\n\
+         5 worker-0 worker v1.16.2 N/A v1.16.2 None\n\
+         6 worker-1 worker v1.16.2 N/A v1.16.2 None"
+    );
+    let vs = h.engine.kube_versions().await.unwrap();
+    let vs: Vec<String> = vs
+        .iter()
+        .map(|v| format!("{} {} {}", v.version, v.target, v.state))
+        .collect();
+    assert_eq!(vs, ["v1.16.1 false unavailable", "v1.16.2 true active"]);
+
+    // Delete: the upgrade and its alarm are gone; every pod is running again.
+    h.ok(Command::Delete).await;
+    assert_eq!(h.state().await, "none");
+    assert!(
+        !h.engine
+            .alarms()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.alarm_id == "900.007")
+    );
+    let obs = h.engine.observe().await.unwrap();
+    assert!(
+        obs.pods.iter().all(|p| p.node.is_some() && p.ready),
+        "{:?}",
+        obs.pods
+    );
+    assert!(obs.hosts.iter().all(|h| h.is_unlocked_enabled_available()));
+
+    let events = h.events().await;
+    assert_gapless(&events);
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == kup_types::EventKind::State)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "upgrade v1.16.1 -> v1.16.2: upgrade-started",
+            "upgrade-started -> downloading-images",
+            "downloading-images -> downloaded-images",
+            "downloaded-images -> upgrading-first-master",
+            "upgrading-first-master -> upgraded-first-master",
+            "upgraded-first-master -> upgrading-networking",
+            "upgrading-networking -> upgraded-networking",
+            "upgraded-networking -> upgrading-second-master",
+            "upgrading-second-master -> upgraded-second-master",
+            "upgraded-second-master -> upgrading-kubelets",
+            "upgrading-kubelets -> upgrade-complete",
+            "upgrade v1.16.1 -> v1.16.2 deleted",
+        ]
+    );
+}
+
+/// The procedure any system type follows; returns the controllers in upgrade order.
+pub async fn run_procedure(h: &Harness) {
+    let obs = h.engine.observe().await.unwrap();
+    let simplex = obs.system_type == kup_types::SystemType::AioSimplex;
+    let mut controllers: Vec<(String, bool)> = obs
+        .controllers()
+        .map(|c| (c.hostname.clone(), c.active_controller))
+        .collect();
+    controllers.sort_by_key(|(_, active)| *active); // the standby first
+    let workers: Vec<String> = obs
+        .hosts
+        .iter()
+        .filter(|h| h.personality == kup_types::Personality::Worker)
+        .map(|h| h.hostname.clone())
+        .collect();
+
+    h.ok(start("1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    assert_eq!(h.state().await, "downloaded-images");
+    h.ok(cp(&controllers[0].0)).await;
+    assert_eq!(h.state().await, "upgraded-first-master");
+    h.ok(Command::UpgradeNetworking).await;
+    assert_eq!(h.state().await, "upgraded-networking");
+    if let Some((second, _)) = controllers.get(1) {
+        h.ok(cp(second)).await;
+        assert_eq!(h.state().await, "upgraded-second-master");
+    }
+    for (i, (c, _)) in controllers.iter().enumerate() {
+        if simplex {
+            h.ok(kubelet(c)).await;
+        } else {
+            if i == 1 {
+                // The other controller is active now: hand the role back first.
+                h.ok(swact(c)).await;
+            }
+            h.ok(lock(c)).await;
+            h.ok(kubelet(c)).await;
+            h.ok(unlock(c)).await;
+        }
+        assert_eq!(h.state().await, "upgrading-kubelets");
+    }
+    for w in &workers {
+        h.ok(lock(w)).await;
+        h.ok(kubelet(w)).await;
+        h.ok(unlock(w)).await;
+    }
+    h.ok(Command::Complete).await;
+    assert_eq!(h.state().await, "upgrade-complete");
+    for row in h.engine.kube_host_upgrades().await.unwrap() {
+        assert_eq!(row.status, None, "{row:?}");
+        if row.personality != kup_types::Personality::Storage {
+            assert_eq!(row.kubelet_version, "v1.16.2", "{row:?}");
+        }
+    }
+    h.ok(Command::Delete).await;
+    assert_eq!(h.state().await, "none");
+    let vs = h.engine.kube_versions().await.unwrap();
+    assert!(
+        vs.iter()
+            .any(|v| v.version.to_string() == "v1.16.2" && v.state.as_str() == "active")
+    );
+    assert_gapless(&h.events().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_procedure_on_aio_simplex() {
+    let h = Harness::new(example("aio-simplex.yaml")).await;
+    // On simplex the kubelet follows networking directly, without a lock.
+    run_procedure(&h).await;
+    let obs = h.engine.observe().await.unwrap();
+    assert!(obs.hosts[0].is_unlocked_enabled_available(), "never locked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_procedure_on_aio_duplex() {
+    let h = Harness::new(example("aio-duplex.yaml")).await;
+    run_procedure(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_procedure_on_fifty_workers() {
+    let h = Harness::new(example("standard-50-workers.yaml")).await;
+    run_procedure(&h).await;
+}

@@ -1,0 +1,376 @@
+//! Failures and re-dos, crashes and restarts, racing commands.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use kup_core::{Command, Refusal};
+use kup_sim::{Fault, Inventory};
+use kup_types::{EventKind, KubeUpgradeState, StepKind};
+
+/// Each asynchronous step fails once: it ends `-failed`, and the same command re-does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_step_is_redone_by_the_same_command() {
+    let h = Harness::new(Inventory::default_cluster()).await;
+    for (step, host) in [
+        (StepKind::DownloadImages, None),
+        (StepKind::ControlPlane, Some("controller-1")),
+        (StepKind::Networking, None),
+        (StepKind::ControlPlane, Some("controller-0")),
+        (StepKind::Kubelet, Some("controller-1")),
+        (StepKind::Kubelet, Some("worker-0")),
+        (StepKind::Lock, Some("worker-1")),
+        (StepKind::Unlock, Some("worker-1")),
+    ] {
+        h.sim.inject_fault(Fault::once(step, host));
+    }
+    h.ok(start("v1.16.2")).await;
+
+    h.ok(Command::DownloadImages).await;
+    assert_eq!(h.state().await, "downloading-images-failed");
+    h.ok(Command::DownloadImages).await;
+    assert_eq!(h.state().await, "downloaded-images");
+
+    h.ok(cp("controller-1")).await;
+    assert_eq!(h.state().await, "upgrading-first-master-failed");
+    let row = |t: String, host: &str| t.lines().find(|l| l.contains(host)).unwrap().to_string();
+    assert_eq!(
+        row(h.table().await, "controller-1"),
+        "2 controller-1 controller v1.16.2 v1.16.1 v1.16.1 upgrading-control-plane-failed"
+    );
+    h.ok(cp("controller-1")).await;
+    assert_eq!(h.state().await, "upgraded-first-master");
+    assert_eq!(
+        row(h.table().await, "controller-1"),
+        "2 controller-1 controller v1.16.2 v1.16.2 v1.16.1 None"
+    );
+
+    h.ok(Command::UpgradeNetworking).await;
+    assert_eq!(h.state().await, "upgrading-networking-failed");
+    h.ok(Command::UpgradeNetworking).await;
+    assert_eq!(h.state().await, "upgraded-networking");
+
+    h.ok(cp("controller-0")).await;
+    assert_eq!(h.state().await, "upgrading-second-master-failed");
+    h.ok(cp("controller-0")).await;
+    assert_eq!(h.state().await, "upgraded-second-master");
+
+    h.ok(lock("controller-1")).await;
+    h.ok(kubelet("controller-1")).await;
+    assert!(row(h.table().await, "controller-1").ends_with("v1.16.1 upgrading-kubelet-failed"));
+    // A failed kubelet step is not in progress: unlock is allowed, and so is the re-do.
+    h.ok(kubelet("controller-1")).await;
+    assert!(row(h.table().await, "controller-1").ends_with("v1.16.2 upgraded-kubelet"));
+    h.ok(unlock("controller-1")).await;
+    h.ok(swact("controller-0")).await;
+    h.ok(lock("controller-0")).await;
+    h.ok(kubelet("controller-0")).await;
+    h.ok(unlock("controller-0")).await;
+
+    // A host action that fails leaves the host as it was and can be re-issued.
+    h.ok(lock("worker-1")).await;
+    let w1 = h.engine.host("worker-1").await.unwrap();
+    assert_eq!(w1.administrative.as_str(), "unlocked");
+    assert!(
+        h.events()
+            .await
+            .iter()
+            .any(|e| e.message.starts_with("lock worker-1: failed"))
+    );
+    h.ok(lock("worker-1")).await;
+    h.ok(kubelet("worker-1")).await;
+    h.ok(unlock("worker-1")).await;
+    assert_eq!(
+        h.engine
+            .host("worker-1")
+            .await
+            .unwrap()
+            .administrative
+            .as_str(),
+        "locked"
+    );
+    h.ok(unlock("worker-1")).await;
+
+    h.ok(lock("worker-0")).await;
+    h.ok(kubelet("worker-0")).await;
+    assert!(row(h.table().await, "worker-0").ends_with("upgrading-kubelet-failed"));
+    let err = h.run(Command::Complete).await.unwrap_err();
+    assert!(err.to_string().contains("worker-0"), "{err}");
+    h.ok(kubelet("worker-0")).await;
+    h.ok(unlock("worker-0")).await;
+    h.ok(Command::Complete).await;
+    assert_eq!(h.state().await, "upgrade-complete");
+    assert_gapless(&h.events().await);
+}
+
+/// `kube-upgrade-failed` marks a step that hangs as failed; its late end changes nothing, and
+/// the step can be re-done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_step_is_marked_failed_by_hand_and_redone() {
+    let h = Harness::new(Inventory::default_cluster()).await;
+    h.ok(start("v1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    h.sim.set_time_scale(0.002); // about half a second per step
+    h.run(cp("controller-1")).await.unwrap();
+    let out = h
+        .run(Command::MarkFailed(
+            KubeUpgradeState::UpgradingFirstMasterFailed,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.upgrade.unwrap().state,
+        KubeUpgradeState::UpgradingFirstMasterFailed
+    );
+    h.engine.wait_idle().await;
+    // The operation did finish in the cluster, but its end no longer moves the state.
+    assert_eq!(h.state().await, "upgrading-first-master-failed");
+    h.sim.set_time_scale(0.0);
+    h.ok(cp("controller-1")).await; // a re-do although the control plane reached the target
+    assert_eq!(h.state().await, "upgraded-first-master");
+}
+
+/// Each in-flight step, killed together with the simulation: on restart it is marked failed,
+/// and re-doing it continues the upgrade to the end, with a gapless event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_any_step_is_recovered() {
+    let inv = Inventory::default_cluster();
+    let mut h = Harness::persistent(inv.clone()).await;
+    h.ok(start("v1.16.2")).await;
+
+    type Check = (&'static str, &'static str);
+    let steps: Vec<(Command, Check)> = vec![
+        (
+            Command::DownloadImages,
+            ("state", "downloading-images-failed"),
+        ),
+        (
+            cp("controller-1"),
+            ("state", "upgrading-first-master-failed"),
+        ),
+        (
+            Command::UpgradeNetworking,
+            ("state", "upgrading-networking-failed"),
+        ),
+        (
+            cp("controller-0"),
+            ("state", "upgrading-second-master-failed"),
+        ),
+    ];
+    for (cmd, (_, failed)) in steps {
+        h.sim.set_time_scale(1000.0);
+        h.run(cmd.clone()).await.unwrap();
+        h = h.crash(&inv).await;
+        assert_eq!(h.state().await, failed);
+        let recovery: Vec<String> = h
+            .events()
+            .await
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Recovery)
+            .map(|e| e.message)
+            .collect();
+        assert!(
+            recovery.last().unwrap().contains("did not finish"),
+            "{recovery:?}"
+        );
+        h.ok(cmd).await;
+        assert!(!h.state().await.ends_with("-failed"));
+    }
+    assert_eq!(h.state().await, "upgraded-second-master");
+
+    h.ok(lock("controller-1")).await;
+    h.sim.set_time_scale(1000.0);
+    h.run(kubelet("controller-1")).await.unwrap();
+    h = h.crash(&inv).await;
+    assert!(
+        h.table()
+            .await
+            .contains("controller-1 controller v1.16.2 v1.16.2 v1.16.1 upgrading-kubelet-failed")
+    );
+    h.ok(kubelet("controller-1")).await;
+    h.ok(unlock("controller-1")).await;
+    h.ok(swact("controller-0")).await;
+    for host in ["controller-0", "worker-0", "worker-1"] {
+        h.ok(lock(host)).await;
+        h.ok(kubelet(host)).await;
+        h.ok(unlock(host)).await;
+    }
+    h.ok(Command::Complete).await;
+    h.ok(Command::Delete).await;
+    let events = h.events().await;
+    assert_gapless(&events);
+    // Every step's start and end is recorded exactly once per attempt: 5 crashed attempts,
+    // each re-done once.
+    let failed_marks = events
+        .iter()
+        .filter(|e| e.message.ends_with("marked failed"))
+        .count();
+    assert_eq!(failed_marks, 5);
+}
+
+/// A step whose operation finished while the engine was down is observed finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_finished_while_down_is_observed_finished() {
+    use kup_driver::Driver;
+    let h = Harness::new(Inventory::default_cluster()).await;
+    h.ok(start("v1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    h.sim.set_time_scale(0.002);
+    h.run(cp("controller-1")).await.unwrap();
+    let Harness {
+        engine,
+        sim,
+        db,
+        dir,
+    } = h;
+    drop(engine); // the engine stops before the step ends; the cluster carries on
+    let op = kup_types::Operation::UpgradeControlPlane {
+        host: "controller-1".into(),
+        version: kup_types::KubeVersion::new(1, 16, 2),
+        first: true,
+    };
+    assert_eq!(sim.wait(&op).await.unwrap(), kup_types::OpStatus::Succeeded);
+    let h = Harness {
+        engine: open(&sim, &db).await,
+        sim,
+        db,
+        dir,
+    };
+    assert_eq!(h.state().await, "upgraded-first-master");
+    let events = h.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::Recovery && e.message.ends_with("observed finished"))
+    );
+    assert_gapless(&events);
+}
+
+/// Two racing commands cannot both pass a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_concurrent_starts_admit_exactly_one() {
+    let h = Arc::new(Harness::new(Inventory::default_cluster()).await);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.run(start("v1.16.2")).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(e) => assert!(
+                matches!(e.refusal(), Some(Refusal::AlreadyInProgress)),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(accepted, 1);
+    let events = h.events().await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::Command)
+            .count(),
+        1
+    );
+    assert_gapless(&events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_let_a_start_or_an_unlock_through() {
+    let h = Harness::new(Inventory::default_cluster()).await;
+    h.sim.mutate(|m| {
+        m.alarms.push(kup_types::Alarm {
+            uuid: "a".into(),
+            alarm_id: "100.101".into(),
+            entity_instance_id: "host=worker-0".into(),
+            reason_text: "Platform CPU threshold exceeded".into(),
+            severity: kup_types::Severity::Major,
+            management_affecting: false,
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+        })
+    });
+    let report = h.engine.health(false).await.unwrap();
+    assert!(
+        report
+            .render()
+            .contains("No alarms: [Fail]\n[1] alarms found"),
+        "{}",
+        report.render()
+    );
+    assert!(
+        h.engine.health(true).await.unwrap().ok(),
+        "relaxed ignores minor alarms"
+    );
+    // The request's ignore list, or --force, lets a non-management-affecting alarm pass.
+    let ignore = Command::Start {
+        to_version: "v1.16.2".into(),
+        force: false,
+        alarm_ignore: vec!["100.101".into()],
+    };
+    h.ok(ignore).await;
+    h.ok(Command::DownloadImages).await;
+    for c in [
+        cp("controller-1"),
+        Command::UpgradeNetworking,
+        cp("controller-0"),
+    ] {
+        h.ok(c).await;
+    }
+    // force-unlock during a kubelet upgrade.
+    h.ok(lock("controller-1")).await;
+    h.sim.set_time_scale(1000.0);
+    h.run(kubelet("controller-1")).await.unwrap();
+    h.run(Command::Unlock {
+        host: "controller-1".into(),
+        force: true,
+    })
+    .await
+    .unwrap();
+
+    // A kubelet already at the target is recorded as upgraded without running anything, unless
+    // forced.
+    let h = Harness::new(Inventory::default_cluster()).await;
+    for c in [
+        start("v1.16.2"),
+        Command::DownloadImages,
+        cp("controller-1"),
+        Command::UpgradeNetworking,
+        cp("controller-0"),
+    ] {
+        h.ok(c).await;
+    }
+    h.sim.mutate(|m| {
+        m.host_mut("controller-1").unwrap().kubelet_version =
+            Some(kup_types::KubeVersion::new(1, 16, 2))
+    });
+    let before = h.events().await.len();
+    let out = h.ok(kubelet("controller-1")).await;
+    assert_eq!(
+        out.host_upgrade().unwrap().status.as_deref(),
+        Some("upgraded-kubelet")
+    );
+    let new: Vec<_> = h.events().await.into_iter().skip(before).collect();
+    assert!(
+        !new.iter().any(|e| e.kind == EventKind::Operation),
+        "nothing ran: {new:?}"
+    );
+    h.ok(lock("controller-1")).await;
+    let out = h
+        .ok(Command::Kubelet {
+            host: "controller-1".into(),
+            force: true,
+        })
+        .await;
+    assert_eq!(
+        out.host_upgrade().unwrap().status.as_deref(),
+        Some("upgrading-kubelet")
+    );
+    assert!(h.events().await.iter().any(|e| {
+        e.message
+            .starts_with("upgrade the kubelet on controller-1 to v1.16.2: done")
+    }));
+}
