@@ -483,7 +483,8 @@ fn start(
             state: to_state,
         });
     }
-    if !meta.upgrade_from.contains(&from) {
+    // Never a downgrade, whatever the metadata says.
+    if to <= from || !meta.upgrade_from.contains(&from) {
         return Err(Refusal::NoUpgradePath { from, to });
     }
     let ignore: Vec<String> = ctx

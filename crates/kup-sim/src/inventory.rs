@@ -381,16 +381,16 @@ impl Inventory {
                     ));
                 }
             }
-            if let Some(p) = &w.pdb {
-                if p.min_available.is_some() == p.max_unavailable.is_some() {
-                    return Err(at(
-                        &w.name,
-                        format!(
-                            "the pdb of workload {} needs exactly one of min_available and max_unavailable",
-                            w.name.value
-                        ),
-                    ));
-                }
+            if let Some(p) = &w.pdb
+                && p.min_available.is_some() == p.max_unavailable.is_some()
+            {
+                return Err(at(
+                    &w.name,
+                    format!(
+                        "the pdb of workload {} needs exactly one of min_available and max_unavailable",
+                        w.name.value
+                    ),
+                ));
             }
         }
         for (kind, secs) in &self.durations {
@@ -401,10 +401,10 @@ impl Inventory {
             }
         }
         for f in &self.faults {
-            if let Some(h) = &f.host {
-                if !names.contains(h.value.as_str()) {
-                    return Err(at(h, format!("fault names unknown host {}", h.value)));
-                }
+            if let Some(h) = &f.host
+                && !names.contains(h.value.as_str())
+            {
+                return Err(at(h, format!("fault names unknown host {}", h.value)));
             }
             match (f.mode.value, &f.probability) {
                 (FaultMode::Probability, None) => {

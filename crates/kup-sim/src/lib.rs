@@ -345,13 +345,13 @@ impl Driver for SimCluster {
     async fn start(&self, op: &Operation) -> Result<(), DriverError> {
         let (deadline, fails) = {
             let mut st = self.state.lock().expect("sim lock");
-            if let Some(host) = op.host() {
-                if st.model.host(host).is_none() {
-                    return Err(DriverError::Rejected {
-                        op: op.to_string(),
-                        reason: format!("no host {host} in the cluster"),
-                    });
-                }
+            if let Some(host) = op.host()
+                && st.model.host(host).is_none()
+            {
+                return Err(DriverError::Rejected {
+                    op: op.to_string(),
+                    reason: format!("no host {host} in the cluster"),
+                });
             }
             if st.ops.get(op) == Some(&OpStatus::Running) {
                 return Ok(()); // Attach to the run in progress.

@@ -468,7 +468,7 @@ impl SimModel {
                     .node
                     .as_deref()
                     .and_then(|n| self.host(n))
-                    .is_some_and(|h| up(h)),
+                    .is_some_and(&up),
                 owner_kind: p.kind.as_str().to_string(),
                 owner: p.workload.clone(),
             })

@@ -2,7 +2,7 @@
 //! cluster at time scale 0 (every step instant), as the daemon would.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kup_core::{Command, Policy};
@@ -23,7 +23,7 @@ pub fn example(name: &str) -> Inventory {
     Inventory::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-pub async fn open(sim: &SimCluster, db: &PathBuf) -> Engine {
+pub async fn open(sim: &SimCluster, db: &Path) -> Engine {
     let store = Arc::new(SqliteStore::open(db).await.unwrap());
     let config = EngineConfig {
         catalog: sim.catalog(),
