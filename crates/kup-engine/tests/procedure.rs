@@ -67,7 +67,9 @@ async fn seed_procedure_on_the_default_standard_system() {
     );
 
     // 6. Download images: the reply shows the step in progress, then it completes.
+    let started = h.table().await;
     let out = h.ok(Command::DownloadImages).await;
+    assert_eq!(h.table().await, started, "downloading changes no host row");
     assert_eq!(
         out.upgrade.as_ref().unwrap().state,
         KubeUpgradeState::DownloadingImages
@@ -111,7 +113,22 @@ async fn seed_procedure_on_the_default_standard_system() {
     );
 
     // 8. Networking.
+    let first_master = h.table().await;
     let out = h.ok(Command::UpgradeNetworking).await;
+    assert_eq!(
+        h.table().await,
+        first_master,
+        "networking changes no host row"
+    );
+    assert_eq!(
+        h.engine
+            .observe()
+            .await
+            .unwrap()
+            .networking_version
+            .map(|v| v.to_string()),
+        Some("v1.16.2".into())
+    );
     assert_eq!(
         out.upgrade.as_ref().unwrap().state,
         KubeUpgradeState::UpgradingNetworking
@@ -148,6 +165,14 @@ async fn seed_procedure_on_the_default_standard_system() {
 
     // 12. Kubelets on the controllers: the standby first, then swact and the other.
     h.ok(lock("controller-1")).await;
+    assert_eq!(
+        h.table().await,
+        first_master.replace(
+            "1 controller-0 controller v1.16.1 v1.16.1",
+            "1 controller-0 controller v1.16.2 v1.16.2"
+        ),
+        "locking changes no host row"
+    );
     let out = h.ok(kubelet("controller-1")).await;
     assert_eq!(
         out.host_upgrade().unwrap().status.as_deref(),
