@@ -59,12 +59,14 @@ pub fn kube_upgrade_health(obs: &Observation, force: bool, ignore: &[String]) ->
     let bad_hosts = obs
         .hosts
         .iter()
-        .filter(|h| !h.is_unlocked_enabled_available())
-        .map(|h| {
-            format!(
+        // A host with an action in progress is about to change state: not settled either.
+        .filter(|h| !h.is_unlocked_enabled_available() || h.task.is_some())
+        .map(|h| match &h.task {
+            Some(task) => format!("{} ({task})", h.hostname),
+            None => format!(
                 "{} ({}/{}/{})",
                 h.hostname, h.administrative, h.operational, h.availability
-            )
+            ),
         })
         .collect();
 

@@ -198,7 +198,11 @@ impl<'a> Writer<'a> {
         u.state = to;
         u.updated_at = Some(now);
         let rec = u.clone();
-        self.d.batch.upgrade = Some(UpgradeWrite::Put(rec));
+        // A state change to an upgrade created by this same decision is still its creation.
+        self.d.batch.upgrade = Some(match self.d.batch.upgrade {
+            Some(UpgradeWrite::Create(_)) => UpgradeWrite::Create(rec),
+            _ => UpgradeWrite::Put(rec),
+        });
         self.event(EventKind::State, "kube_upgrade", format!("{from} -> {to}"));
     }
 
@@ -372,10 +376,11 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 return Err(Refusal::AlreadyLocked(name.clone()));
             }
             if h.personality == Personality::Controller {
-                let other = ctx
-                    .obs
-                    .controllers()
-                    .find(|c| c.hostname != h.hostname && c.is_unlocked_enabled_available());
+                let other = ctx.obs.controllers().find(|c| {
+                    c.hostname != h.hostname
+                        && c.is_unlocked_enabled_available()
+                        && c.task.is_none()
+                });
                 match other {
                     None => return Err(Refusal::LockLastController(name.clone())),
                     Some(o) if h.active_controller => {
@@ -387,7 +392,11 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                     Some(_) => {}
                 }
             }
-            if status_of(ctx, name) == Some(HS::UpgradingControlPlane) {
+            // While any control plane is being upgraded, the other one must stay in service.
+            let cp_in_flight = ctx.snap.upgrade.as_ref().is_some_and(|u| {
+                matches!(u.state, S::UpgradingFirstMaster | S::UpgradingSecondMaster)
+            });
+            if h.personality == Personality::Controller && cp_in_flight {
                 return Err(Refusal::LockDuringControlPlane(name.clone()));
             }
             w.op(Operation::Lock {
@@ -415,11 +424,9 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             if !h.active_controller {
                 return Err(Refusal::SwactNotActive(name.clone()));
             }
-            if !ctx
-                .obs
-                .controllers()
-                .any(|c| c.hostname != h.hostname && c.is_unlocked_enabled_available())
-            {
+            if !ctx.obs.controllers().any(|c| {
+                c.hostname != h.hostname && c.is_unlocked_enabled_available() && c.task.is_none()
+            }) {
                 return Err(Refusal::SwactNoStandby(name.clone()));
             }
             if ctx.snap.upgrade.as_ref().is_some_and(|u| {
@@ -532,7 +539,7 @@ fn start(
         updated_at: None,
     };
     w.upgrade = Some(record.clone());
-    w.d.batch.upgrade = Some(UpgradeWrite::Put(record));
+    w.d.batch.upgrade = Some(UpgradeWrite::Create(record));
     w.event(
         EventKind::State,
         "kube_upgrade",
@@ -547,6 +554,7 @@ fn start(
 fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Refusal> {
     let u = upgrade(ctx)?;
     let h = host(ctx, name)?;
+    not_busy(h)?;
     if h.personality != Personality::Controller {
         return Err(Refusal::NoControlPlane {
             host: name.into(),
@@ -582,6 +590,23 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
             &[S::DownloadedImages, S::UpgradingFirstMasterFailed],
             "upgrade the first control plane",
         )?;
+        // A peer whose control plane is not settled at the old version may still be running
+        // an upgrade that was marked failed: two first masters must never run at once.
+        for peer in ctx.obs.controllers().filter(|c| c.hostname != name) {
+            let settled = ctx.obs.control_plane_version(&peer.hostname) == Some(u.from_version)
+                && ctx
+                    .obs
+                    .control_plane_pods
+                    .iter()
+                    .filter(|p| p.host == peer.hostname)
+                    .all(|p| p.ready);
+            if !settled {
+                return Err(Refusal::PeerControlPlaneUnsettled {
+                    host: name.into(),
+                    peer: peer.hostname.clone(),
+                });
+            }
+        }
     } else {
         gate(
             u,
@@ -622,6 +647,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
             personality: h.personality.to_string(),
         });
     }
+    not_busy(h)?;
     // The control planes must be done: on simplex there is only one, and networking follows it.
     let ready_state = if simplex(ctx) {
         S::UpgradedNetworking

@@ -75,6 +75,10 @@ pub enum Refusal {
     #[error("The control plane on {0} is already being upgraded")]
     ControlPlaneBusy(String),
     #[error(
+        "Can not upgrade the first control plane on {host}: the control plane on {peer} is not settled at the old version and ready (an upgrade may still be running there); wait, or re-do it on {peer}"
+    )]
+    PeerControlPlaneUnsettled { host: String, peer: String },
+    #[error(
         "The host must be unlocked and enabled to upgrade the control plane ({host} is {state})"
     )]
     ControlPlaneHostState { host: String, state: String },
@@ -114,7 +118,9 @@ pub enum Refusal {
     AlreadyUnlocked(String),
     #[error("Can not lock {host}: it is the active controller; swact to {other} first")]
     LockActiveController { host: String, other: String },
-    #[error("Can not lock {0}: it is the only available controller")]
+    #[error(
+        "Can not lock {0}: it is the only available controller (no other is unlocked, enabled, available and idle)"
+    )]
     LockLastController(String),
     #[error("Can not lock {0} while its control plane is being upgraded")]
     LockDuringControlPlane(String),

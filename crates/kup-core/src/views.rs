@@ -1,6 +1,9 @@
 //! Read models: the store's rows joined with what the cluster shows.
 
-use kup_types::{Alarm, KubeHostUpgradeView, Observation, Personality, Severity, Snapshot};
+use kup_types::{
+    Alarm, HostInfo, HostUpgradeRecord, IHost, KubeHostUpgradeView, Observation, Personality,
+    Severity, Snapshot,
+};
 
 /// Rows of `kube-host-upgrade-list`, sorted by id.
 pub fn host_upgrades(snap: &Snapshot, obs: &Observation) -> Vec<KubeHostUpgradeView> {
@@ -55,4 +58,38 @@ pub fn alarms(snap: &Snapshot, obs: &Observation) -> Vec<Alarm> {
         });
     }
     out
+}
+
+/// A host as the sysinv API shows it; its timestamps are those of its upgrade row, the record
+/// of when kup first saw the host.
+pub fn ihost(h: &HostInfo, row: Option<&HostUpgradeRecord>) -> IHost {
+    let capabilities = if h.personality == Personality::Controller {
+        let role = if h.active_controller {
+            "Controller-Active"
+        } else {
+            "Controller-Standby"
+        };
+        serde_json::json!({ "Personality": role })
+    } else {
+        serde_json::json!({})
+    };
+    IHost {
+        id: h.id,
+        uuid: h.uuid.clone(),
+        hostname: h.hostname.clone(),
+        personality: h.personality,
+        subfunctions: h.subfunctions.join(","),
+        administrative: h.administrative,
+        operational: h.operational,
+        availability: h.availability,
+        task: h.task.clone(),
+        active_controller: h.active_controller,
+        capabilities,
+        roles: h.roles.clone(),
+        peers: None,
+        install_state: Some("completed".into()),
+        install_state_info: None,
+        created_at: row.map_or(jiff::Timestamp::UNIX_EPOCH, |r| r.created_at),
+        updated_at: row.and_then(|r| r.updated_at),
+    }
 }

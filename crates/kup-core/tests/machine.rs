@@ -111,7 +111,7 @@ fn check_accepted(case: &Accepted) {
     let flag = if case.force { " --force" } else { "" };
     let expected = Decision {
         batch: WriteBatch {
-            upgrade: Some(UpgradeWrite::Put(record)),
+            upgrade: Some(UpgradeWrite::Create(record)),
             hosts,
             events: vec![
                 event(

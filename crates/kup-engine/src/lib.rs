@@ -15,9 +15,9 @@ use kup_core::{Catalog, Command, Ctx, HealthReport, OpSlot, Policy, Refusal};
 use kup_driver::{Driver, DriverError};
 use kup_store::{Store, StoreError};
 use kup_types::{
-    Alarm, Event, HostInfo, HostUpgradeRecord, KubeHostUpgradeView, KubeUpgradeView, KubeVersion,
-    KubeVersionDetail, KubeVersionSummary, Observation, OpStatus, Operation, Snapshot, VersionMeta,
-    WriteBatch,
+    Alarm, Event, HostInfo, HostUpgradeRecord, IHost, KubeHostUpgradeView, KubeUpgradeView,
+    KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, OpStatus, Operation, Snapshot,
+    VersionMeta, WriteBatch,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -30,6 +30,8 @@ pub enum EngineError {
     Driver(#[from] DriverError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("the engine is stopping: {0}")]
+    Stopped(String),
 }
 
 impl EngineError {
@@ -115,21 +117,7 @@ impl Engine {
             let snap = inner.store.snapshot().await?;
             let obs = inner.driver.observe().await?;
             let now = Timestamp::now();
-            let new_rows: Vec<HostUpgradeRecord> = obs
-                .hosts
-                .iter()
-                .filter(|h| snap.host(&h.hostname).is_none())
-                .map(|h| HostUpgradeRecord {
-                    id: i64::from(h.id),
-                    uuid: uuid::Uuid::new_v4().to_string(),
-                    host_id: i64::from(h.id),
-                    hostname: h.hostname.clone(),
-                    target_version: None,
-                    status: None,
-                    created_at: now,
-                    updated_at: None,
-                })
-                .collect();
+            let new_rows = missing_rows(&snap, &obs, now);
             if !new_rows.is_empty() {
                 inner
                     .store
@@ -149,32 +137,15 @@ impl Engine {
     }
 
     /// Runs one command through the checks; on success it is committed before this returns.
+    /// The work runs in a task of its own, so a caller that goes away (a dropped HTTP request)
+    /// cannot leave a committed step without its operation.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, EngineError> {
-        let inner = &self.inner;
-        let _guard = inner.commands.lock().await;
-        let snap = inner.store.snapshot().await?;
-        let obs = inner.driver.observe().await?;
-        let cmd = resolve_host(&obs, cmd)?;
-        let uuid = uuid::Uuid::new_v4().to_string();
-        let decision = kup_core::decide(&inner.ctx(&snap, &obs, Timestamp::now(), &uuid), &cmd)?;
-        {
-            let mut in_flight = inner.in_flight.lock().expect("in-flight lock");
-            for slot in &decision.abandon {
-                in_flight.remove(slot);
-            }
+        let inner = Arc::clone(&self.inner);
+        match tokio::spawn(async move { inner.execute(cmd).await }).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(EngineError::Stopped(e.to_string())),
         }
-        inner.store.commit(decision.batch).await?;
-        let after = inner.store.snapshot().await?;
-        for op in decision.ops {
-            Inner::launch(inner, op).await;
-        }
-        let host = command_host(&cmd).and_then(|h| obs.host(h)).cloned();
-        Ok(Outcome {
-            upgrade: after.upgrade.as_ref().map(KubeUpgradeView::from),
-            host_upgrades: kup_core::views::host_upgrades(&after, &obs),
-            observation: obs,
-            host,
-        })
     }
 
     /// Resolves once no operation is running.
@@ -236,6 +207,23 @@ impl Engine {
         Ok(find_host(&obs, key)?.clone())
     }
 
+    /// Hosts as the sysinv API shows them.
+    pub async fn ihosts(&self) -> Result<Vec<IHost>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(obs
+            .hosts
+            .iter()
+            .map(|h| kup_core::views::ihost(h, snap.host(&h.hostname)))
+            .collect())
+    }
+
+    /// One host by name, numeric id or uuid, as the sysinv API shows it.
+    pub async fn ihost(&self, key: &str) -> Result<IHost, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let h = find_host(&obs, key)?;
+        Ok(kup_core::views::ihost(h, snap.host(&h.hostname)))
+    }
+
     pub async fn alarms(&self) -> Result<Vec<Alarm>, EngineError> {
         let (snap, obs) = self.read().await?;
         Ok(kup_core::views::alarms(&snap, &obs))
@@ -259,6 +247,50 @@ impl Engine {
 }
 
 impl Inner {
+    async fn execute(self: &Arc<Self>, cmd: Command) -> Result<Outcome, EngineError> {
+        let _guard = self.commands.lock().await;
+        let mut snap = self.store.snapshot().await?;
+        let obs = self.driver.observe().await?;
+        let now = Timestamp::now();
+        let new_rows = missing_rows(&snap, &obs, now);
+        if !new_rows.is_empty() {
+            let batch = WriteBatch {
+                hosts: new_rows,
+                ..Default::default()
+            };
+            self.store.commit(batch.clone()).await?;
+            snap.apply(&batch);
+        }
+        let cmd = resolve_host(&obs, cmd)?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let decision = kup_core::decide(&self.ctx(&snap, &obs, now, &uuid), &cmd)?;
+        match self.store.commit(decision.batch.clone()).await {
+            Ok(_) => {}
+            // Only a start creates; the store has the last word on a racing one.
+            Err(StoreError::Conflict(_)) if matches!(cmd, Command::Start { .. }) => {
+                return Err(Refusal::AlreadyInProgress.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            for slot in &decision.abandon {
+                in_flight.remove(slot);
+            }
+        }
+        for op in decision.ops {
+            self.launch(op).await;
+        }
+        snap.apply(&decision.batch);
+        let host = command_host(&cmd).and_then(|h| obs.host(h)).cloned();
+        Ok(Outcome {
+            upgrade: snap.upgrade.as_ref().map(KubeUpgradeView::from),
+            host_upgrades: kup_core::views::host_upgrades(&snap, &obs),
+            observation: obs,
+            host,
+        })
+    }
+
     fn ctx<'a>(
         &'a self,
         snap: &'a Snapshot,
@@ -303,29 +335,61 @@ impl Inner {
         tasks.push(task.abort_handle());
     }
 
+    /// Records how an operation ended. If the cluster or the store cannot be read or written
+    /// just now, it tries again (backing off up to 30 s) rather than leave the step in flight
+    /// with nothing left to settle it.
     async fn complete(&self, id: u64, op: &Operation, outcome: OpStatus) {
-        let _guard = self.commands.lock().await;
-        let slot = OpSlot::of(op);
-        {
-            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-            if in_flight.get(&slot) != Some(&id) {
-                return; // Marked failed (and perhaps re-done) meanwhile: nothing to record.
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match self.try_complete(id, op, &outcome).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, %op, "cannot record the end of an operation yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
             }
-            in_flight.remove(&slot);
-        }
-        // If the store or cluster cannot be read now, the step stays in flight in the store and
-        // the next start of the engine settles it from what the cluster shows.
-        let Ok(snap) = self.store.snapshot().await else {
-            return;
-        };
-        let Ok(obs) = self.driver.observe().await else {
-            return;
-        };
-        let batch = kup_core::finish(&self.ctx(&snap, &obs, Timestamp::now(), ""), op, &outcome);
-        if !batch.is_empty() {
-            let _ = self.store.commit(batch).await;
         }
     }
+
+    async fn try_complete(
+        &self,
+        id: u64,
+        op: &Operation,
+        outcome: &OpStatus,
+    ) -> Result<(), EngineError> {
+        let _guard = self.commands.lock().await;
+        let slot = OpSlot::of(op);
+        if self.in_flight.lock().expect("in-flight lock").get(&slot) != Some(&id) {
+            return Ok(()); // Marked failed (and perhaps re-done) meanwhile: nothing to record.
+        }
+        let snap = self.store.snapshot().await?;
+        let obs = self.driver.observe().await?;
+        let batch = kup_core::finish(&self.ctx(&snap, &obs, Timestamp::now(), ""), op, outcome);
+        if !batch.is_empty() {
+            self.store.commit(batch).await?;
+        }
+        self.in_flight.lock().expect("in-flight lock").remove(&slot);
+        Ok(())
+    }
+}
+
+/// Upgrade rows for hosts kup sees for the first time.
+fn missing_rows(snap: &Snapshot, obs: &Observation, now: Timestamp) -> Vec<HostUpgradeRecord> {
+    obs.hosts
+        .iter()
+        .filter(|h| snap.host(&h.hostname).is_none())
+        .map(|h| HostUpgradeRecord {
+            id: i64::from(h.id),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            host_id: i64::from(h.id),
+            hostname: h.hostname.clone(),
+            target_version: None,
+            status: None,
+            created_at: now,
+            updated_at: None,
+        })
+        .collect()
 }
 
 fn find_host<'a>(obs: &'a Observation, key: &str) -> Result<&'a HostInfo, Refusal> {

@@ -22,6 +22,7 @@ async fn every_failed_step_is_redone_by_the_same_command() {
         (StepKind::Kubelet, Some("worker-0")),
         (StepKind::Lock, Some("worker-1")),
         (StepKind::Unlock, Some("worker-1")),
+        (StepKind::Swact, Some("controller-0")),
     ] {
         h.sim.inject_fault(Fault::once(step, host));
     }
@@ -64,6 +65,28 @@ async fn every_failed_step_is_redone_by_the_same_command() {
     assert!(row(h.table().await, "controller-1").ends_with("v1.16.2 upgraded-kubelet"));
     h.ok(unlock("controller-1")).await;
     h.ok(swact("controller-0")).await;
+    assert!(
+        h.engine
+            .host("controller-0")
+            .await
+            .unwrap()
+            .active_controller,
+        "the swact failed"
+    );
+    assert!(
+        h.events()
+            .await
+            .iter()
+            .any(|e| e.message.starts_with("swact from controller-0: failed"))
+    );
+    h.ok(swact("controller-0")).await;
+    assert!(
+        !h.engine
+            .host("controller-0")
+            .await
+            .unwrap()
+            .active_controller
+    );
     h.ok(lock("controller-0")).await;
     h.ok(kubelet("controller-0")).await;
     h.ok(unlock("controller-0")).await;
@@ -111,7 +134,7 @@ async fn a_hung_step_is_marked_failed_by_hand_and_redone() {
     let h = Harness::new(Inventory::default_cluster()).await;
     h.ok(start("v1.16.2")).await;
     h.ok(Command::DownloadImages).await;
-    h.sim.set_time_scale(0.002); // about half a second per step
+    h.sim.set_time_scale(0.01); // a few seconds per step: ample time to mark it failed first
     h.run(cp("controller-1")).await.unwrap();
     let out = h
         .run(Command::MarkFailed(
@@ -320,16 +343,41 @@ async fn overrides_let_a_start_or_an_unlock_through() {
     ] {
         h.ok(c).await;
     }
-    // force-unlock during a kubelet upgrade.
+    // force-unlock during a kubelet upgrade: the host comes back unlocked, the cluster will not
+    // finish a kubelet upgrade on an unlocked host, so the step ends failed; locking again and
+    // re-doing it completes.
     h.ok(lock("controller-1")).await;
-    h.sim.set_time_scale(1000.0);
+    h.sim.set_time_scale(0.005);
     h.run(kubelet("controller-1")).await.unwrap();
+    h.sim.set_time_scale(0.0);
     h.run(Command::Unlock {
         host: "controller-1".into(),
         force: true,
     })
     .await
     .unwrap();
+    h.engine.wait_idle().await;
+    assert_eq!(
+        h.engine
+            .host("controller-1")
+            .await
+            .unwrap()
+            .administrative
+            .as_str(),
+        "unlocked"
+    );
+    assert!(
+        h.table()
+            .await
+            .contains("2 controller-1 controller v1.16.2 v1.16.2 v1.16.1 upgrading-kubelet-failed")
+    );
+    h.ok(lock("controller-1")).await;
+    h.ok(kubelet("controller-1")).await;
+    assert!(
+        h.table()
+            .await
+            .contains("2 controller-1 controller v1.16.2 v1.16.2 v1.16.2 upgraded-kubelet")
+    );
 
     // A kubelet already at the target is recorded as upgraded without running anything, unless
     // forced.

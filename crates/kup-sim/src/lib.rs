@@ -324,6 +324,47 @@ impl SimCluster {
     }
 }
 
+/// What the real cluster would not let happen: an operation on a host in the wrong state
+/// fails, whatever kup believes (so a bug in kup's checks shows up as a failed step).
+fn precondition(model: &SimModel, op: &Operation, starting: bool) -> Result<(), String> {
+    use kup_types::{AdminState, Personality, SystemType};
+    let host = |name: &str| model.host(name).ok_or_else(|| format!("no host {name}"));
+    match op {
+        Operation::UpgradeControlPlane { host: name, .. } => {
+            let h = host(name)?;
+            if h.administrative != AdminState::Unlocked || (starting && h.task.is_some()) {
+                return Err(format!("{name} is not an unlocked, idle controller"));
+            }
+        }
+        Operation::UpgradeKubelet { host: name, .. } => {
+            let h = host(name)?;
+            let simplex = model.system_type == SystemType::AioSimplex;
+            if !simplex && h.administrative != AdminState::Locked {
+                return Err(format!("{name} is not locked"));
+            }
+            if starting && h.task.is_some() {
+                return Err(format!("{name} is busy"));
+            }
+        }
+        Operation::Lock { host: name, .. } if starting && host(name)?.active => {
+            return Err(format!("{name} is the active controller"));
+        }
+        Operation::Swact { host: name } if starting => {
+            let standby_ready = model.hosts.iter().any(|h| {
+                h.personality == Personality::Controller
+                    && h.name != *name
+                    && h.administrative == AdminState::Unlocked
+                    && h.task.is_none()
+            });
+            if !standby_ready {
+                return Err("no unlocked, idle standby controller".into());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn set_task(model: &mut SimModel, host: &str, task: &str) {
     if let Some(h) = model.host_mut(host) {
         h.task = Some(task.to_string());
@@ -356,6 +397,12 @@ impl Driver for SimCluster {
             if st.ops.get(op) == Some(&OpStatus::Running) {
                 return Ok(()); // Attach to the run in progress.
             }
+            if let Err(reason) = precondition(&st.model, op, true) {
+                return Err(DriverError::Rejected {
+                    op: op.to_string(),
+                    reason,
+                });
+            }
             let fails = Self::fault_fires(&mut st, op);
             // +/-10% jitter, drawn from the seeded generator.
             let jitter = 0.9 + 0.2 * st.rng.next_f64();
@@ -377,12 +424,14 @@ impl Driver for SimCluster {
                 if st.halted {
                     return; // The process that ran this operation is gone.
                 }
-                Self::end(&mut st.model, &op, !fails);
                 let status = if fails {
                     OpStatus::Failed(format!("simulated fault injected into {}", op.kind()))
+                } else if let Err(reason) = precondition(&st.model, &op, false) {
+                    OpStatus::Failed(format!("interrupted: {reason}"))
                 } else {
                     OpStatus::Succeeded
                 };
+                Self::end(&mut st.model, &op, status == OpStatus::Succeeded);
                 st.ops.insert(op, status);
                 st.persist();
             }

@@ -93,6 +93,12 @@ async fn probability_faults_are_deterministic_for_a_seed() {
         let mut inv = Inventory::default_cluster();
         inv.seed = seed;
         let sim = SimCluster::new(&inv, 0.0);
+        // A kubelet is only upgraded on a locked host of a standard system.
+        sim.mutate(|m| {
+            for w in ["worker-0", "worker-1"] {
+                m.host_mut(w).unwrap().administrative = AdminState::Locked;
+            }
+        });
         sim.inject_fault(Fault::new(
             StepKind::Kubelet,
             None,
@@ -213,6 +219,7 @@ async fn the_state_file_outlives_the_simulation() {
     let inv = Inventory::default_cluster();
     {
         let sim = SimCluster::with_state_file(&inv, 0.0, path.clone()).unwrap();
+        sim.mutate(|m| m.host_mut("worker-0").unwrap().administrative = AdminState::Locked);
         let op = Operation::UpgradeKubelet {
             host: "worker-0".into(),
             version: V2,
@@ -224,5 +231,43 @@ async fn the_state_file_outlives_the_simulation() {
     assert_eq!(
         sim.observe().await.unwrap().kubelet_version("worker-0"),
         Some(V2)
+    );
+}
+
+/// The simulation refuses what a real cluster would not allow, whatever kup believes.
+#[tokio::test]
+async fn operations_on_hosts_in_the_wrong_state_fail() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
+    let kubelet = Operation::UpgradeKubelet {
+        host: "worker-0".into(),
+        version: V2,
+    };
+    let err = sim.start(&kubelet).await.unwrap_err();
+    assert!(err.to_string().contains("worker-0 is not locked"), "{err}");
+    let lock_active = Operation::Lock {
+        host: "controller-0".into(),
+        force: false,
+    };
+    assert!(
+        sim.start(&lock_active)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("active controller")
+    );
+    // A control plane whose host gets locked while it upgrades fails.
+    sim.set_time_scale(0.01);
+    let cp = cp("controller-1");
+    sim.start(&cp).await.unwrap();
+    sim.mutate(|m| m.host_mut("controller-1").unwrap().administrative = AdminState::Locked);
+    assert!(
+        matches!(sim.wait(&cp).await.unwrap(), OpStatus::Failed(m) if m.contains("interrupted"))
+    );
+    assert_eq!(
+        sim.observe()
+            .await
+            .unwrap()
+            .control_plane_version("controller-1"),
+        Some(KubeVersion::new(1, 16, 1))
     );
 }

@@ -36,6 +36,9 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A write that contradicts what is stored (a second upgrade, a vanished one).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A stored value that does not parse; names the table, column and value.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -114,6 +114,7 @@ impl Store for SqliteStore {
         // on a lock upgrade. Dropping `tx` on any error rolls the whole batch back.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         match &batch.upgrade {
+            Some(UpgradeWrite::Create(record)) => create_upgrade(&mut tx, record).await?,
             Some(UpgradeWrite::Put(record)) => put_upgrade(&mut tx, record).await?,
             Some(UpgradeWrite::Delete) => {
                 sqlx::query("DELETE FROM kube_upgrade")
@@ -148,18 +149,15 @@ impl Store for SqliteStore {
     }
 }
 
-/// Upserts the single upgrade row (keyed on `singleton`), so a new uuid replaces the old row.
-async fn put_upgrade(conn: &mut SqliteConnection, r: &KubeUpgradeRecord) -> Result<(), StoreError> {
-    sqlx::query(
+/// Inserts the upgrade; the `singleton` column makes a second one a conflict, whoever asks.
+async fn create_upgrade(
+    conn: &mut SqliteConnection,
+    r: &KubeUpgradeRecord,
+) -> Result<(), StoreError> {
+    let res = sqlx::query(
         "INSERT INTO kube_upgrade \
              (id, singleton, uuid, from_version, to_version, state, created_at, updated_at) \
-         VALUES (?, 1, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (singleton) DO UPDATE SET \
-             id = excluded.id, uuid = excluded.uuid, from_version = excluded.from_version, \
-             to_version = excluded.to_version, state = excluded.state, \
-             created_at = excluded.created_at, updated_at = excluded.updated_at, \
-             recovery_attempts = CASE WHEN kube_upgrade.uuid = excluded.uuid \
-                 THEN kube_upgrade.recovery_attempts ELSE 0 END",
+         VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
     )
     .bind(r.id)
     .bind(&r.uuid)
@@ -169,7 +167,38 @@ async fn put_upgrade(conn: &mut SqliteConnection, r: &KubeUpgradeRecord) -> Resu
     .bind(time::format(&r.created_at))
     .bind(r.updated_at.as_ref().map(time::format))
     .execute(conn)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+            "a kubernetes upgrade already exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Updates the stored upgrade with the same uuid; nothing else may be overwritten.
+async fn put_upgrade(conn: &mut SqliteConnection, r: &KubeUpgradeRecord) -> Result<(), StoreError> {
+    let res = sqlx::query(
+        "UPDATE kube_upgrade SET id = ?, from_version = ?, to_version = ?, state = ?, \
+             created_at = ?, updated_at = ? \
+         WHERE uuid = ?",
+    )
+    .bind(r.id)
+    .bind(r.from_version.to_string())
+    .bind(r.to_version.to_string())
+    .bind(r.state.as_str())
+    .bind(time::format(&r.created_at))
+    .bind(r.updated_at.as_ref().map(time::format))
+    .bind(&r.uuid)
+    .execute(conn)
     .await?;
+    if res.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "kubernetes upgrade {} is not stored",
+            r.uuid
+        )));
+    }
     Ok(())
 }
 

@@ -83,7 +83,7 @@ async fn snapshot_round_trips_upgrade_and_hosts() {
     c0.status = Some(HostUpgradeStatus::UpgradingControlPlane);
     c0.updated_at = Some(ts("2020-02-20T16:11:00Z"));
     let batch = WriteBatch {
-        upgrade: Some(UpgradeWrite::Put(up.clone())),
+        upgrade: Some(UpgradeWrite::Create(up.clone())),
         hosts: vec![c0.clone(), host(1, "controller-1"), host(2, "worker-0")],
         events: vec![],
     };
@@ -117,7 +117,7 @@ async fn empty_store_and_empty_batch() {
 async fn delete_removes_the_upgrade_and_keeps_hosts() {
     let store = SqliteStore::open_in_memory().await.unwrap();
     let batch = WriteBatch {
-        upgrade: Some(UpgradeWrite::Put(upgrade(
+        upgrade: Some(UpgradeWrite::Create(upgrade(
             1,
             "u-1",
             KubeUpgradeState::UpgradeStarted,
@@ -166,7 +166,7 @@ async fn failing_batch_writes_nothing_and_leaves_no_seq_gap() {
 
     // Host 2 claims controller-0's hostname: the whole batch must roll back.
     let bad = WriteBatch {
-        upgrade: Some(UpgradeWrite::Put(upgrade(
+        upgrade: Some(UpgradeWrite::Create(upgrade(
             1,
             "u-1",
             KubeUpgradeState::UpgradeStarted,
@@ -185,27 +185,15 @@ async fn failing_batch_writes_nothing_and_leaves_no_seq_gap() {
 }
 
 #[tokio::test]
-async fn put_with_a_new_uuid_replaces_the_single_row() {
+async fn create_refuses_a_second_upgrade_and_put_needs_the_same_uuid() {
     let store = SqliteStore::open_in_memory().await.unwrap();
-    let put = |r| WriteBatch {
-        upgrade: Some(UpgradeWrite::Put(r)),
+    let write = |w| WriteBatch {
+        upgrade: Some(w),
         ..Default::default()
     };
-    let count = async || -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM kube_upgrade")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    };
-    let attempts = async || -> i64 {
-        sqlx::query_scalar("SELECT recovery_attempts FROM kube_upgrade")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    };
-
+    let first = upgrade(1, "u-1", KubeUpgradeState::UpgradeStarted);
     store
-        .commit(put(upgrade(1, "u-1", KubeUpgradeState::UpgradeStarted)))
+        .commit(write(UpgradeWrite::Create(first.clone())))
         .await
         .unwrap();
     sqlx::query("UPDATE kube_upgrade SET recovery_attempts = 3")
@@ -213,28 +201,38 @@ async fn put_with_a_new_uuid_replaces_the_single_row() {
         .await
         .unwrap();
     // Same upgrade, new state: recovery bookkeeping survives.
+    let moved = upgrade(1, "u-1", KubeUpgradeState::DownloadingImages);
     store
-        .commit(put(upgrade(1, "u-1", KubeUpgradeState::DownloadingImages)))
+        .commit(write(UpgradeWrite::Put(moved.clone())))
         .await
         .unwrap();
-    assert_eq!(attempts().await, 3);
+    let attempts: i64 = sqlx::query_scalar("SELECT recovery_attempts FROM kube_upgrade")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 3);
 
-    // A different upgrade replaces the row and starts afresh.
+    // A second upgrade is a conflict, as is a change to one that is not stored.
     let second = upgrade(2, "u-2", KubeUpgradeState::UpgradeStarted);
-    store.commit(put(second.clone())).await.unwrap();
-    assert_eq!(store.snapshot().await.unwrap().upgrade, Some(second));
-    assert_eq!(count().await, 1);
-    assert_eq!(attempts().await, 0);
-
-    // The schema itself refuses a second row.
-    let raw = sqlx::query(
-        "INSERT INTO kube_upgrade (id, uuid, from_version, to_version, state, created_at) \
-         VALUES (9, 'u-9', 'v1.16.2', 'v1.17.1', 'upgrade-started', '2020-02-20T00:00:00Z')",
-    )
-    .execute(store.pool())
-    .await;
-    assert!(raw.is_err());
-    assert_eq!(count().await, 1);
+    let err = store
+        .commit(write(UpgradeWrite::Create(second.clone())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = store
+        .commit(write(UpgradeWrite::Put(second)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("u-2")),
+        "{err}"
+    );
+    assert_eq!(store.snapshot().await.unwrap().upgrade, Some(moved));
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kube_upgrade")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
 }
 
 #[tokio::test]
@@ -269,7 +267,7 @@ async fn committed_data_survives_reopen() {
     let path = dir.path().join("kup.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let batch = WriteBatch {
-        upgrade: Some(UpgradeWrite::Put(upgrade(
+        upgrade: Some(UpgradeWrite::Create(upgrade(
             1,
             "u-1",
             KubeUpgradeState::UpgradingKubelets,
@@ -323,7 +321,7 @@ fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
 async fn corrupt_values_are_errors_not_panics() {
     let store = SqliteStore::open_in_memory().await.unwrap();
     let batch = WriteBatch {
-        upgrade: Some(UpgradeWrite::Put(upgrade(
+        upgrade: Some(UpgradeWrite::Create(upgrade(
             1,
             "u-1",
             KubeUpgradeState::UpgradeStarted,

@@ -1,11 +1,13 @@
-//! Objects as the sysinv-compatible API shows them (field names are the contract).
+//! Objects as the sysinv-compatible API shows them (field names are the contract), and the
+//! bodies its clients send.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{KubeVersion, VersionState};
 
 /// An entry of `GET /v1/kube_versions`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KubeVersionSummary {
     pub version: KubeVersion,
     pub target: bool,
@@ -13,7 +15,7 @@ pub struct KubeVersionSummary {
 }
 
 /// `GET /v1/kube_versions/{version}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KubeVersionDetail {
     pub version: KubeVersion,
     pub upgrade_from: Vec<KubeVersion>,
@@ -25,7 +27,7 @@ pub struct KubeVersionDetail {
 }
 
 /// A row of `GET /v1/kube_host_upgrades`, with the live versions read from the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KubeHostUpgradeView {
     pub id: i64,
     pub uuid: String,
@@ -39,13 +41,15 @@ pub struct KubeHostUpgradeView {
     /// A version, `N/A` (no kubelet on this host) or `unknown` (node not observed).
     pub kubelet_version: String,
     #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String)]
     pub created_at: jiff::Timestamp,
     #[serde(with = "crate::time::serde_opt_ts")]
+    #[schema(value_type = Option<String>)]
     pub updated_at: Option<jiff::Timestamp>,
 }
 
 /// `GET /v1/kube_upgrade` entries and the reply of every upgrade command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KubeUpgradeView {
     pub id: i64,
     pub uuid: String,
@@ -53,8 +57,10 @@ pub struct KubeUpgradeView {
     pub to_version: KubeVersion,
     pub state: crate::KubeUpgradeState,
     #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String)]
     pub created_at: jiff::Timestamp,
     #[serde(with = "crate::time::serde_opt_ts")]
+    #[schema(value_type = Option<String>)]
     pub updated_at: Option<jiff::Timestamp>,
 }
 
@@ -70,4 +76,198 @@ impl From<&crate::KubeUpgradeRecord> for KubeUpgradeView {
             updated_at: r.updated_at,
         }
     }
+}
+
+/// A host as `GET /v1/ihosts` shows it (the fields StarlingX's `system` client reads).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IHost {
+    pub id: u32,
+    pub uuid: String,
+    pub hostname: String,
+    pub personality: crate::Personality,
+    /// Comma-separated, as sysinv writes it: `controller,worker` on all-in-one controllers.
+    pub subfunctions: String,
+    pub administrative: crate::AdminState,
+    pub operational: crate::OperState,
+    pub availability: crate::Availability,
+    /// `Locking`, `Unlocking`, `Swacting` while a host action runs.
+    pub task: Option<String>,
+    /// Whether this is the active controller (controllers only).
+    pub active_controller: bool,
+    /// sysinv's capabilities; controllers carry `Personality: Controller-Active|Controller-Standby`.
+    #[schema(value_type = Object)]
+    pub capabilities: serde_json::Value,
+    pub roles: Vec<String>,
+    pub peers: Option<String>,
+    pub install_state: Option<String>,
+    pub install_state_info: Option<String>,
+    #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String)]
+    pub created_at: jiff::Timestamp,
+    #[serde(with = "crate::time::serde_opt_ts")]
+    #[schema(value_type = Option<String>)]
+    pub updated_at: Option<jiff::Timestamp>,
+}
+
+/// An alarm, kup's own included.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AlarmView {
+    pub uuid: String,
+    pub alarm_id: String,
+    pub entity_instance_id: String,
+    pub reason_text: String,
+    pub severity: crate::Severity,
+    pub mgmt_affecting: bool,
+    #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String)]
+    pub timestamp: jiff::Timestamp,
+}
+
+impl From<&crate::Alarm> for AlarmView {
+    fn from(a: &crate::Alarm) -> Self {
+        Self {
+            uuid: a.uuid.clone(),
+            alarm_id: a.alarm_id.clone(),
+            entity_instance_id: a.entity_instance_id.clone(),
+            reason_text: a.reason_text.clone(),
+            severity: a.severity,
+            mgmt_affecting: a.management_affecting,
+            timestamp: a.timestamp,
+        }
+    }
+}
+
+/// An entry of the event log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    pub seq: i64,
+    #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String)]
+    pub at: jiff::Timestamp,
+    /// `command`, `state`, `host`, `operation` or `recovery`.
+    pub kind: String,
+    pub subject: String,
+    pub message: String,
+}
+
+impl From<&crate::Event> for EventView {
+    fn from(e: &crate::Event) -> Self {
+        Self {
+            seq: e.seq,
+            at: e.at,
+            kind: e.kind.as_str().to_string(),
+            subject: e.subject.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// `POST /v1/kube_upgrade`. Unknown keys are ignored, as sysinv does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KubeUpgradeCreate {
+    pub to_version: String,
+    #[serde(default)]
+    pub force: bool,
+    /// Alarm ids to ignore: a list, or (as older clients send) one comma-separated string.
+    #[serde(default, deserialize_with = "alarm_list")]
+    #[schema(value_type = Vec<String>)]
+    pub alarm_ignore_list: Vec<String>,
+}
+
+fn alarm_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Option::<Form>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Form::List(v)) => v,
+        // Accepts `100.101,200.001` and the legacy `['100.101', '200.001']`.
+        Some(Form::Text(s)) => s
+            .split(',')
+            .map(|p| {
+                p.trim_matches(|c: char| {
+                    c == '[' || c == ']' || c == '\'' || c == '"' || c.is_whitespace()
+                })
+            })
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// One JSON-patch operation, as sysinv's PATCH bodies carry them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PatchOp {
+    pub op: String,
+    pub path: String,
+    #[schema(value_type = Object)]
+    pub value: Option<serde_json::Value>,
+}
+
+/// Body of `POST /v1/ihosts/{host}/kube_upgrade_control_plane|kube_upgrade_kubelet`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostUpgradeRequest {
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The error body of every refusal: sysinv's `error_message` holding a JSON string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A JSON document `{"faultcode": ..., "faultstring": <the reason>, "debuginfo": null}`.
+    pub error_message: String,
+}
+
+impl ErrorBody {
+    pub fn new(faultcode: &str, reason: &str) -> Self {
+        let inner = serde_json::json!({
+            "faultcode": faultcode,
+            "faultstring": reason,
+            "debuginfo": null,
+        });
+        Self {
+            error_message: inner.to_string(),
+        }
+    }
+
+    /// The reason inside, or the raw text if it is not the sysinv form.
+    pub fn reason(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.error_message)
+            .ok()
+            .and_then(|v| {
+                v.get("faultstring")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| self.error_message.clone())
+    }
+}
+
+/// Collection wrappers, with sysinv's key names.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct KubeVersionList {
+    pub kube_versions: Vec<KubeVersionSummary>,
+}
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct KubeUpgradeList {
+    pub kube_upgrades: Vec<KubeUpgradeView>,
+}
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct KubeHostUpgradeList {
+    pub kube_host_upgrades: Vec<KubeHostUpgradeView>,
+}
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct IHostList {
+    pub ihosts: Vec<IHost>,
+}
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AlarmList {
+    pub alarms: Vec<AlarmView>,
+}
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
 }

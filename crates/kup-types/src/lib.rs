@@ -10,7 +10,11 @@ pub mod records;
 pub mod time;
 mod version;
 
-pub use api::{KubeHostUpgradeView, KubeUpgradeView, KubeVersionDetail, KubeVersionSummary};
+pub use api::{
+    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostUpgradeRequest, IHost, IHostList,
+    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
+    KubeVersionDetail, KubeVersionList, KubeVersionSummary, PatchOp,
+};
 pub use catalog::VersionMeta;
 pub use cluster::{
     Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PodInfo,

@@ -44,10 +44,29 @@ impl Snapshot {
     pub fn host(&self, hostname: &str) -> Option<&HostUpgradeRecord> {
         self.hosts.iter().find(|h| h.hostname == hostname)
     }
+
+    /// The snapshot as it is once `batch` is committed.
+    pub fn apply(&mut self, batch: &WriteBatch) {
+        match &batch.upgrade {
+            Some(UpgradeWrite::Create(r) | UpgradeWrite::Put(r)) => self.upgrade = Some(r.clone()),
+            Some(UpgradeWrite::Delete) => self.upgrade = None,
+            None => {}
+        }
+        for row in &batch.hosts {
+            match self.hosts.iter_mut().find(|h| h.id == row.id) {
+                Some(h) => *h = row.clone(),
+                None => self.hosts.push(row.clone()),
+            }
+        }
+        self.hosts.sort_by_key(|h| h.id);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UpgradeWrite {
+    /// A new upgrade; refused by the store if one exists (the last word on a racing start).
+    Create(KubeUpgradeRecord),
+    /// A change to the existing upgrade with the same uuid; refused if it is gone.
     Put(KubeUpgradeRecord),
     Delete,
 }

@@ -86,6 +86,17 @@ impl FromStr for KubeVersion {
     }
 }
 
+impl utoipa::PartialSchema for KubeVersion {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^[vV]?\d+\.\d+\.\d+$"))
+            .examples(["v1.16.2"])
+            .into()
+    }
+}
+impl utoipa::ToSchema for KubeVersion {}
+
 impl Serialize for KubeVersion {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

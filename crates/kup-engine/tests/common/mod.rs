@@ -2,6 +2,8 @@
 //! cluster at time scale 0 (every step instant), as the daemon would.
 #![allow(dead_code)]
 
+pub mod refusal_cases;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use kup_store::SqliteStore;
 use kup_types::{Event, KubeHostUpgradeView, Snapshot};
 
 pub struct Harness {
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub sim: SimCluster,
     pub db: PathBuf,
     pub dir: tempfile::TempDir,
@@ -23,15 +25,17 @@ pub fn example(name: &str) -> Inventory {
     Inventory::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-pub async fn open(sim: &SimCluster, db: &Path) -> Engine {
+pub async fn open(sim: &SimCluster, db: &Path) -> Arc<Engine> {
     let store = Arc::new(SqliteStore::open(db).await.unwrap());
     let config = EngineConfig {
         catalog: sim.catalog(),
         policy: Policy::default(),
     };
-    Engine::open(store, Arc::new(sim.clone()), config)
-        .await
-        .unwrap()
+    Arc::new(
+        Engine::open(store, Arc::new(sim.clone()), config)
+            .await
+            .unwrap(),
+    )
 }
 
 impl Harness {

@@ -1,0 +1,329 @@
+//! The handlers of `/v1`, each documented for the OpenAPI document. They translate between
+//! HTTP and the engine; every rule lives in the core.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use kup_core::Command;
+use kup_engine::Engine;
+use kup_types::{
+    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostUpgradeRequest, IHost, IHostList,
+    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
+    KubeVersionDetail, KubeVersionList, PatchOp,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+
+pub type AppState = Arc<Engine>;
+
+#[utoipa::path(get, path = "/v1/kube_versions", tag = "kube_versions",
+    responses((status = 200, body = KubeVersionList)))]
+pub async fn kube_versions_list(State(e): State<AppState>) -> ApiResult<Json<KubeVersionList>> {
+    Ok(Json(KubeVersionList {
+        kube_versions: e.kube_versions().await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/kube_versions/{version}", tag = "kube_versions",
+    params(("version" = String, Path, description = "e.g. v1.16.2")),
+    responses((status = 200, body = KubeVersionDetail), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn kube_versions_show(
+    State(e): State<AppState>,
+    Path(version): Path<String>,
+) -> ApiResult<Json<KubeVersionDetail>> {
+    Ok(Json(e.kube_version(&version).await?))
+}
+
+#[utoipa::path(get, path = "/v1/kube_upgrade", tag = "kube_upgrade",
+    responses((status = 200, body = KubeUpgradeList)))]
+pub async fn kube_upgrade_list(State(e): State<AppState>) -> ApiResult<Json<KubeUpgradeList>> {
+    Ok(Json(KubeUpgradeList {
+        kube_upgrades: e.kube_upgrade().await?.into_iter().collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/kube_upgrade/{uuid}", tag = "kube_upgrade",
+    params(("uuid" = String, Path)),
+    responses((status = 200, body = KubeUpgradeView), (status = 404, body = ErrorBody)))]
+pub async fn kube_upgrade_show(
+    State(e): State<AppState>,
+    Path(uuid): Path<String>,
+) -> ApiResult<Json<KubeUpgradeView>> {
+    match e.kube_upgrade().await? {
+        Some(u) if u.uuid == uuid => Ok(Json(u)),
+        _ => Err(ApiError::not_found(format!(
+            "Kubernetes upgrade {uuid} not found"
+        ))),
+    }
+}
+
+/// kube-upgrade-start: checks, then creates the upgrade in `upgrade-started`.
+#[utoipa::path(post, path = "/v1/kube_upgrade", tag = "kube_upgrade",
+    request_body = KubeUpgradeCreate,
+    responses((status = 200, body = KubeUpgradeView), (status = 400, body = ErrorBody)))]
+pub async fn kube_upgrade_create(
+    State(e): State<AppState>,
+    ApiJson(body): ApiJson<KubeUpgradeCreate>,
+) -> ApiResult<Json<KubeUpgradeView>> {
+    let out = e
+        .execute(Command::Start {
+            to_version: body.to_version,
+            force: body.force,
+            alarm_ignore: body.alarm_ignore_list,
+        })
+        .await?;
+    upgrade_reply(out.upgrade)
+}
+
+fn upgrade_reply(u: Option<KubeUpgradeView>) -> ApiResult<Json<KubeUpgradeView>> {
+    u.map(Json)
+        .ok_or_else(|| ApiError::bad_request("A kubernetes upgrade is not in progress"))
+}
+
+const INTERNAL: &[&str] = &["/id", "/uuid", "/links", "/created_at", "/updated_at"];
+
+/// Validates a JSON-patch list and returns the string value of the one path it must set.
+fn patch_value(ops: &[PatchOp], wanted: &str) -> Result<String, ApiError> {
+    let mut value = None;
+    for op in ops {
+        let valid_path = op.path.len() > 1
+            && op.path.split('/').skip(1).all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            })
+            && op.path.starts_with('/');
+        if !valid_path {
+            return Err(ApiError::bad_request(format!(
+                "Invalid patch path {:?}",
+                op.path
+            )));
+        }
+        if !matches!(op.op.as_str(), "add" | "replace" | "remove") {
+            return Err(ApiError::bad_request(format!(
+                "Invalid patch operation {:?}",
+                op.op
+            )));
+        }
+        if INTERNAL.contains(&op.path.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "'{}' is an internal attribute and can not be updated",
+                op.path
+            )));
+        }
+        if op.path != wanted {
+            return Err(ApiError::bad_request(format!(
+                "'{}' can not be changed here; only '{wanted}' can",
+                op.path
+            )));
+        }
+        if op.op == "remove" {
+            return Err(ApiError::bad_request(format!("'{wanted}' is mandatory")));
+        }
+        match &op.value {
+            Some(serde_json::Value::String(s)) => value = Some(s.clone()),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "'{wanted}' must be a string"
+                )));
+            }
+        }
+    }
+    value.ok_or_else(|| ApiError::bad_request(format!("'{wanted}' is mandatory")))
+}
+
+/// The command dispatcher: `/state` set to `downloading-images`, `upgrading-networking`,
+/// `upgrade-complete` or the `-failed` state of the step in flight.
+#[utoipa::path(patch, path = "/v1/kube_upgrade", tag = "kube_upgrade",
+    request_body = Vec<PatchOp>,
+    responses((status = 200, body = KubeUpgradeView), (status = 400, body = ErrorBody)))]
+pub async fn kube_upgrade_patch(
+    State(e): State<AppState>,
+    ApiJson(ops): ApiJson<Vec<PatchOp>>,
+) -> ApiResult<Json<KubeUpgradeView>> {
+    let state = patch_value(&ops, "/state")?;
+    let cmd =
+        Command::from_patch_state(&state).map_err(|r| ApiError::bad_request(r.to_string()))?;
+    upgrade_reply(e.execute(cmd).await?.upgrade)
+}
+
+/// kube-upgrade-delete.
+#[utoipa::path(delete, path = "/v1/kube_upgrade", tag = "kube_upgrade",
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+pub async fn kube_upgrade_delete(State(e): State<AppState>) -> ApiResult<StatusCode> {
+    e.execute(Command::Delete).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/kube_host_upgrades", tag = "kube_host_upgrades",
+    responses((status = 200, body = KubeHostUpgradeList)))]
+pub async fn kube_host_upgrades_list(
+    State(e): State<AppState>,
+) -> ApiResult<Json<KubeHostUpgradeList>> {
+    Ok(Json(KubeHostUpgradeList {
+        kube_host_upgrades: e.kube_host_upgrades().await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/kube_host_upgrades/{id}", tag = "kube_host_upgrades",
+    params(("id" = String, Path, description = "numeric id or uuid")),
+    responses((status = 200, body = KubeHostUpgradeView), (status = 404, body = ErrorBody)))]
+pub async fn kube_host_upgrades_show(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<KubeHostUpgradeView>> {
+    e.kube_host_upgrades()
+        .await?
+        .into_iter()
+        .find(|r| r.uuid == id || id.parse::<i64>() == Ok(r.id))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("Kubernetes host upgrade {id} not found")))
+}
+
+#[utoipa::path(get, path = "/v1/ihosts", tag = "ihosts",
+    responses((status = 200, body = IHostList)))]
+pub async fn ihosts_list(State(e): State<AppState>) -> ApiResult<Json<IHostList>> {
+    Ok(Json(IHostList {
+        ihosts: e.ihosts().await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/ihosts/{host}", tag = "ihosts",
+    params(("host" = String, Path, description = "hostname, numeric id or uuid")),
+    responses((status = 200, body = IHost), (status = 404, body = ErrorBody)))]
+pub async fn ihosts_show(
+    State(e): State<AppState>,
+    Path(host): Path<String>,
+) -> ApiResult<Json<IHost>> {
+    Ok(Json(e.ihost(&host).await?))
+}
+
+/// Host actions: `/action` set to `lock`, `force-lock`, `unlock`, `force-unlock` or `swact`.
+#[utoipa::path(patch, path = "/v1/ihosts/{host}", tag = "ihosts",
+    params(("host" = String, Path, description = "hostname, numeric id or uuid")),
+    request_body = Vec<PatchOp>,
+    responses((status = 200, body = IHost), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn ihosts_patch(
+    State(e): State<AppState>,
+    Path(host): Path<String>,
+    ApiJson(ops): ApiJson<Vec<PatchOp>>,
+) -> ApiResult<Json<IHost>> {
+    let action = patch_value(&ops, "/action")?;
+    let cmd = match action.as_str() {
+        "lock" => Command::Lock {
+            host: host.clone(),
+            force: false,
+        },
+        "force-lock" => Command::Lock {
+            host: host.clone(),
+            force: true,
+        },
+        "unlock" => Command::Unlock {
+            host: host.clone(),
+            force: false,
+        },
+        "force-unlock" => Command::Unlock {
+            host: host.clone(),
+            force: true,
+        },
+        "swact" => Command::Swact { host: host.clone() },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid action {other:?}: expected lock, force-lock, unlock, force-unlock or swact"
+            )));
+        }
+    };
+    host_reply(&e, cmd).await
+}
+
+/// Runs a host command and replies with the host as it is now (its task shows the action).
+async fn host_reply(e: &Engine, cmd: Command) -> ApiResult<Json<IHost>> {
+    let out = e.execute(cmd).await?;
+    let name = out.host.map(|h| h.hostname).unwrap_or_default();
+    Ok(Json(e.ihost(&name).await?))
+}
+
+/// kube-host-upgrade HOST control-plane.
+#[utoipa::path(post, path = "/v1/ihosts/{host}/kube_upgrade_control_plane", tag = "ihosts",
+    params(("host" = String, Path, description = "hostname, numeric id or uuid")),
+    request_body = HostUpgradeRequest,
+    responses((status = 200, body = IHost), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn ihosts_kube_upgrade_control_plane(
+    State(e): State<AppState>,
+    Path(host): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<IHost>> {
+    let force = crate::extract::optional_json::<HostUpgradeRequest>(&body)?.force;
+    host_reply(&e, Command::ControlPlane { host, force }).await
+}
+
+/// kube-host-upgrade HOST kubelet.
+#[utoipa::path(post, path = "/v1/ihosts/{host}/kube_upgrade_kubelet", tag = "ihosts",
+    params(("host" = String, Path, description = "hostname, numeric id or uuid")),
+    request_body = HostUpgradeRequest,
+    responses((status = 200, body = IHost), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn ihosts_kube_upgrade_kubelet(
+    State(e): State<AppState>,
+    Path(host): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<IHost>> {
+    let force = crate::extract::optional_json::<HostUpgradeRequest>(&body)?.force;
+    host_reply(&e, Command::Kubelet { host, force }).await
+}
+
+/// health-query-kube-upgrade: the report text, as a JSON string.
+#[utoipa::path(get, path = "/v1/health/kube-upgrade", tag = "health",
+    responses((status = 200, body = String)))]
+pub async fn health_kube_upgrade(State(e): State<AppState>) -> ApiResult<Json<String>> {
+    Ok(Json(e.health(false).await?.render()))
+}
+
+/// As `/v1/health/kube-upgrade`, letting alarms that are not management-affecting pass.
+#[utoipa::path(get, path = "/v1/health/kube-upgrade/relaxed", tag = "health",
+    responses((status = 200, body = String)))]
+pub async fn health_kube_upgrade_relaxed(State(e): State<AppState>) -> ApiResult<Json<String>> {
+    Ok(Json(e.health(true).await?.render()))
+}
+
+#[utoipa::path(get, path = "/v1/alarms", tag = "alarms",
+    responses((status = 200, body = AlarmList)))]
+pub async fn alarms_list(State(e): State<AppState>) -> ApiResult<Json<AlarmList>> {
+    Ok(Json(AlarmList {
+        alarms: e.alarms().await?.iter().map(AlarmView::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventQuery {
+    /// Only events with a larger sequence number (default 0: from the start).
+    #[serde(default)]
+    pub after: i64,
+    /// At most this many (default and maximum 10000).
+    pub limit: Option<u32>,
+}
+
+/// The append-only event log: every accepted command and every state change, in order.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorBody)))]
+pub async fn events_list(
+    State(e): State<AppState>,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<EventList>> {
+    let Query(q) =
+        query.map_err(|r| ApiError::bad_request(format!("Invalid query: {}", r.body_text())))?;
+    let limit = q.limit.unwrap_or(10_000).min(10_000);
+    let events = e.events(q.after, limit).await?;
+    Ok(Json(EventList {
+        events: events.iter().map(EventView::from).collect(),
+    }))
+}

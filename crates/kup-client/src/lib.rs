@@ -1,0 +1,397 @@
+//! A typed client for kup's sysinv-compatible REST API (`/v1`), used by the `kup` CLI.
+//!
+//! Every method is one HTTP request; errors carry the server's refusal reason as is, so the
+//! CLI can print it on one `Error: ` line.
+
+use std::time::Duration;
+
+use kup_types::{
+    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostUpgradeRequest, IHost, IHostList,
+    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
+    KubeVersionDetail, KubeVersionList, KubeVersionSummary, PatchOp,
+};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The header sysinv clients authenticate with.
+const TOKEN_HEADER: &str = "x-auth-token";
+
+/// Why a request did not produce the object asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a non-2xx status; `reason` is its refusal reason.
+    #[error("{reason}")]
+    Api { status: u16, reason: String },
+    /// 401: no token, or not one the daemon knows.
+    #[error(
+        "authentication failed: the daemon did not accept the token (pass a valid one with --token or KUP_TOKEN)"
+    )]
+    Unauthorized,
+    /// Nothing answered at the address (refused, unresolvable, timed out while connecting).
+    #[error("cannot reach kup at {url}: {}", root_cause(source))]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The connection was made but the exchange failed (timeout, reset, truncated body).
+    #[error("request to {url} failed: {}", root_cause(source))]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A 2xx reply whose body is not what this endpoint returns.
+    #[error("unexpected reply from {url}: {message}")]
+    Decode { url: String, message: String },
+    /// The base URL or token cannot be used to build requests.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// The HTTP status of a refusal, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            ClientError::Unauthorized => Some(401),
+            _ => None,
+        }
+    }
+}
+
+/// The innermost error of a chain: reqwest's own message only says "error sending request",
+/// the useful part ("Connection refused") is at the bottom.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The refusal reason of a non-2xx reply: sysinv's `error_message` faultstring when the body
+/// has that form, else the body text, else the status text.
+pub fn error_reason(status: u16, body: &str) -> String {
+    if let Ok(parsed) = serde_json::from_str::<ErrorBody>(body) {
+        let reason = parsed.reason();
+        if !reason.trim().is_empty() {
+            return reason;
+        }
+    }
+    let text = body.trim();
+    if !text.is_empty() {
+        return text.to_string();
+    }
+    match StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(name) => format!("HTTP {status} {name}"),
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// `base` with `/v1` appended unless it already ends with it (a path prefix is kept, as
+/// StarlingX's client does), then each segment of `segments` percent-encoded.
+pub fn api_url(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
+    let mut url = base.clone();
+    {
+        let mut path = url
+            .path_segments_mut()
+            .map_err(|()| ClientError::Config(format!("{base} cannot be a base URL")))?;
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    Ok(url)
+}
+
+/// Parses and normalises the base URL: http(s) only, no query, always ending in `/v1`.
+pub fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
+    let bad = |why: &str| ClientError::Config(format!("invalid --url {base_url:?}: {why}"));
+    if !base_url.contains("://") {
+        return Err(bad(&format!(
+            "it needs a scheme, e.g. http://{}",
+            base_url.trim()
+        )));
+    }
+    let mut url = Url::parse(base_url.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host_str().is_none() {
+        return Err(bad("it has no host"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let ends_in_v1 = url
+        .path_segments()
+        .and_then(|mut s| s.rfind(|seg| !seg.is_empty()))
+        == Some("v1");
+    if !ends_in_v1 {
+        url = api_url(&url, &["v1"])?;
+    }
+    {
+        // Keep no trailing slash, so joining never yields `//`.
+        let mut path = url
+            .path_segments_mut()
+            .map_err(|()| bad("it cannot be a base URL"))?;
+        path.pop_if_empty();
+    }
+    Ok(url)
+}
+
+/// A connection to one kup daemon.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    /// Always ends in `/v1`, without a trailing slash.
+    base: Url,
+    /// What the user typed, for messages.
+    display_url: String,
+}
+
+impl Client {
+    /// A client for the daemon at `base_url` (e.g. `http://127.0.0.1:6385`), authenticating
+    /// every request with `token`. Makes no request.
+    pub fn new(base_url: &str, token: &str) -> Result<Client, ClientError> {
+        let base = parse_base_url(base_url)?;
+        if base.scheme() == "https" {
+            // reqwest is built without a TLS stack; fail here rather than with a cryptic error.
+            return Err(ClientError::Config(format!(
+                "invalid --url {base_url:?}: this build of kup speaks plain http only"
+            )));
+        }
+        let mut token_value = HeaderValue::from_str(token.trim()).map_err(|_| {
+            ClientError::Config("the token contains characters not allowed in a header".into())
+        })?;
+        token_value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(TOKEN_HEADER, token_value);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base,
+            display_url: base_url.trim().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The `/v1` URL requests are made under.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET /v1/kube_versions`, in the server's order.
+    pub async fn kube_versions(&self) -> Result<Vec<KubeVersionSummary>, ClientError> {
+        let list: KubeVersionList = self.get(&["kube_versions"]).await?;
+        Ok(list.kube_versions)
+    }
+
+    /// `GET /v1/kube_versions/{version}`.
+    pub async fn kube_version(&self, version: &str) -> Result<KubeVersionDetail, ClientError> {
+        self.get(&["kube_versions", version]).await
+    }
+
+    /// `GET /v1/kube_upgrade`: the upgrade in progress, if any.
+    pub async fn kube_upgrade(&self) -> Result<Option<KubeUpgradeView>, ClientError> {
+        let list: KubeUpgradeList = self.get(&["kube_upgrade"]).await?;
+        Ok(list.kube_upgrades.into_iter().next())
+    }
+
+    /// `POST /v1/kube_upgrade`: starts an upgrade.
+    pub async fn kube_upgrade_start(
+        &self,
+        req: &KubeUpgradeCreate,
+    ) -> Result<KubeUpgradeView, ClientError> {
+        self.send(Method::POST, &["kube_upgrade"], Some(req)).await
+    }
+
+    /// `PATCH /v1/kube_upgrade` with `/state`: the cluster-step dispatcher.
+    pub async fn kube_upgrade_set_state(
+        &self,
+        state: &str,
+    ) -> Result<KubeUpgradeView, ClientError> {
+        let body = [replace("/state", state)];
+        self.send(Method::PATCH, &["kube_upgrade"], Some(&body))
+            .await
+    }
+
+    /// `DELETE /v1/kube_upgrade`.
+    pub async fn kube_upgrade_delete(&self) -> Result<(), ClientError> {
+        self.request(Method::DELETE, &["kube_upgrade"], None::<&()>, &[])
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /v1/kube_host_upgrades`.
+    pub async fn kube_host_upgrades(&self) -> Result<Vec<KubeHostUpgradeView>, ClientError> {
+        let list: KubeHostUpgradeList = self.get(&["kube_host_upgrades"]).await?;
+        Ok(list.kube_host_upgrades)
+    }
+
+    /// `GET /v1/ihosts`.
+    pub async fn hosts(&self) -> Result<Vec<IHost>, ClientError> {
+        let list: IHostList = self.get(&["ihosts"]).await?;
+        Ok(list.ihosts)
+    }
+
+    /// `GET /v1/ihosts/{key}`; `key` is a hostname, numeric id or uuid.
+    pub async fn host(&self, key: &str) -> Result<IHost, ClientError> {
+        self.get(&["ihosts", key]).await
+    }
+
+    /// `PATCH /v1/ihosts/{key}` with `/action`: `lock`, `force-lock`, `unlock`,
+    /// `force-unlock` or `swact`.
+    pub async fn host_action(&self, key: &str, action: &str) -> Result<IHost, ClientError> {
+        let body = [replace("/action", action)];
+        self.send(Method::PATCH, &["ihosts", key], Some(&body))
+            .await
+    }
+
+    /// `POST /v1/ihosts/{key}/kube_upgrade_control_plane`.
+    pub async fn kube_upgrade_control_plane(
+        &self,
+        key: &str,
+        force: bool,
+    ) -> Result<IHost, ClientError> {
+        let body = HostUpgradeRequest { force };
+        self.send(
+            Method::POST,
+            &["ihosts", key, "kube_upgrade_control_plane"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/ihosts/{key}/kube_upgrade_kubelet`.
+    pub async fn kube_upgrade_kubelet(&self, key: &str, force: bool) -> Result<IHost, ClientError> {
+        let body = HostUpgradeRequest { force };
+        self.send(
+            Method::POST,
+            &["ihosts", key, "kube_upgrade_kubelet"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/health/kube-upgrade[/relaxed]`: the `[OK]`/`[Fail]` report text.
+    pub async fn health_kube_upgrade(&self, relaxed: bool) -> Result<String, ClientError> {
+        if relaxed {
+            self.get(&["health", "kube-upgrade", "relaxed"]).await
+        } else {
+            self.get(&["health", "kube-upgrade"]).await
+        }
+    }
+
+    /// `GET /v1/alarms`.
+    pub async fn alarms(&self) -> Result<Vec<AlarmView>, ClientError> {
+        let list: AlarmList = self.get(&["alarms"]).await?;
+        Ok(list.alarms)
+    }
+
+    /// `GET /v1/events?after=&limit=`: events with `seq > after`, oldest first.
+    pub async fn events(&self, after: i64, limit: u32) -> Result<Vec<EventView>, ClientError> {
+        let query = [("after", after.to_string()), ("limit", limit.to_string())];
+        let bytes = self
+            .request(Method::GET, &["events"], None::<&()>, &query)
+            .await?;
+        let list: EventList = self.decode(&["events"], &bytes)?;
+        Ok(list.events)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
+        self.send(Method::GET, segments, None::<&()>).await
+    }
+
+    async fn send<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.request(method, segments, body, &[]).await?;
+        self.decode(segments, &bytes)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        bytes: &[u8],
+    ) -> Result<T, ClientError> {
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode {
+            url: self.url_for_message(segments),
+            message: e.to_string(),
+        })
+    }
+
+    /// One request; the body of a 2xx reply, or the error it stands for.
+    async fn request<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+        query: &[(&str, String)],
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = api_url(&self.base, segments)?;
+        let mut req = self.http.request(method, url);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(segments, e))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport(segments, e))?;
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized);
+        }
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                reason: error_reason(status.as_u16(), &String::from_utf8_lossy(&bytes)),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn transport(&self, segments: &[&str], source: reqwest::Error) -> ClientError {
+        if source.is_connect() {
+            ClientError::Connect {
+                url: self.display_url.clone(),
+                source,
+            }
+        } else {
+            ClientError::Request {
+                url: self.url_for_message(segments),
+                source,
+            }
+        }
+    }
+
+    fn url_for_message(&self, segments: &[&str]) -> String {
+        api_url(&self.base, segments).map_or_else(|_| self.display_url.clone(), |u| u.to_string())
+    }
+}
+
+fn replace(path: &str, value: &str) -> PatchOp {
+    PatchOp {
+        op: "replace".into(),
+        path: path.into(),
+        value: Some(serde_json::Value::String(value.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,612 @@
+//! The client subcommands (`kup kube-version-list`, `kup host-lock HOST`, ...): parse, call the
+//! daemon's REST API, print what StarlingX's `system` CLI prints.
+//!
+//! Exit status: 0 done; 1 refused or failed, with one `Error: <reason>` line on stderr;
+//! 2 usage errors (clap's own).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use kup_client::{Client, ClientError};
+use kup_types::{AdminState, IHost, KubeUpgradeCreate, KubeUpgradeView};
+
+use crate::output::{self, Format, HostUpgradeRow, OutputError};
+
+pub const DEFAULT_URL: &str = "http://127.0.0.1:6385";
+/// Where `kup serve` writes its admin token with the default `--data-dir`.
+pub const DEFAULT_TOKEN_FILE: &str = "kup-data/admin-token";
+/// How often `--wait` polls.
+const POLL: Duration = Duration::from_millis(200);
+/// How long `--wait` rides out an unreachable daemon (e.g. one being restarted).
+const OUTAGE: Duration = Duration::from_secs(60);
+
+// Options every client subcommand takes (before or after the subcommand). A plain comment:
+// a doc comment here would become the `about` of whichever command flattens this.
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Client options")]
+pub struct ClientOpts {
+    /// The kup daemon to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "KUP_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_URL,
+        value_name = "URL"
+    )]
+    pub url: String,
+
+    /// API token [default: the contents of ./kup-data/admin-token]
+    #[arg(
+        long,
+        global = true,
+        env = "KUP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub format: Format,
+
+    /// For asynchronous commands: block until the step settles; exit 1 if it failed.
+    #[arg(long, global = true)]
+    pub wait: bool,
+}
+
+impl ClientOpts {
+    /// `--token`/`KUP_TOKEN`, else the default data directory's admin token file.
+    pub fn resolve_token(&self) -> Result<String, CliError> {
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(t.to_string());
+        }
+        std::fs::read_to_string(DEFAULT_TOKEN_FILE)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or(CliError::NoToken)
+    }
+}
+
+/// Which part of a host `kube-host-upgrade` upgrades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostComponent {
+    /// kube-apiserver, kube-controller-manager and kube-scheduler (controllers only).
+    ControlPlane,
+    /// The kubelet (the host is locked first, except on all-in-one simplex).
+    Kubelet,
+}
+
+impl HostComponent {
+    fn as_str(self) -> &'static str {
+        match self {
+            HostComponent::ControlPlane => "control-plane",
+            HostComponent::Kubelet => "kubelet",
+        }
+    }
+}
+
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
+pub enum ClientCommand {
+    /// List the Kubernetes versions, with their target flag and state.
+    KubeVersionList,
+    /// Show a Kubernetes version: upgrade paths and required patches.
+    KubeVersionShow {
+        /// The version, e.g. v1.16.2.
+        version: String,
+    },
+    /// Start a Kubernetes upgrade to VERSION, after the health checks.
+    KubeUpgradeStart {
+        /// The version to upgrade to, e.g. v1.16.2.
+        version: String,
+        /// Ignore alarms that are not management-affecting.
+        #[arg(short, long)]
+        force: bool,
+        /// Alarm ids to ignore in the health checks.
+        #[arg(long, value_delimiter = ',', value_name = "ID[,ID...]")]
+        alarm_ignore: Vec<String>,
+    },
+    /// Show the Kubernetes upgrade in progress.
+    KubeUpgradeShow,
+    /// Download the new version's container images (asynchronous).
+    KubeUpgradeDownloadImages,
+    /// Upgrade the Kubernetes networking (asynchronous).
+    KubeUpgradeNetworking,
+    /// Upgrade a host's control plane or kubelet (asynchronous).
+    KubeHostUpgrade {
+        /// Hostname, numeric id or uuid.
+        host: String,
+        /// What to upgrade.
+        #[arg(value_enum)]
+        component: HostComponent,
+        /// Upgrade even if some checks fail (e.g. the host is not locked).
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List every host's Kubernetes versions and upgrade status.
+    KubeHostUpgradeList,
+    /// Complete the Kubernetes upgrade once every kubelet is upgraded.
+    KubeUpgradeComplete,
+    /// Delete the Kubernetes upgrade record.
+    KubeUpgradeDelete,
+    /// Mark the step in progress as failed, so that it can be re-done.
+    KubeUpgradeFailed,
+    /// Check whether the system is ready for a Kubernetes upgrade.
+    HealthQueryKubeUpgrade {
+        /// Ignore alarms that are not management-affecting, as `kube-upgrade-start --force` does.
+        #[arg(long)]
+        relaxed: bool,
+    },
+    /// List the hosts.
+    HostList,
+    /// Show a host.
+    HostShow {
+        /// Hostname, numeric id or uuid.
+        host: String,
+    },
+    /// Lock a host (asynchronous).
+    HostLock {
+        /// Hostname, numeric id or uuid.
+        host: String,
+        /// Lock even if it is unsafe.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Unlock a host (asynchronous).
+    HostUnlock {
+        /// Hostname, numeric id or uuid.
+        host: String,
+        /// Unlock even if some checks fail.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Swact: move the active controller role away from this controller (asynchronous).
+    HostSwact {
+        /// Hostname, numeric id or uuid of the active controller.
+        host: String,
+    },
+    /// List the active alarms.
+    AlarmList,
+    /// List the event log.
+    EventList {
+        /// Only events with a sequence number greater than this.
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        after: i64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        limit: u32,
+    },
+}
+
+impl ClientCommand {
+    /// The subcommand as typed, for `Error: <step> failed` lines.
+    fn name(&self) -> &'static str {
+        use ClientCommand::*;
+        match self {
+            KubeVersionList => "kube-version-list",
+            KubeVersionShow { .. } => "kube-version-show",
+            KubeUpgradeStart { .. } => "kube-upgrade-start",
+            KubeUpgradeShow => "kube-upgrade-show",
+            KubeUpgradeDownloadImages => "kube-upgrade-download-images",
+            KubeUpgradeNetworking => "kube-upgrade-networking",
+            KubeHostUpgrade { .. } => "kube-host-upgrade",
+            KubeHostUpgradeList => "kube-host-upgrade-list",
+            KubeUpgradeComplete => "kube-upgrade-complete",
+            KubeUpgradeDelete => "kube-upgrade-delete",
+            KubeUpgradeFailed => "kube-upgrade-failed",
+            HealthQueryKubeUpgrade { .. } => "health-query-kube-upgrade",
+            HostList => "host-list",
+            HostShow { .. } => "host-show",
+            HostLock { .. } => "host-lock",
+            HostUnlock { .. } => "host-unlock",
+            HostSwact { .. } => "host-swact",
+            AlarmList => "alarm-list",
+            EventList { .. } => "event-list",
+        }
+    }
+}
+
+/// Why a client command did not succeed; `Display` is the text after `Error: `.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(
+        "no API token: pass --token or set KUP_TOKEN (./{DEFAULT_TOKEN_FILE}, which `kup serve` writes, was not found)"
+    )]
+    NoToken,
+    /// Refused on the client side, before any change was requested.
+    #[error("{0}")]
+    Refused(String),
+    /// `--wait` saw the step end in a failed state.
+    #[error("{step} failed: state {state}")]
+    StepFailed { step: &'static str, state: String },
+    /// `--wait` saw a host action end without its effect (e.g. a lock that was undone).
+    #[error("{step} failed: {detail}")]
+    ActionFailed { step: &'static str, detail: String },
+    #[error("host {0} has no Kubernetes upgrade record")]
+    NoHostUpgrade(String),
+    #[error("the Kubernetes upgrade was deleted while waiting for {0}")]
+    UpgradeVanished(&'static str),
+}
+
+/// What a command printed, and how it failed (after printing, for a `--wait` that settled in a
+/// failed state: the settled object is still shown).
+#[derive(Debug)]
+pub struct Outcome {
+    pub stdout: String,
+    pub error: Option<CliError>,
+}
+
+impl Outcome {
+    fn done(stdout: String) -> Self {
+        Self {
+            stdout,
+            error: None,
+        }
+    }
+
+    fn failed(error: CliError) -> Self {
+        Self {
+            stdout: String::new(),
+            error: Some(error),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        if self.error.is_some() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+
+    /// The stderr line, if any: exactly one line, even if the server's reason had several.
+    pub fn error_line(&self) -> Option<String> {
+        self.error.as_ref().map(|e| {
+            let text = e.to_string();
+            let one: Vec<&str> = text.split_whitespace().collect();
+            format!("Error: {}", one.join(" "))
+        })
+    }
+}
+
+/// Runs `cmd` against the daemon `opts` names, prints its output on stdout and any error as
+/// one `Error: ` line on stderr.
+pub async fn run(cmd: ClientCommand, opts: ClientOpts) -> ExitCode {
+    let outcome = match Runner::from_opts(&opts) {
+        Ok(runner) => runner.execute(&cmd).await,
+        Err(e) => Outcome::failed(e),
+    };
+    // A closed pipe (`kup host-list | head -1`) is not worth a panic.
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(outcome.stdout.as_bytes());
+    if let Some(line) = outcome.error_line() {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+    outcome.exit_code()
+}
+
+/// A client plus the output options: runs one command and returns what to print.
+pub struct Runner {
+    client: Client,
+    format: Format,
+    wait: bool,
+    poll: Duration,
+    /// Spinners only for a person watching a terminal.
+    progress: bool,
+}
+
+impl Runner {
+    pub fn new(client: Client, format: Format, wait: bool) -> Self {
+        Self {
+            client,
+            format,
+            wait,
+            poll: POLL,
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn from_opts(opts: &ClientOpts) -> Result<Self, CliError> {
+        let client = Client::new(&opts.url, &opts.resolve_token()?)?;
+        Ok(Self::new(client, opts.format, opts.wait))
+    }
+
+    pub async fn execute(&self, cmd: &ClientCommand) -> Outcome {
+        match self.dispatch(cmd).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::failed(e),
+        }
+    }
+
+    async fn dispatch(&self, cmd: &ClientCommand) -> Result<Outcome, CliError> {
+        use ClientCommand::*;
+        let f = self.format;
+        let c = &self.client;
+        let text = match cmd {
+            KubeVersionList => output::kube_version_list(&c.kube_versions().await?, f)?,
+            KubeVersionShow { version } => {
+                output::kube_version_show(&c.kube_version(version).await?, f)?
+            }
+            KubeUpgradeStart {
+                version,
+                force,
+                alarm_ignore,
+            } => {
+                let req = KubeUpgradeCreate {
+                    to_version: version.clone(),
+                    force: *force,
+                    alarm_ignore_list: alarm_ignore.clone(),
+                };
+                output::kube_upgrade_show(Some(&c.kube_upgrade_start(&req).await?), f)?
+            }
+            KubeUpgradeShow => output::kube_upgrade_show(c.kube_upgrade().await?.as_ref(), f)?,
+            KubeUpgradeDownloadImages => return self.cluster_step(cmd, "downloading-images").await,
+            KubeUpgradeNetworking => return self.cluster_step(cmd, "upgrading-networking").await,
+            KubeUpgradeComplete => output::kube_upgrade_show(
+                Some(&c.kube_upgrade_set_state("upgrade-complete").await?),
+                f,
+            )?,
+            KubeUpgradeDelete => {
+                c.kube_upgrade_delete().await?;
+                output::message(output::UPGRADE_DELETED)
+            }
+            KubeUpgradeFailed => {
+                let current = c
+                    .kube_upgrade()
+                    .await?
+                    .ok_or_else(|| CliError::Refused(output::NO_UPGRADE.into()))?;
+                let failed = current.state.failed().ok_or_else(|| {
+                    CliError::Refused(format!(
+                        "Kubernetes upgrade is in {} state, cannot be set to failed",
+                        current.state
+                    ))
+                })?;
+                output::kube_upgrade_show(
+                    Some(&c.kube_upgrade_set_state(failed.as_str()).await?),
+                    f,
+                )?
+            }
+            KubeHostUpgrade {
+                host,
+                component,
+                force,
+            } => return self.host_upgrade(host, *component, *force).await,
+            KubeHostUpgradeList => {
+                let hosts = c.hosts().await?;
+                let rows = c.kube_host_upgrades().await?;
+                output::kube_host_upgrade_list(&output::join_host_upgrades(&hosts, &rows), f)?
+            }
+            HealthQueryKubeUpgrade { relaxed } => {
+                output::health(&c.health_kube_upgrade(*relaxed).await?, f)?
+            }
+            HostList => output::host_list(&c.hosts().await?, f)?,
+            HostShow { host } => output::host_show(&c.host(host).await?, f)?,
+            HostLock { host, force } => {
+                let action = if *force { "force-lock" } else { "lock" };
+                return self.host_action(cmd, host, action).await;
+            }
+            HostUnlock { host, force } => {
+                let action = if *force { "force-unlock" } else { "unlock" };
+                return self.host_action(cmd, host, action).await;
+            }
+            HostSwact { host } => return self.host_action(cmd, host, "swact").await,
+            AlarmList => output::alarm_list(&c.alarms().await?, f)?,
+            EventList { after, limit } => output::event_list(&c.events(*after, *limit).await?, f)?,
+        };
+        Ok(Outcome::done(text))
+    }
+
+    /// `download-images`, `networking`: PATCH the state; with `--wait`, poll until the upgrade
+    /// leaves the in-flight state.
+    async fn cluster_step(&self, cmd: &ClientCommand, state: &str) -> Result<Outcome, CliError> {
+        let accepted = self.client.kube_upgrade_set_state(state).await?;
+        if !self.wait {
+            return Ok(Outcome::done(output::kube_upgrade_show(
+                Some(&accepted),
+                self.format,
+            )?));
+        }
+        let step = cmd.name();
+        let spinner = Spinner::start(self.progress, step);
+        let mut current = accepted;
+        let mut seen = Instant::now();
+        while current.state.in_flight() {
+            spinner.say(format!("{step}: {}", current.state));
+            tokio::time::sleep(self.poll).await;
+            if let Some(polled) = self.tolerate(self.client.kube_upgrade().await, &mut seen)? {
+                current = polled.ok_or(CliError::UpgradeVanished(step))?;
+            }
+        }
+        drop(spinner);
+        settled(
+            output::kube_upgrade_show(Some(&current), self.format)?,
+            current.state.is_failed().then(|| CliError::StepFailed {
+                step,
+                state: current.state.to_string(),
+            }),
+        )
+    }
+
+    /// `kube-host-upgrade HOST control-plane|kubelet`: POST, then show the host's upgrade row
+    /// (StarlingX's client reads `/v1/kube_host_upgrades` for it too).
+    async fn host_upgrade(
+        &self,
+        key: &str,
+        component: HostComponent,
+        force: bool,
+    ) -> Result<Outcome, CliError> {
+        let c = &self.client;
+        let host = match component {
+            HostComponent::ControlPlane => c.kube_upgrade_control_plane(key, force).await?,
+            HostComponent::Kubelet => c.kube_upgrade_kubelet(key, force).await?,
+        };
+        let mut row = self.host_upgrade_row(&host).await?;
+        let mut failure = None;
+        if self.wait {
+            let step = "kube-host-upgrade";
+            let spinner = Spinner::start(self.progress, step);
+            let mut cluster = c.kube_upgrade().await?;
+            let mut seen = Instant::now();
+            while host_step_running(&row) || cluster_in_flight(cluster.as_ref()) {
+                let state = row.status.as_deref().unwrap_or("None");
+                spinner.say(format!(
+                    "{step} {} {}: {state}",
+                    host.hostname,
+                    component.as_str()
+                ));
+                tokio::time::sleep(self.poll).await;
+                let polled = async { Ok((c.kube_host_upgrades().await?, c.kube_upgrade().await?)) };
+                if let Some((rows, up)) = self.tolerate(polled.await, &mut seen)? {
+                    row = HostUpgradeRow::new(&host, output::find_host_upgrade(&host, &rows));
+                    cluster = up;
+                }
+            }
+            drop(spinner);
+            let failed_status = row.status.clone().filter(|s| s.ends_with("-failed"));
+            let failed_state = cluster
+                .as_ref()
+                .filter(|u| u.state.is_failed())
+                .map(|u| u.state.to_string());
+            failure = failed_status
+                .or(failed_state)
+                .map(|state| CliError::StepFailed { step, state });
+        }
+        settled(output::kube_host_upgrade_show(&row, self.format)?, failure)
+    }
+
+    async fn host_upgrade_row(&self, host: &IHost) -> Result<HostUpgradeRow, CliError> {
+        let rows = self.client.kube_host_upgrades().await?;
+        let row = output::find_host_upgrade(host, &rows)
+            .ok_or_else(|| CliError::NoHostUpgrade(host.hostname.clone()))?;
+        Ok(HostUpgradeRow::new(host, Some(row)))
+    }
+
+    /// `host-lock|unlock|swact`: PATCH the action; with `--wait`, poll until the host's task
+    /// clears, then check the action took effect.
+    async fn host_action(
+        &self,
+        cmd: &ClientCommand,
+        key: &str,
+        action: &str,
+    ) -> Result<Outcome, CliError> {
+        let mut host = self.client.host_action(key, action).await?;
+        if !self.wait {
+            return Ok(Outcome::done(output::host_show(&host, self.format)?));
+        }
+        let step = cmd.name();
+        let spinner = Spinner::start(self.progress, step);
+        // The id is what cannot change under us.
+        let id = host.id.to_string();
+        let mut seen = Instant::now();
+        while let Some(task) = host.task.as_deref() {
+            spinner.say(format!("{step} {}: {task}", host.hostname));
+            tokio::time::sleep(self.poll).await;
+            if let Some(polled) = self.tolerate(self.client.host(&id).await, &mut seen)? {
+                host = polled;
+            }
+        }
+        drop(spinner);
+        let failure =
+            action_failure(action, &host).map(|detail| CliError::ActionFailed { step, detail });
+        settled(output::host_show(&host, self.format)?, failure)
+    }
+
+    /// While waiting, a daemon that cannot be reached (restarting, say) is retried for a while;
+    /// `None` means "no news this round".
+    fn tolerate<T>(
+        &self,
+        polled: Result<T, ClientError>,
+        seen: &mut Instant,
+    ) -> Result<Option<T>, CliError> {
+        match polled {
+            Ok(v) => {
+                *seen = Instant::now();
+                Ok(Some(v))
+            }
+            Err(ClientError::Connect { .. } | ClientError::Request { .. })
+                if seen.elapsed() < OUTAGE =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn settled(stdout: String, error: Option<CliError>) -> Result<Outcome, CliError> {
+    Ok(Outcome { stdout, error })
+}
+
+fn host_step_running(row: &HostUpgradeRow) -> bool {
+    matches!(
+        row.status.as_deref(),
+        Some("upgrading-control-plane" | "upgrading-kubelet")
+    )
+}
+
+fn cluster_in_flight(upgrade: Option<&KubeUpgradeView>) -> bool {
+    upgrade.is_some_and(|u| u.state.in_flight())
+}
+
+/// Why a settled host action did not do what it was asked, if it did not.
+fn action_failure(action: &str, host: &IHost) -> Option<String> {
+    let want = match action {
+        "lock" | "force-lock" => AdminState::Locked,
+        "unlock" | "force-unlock" => AdminState::Unlocked,
+        _ => {
+            // swact: this controller must have handed the active role over.
+            return host
+                .active_controller
+                .then(|| format!("{} is still the active controller", host.hostname));
+        }
+    };
+    (host.administrative != want).then(|| format!("{} is {}", host.hostname, host.administrative))
+}
+
+/// A spinner on stderr while `--wait` polls; nothing at all when stderr is not a terminal.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn start(enabled: bool, step: &str) -> Self {
+        if !enabled {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+            bar.set_style(style);
+        }
+        bar.set_message(step.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Self(Some(bar))
+    }
+
+    fn say(&self, message: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(message);
+        }
+    }
+}
+
+/// Cleared however the wait ends, so an `Error:` line never follows a stale spinner.
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

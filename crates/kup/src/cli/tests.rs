@@ -1,0 +1,533 @@
+use std::sync::{Arc, Mutex};
+
+use clap::{CommandFactory, Parser};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// The shape `main.rs` gives the client: options flattened beside the subcommand.
+#[derive(clap::Parser, Debug)]
+struct TestCli {
+    #[command(flatten)]
+    opts: ClientOpts,
+    #[command(subcommand)]
+    cmd: ClientCommand,
+}
+
+fn parse(args: &[&str]) -> Result<TestCli, clap::Error> {
+    TestCli::try_parse_from(std::iter::once("kup").chain(args.iter().copied()))
+}
+
+#[test]
+fn the_cli_definition_is_valid_and_every_command_has_help() {
+    TestCli::command().debug_assert();
+    let cmd = TestCli::command();
+    let names: Vec<&str> = cmd.get_subcommands().map(|s| s.get_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "kube-version-list",
+            "kube-version-show",
+            "kube-upgrade-start",
+            "kube-upgrade-show",
+            "kube-upgrade-download-images",
+            "kube-upgrade-networking",
+            "kube-host-upgrade",
+            "kube-host-upgrade-list",
+            "kube-upgrade-complete",
+            "kube-upgrade-delete",
+            "kube-upgrade-failed",
+            "health-query-kube-upgrade",
+            "host-list",
+            "host-show",
+            "host-lock",
+            "host-unlock",
+            "host-swact",
+            "alarm-list",
+            "event-list",
+        ]
+    );
+    for sub in cmd.get_subcommands() {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        assert!(
+            !about.is_empty() && !about.contains('\n'),
+            "{}",
+            sub.get_name()
+        );
+    }
+}
+
+#[test]
+fn parses_the_spec_forms() {
+    let cli = parse(&[
+        "kube-upgrade-start",
+        "v1.16.2",
+        "--force",
+        "--alarm-ignore",
+        "100.101,200.001",
+    ])
+    .unwrap();
+    assert_eq!(
+        cli.cmd,
+        ClientCommand::KubeUpgradeStart {
+            version: "v1.16.2".into(),
+            force: true,
+            alarm_ignore: vec!["100.101".into(), "200.001".into()],
+        }
+    );
+    let cli = parse(&[
+        "kube-host-upgrade",
+        "controller-1",
+        "control-plane",
+        "--force",
+    ])
+    .unwrap();
+    assert_eq!(
+        cli.cmd,
+        ClientCommand::KubeHostUpgrade {
+            host: "controller-1".into(),
+            component: HostComponent::ControlPlane,
+            force: true,
+        }
+    );
+    let cli = parse(&["kube-host-upgrade", "worker-0", "kubelet"]).unwrap();
+    assert!(matches!(
+        cli.cmd,
+        ClientCommand::KubeHostUpgrade {
+            component: HostComponent::Kubelet,
+            force: false,
+            ..
+        }
+    ));
+    let cli = parse(&["event-list", "--after", "5"]).unwrap();
+    assert_eq!(
+        cli.cmd,
+        ClientCommand::EventList {
+            after: 5,
+            limit: 1000
+        }
+    );
+    let cli = parse(&["host-unlock", "worker-0", "--force"]).unwrap();
+    assert_eq!(
+        cli.cmd,
+        ClientCommand::HostUnlock {
+            host: "worker-0".into(),
+            force: true
+        }
+    );
+}
+
+#[test]
+fn global_options_work_after_the_subcommand() {
+    let cli = parse(&[
+        "host-list",
+        "--format",
+        "json",
+        "--url",
+        "http://h:1",
+        "--token",
+        "t",
+        "--wait",
+    ])
+    .unwrap();
+    assert_eq!(cli.opts.format, Format::Json);
+    assert_eq!(cli.opts.url, "http://h:1");
+    assert_eq!(cli.opts.token.as_deref(), Some("t"));
+    assert!(cli.opts.wait);
+    let cli = parse(&["--format", "yaml", "alarm-list"]).unwrap();
+    assert_eq!(cli.opts.format, Format::Yaml);
+}
+
+#[test]
+fn usage_errors_are_clap_errors() {
+    for args in [
+        &["kube-host-upgrade", "controller-1", "etcd"][..],
+        &["kube-version-show"],
+        &["host-list", "--format", "xml"],
+        &["kube-upgrade-abort"],
+    ] {
+        let e = parse(args).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn error_lines_are_one_line() {
+    let o = Outcome::failed(CliError::Client(ClientError::Api {
+        status: 400,
+        reason: "first line\nsecond  line ".into(),
+    }));
+    assert_eq!(o.error_line().unwrap(), "Error: first line second line");
+    assert_eq!(o.exit_code(), ExitCode::from(1));
+}
+
+#[test]
+fn an_explicit_token_wins_and_is_trimmed() {
+    let opts = ClientOpts {
+        url: DEFAULT_URL.into(),
+        token: Some(" abc \n".into()),
+        format: Format::Table,
+        wait: false,
+    };
+    assert_eq!(opts.resolve_token().unwrap(), "abc");
+}
+
+// ---- against a fake daemon ---------------------------------------------------------------
+
+/// A request as the fake daemon saw it: method, path (with query), JSON body.
+type Seen = (String, String, Value);
+type Handler = dyn Fn(&str, &str, &Value) -> (u16, Value) + Send + Sync;
+
+/// A one-request-per-connection HTTP server answering with `reply(method, path, body)`.
+async fn fake_daemon(reply: Box<Handler>) -> (Runner, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let reply: Arc<Handler> = Arc::from(reply);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (log, reply) = (log.clone(), reply.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let end = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < end + len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let first = String::from_utf8_lossy(&buf[..end])
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let mut parts = first.split(' ');
+                let (method, path) = (
+                    parts.next().unwrap().to_string(),
+                    parts.next().unwrap().to_string(),
+                );
+                let body: Value =
+                    serde_json::from_slice(&buf[end..end + len]).unwrap_or(Value::Null);
+                let (status, answer) = reply(&method, &path, &body);
+                log.lock().unwrap().push((method, path, body));
+                let text = if status == 204 {
+                    String::new()
+                } else {
+                    answer.to_string()
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                sock.write_all(resp.as_bytes()).await.unwrap();
+                sock.shutdown().await.ok();
+            });
+        }
+    });
+    let mut runner = Runner::new(Client::new(&url, "t").unwrap(), Format::Table, false);
+    runner.poll = Duration::from_millis(1);
+    runner.progress = false;
+    (runner, seen)
+}
+
+fn refusal(reason: &str) -> Value {
+    serde_json::to_value(kup_types::ErrorBody::new("Client", reason)).unwrap()
+}
+
+fn upgrade(state: &str) -> Value {
+    json!({
+        "id": 1, "uuid": "b5f7dada-2537-4416-9d2c-f9ca9fcd0e22",
+        "from_version": "v1.16.1", "to_version": "v1.16.2", "state": state,
+        "created_at": "2020-02-20T16:08:48.854869+00:00", "updated_at": null
+    })
+}
+
+fn host(administrative: &str, task: Option<&str>) -> Value {
+    json!({
+        "id": 2, "uuid": "u-2", "hostname": "controller-1", "personality": "controller",
+        "subfunctions": "controller", "administrative": administrative, "operational": "enabled",
+        "availability": "available", "task": task, "active_controller": false,
+        "capabilities": {}, "roles": [], "peers": null,
+        "install_state": null, "install_state_info": null,
+        "created_at": "2020-02-20T16:08:48.854869+00:00", "updated_at": null
+    })
+}
+
+fn host_upgrade_row(status: Option<&str>) -> Value {
+    json!({"kube_host_upgrades": [{
+        "id": 9, "uuid": "hu", "host_id": 2, "hostname": "controller-1", "personality": "controller",
+        "target_version": "v1.16.2", "status": status,
+        "control_plane_version": "v1.16.1", "kubelet_version": "v1.16.1",
+        "created_at": "2020-02-20T16:08:48.854869+00:00", "updated_at": null
+    }]})
+}
+
+/// Answers `GET /v1/kube_upgrade` with `states` in turn, the last one forever.
+fn polled_states(states: &'static [&'static str]) -> impl Fn() -> &'static str + Send + Sync {
+    let n = Mutex::new(0usize);
+    move || {
+        let mut n = n.lock().unwrap();
+        let s = states[(*n).min(states.len() - 1)];
+        *n += 1;
+        s
+    }
+}
+
+#[tokio::test]
+async fn kube_upgrade_failed_maps_in_flight_states_only() {
+    let next = polled_states(&["upgrading-networking", "upgraded-networking"]);
+    let (runner, seen) = fake_daemon(Box::new(move |m, _, body| match m {
+        "GET" => (200, json!({"kube_upgrades": [upgrade(next())]})),
+        _ => (200, upgrade(body[0]["value"].as_str().unwrap())),
+    }))
+    .await;
+    let out = runner.execute(&ClientCommand::KubeUpgradeFailed).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(
+        out.stdout
+            .contains("| state        | upgrading-networking-failed          |"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        seen.lock().unwrap()[1].2,
+        json!([{"op": "replace", "path": "/state", "value": "upgrading-networking-failed"}])
+    );
+
+    let out = runner.execute(&ClientCommand::KubeUpgradeFailed).await;
+    assert_eq!(
+        out.error_line().unwrap(),
+        "Error: Kubernetes upgrade is in upgraded-networking state, cannot be set to failed"
+    );
+    assert_eq!(out.stdout, "");
+    assert_eq!(seen.lock().unwrap().len(), 3, "no PATCH after a refusal");
+}
+
+#[tokio::test]
+async fn refusals_print_the_servers_reason() {
+    let (runner, _) = fake_daemon(Box::new(|m, path, _| match (m, path) {
+        ("GET", "/v1/kube_upgrade") => (200, json!({"kube_upgrades": []})),
+        _ => (400, refusal("Kubernetes upgrade is not in progress")),
+    }))
+    .await;
+    let out = runner.execute(&ClientCommand::KubeUpgradeShow).await;
+    assert_eq!(out.stdout, "A kubernetes upgrade is not in progress\n");
+    assert!(out.error.is_none());
+    let out = runner.execute(&ClientCommand::KubeUpgradeComplete).await;
+    assert_eq!(
+        out.error_line().unwrap(),
+        "Error: Kubernetes upgrade is not in progress"
+    );
+    let out = runner.execute(&ClientCommand::KubeUpgradeFailed).await;
+    assert_eq!(
+        out.error_line().unwrap(),
+        "Error: A kubernetes upgrade is not in progress"
+    );
+}
+
+#[tokio::test]
+async fn wait_polls_a_cluster_step_until_it_settles() {
+    let next = polled_states(&[
+        "downloading-images",
+        "downloading-images",
+        "downloaded-images",
+    ]);
+    let (mut runner, seen) = fake_daemon(Box::new(move |m, _, _| match m {
+        "PATCH" => (200, upgrade("downloading-images")),
+        _ => (200, json!({"kube_upgrades": [upgrade(next())]})),
+    }))
+    .await;
+    let out = runner
+        .execute(&ClientCommand::KubeUpgradeDownloadImages)
+        .await;
+    assert!(
+        out.stdout
+            .contains("| state        | downloading-images                   |")
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "no polling without --wait");
+
+    runner.wait = true;
+    let out = runner
+        .execute(&ClientCommand::KubeUpgradeDownloadImages)
+        .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(
+        out.stdout
+            .contains("| state        | downloaded-images                    |"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(seen.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn wait_reports_a_failed_cluster_step_after_the_table() {
+    let next = polled_states(&["upgrading-networking", "upgrading-networking-failed"]);
+    let (mut runner, _) = fake_daemon(Box::new(move |m, _, _| match m {
+        "PATCH" => (200, upgrade("upgrading-networking")),
+        _ => (200, json!({"kube_upgrades": [upgrade(next())]})),
+    }))
+    .await;
+    runner.wait = true;
+    let out = runner.execute(&ClientCommand::KubeUpgradeNetworking).await;
+    assert!(
+        out.stdout
+            .contains("| state        | upgrading-networking-failed          |"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.error_line().unwrap(),
+        "Error: kube-upgrade-networking failed: state upgrading-networking-failed"
+    );
+}
+
+#[tokio::test]
+async fn kube_host_upgrade_shows_the_joined_row_and_waits_for_host_and_cluster() {
+    let statuses = Arc::new(Mutex::new(0usize));
+    let (mut runner, seen) = fake_daemon(Box::new(move |m, path, _| match (m, path) {
+        ("POST", "/v1/ihosts/controller-1/kube_upgrade_control_plane") => {
+            (200, host("unlocked", None))
+        }
+        ("GET", "/v1/kube_host_upgrades") => {
+            let mut n = statuses.lock().unwrap();
+            *n += 1;
+            let status = if *n <= 2 {
+                Some("upgrading-control-plane")
+            } else {
+                None
+            };
+            (200, host_upgrade_row(status))
+        }
+        ("GET", "/v1/kube_upgrade") => (
+            200,
+            json!({"kube_upgrades": [upgrade("upgraded-first-master")]}),
+        ),
+        _ => (404, refusal("no")),
+    }))
+    .await;
+    let cmd = ClientCommand::KubeHostUpgrade {
+        host: "controller-1".into(),
+        component: HostComponent::ControlPlane,
+        force: false,
+    };
+    let out = runner.execute(&cmd).await;
+    assert_eq!(
+        out.stdout,
+        "+-----------------------+-------------------------+\n\
+         | Property              | Value                   |\n\
+         +-----------------------+-------------------------+\n\
+         | control_plane_version | v1.16.1                 |\n\
+         | hostname              | controller-1            |\n\
+         | id                    | 2                       |\n\
+         | kubelet_version       | v1.16.1                 |\n\
+         | personality           | controller              |\n\
+         | status                | upgrading-control-plane |\n\
+         | target_version        | v1.16.2                 |\n\
+         +-----------------------+-------------------------+\n"
+    );
+    assert_eq!(seen.lock().unwrap()[0].2, json!({"force": false}));
+
+    runner.wait = true;
+    let out = runner.execute(&cmd).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(
+        out.stdout.contains("| status                | None "),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn host_lock_waits_for_the_task_and_checks_the_effect() {
+    let polls = Arc::new(Mutex::new(0usize));
+    let (mut runner, seen) = fake_daemon(Box::new(move |m, path, _| match (m, path) {
+        ("PATCH", "/v1/ihosts/controller-1") => (200, host("unlocked", Some("Locking"))),
+        ("GET", "/v1/ihosts/2") => {
+            let mut n = polls.lock().unwrap();
+            *n += 1;
+            match *n {
+                1 => (200, host("unlocked", Some("Locking"))),
+                2 => (200, host("locked", None)),
+                // The second lock is undone by the daemon.
+                3 => (200, host("unlocked", None)),
+                _ => (404, refusal("no")),
+            }
+        }
+        _ => (404, refusal("no")),
+    }))
+    .await;
+    runner.wait = true;
+    let lock = ClientCommand::HostLock {
+        host: "controller-1".into(),
+        force: true,
+    };
+    let out = runner.execute(&lock).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(
+        out.stdout.contains("| administrative     | locked "),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        seen.lock().unwrap()[0].2,
+        json!([{"op": "replace", "path": "/action", "value": "force-lock"}])
+    );
+
+    let out = runner.execute(&lock).await;
+    assert_eq!(
+        out.error_line().unwrap(),
+        "Error: host-lock failed: controller-1 is unlocked"
+    );
+    assert!(out.stdout.contains("| administrative     | unlocked "));
+}
+
+#[tokio::test]
+async fn structured_formats_and_plain_messages() {
+    let (mut runner, _) = fake_daemon(Box::new(|m, path, _| match (m, path) {
+        ("DELETE", _) => (204, Value::Null),
+        ("GET", "/v1/health/kube-upgrade") => (
+            200,
+            json!("System Health:\nAll hosts are provisioned: [OK]"),
+        ),
+        ("GET", "/v1/kube_versions") => (
+            200,
+            json!({"kube_versions": [
+            {"version": "v1.16.1", "target": true, "state": "active"}]}),
+        ),
+        _ => (404, refusal("no")),
+    }))
+    .await;
+    let out = runner.execute(&ClientCommand::KubeUpgradeDelete).await;
+    assert_eq!(out.stdout, "Kubernetes upgrade deleted\n");
+    let out = runner
+        .execute(&ClientCommand::HealthQueryKubeUpgrade { relaxed: false })
+        .await;
+    assert_eq!(
+        out.stdout,
+        "System Health:\nAll hosts are provisioned: [OK]\n"
+    );
+    runner.format = Format::Json;
+    let out = runner.execute(&ClientCommand::KubeVersionList).await;
+    let back: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        back,
+        json!([{"version": "v1.16.1", "target": true, "state": "active"}])
+    );
+}
