@@ -251,6 +251,19 @@ async fn host_reply(e: &Engine, cmd: Command) -> ApiResult<Json<IHost>> {
     Ok(Json(e.ihost(&name).await?))
 }
 
+/// A host upgrade command's reply: the host now, with its upgrade row as the command left it.
+async fn host_upgrade_reply(e: &Engine, cmd: Command) -> ApiResult<Json<IHost>> {
+    let out = e.execute(cmd).await?;
+    let name = out
+        .host
+        .as_ref()
+        .map(|h| h.hostname.clone())
+        .unwrap_or_default();
+    let mut host = e.ihost(&name).await?;
+    host.kube_host_upgrade = out.host_upgrade().cloned();
+    Ok(Json(host))
+}
+
 /// kube-host-upgrade HOST control-plane.
 #[utoipa::path(post, path = "/v1/ihosts/{host}/kube_upgrade_control_plane", tag = "ihosts",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
@@ -263,7 +276,7 @@ pub async fn ihosts_kube_upgrade_control_plane(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<IHost>> {
     let force = crate::extract::optional_json::<HostUpgradeRequest>(&body)?.force;
-    host_reply(&e, Command::ControlPlane { host, force }).await
+    host_upgrade_reply(&e, Command::ControlPlane { host, force }).await
 }
 
 /// kube-host-upgrade HOST kubelet.
@@ -278,7 +291,7 @@ pub async fn ihosts_kube_upgrade_kubelet(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<IHost>> {
     let force = crate::extract::optional_json::<HostUpgradeRequest>(&body)?.force;
-    host_reply(&e, Command::Kubelet { host, force }).await
+    host_upgrade_reply(&e, Command::Kubelet { host, force }).await
 }
 
 /// health-query-kube-upgrade: the report text, as a JSON string.

@@ -91,5 +91,6 @@ pub fn ihost(h: &HostInfo, row: Option<&HostUpgradeRecord>) -> IHost {
         install_state_info: None,
         created_at: row.map_or(jiff::Timestamp::UNIX_EPOCH, |r| r.created_at),
         updated_at: row.and_then(|r| r.updated_at),
+        kube_host_upgrade: None,
     }
 }

@@ -107,6 +107,10 @@ pub struct IHost {
     #[serde(with = "crate::time::serde_opt_ts")]
     #[schema(value_type = Option<String>)]
     pub updated_at: Option<jiff::Timestamp>,
+    /// In replies to `kube_upgrade_control_plane|kube_upgrade_kubelet` only: the host's upgrade
+    /// row as the command left it (clients that do not know the key ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_host_upgrade: Option<KubeHostUpgradeView>,
 }
 
 /// An alarm, kup's own included.

@@ -452,7 +452,11 @@ impl Runner {
             HostComponent::ControlPlane => c.kube_upgrade_control_plane(key, force).await?,
             HostComponent::Kubelet => c.kube_upgrade_kubelet(key, force).await?,
         };
-        let mut row = self.host_upgrade_row(&host).await?;
+        // The reply carries the row as the command left it; older daemons need the GET.
+        let mut row = match &host.kube_host_upgrade {
+            Some(r) => HostUpgradeRow::new(&host, Some(r)),
+            None => self.host_upgrade_row(&host).await?,
+        };
         let mut failure = None;
         if self.wait {
             let step = "kube-host-upgrade";

@@ -1,115 +1,55 @@
-//! `kup demo`: the seed's procedure, step by step, on the built-in cluster.
+//! `kup demo`: starts a daemon on a free loopback port in a temporary directory and walks the
+//! seed's procedure through the same command parser and client a user has, printing each
+//! command and what it returns. The daemon stops and the directory is removed at the end.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use kup_core::{Command, Policy};
-use kup_engine::{Engine, EngineConfig, Outcome};
-use kup_sim::{Inventory, SimCluster};
-use kup_store::SqliteStore;
-use kup_types::{KubeHostUpgradeView, KubeUpgradeView};
+use clap::Parser;
 
-use crate::table;
-
-fn upgrade_table(u: &KubeUpgradeView) -> String {
-    table::properties(&[
-        ("uuid", u.uuid.clone()),
-        ("from_version", u.from_version.to_string()),
-        ("to_version", u.to_version.to_string()),
-        ("state", u.state.to_string()),
-        ("created_at", kup_types::time::format(&u.created_at)),
-        (
-            "updated_at",
-            u.updated_at
-                .map_or("None".into(), |t| kup_types::time::format(&t)),
-        ),
-    ])
-}
-
-fn host_upgrade_table(r: &KubeHostUpgradeView) -> String {
-    table::properties(&[
-        ("control_plane_version", r.control_plane_version.clone()),
-        ("hostname", r.hostname.clone()),
-        ("id", r.id.to_string()),
-        ("kubelet_version", r.kubelet_version.clone()),
-        ("personality", r.personality.to_string()),
-        ("status", r.status.clone().unwrap_or("None".into())),
-        (
-            "target_version",
-            r.target_version.clone().unwrap_or("None".into()),
-        ),
-    ])
-}
-
-fn host_upgrade_list(rows: &[KubeHostUpgradeView]) -> String {
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.hostname.clone(),
-                r.personality.to_string(),
-                r.target_version.clone().unwrap_or("None".into()),
-                r.control_plane_version.clone(),
-                r.kubelet_version.clone(),
-                r.status.clone().unwrap_or("None".into()),
-            ]
-        })
-        .collect();
-    table::render(
-        &[
-            "id",
-            "hostname",
-            "personality",
-            "target_version",
-            "control_plane_version",
-            "kubelet_version",
-            "status",
-        ],
-        &rows,
-    )
-}
+use crate::cli::{ClientCommand, Runner};
+use crate::output::Format;
+use crate::serve::{Daemon, ServeArgs};
+use crate::{Cli, Top};
 
 struct Demo {
-    engine: Engine,
+    runner: Runner,
+    client: kup_client::Client,
+    daemon_engine: std::sync::Arc<kup_engine::Engine>,
 }
 
 impl Demo {
-    async fn step(&self, title: &str, cli: &str, cmd: Command) -> Result<Outcome, String> {
-        println!("\n{title}\n$ kup {cli}");
-        let out = self
-            .engine
-            .execute(cmd)
-            .await
-            .map_err(|e| format!("Error: {e}"))?;
-        if let Some(r) = out.host_upgrade() {
-            if cli.starts_with("kube-host-upgrade") {
-                println!("{}", host_upgrade_table(r));
-            }
-        } else if let Some(u) = &out.upgrade {
-            println!("{}", upgrade_table(u));
+    fn parse(line: &str) -> Result<ClientCommand, String> {
+        let args = std::iter::once("kup").chain(line.split_whitespace());
+        match Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Top::Client(cmd) => Ok(cmd),
+            _ => Err(format!("not a client command: {line}")),
         }
-        self.engine.wait_idle().await;
-        Ok(out)
     }
 
-    async fn versions(&self) -> Result<String, String> {
-        let vs = self
-            .engine
-            .kube_versions()
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows: Vec<Vec<String>> = vs
-            .iter()
-            .map(|v| {
-                vec![
-                    v.version.to_string(),
-                    if v.target { "True" } else { "False" }.into(),
-                    v.state.to_string(),
-                ]
-            })
-            .collect();
-        Ok(table::render(&["Version", "Target", "State"], &rows))
+    /// Runs one command as `kup LINE` would, prints it, and waits for what it started.
+    async fn run(&self, line: &str, show_output: bool) -> Result<String, String> {
+        println!("$ kup {line}");
+        let outcome = self.runner.execute(&Self::parse(line)?).await;
+        if let Some(err) = outcome.error_line() {
+            return Err(format!("`kup {line}` failed: {err}"));
+        }
+        if show_output {
+            print!("{}", outcome.stdout);
+        }
+        self.daemon_engine.wait_idle().await;
+        Ok(outcome.stdout)
+    }
+
+    async fn step(&self, title: &str, lines: &[&str]) -> Result<(), String> {
+        println!("\n{title}");
+        for line in lines {
+            let quiet = line.starts_with("host-");
+            self.run(line, !quiet).await?;
+        }
+        Ok(())
     }
 }
 
@@ -117,132 +57,127 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
     let began = Instant::now();
     let dir =
         tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-    let inv = Inventory::default_cluster();
-    let sim = SimCluster::new(&inv, time_scale);
-    let store = SqliteStore::open(&dir.path().join("kup.db"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let config = EngineConfig {
-        catalog: sim.catalog(),
-        policy: Policy::default(),
+    let args = ServeArgs {
+        data_dir: dir.path().join("kup-data"),
+        listen: "127.0.0.1:0".parse().expect("a valid address"),
+        cluster: None,
+        db: None,
+        time_scale,
+        token_file: None,
     };
-    let engine = Engine::open(Arc::new(store), Arc::new(sim), config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let d = Demo { engine };
+    let daemon = Daemon::open(&args).await?;
+    let url = format!("http://{}", daemon.addr);
+    let token = daemon.admin_token.clone().unwrap_or_default();
+    let engine = daemon.engine.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(daemon.run(async {
+        let _ = stopped.await;
+    }));
+    let client = kup_client::Client::new(&url, &token).map_err(|e| e.to_string())?;
+    let demo = Demo {
+        runner: Runner::new(client.clone(), Format::Table, false),
+        client,
+        daemon_engine: engine,
+    };
 
     println!("kup demo: the StarlingX Kubernetes upgrade on the built-in standard system");
-    println!("(controller-0/1, storage-0/1, worker-0/1), simulated at time scale {time_scale}.");
-    println!("\n2. List available kubernetes versions.\n$ kup kube-version-list");
-    let before = d.versions().await?;
-    println!("{before}");
+    println!(
+        "(controller-0/1, storage-0/1, worker-0/1), daemon at {url}, time scale {time_scale}."
+    );
+    let result = walk(&demo).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    let (before, after, events) = result?;
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    if seqs != (1..=seqs.len() as i64).collect::<Vec<_>>() {
+        return Err(format!("the event log has a gap: {seqs:?}"));
+    }
+    println!("\nSummary");
+    println!("Versions before:\n{before}Versions after:\n{after}");
+    let steps = events.iter().filter(|e| e.kind == "state").count();
+    println!(
+        "{} events recorded (sequence 1..{} without a gap, {steps} state changes); the whole procedure took {:.1} s.",
+        events.len(),
+        events.len(),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
 
+/// The seed's steps 2 and 5–15, then delete.
+async fn walk(d: &Demo) -> Result<(String, String, Vec<kup_types::EventView>), String> {
+    println!("\n2. List available kubernetes versions.");
+    let before = d.run("kube-version-list", true).await?;
     d.step(
         "5. Start kubernetes upgrade.",
-        "kube-upgrade-start v1.16.2",
-        Command::Start {
-            to_version: "v1.16.2".into(),
-            force: false,
-            alarm_ignore: vec![],
-        },
+        &["kube-upgrade-start v1.16.2"],
     )
     .await?;
     d.step(
         "6. Download kubernetes images.",
-        "kube-upgrade-download-images",
-        Command::DownloadImages,
+        &["kube-upgrade-download-images", "kube-upgrade-show"],
     )
     .await?;
-    let cp = |h: &str| Command::ControlPlane {
-        host: h.into(),
-        force: false,
-    };
-    let kubelet = |h: &str| Command::Kubelet {
-        host: h.into(),
-        force: false,
-    };
-    let lock = |h: &str| Command::Lock {
-        host: h.into(),
-        force: false,
-    };
-    let unlock = |h: &str| Command::Unlock {
-        host: h.into(),
-        force: false,
-    };
     d.step(
         "7. Upgrade control plane on first controller.",
-        "kube-host-upgrade controller-1 control-plane",
-        cp("controller-1"),
+        &["kube-host-upgrade controller-1 control-plane"],
     )
     .await?;
     d.step(
         "8. Upgrade kubernetes networking.",
-        "kube-upgrade-networking",
-        Command::UpgradeNetworking,
+        &["kube-upgrade-networking"],
     )
     .await?;
     d.step(
         "9. Upgrade control plane on second controller",
-        "kube-host-upgrade controller-0 control-plane",
-        cp("controller-0"),
+        &["kube-host-upgrade controller-0 control-plane"],
     )
     .await?;
-    println!("\n10. Show kubernetes upgrade status for hosts\n$ kup kube-host-upgrade-list");
-    let rows = d
-        .engine
-        .kube_host_upgrades()
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{}", host_upgrade_list(&rows));
-
-    println!("\n12. Upgrade kubelet on each controller");
-    for c in ["controller-1", "controller-0"] {
-        if c == "controller-0" {
-            // controller-0 is active: hand the role to the upgraded controller-1 first.
-            d.step(
-                "",
-                "host-swact controller-0",
-                Command::Swact { host: c.into() },
-            )
-            .await?;
-        }
-        d.step("", &format!("host-lock {c}"), lock(c)).await?;
-        d.step("", &format!("kube-host-upgrade {c} kubelet"), kubelet(c))
-            .await?;
-        d.step("", &format!("host-unlock {c}"), unlock(c)).await?;
-    }
-    println!("\n13. Show the kubernetes upgrade status\n$ kup kube-upgrade-show");
-    if let Some(u) = d.engine.kube_upgrade().await.map_err(|e| e.to_string())? {
-        println!("{}", upgrade_table(&u));
-    }
-    println!("\n14. Upgrade kubelet on all worker hosts");
-    for w in ["worker-1", "worker-0"] {
-        d.step("", &format!("host-lock {w}"), lock(w)).await?;
-        d.step("", &format!("kube-host-upgrade {w} kubelet"), kubelet(w))
-            .await?;
-        d.step("", &format!("host-unlock {w}"), unlock(w)).await?;
-    }
+    d.step(
+        "10. Show kubernetes upgrade status for hosts",
+        &["kube-host-upgrade-list"],
+    )
+    .await?;
+    d.step(
+        "12. Upgrade kubelet on each controller",
+        &[
+            "host-lock controller-1",
+            "kube-host-upgrade controller-1 kubelet",
+            "host-unlock controller-1",
+            "host-swact controller-0",
+            "host-lock controller-0",
+            "kube-host-upgrade controller-0 kubelet",
+            "host-unlock controller-0",
+        ],
+    )
+    .await?;
+    d.step(
+        "13. Show the kubernetes upgrade status",
+        &["kube-upgrade-show"],
+    )
+    .await?;
+    d.step(
+        "14. Upgrade kubelet on all worker hosts",
+        &[
+            "host-lock worker-1",
+            "kube-host-upgrade worker-1 kubelet",
+            "host-unlock worker-1",
+            "host-lock worker-0",
+            "kube-host-upgrade worker-0 kubelet",
+            "host-unlock worker-0",
+        ],
+    )
+    .await?;
     d.step(
         "15. Complete the kubernetes upgrade",
-        "kube-upgrade-complete",
-        Command::Complete,
+        &["kube-upgrade-complete", "kube-upgrade-delete"],
     )
     .await?;
-    d.step("", "kube-upgrade-delete", Command::Delete).await?;
-
-    let after = d.versions().await?;
+    let after = d.run("kube-version-list", false).await?;
     let events = d
-        .engine
-        .events(0, u32::MAX)
+        .client
+        .events(0, 10_000)
         .await
         .map_err(|e| e.to_string())?;
-    println!("\nSummary");
-    println!("Versions before:\n{before}\nVersions after:\n{after}");
-    println!(
-        "{} events recorded (sequence 1..{}), finished in {:.1} s.",
-        events.len(),
-        events.last().map_or(0, |e| e.seq),
-        began.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok((before, after, events))
 }

@@ -1,59 +1,103 @@
-//! `kup`: the binary is glue. Everything it runs lives in the library crates.
+//! `kup`: the binary is glue. The daemon, the API, the engine and the client live in the
+//! library crates; this file only parses the command line and dispatches.
 
+mod cli;
 mod demo;
+mod output;
+mod serve;
 mod table;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-kup: upgrades the Kubernetes of a self-managed cluster, one safe step at a time.
+use clap::{CommandFactory, Parser, Subcommand};
 
-Usage:
-  kup demo [--time-scale X]   run the seed's whole upgrade procedure on the built-in
-                              simulated cluster (default time scale 0.002)
-  kup --help                  this text
-";
+/// kup upgrades the Kubernetes of a self-managed cluster, one safe step at a time.
+#[derive(Parser, Debug)]
+#[command(name = "kup", version)]
+pub struct Cli {
+    #[command(flatten)]
+    opts: cli::ClientOpts,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// Run the daemon: the REST API over the engine, the store and the (simulated) cluster.
+    Serve(serve::ServeArgs),
+    /// Walk the seed's whole upgrade procedure on the built-in cluster, in a temporary
+    /// directory, and print a summary.
+    Demo {
+        /// Multiplies every simulated duration (1.0 = realistic minutes).
+        #[arg(long, default_value_t = 0.002, value_name = "X",
+              value_parser = serve::parse_scale, allow_negative_numbers = true)]
+        time_scale: f64,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => {
-            let time_scale = match parse_time_scale(&args[1..]) {
-                Ok(t) => t,
-                Err(e) => return usage_error(&e),
-            };
-            let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
-            match rt.block_on(demo::run(time_scale)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-            }
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
         }
-        Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+    };
+    match cli.command {
+        Top::Serve(args) => {
+            init_logging();
+            rt.block_on(async {
+                let daemon = serve::Daemon::open(&args).await?;
+                daemon.run(serve::shutdown_signal()).await
+            })
+            .map_or_else(fail, |()| ExitCode::SUCCESS)
+        }
+        Top::Demo { time_scale } => rt
+            .block_on(demo::run(time_scale))
+            .map_or_else(fail, |()| ExitCode::SUCCESS),
+        Top::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kup", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Some(other) => usage_error(&format!("unknown command {other:?}")),
-        None => usage_error("no command given"),
-    }
-}
-
-fn parse_time_scale(args: &[String]) -> Result<f64, String> {
-    match args {
-        [] => Ok(0.002),
-        [flag, value] if flag == "--time-scale" => match value.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-            _ => Err(format!(
-                "--time-scale needs a non-negative number, not {value:?}"
-            )),
+        Top::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e.to_string()),
         },
-        _ => Err(format!("unexpected arguments: {}", args.join(" "))),
+        Top::Client(cmd) => rt.block_on(cli::run(cmd, cli.opts)),
     }
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("Error: {message}\n\n{USAGE}");
-    ExitCode::from(2)
+fn fail(message: String) -> ExitCode {
+    eprintln!("Error: {message}");
+    ExitCode::from(1)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

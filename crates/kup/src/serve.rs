@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
     /// Multiplies every simulated duration (1.0 = realistic minutes, 0 = instant).
-    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse_scale)]
+    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse_scale, allow_negative_numbers = true)]
     pub time_scale: f64,
     /// Tokens, one per line: `admin TOKEN` or `reader TOKEN` (default: a random admin token,
     /// created on first start in DIR/admin-token).
@@ -38,7 +38,7 @@ pub struct ServeArgs {
     pub token_file: Option<PathBuf>,
 }
 
-fn parse_scale(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(format!("{s:?} is not a non-negative number")),
@@ -58,7 +58,10 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
     match &args.db {
         None => Ok(args.data_dir.join("kup.db")),
         Some(url) => {
-            if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
                 if path.is_empty() {
                     return Err(format!("--db {url}: the SQLite URL names no file"));
                 }
@@ -138,7 +141,12 @@ impl Daemon {
             .recursive(true)
             .mode(0o700)
             .create(&args.data_dir)
-            .map_err(|e| format!("cannot create data directory {}: {e}", args.data_dir.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot create data directory {}: {e}",
+                    args.data_dir.display()
+                )
+            })?;
         let inv = match &args.cluster {
             None => Inventory::default_cluster(),
             Some(file) => {
@@ -156,7 +164,10 @@ impl Daemon {
         let db = sqlite_path(args)?;
         let store = SqliteStore::open(&db).await.map_err(|e| e.to_string())?;
         let (tokens, admin_token) = load_tokens(args)?;
-        let config = EngineConfig { catalog: sim.catalog(), policy: Policy::default() };
+        let config = EngineConfig {
+            catalog: sim.catalog(),
+            policy: Policy::default(),
+        };
         let engine = Engine::open(Arc::new(store), Arc::new(sim), config)
             .await
             .map_err(|e| format!("cannot open the engine: {e}"))?;
@@ -168,14 +179,22 @@ impl Daemon {
         std::fs::write(&addr_file, format!("{addr}\n"))
             .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
         tracing::info!(%addr, db = %db.display(), "kup is listening");
-        Ok(Daemon { addr, admin_token, engine: Arc::new(engine), listener, tokens })
+        Ok(Daemon {
+            addr,
+            admin_token,
+            engine: Arc::new(engine),
+            listener,
+            tokens,
+        })
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in progress.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
-        let app = kup_api::router(self.engine, self.tokens).layer(
-            tower_http::trace::TraceLayer::new_for_http(),
-        );
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let app = kup_api::router(self.engine, self.tokens)
+            .layer(tower_http::trace::TraceLayer::new_for_http());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await

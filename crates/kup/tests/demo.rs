@@ -21,6 +21,7 @@ fn demo_walks_the_seed_procedure_and_exits_zero() {
         "| status                | upgrading-control-plane |",
         "| 1  | controller-0 | controller  | v1.16.2        | v1.16.2               | v1.16.1         | None   |",
         "| state        | upgrading-kubelets                   |",
+        "$ kup host-swact controller-0",
         "| state        | upgrade-complete                     |",
         "| v1.16.1 | False  | unavailable |\n| v1.16.2 | True   | active      |",
     ] {
@@ -32,14 +33,50 @@ fn demo_walks_the_seed_procedure_and_exits_zero() {
 }
 
 #[test]
-fn bad_usage_exits_two_with_one_error_line() {
-    for args in [&["demo", "--time-scale", "fast"][..], &["frobnicate"], &[]] {
+fn bad_usage_exits_two_and_says_why() {
+    for (args, says) in [
+        (
+            &["demo", "--time-scale", "fast"][..],
+            "invalid value 'fast'",
+        ),
+        (&["demo", "--time-scale", "-1"], "non-negative"),
+        (&["frobnicate"], "unrecognized subcommand"),
+        (&[], "Usage"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_kup"))
             .args(args)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(stderr.starts_with("Error: "), "{stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    for (args, expect) in [
+        (&["completions", "bash"][..], "kube-host-upgrade-list"),
+        (&["completions", "zsh"], "kube-upgrade-start"),
+        (&["man"], ".TH kup"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kup"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(expect),
+            "{args:?}"
+        );
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_kup"))
+        .args(["kube-host-upgrade", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("control-plane") && help.contains("kubelet") && help.contains("--force"),
+        "{help}"
+    );
 }

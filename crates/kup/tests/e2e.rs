@@ -1,0 +1,418 @@
+//! `kup serve` as a real process on a free port with a fresh data directory, driven by the
+//! real `kup` binary as an operator would, with TZ=UTC.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KUP: &str = env!("CARGO_BIN_EXE_kup");
+
+struct Daemon {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kup serve` on a free port and waits until it listens.
+fn serve(dir: &Path, time_scale: &str) -> Daemon {
+    let data = dir.join("kup-data");
+    let _ = std::fs::remove_file(data.join("listen-address"));
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let child = Command::new(KUP)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            time_scale,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Owned by a `Daemon` at once, so it is killed and reaped whatever happens next.
+    let mut daemon = Daemon {
+        child,
+        url: String::new(),
+        token: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address")) {
+            let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+            daemon.url = format!("http://{}", addr.trim());
+            daemon.token = token.trim().into();
+            return daemon;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kup serve did not start: {}",
+            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn kup(d: &Daemon, args: &str) -> Run {
+    let out = Command::new(KUP)
+        .args(args.split_whitespace())
+        .env("KUP_URL", &d.url)
+        .env("KUP_TOKEN", &d.token)
+        .env("TZ", "UTC")
+        .env_remove("KUP_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// A command that must succeed; returns its stdout.
+fn ok(d: &Daemon, args: &str) -> String {
+    let r = kup(d, args);
+    assert_eq!(r.code, 0, "kup {args}: {}", r.stderr);
+    assert!(r.stderr.is_empty(), "kup {args}: {}", r.stderr);
+    r.stdout
+}
+
+/// A command that must be refused: exit 1, one `Error:` line.
+fn refused(d: &Daemon, args: &str) -> String {
+    let r = kup(d, args);
+    assert_eq!(r.code, 1, "kup {args} should be refused: {}", r.stdout);
+    assert!(
+        r.stderr.starts_with("Error: ") && r.stderr.lines().count() == 1,
+        "{:?}",
+        r.stderr
+    );
+    r.stderr
+}
+
+/// Masks the values that change from run to run (uuids, timestamps).
+fn redact(table: &str) -> String {
+    table
+        .lines()
+        .map(|l| {
+            match ["| uuid ", "| created_at ", "| updated_at "]
+                .iter()
+                .find(|k| l.starts_with(**k))
+            {
+                Some(key) if !l.contains("| None") => format!("{key}| <redacted>"),
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A host's upgrade status once its step has ended.
+fn settled_host_status(d: &Daemon, host: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: serde_json::Value =
+            serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["hostname"] == host)
+            .unwrap()
+            .clone();
+        let status = row["status"].as_str().unwrap_or("None").to_string();
+        if !status.starts_with("upgrading-")
+            || status.ends_with("-failed")
+            || Instant::now() > deadline
+        {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The upgrade state once no step is in flight.
+fn settled_state(d: &Daemon) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = state_of(d);
+        let in_flight = [
+            "downloading-images",
+            "upgrading-first-master",
+            "upgrading-networking",
+            "upgrading-second-master",
+        ];
+        if !in_flight.contains(&s.as_str()) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn state_of(d: &Daemon) -> String {
+    let out = ok(d, "kube-upgrade-show --format json");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["state"].as_str().unwrap_or("none").to_string()
+}
+
+#[test]
+fn the_seed_procedure_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    // Steps take a fraction of a second (not zero), so the replies show them in progress, as
+    // the seed does, before `--wait` sees them settle.
+    let d = serve(dir.path(), "0.001");
+    let data = dir.path().join("kup-data");
+    let mode = std::fs::metadata(data.join("admin-token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // 2.
+    assert_eq!(
+        ok(&d, "kube-version-list"),
+        "+---------+--------+-----------+\n\
+         | Version | Target | State     |\n\
+         +---------+--------+-----------+\n\
+         | v1.16.1 | True   | active    |\n\
+         | v1.16.2 | False  | available |\n\
+         +---------+--------+-----------+\n"
+    );
+    refused(&d, "kube-upgrade-download-images");
+    // 5.
+    let started = ok(&d, "kube-upgrade-start v1.16.2");
+    assert!(
+        started.contains("| state        | upgrade-started                      |"),
+        "{started}"
+    );
+    assert!(started.contains("| from_version | v1.16.1                              |"));
+    assert!(started.contains("| updated_at   | None                                 |"));
+    let err = refused(&d, "kube-upgrade-start v1.16.2");
+    assert_eq!(err, "Error: A kubernetes upgrade is already in progress\n");
+    // 6.
+    let out = ok(&d, "kube-upgrade-download-images");
+    assert!(
+        out.contains("| state        | downloading-images                   |"),
+        "{out}"
+    );
+    assert_eq!(settled_state(&d), "downloaded-images");
+    // 7. The seed's table, byte for byte.
+    let out = ok(&d, "kube-host-upgrade controller-1 control-plane");
+    assert_eq!(
+        out,
+        "+-----------------------+-------------------------+\n\
+         | Property              | Value                   |\n\
+         +-----------------------+-------------------------+\n\
+         | control_plane_version | v1.16.1                 |\n\
+         | hostname              | controller-1            |\n\
+         | id                    | 2                       |\n\
+         | kubelet_version       | v1.16.1                 |\n\
+         | personality           | controller              |\n\
+         | status                | upgrading-control-plane |\n\
+         | target_version        | v1.16.2                 |\n\
+         +-----------------------+-------------------------+\n"
+    );
+    assert_eq!(settled_state(&d), "upgraded-first-master");
+    let err = refused(&d, "kube-host-upgrade controller-0 control-plane --wait");
+    assert!(
+        err.contains("upgraded-networking or upgrading-second-master-failed"),
+        "{err}"
+    );
+    ok(&d, "kube-upgrade-networking --wait");
+    assert_eq!(state_of(&d), "upgraded-networking");
+    ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
+    assert_eq!(state_of(&d), "upgraded-second-master");
+    // 10.
+    assert_eq!(
+        ok(&d, "kube-host-upgrade-list"),
+        "+----+--------------+-------------+----------------+-----------------------+-----------------+--------+\n\
+         | id | hostname     | personality | target_version | control_plane_version | kubelet_version | status |\n\
+         +----+--------------+-------------+----------------+-----------------------+-----------------+--------+\n\
+         | 1  | controller-0 | controller  | v1.16.2        | v1.16.2               | v1.16.1         | None   |\n\
+         | 2  | controller-1 | controller  | v1.16.2        | v1.16.2               | v1.16.1         | None   |\n\
+         | 3  | storage-0    | storage     | v1.16.1        | N/A                   | N/A             | None   |\n\
+         | 4  | storage-1    | storage     | v1.16.1        | N/A                   | N/A             | None   |\n\
+         | 5  | worker-0     | worker      | v1.16.1        | N/A                   | v1.16.1         | None   |\n\
+         | 6  | worker-1     | worker      | v1.16.1        | N/A                   | v1.16.1         | None   |\n\
+         +----+--------------+-------------+----------------+-----------------------+-----------------+--------+\n"
+    );
+    // 12.
+    let err = refused(&d, "kube-host-upgrade controller-1 kubelet");
+    assert!(err.contains("must be locked and online"), "{err}");
+    let err = refused(&d, "host-lock controller-0");
+    assert!(
+        err.contains("active controller; swact to controller-1 first"),
+        "{err}"
+    );
+    ok(&d, "host-lock controller-1 --wait");
+    let out = ok(&d, "kube-host-upgrade controller-1 kubelet");
+    assert!(
+        out.contains("| status                | upgrading-kubelet |"),
+        "{out}"
+    );
+    assert_eq!(settled_host_status(&d, "controller-1"), "upgraded-kubelet");
+    ok(&d, "host-unlock controller-1 --wait");
+    ok(&d, "host-swact controller-0 --wait");
+    for args in [
+        "host-lock controller-0",
+        "kube-host-upgrade controller-0 kubelet",
+        "host-unlock controller-0",
+    ] {
+        ok(&d, &format!("{args} --wait"));
+    }
+    // 13.
+    assert_eq!(state_of(&d), "upgrading-kubelets");
+    let err = refused(&d, "kube-upgrade-complete");
+    assert!(err.contains("worker-0, worker-1"), "{err}");
+    // 14.
+    for w in ["worker-1", "worker-0"] {
+        for args in [
+            format!("host-lock {w}"),
+            format!("kube-host-upgrade {w} kubelet"),
+            format!("host-unlock {w}"),
+        ] {
+            ok(&d, &format!("{args} --wait"));
+        }
+    }
+    // 15.
+    let out = redact(&ok(&d, "kube-upgrade-complete"));
+    assert!(
+        out.contains("| state        | upgrade-complete                     |"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&d, "kube-upgrade-delete"),
+        "Kubernetes upgrade deleted\n"
+    );
+    assert_eq!(
+        ok(&d, "kube-upgrade-show"),
+        "A kubernetes upgrade is not in progress\n"
+    );
+    assert!(ok(&d, "kube-version-list").contains("| v1.16.2 | True   | active      |"));
+    assert!(!ok(&d, "alarm-list").contains("900.007"));
+    let health = ok(&d, "health-query-kube-upgrade");
+    assert!(
+        health.starts_with("System Health:\nAll hosts are unlocked/enabled/available: [OK]"),
+        "{health}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_two_and_bad_tokens_exit_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    for args in [
+        "bogus-command",
+        "kube-upgrade-start",
+        "kube-host-upgrade controller-0 kernel",
+        "host-list --format xml",
+    ] {
+        let r = kup(&d, args);
+        assert_eq!(r.code, 2, "kup {args}: {}", r.stderr);
+    }
+    let out = Command::new(KUP)
+        .args(["host-list", "--url", &d.url, "--token", "not-the-token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: "));
+    let r = kup(&d, "host-show worker-9");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "Error: Host worker-9 not found\n")
+    );
+    let json = ok(&d, "host-list --format json");
+    let hosts: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(hosts.as_array().unwrap().len(), 6);
+    assert!(ok(&d, "kube-version-list --format yaml").contains("version: v1.16.1"));
+}
+
+/// `kup serve` killed with SIGKILL while a step is in flight, restarted on the same data
+/// directory: the step is failed, re-doing it continues, and the upgrade completes; the event
+/// log shows every step's end once, with no gap.
+#[test]
+fn a_daemon_killed_mid_step_resumes_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    ok(&d, "kube-upgrade-start v1.16.2");
+    ok(&d, "kube-upgrade-download-images --wait");
+    drop(d);
+
+    // Realistic durations: the control-plane step takes minutes, so it is surely in flight.
+    let mut d = serve(dir.path(), "1");
+    let out = ok(&d, "kube-host-upgrade controller-1 control-plane");
+    assert!(out.contains("upgrading-control-plane"));
+    assert_eq!(state_of(&d), "upgrading-first-master");
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    drop(d);
+
+    let d = serve(dir.path(), "0");
+    assert_eq!(state_of(&d), "upgrading-first-master-failed");
+    assert!(ok(&d, "kube-host-upgrade-list").contains("| upgrading-control-plane-failed |"));
+    ok(&d, "kube-host-upgrade controller-1 control-plane --wait");
+    assert_eq!(state_of(&d), "upgraded-first-master");
+    ok(&d, "kube-upgrade-networking --wait");
+    ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
+    for args in [
+        "host-lock controller-1",
+        "kube-host-upgrade controller-1 kubelet",
+        "host-unlock controller-1",
+        "host-swact controller-0",
+        "host-lock controller-0",
+        "kube-host-upgrade controller-0 kubelet",
+        "host-unlock controller-0",
+        "host-lock worker-0",
+        "kube-host-upgrade worker-0 kubelet",
+        "host-unlock worker-0",
+        "host-lock worker-1",
+        "kube-host-upgrade worker-1 kubelet",
+        "host-unlock worker-1",
+    ] {
+        ok(&d, &format!("{args} --wait"));
+    }
+    ok(&d, "kube-upgrade-complete");
+    let events: serde_json::Value =
+        serde_json::from_str(&ok(&d, "event-list --format json --limit 10000")).unwrap();
+    let events = events.as_array().unwrap();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1, "gap at {e}");
+    }
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "state")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    for done in [
+        "upgrade-started",
+        "downloaded-images",
+        "upgraded-first-master",
+        "upgraded-networking",
+        "upgraded-second-master",
+        "upgrading-kubelets",
+        "upgrade-complete",
+    ] {
+        let n = states
+            .iter()
+            .filter(|m| m.ends_with(&format!(" {done}")))
+            .count();
+        assert_eq!(n, 1, "{done} appears {n} times in {states:?}");
+    }
+    assert!(events.iter().any(
+        |e| e["kind"] == "recovery" && e["message"].as_str().unwrap().contains("marked failed")
+    ));
+}
