@@ -35,6 +35,8 @@ impl From<EngineError> for ApiError {
             EngineError::Driver(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             EngineError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Bundle(_) => StatusCode::BAD_REQUEST,
+            EngineError::Repository(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");

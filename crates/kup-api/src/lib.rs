@@ -52,6 +52,12 @@ fn api() -> OpenApiRouter<routes::AppState> {
         .routes(routes!(health_kube_upgrade_relaxed))
         .routes(routes!(alarms_list))
         .routes(routes!(events_list))
+        .routes(routes!(patches_list, patches_upload))
+        .routes(routes!(patches_show, patches_delete))
+        .routes(routes!(patches_apply))
+        .routes(routes!(patches_remove))
+        .routes(routes!(patch_hosts_list))
+        .routes(routes!(ihosts_patch_install))
 }
 
 /// The OpenAPI document (also served at `/v1/openapi.json`).
@@ -105,7 +111,8 @@ pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
             }
             .into_response()
         })
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        // Patch bundles are the largest bodies (kup-patch refuses over 256 MiB itself).
+        .layer(RequestBodyLimitLayer::new(256 * 1024 * 1024 + 4096))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,

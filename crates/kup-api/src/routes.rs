@@ -9,9 +9,10 @@ use axum::http::StatusCode;
 use kup_core::Command;
 use kup_engine::Engine;
 use kup_types::{
-    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostUpgradeRequest, IHost, IHostList,
-    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
-    KubeVersionDetail, KubeVersionList, PatchOp,
+    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostPatchList, HostPatchView,
+    HostUpgradeRequest, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
+    KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
+    PatchList, PatchOp, PatchView,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -339,4 +340,100 @@ pub async fn events_list(
     Ok(Json(EventList {
         events: events.iter().map(EventView::from).collect(),
     }))
+}
+
+/// `sw-patch query`.
+#[utoipa::path(get, path = "/v1/patches", tag = "patches",
+    responses((status = 200, body = PatchList)))]
+pub async fn patches_list(State(e): State<AppState>) -> ApiResult<Json<PatchList>> {
+    Ok(Json(PatchList {
+        patches: e.patches().await?,
+    }))
+}
+
+/// `sw-patch upload`: the body is the bundle file itself. It is verified completely (trusted
+/// signature, every file's sha256 and size, every path) before anything is written.
+#[utoipa::path(post, path = "/v1/patches", tag = "patches",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = PatchView), (status = 400, body = ErrorBody)))]
+pub async fn patches_upload(
+    State(e): State<AppState>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<PatchView>> {
+    Ok(Json(e.patch_upload(&body).await?))
+}
+
+/// `sw-patch show`.
+#[utoipa::path(get, path = "/v1/patches/{id}", tag = "patches",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PatchView), (status = 404, body = ErrorBody)))]
+pub async fn patches_show(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PatchView>> {
+    Ok(Json(e.patch(&id).await?))
+}
+
+/// `sw-patch delete`: only a patch that is available (not applied).
+#[utoipa::path(delete, path = "/v1/patches/{id}", tag = "patches",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patches_delete(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    e.patch_delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `sw-patch apply`.
+#[utoipa::path(post, path = "/v1/patches/{id}/apply", tag = "patches",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PatchView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patches_apply(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PatchView>> {
+    e.execute(Command::PatchApply { id: id.clone() }).await?;
+    Ok(Json(e.patch(&id).await?))
+}
+
+/// `sw-patch remove`.
+#[utoipa::path(post, path = "/v1/patches/{id}/remove", tag = "patches",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PatchView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patches_remove(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PatchView>> {
+    e.execute(Command::PatchRemove { id: id.clone() }).await?;
+    Ok(Json(e.patch(&id).await?))
+}
+
+/// `sw-patch query-hosts`.
+#[utoipa::path(get, path = "/v1/patch_hosts", tag = "patches",
+    responses((status = 200, body = HostPatchList)))]
+pub async fn patch_hosts_list(State(e): State<AppState>) -> ApiResult<Json<HostPatchList>> {
+    Ok(Json(HostPatchList {
+        patch_hosts: e.patch_hosts().await?,
+    }))
+}
+
+/// `sw-patch host-install HOST`: installs the applied patches the host needs (a kubelet patch
+/// places the binary without restarting kubelet) and uninstalls those being removed.
+#[utoipa::path(post, path = "/v1/ihosts/{host}/patch_install", tag = "patches",
+    params(("host" = String, Path, description = "hostname, numeric id or uuid")),
+    responses((status = 200, body = HostPatchView), (status = 404, body = ErrorBody)))]
+pub async fn ihosts_patch_install(
+    State(e): State<AppState>,
+    Path(host): Path<String>,
+) -> ApiResult<Json<HostPatchView>> {
+    let out = e.execute(Command::PatchHostInstall { host }).await?;
+    let name = out.host.map(|h| h.hostname).unwrap_or_default();
+    e.patch_hosts()
+        .await?
+        .into_iter()
+        .find(|h| h.hostname == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("Host {name} not found")))
 }

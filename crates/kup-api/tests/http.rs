@@ -155,6 +155,17 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
             action(if *force { "force-unlock" } else { "unlock" }),
         ),
         Command::Swact { host } => (Method::PATCH, format!("/v1/ihosts/{host}"), action("swact")),
+        Command::PatchApply { id } => (Method::POST, format!("/v1/patches/{id}/apply"), None),
+        Command::PatchRemove { id } => (Method::POST, format!("/v1/patches/{id}/remove"), None),
+        Command::PatchDelete { id } => (Method::DELETE, format!("/v1/patches/{id}"), None),
+        Command::PatchHostInstall { host } => (
+            Method::POST,
+            format!("/v1/ihosts/{host}/patch_install"),
+            None,
+        ),
+        Command::PatchUpload(_) => {
+            panic!("uploads carry a bundle; they are tested with real bundles")
+        }
     }
 }
 
@@ -195,7 +206,7 @@ async fn every_refusal_is_a_400_or_404_with_its_reason_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_things_are_404_and_bad_input_is_400() {
-    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     let base = serve(&h).await;
     let get = |p: &'static str| {
         let base = base.clone();
@@ -340,7 +351,7 @@ async fn unknown_things_are_404_and_bad_input_is_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_starts_give_one_200() {
-    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     let base = serve(&h).await;
     let tasks: Vec<_> = (0..64)
         .map(|_| {
@@ -381,7 +392,7 @@ async fn sixty_four_concurrent_starts_give_one_200() {
 /// on anything that changes state, and never 401/403 for a reader that only reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_enforced_on_every_route_in_the_openapi_document() {
-    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     let base = serve(&h).await;
     let doc = serde_json::to_value(kup_api::openapi()).unwrap();
     let mut checked = 0;
@@ -449,7 +460,7 @@ async fn the_committed_openapi_document_matches_the_code() {
         committed == generated,
         "openapi/v1.json is out of date: run KUP_UPDATE_OPENAPI=1 cargo test -p kup-api --test http openapi"
     );
-    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     let base = serve(&h).await;
     let served = send(&base, Some(READER), Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(
@@ -461,7 +472,7 @@ async fn the_committed_openapi_document_matches_the_code() {
 /// The shapes StarlingX's `system` client reads (reference: sysinv-client-protocol.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_have_the_sysinv_shapes() {
-    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     let base = serve(&h).await;
     let get = |p: &'static str| {
         let base = base.clone();

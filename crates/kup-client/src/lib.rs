@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use kup_types::{
-    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostUpgradeRequest, IHost, IHostList,
-    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
-    KubeVersionDetail, KubeVersionList, KubeVersionSummary, PatchOp,
+    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostPatchList, HostPatchView,
+    HostUpgradeRequest, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
+    KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
+    KubeVersionSummary, PatchList, PatchOp, PatchView,
 };
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
@@ -307,6 +308,60 @@ impl Client {
         Ok(list.events)
     }
 
+    /// `GET /v1/patches` (`sw-patch query`).
+    pub async fn patches(&self) -> Result<Vec<PatchView>, ClientError> {
+        let list: PatchList = self.get(&["patches"]).await?;
+        Ok(list.patches)
+    }
+
+    /// `GET /v1/patches/{id}`.
+    pub async fn patch(&self, id: &str) -> Result<PatchView, ClientError> {
+        self.get(&["patches", id]).await
+    }
+
+    /// `POST /v1/patches` with the bundle file as the body (`sw-patch upload`).
+    pub async fn patch_upload(&self, bundle: Vec<u8>) -> Result<PatchView, ClientError> {
+        let segments = ["patches"];
+        let req = self
+            .http
+            .post(api_url(&self.base, &segments)?)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bundle);
+        let bytes = self.exchange(req, &segments).await?;
+        self.decode(&segments, &bytes)
+    }
+
+    /// `POST /v1/patches/{id}/apply`.
+    pub async fn patch_apply(&self, id: &str) -> Result<PatchView, ClientError> {
+        self.send(Method::POST, &["patches", id, "apply"], None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/patches/{id}/remove`.
+    pub async fn patch_remove(&self, id: &str) -> Result<PatchView, ClientError> {
+        self.send(Method::POST, &["patches", id, "remove"], None::<&()>)
+            .await
+    }
+
+    /// `DELETE /v1/patches/{id}`.
+    pub async fn patch_delete(&self, id: &str) -> Result<(), ClientError> {
+        self.request(Method::DELETE, &["patches", id], None::<&()>, &[])
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /v1/ihosts/{key}/patch_install` (`sw-patch host-install`).
+    pub async fn patch_host_install(&self, key: &str) -> Result<HostPatchView, ClientError> {
+        self.send(Method::POST, &["ihosts", key, "patch_install"], None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/patch_hosts` (`sw-patch query-hosts`).
+    pub async fn patch_hosts(&self) -> Result<Vec<HostPatchView>, ClientError> {
+        let list: HostPatchList = self.get(&["patch_hosts"]).await?;
+        Ok(list.patch_hosts)
+    }
+
     async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
         self.send(Method::GET, segments, None::<&()>).await
     }
@@ -348,6 +403,15 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
+        self.exchange(req, segments).await
+    }
+
+    /// Sends a prepared request; the body of a 2xx reply, or the error it stands for.
+    async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        segments: &[&str],
+    ) -> Result<Vec<u8>, ClientError> {
         let resp = req.send().await.map_err(|e| self.transport(segments, e))?;
         let status = resp.status();
         let bytes = resp

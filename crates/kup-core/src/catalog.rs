@@ -20,6 +20,13 @@ impl Catalog {
         }
     }
 
+    /// This catalog with more entries (an entry for a known version replaces it).
+    pub fn with(&self, extra: impl IntoIterator<Item = VersionMeta>) -> Catalog {
+        let mut versions = self.versions.clone();
+        versions.extend(extra.into_iter().map(|m| (m.version, m)));
+        Catalog { versions }
+    }
+
     pub fn get(&self, v: KubeVersion) -> Option<&VersionMeta> {
         self.versions.get(&v)
     }

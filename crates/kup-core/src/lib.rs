@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod health;
 pub mod machine;
+pub mod patches;
 pub mod refusal;
 pub mod views;
 

@@ -77,6 +77,20 @@ pub enum Command {
     Swact {
         host: String,
     },
+    /// A verified bundle's patch, to be added to the repository.
+    PatchUpload(Box<kup_types::PatchRecord>),
+    PatchApply {
+        id: String,
+    },
+    PatchRemove {
+        id: String,
+    },
+    PatchDelete {
+        id: String,
+    },
+    PatchHostInstall {
+        host: String,
+    },
 }
 
 impl Command {
@@ -119,6 +133,11 @@ impl Command {
                 format!("host-{}unlock {host}", if *force { "force-" } else { "" })
             }
             Command::Swact { host } => format!("host-swact {host}"),
+            Command::PatchUpload(p) => format!("sw-patch upload {}", p.id),
+            Command::PatchApply { id } => format!("sw-patch apply {id}"),
+            Command::PatchRemove { id } => format!("sw-patch remove {id}"),
+            Command::PatchDelete { id } => format!("sw-patch delete {id}"),
+            Command::PatchHostInstall { host } => format!("sw-patch host-install {host}"),
         }
     }
 
@@ -128,7 +147,14 @@ impl Command {
             | Command::Kubelet { host, .. }
             | Command::Lock { host, .. }
             | Command::Unlock { host, .. }
-            | Command::Swact { host } => host.clone(),
+            | Command::Swact { host }
+            | Command::PatchHostInstall { host } => host.clone(),
+            Command::PatchUpload(p) => format!("patch {}", p.id),
+            Command::PatchApply { id }
+            | Command::PatchRemove { id }
+            | Command::PatchDelete { id } => {
+                format!("patch {id}")
+            }
             _ => "kube_upgrade".into(),
         }
     }
@@ -238,6 +264,26 @@ impl<'a> Writer<'a> {
                 format!("{} -> {}", show(old_status), show(status)),
             );
         }
+    }
+
+    /// Records patch writes, with an event for each state a patch enters.
+    fn patches(&mut self, writes: Vec<kup_types::PatchWrite>) {
+        for wr in &writes {
+            match wr {
+                kup_types::PatchWrite::Put(p) => {
+                    let msg = match self.ctx.snap.patch(&p.id).map(|q| q.state) {
+                        Some(from) if from == p.state => continue,
+                        Some(from) => format!("{from} -> {}", p.state),
+                        None => format!("uploaded: {}", p.state),
+                    };
+                    self.event(EventKind::State, format!("patch {}", p.id), msg);
+                }
+                kup_types::PatchWrite::Delete(id) => {
+                    self.event(EventKind::State, format!("patch {id}"), "deleted")
+                }
+            }
+        }
+        self.d.batch.patches.extend(writes);
     }
 
     fn op(&mut self, op: Operation) {
@@ -436,6 +482,39 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             }
             w.op(Operation::Swact { host: name.clone() });
         }
+        Command::PatchUpload(record) => {
+            let writes = crate::patches::upload(ctx.snap, record)?;
+            w.patches(writes);
+        }
+        Command::PatchApply { id } => {
+            let writes = crate::patches::apply(ctx.snap, ctx.obs, id, ctx.now)?;
+            w.patches(writes);
+        }
+        Command::PatchRemove { id } => {
+            let writes = crate::patches::remove(ctx.snap, ctx.obs, id, ctx.now)?;
+            w.patches(writes);
+        }
+        Command::PatchDelete { id } => {
+            let writes = crate::patches::delete(ctx.snap, id)?;
+            w.patches(writes);
+        }
+        Command::PatchHostInstall { host: name } => {
+            let h = host(ctx, name)?;
+            let (installs, writes) = crate::patches::host_install(ctx.snap, ctx.obs, h, ctx.now);
+            for i in &installs {
+                let (verb, inst) = match i {
+                    kup_types::InstallWrite::Add(x) => ("installed", x),
+                    kup_types::InstallWrite::Remove(x) => ("uninstalled", x),
+                };
+                w.event(
+                    EventKind::Host,
+                    name,
+                    format!("patch {} {verb}", inst.patch_id),
+                );
+            }
+            w.d.batch.installs = installs;
+            w.patches(writes);
+        }
     }
     // The command itself is recorded first, before the changes it caused.
     w.d.batch.events.insert(
@@ -493,6 +572,9 @@ fn start(
     // Never a downgrade, whatever the metadata says.
     if to <= from || !meta.upgrade_from.contains(&from) {
         return Err(Refusal::NoUpgradePath { from, to });
+    }
+    if let Some(missing) = crate::patches::missing_for_start(ctx.snap, meta) {
+        return Err(missing);
     }
     let ignore: Vec<String> = ctx
         .policy
@@ -620,6 +702,14 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
             state: host_state(h),
         });
     }
+    if let Some(missing) = crate::patches::binaries_missing(
+        ctx.snap,
+        kup_types::PatchKind::Kubeadm,
+        u.to_version,
+        name,
+    ) {
+        return Err(missing);
+    }
     w.set_state(if first {
         S::UpgradingFirstMaster
     } else {
@@ -704,6 +794,14 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
             need: "locked and online",
             state: host_state(h),
         });
+    }
+    if let Some(missing) = crate::patches::binaries_missing(
+        ctx.snap,
+        kup_types::PatchKind::Kubelet,
+        u.to_version,
+        name,
+    ) {
+        return Err(missing);
     }
     if u.state != S::UpgradingKubelets {
         w.set_state(S::UpgradingKubelets);

@@ -1,7 +1,7 @@
 //! Every reason kup refuses a command. Messages follow StarlingX's wording where it has one,
 //! and always say what was refused and why, in one line.
 
-use kup_types::{KubeUpgradeState, KubeVersion, VersionError, VersionState};
+use kup_types::{KubeUpgradeState, KubeVersion, PatchKind, PatchState, VersionError, VersionState};
 
 fn join_states(states: &[KubeUpgradeState]) -> String {
     states
@@ -18,6 +18,41 @@ pub enum Refusal {
     UnknownHost(String),
     #[error("Kubernetes version {0} not found")]
     UnknownVersionLookup(KubeVersion),
+    #[error("Patch {0} not found")]
+    UnknownPatch(String),
+
+    // -- patches --
+    #[error("Patch {0} is already uploaded; delete it first to upload it again")]
+    PatchExists(String),
+    #[error("Patch {id} can not be applied: it is {state}, not available")]
+    PatchNotAvailable { id: String, state: PatchState },
+    #[error("Patch {id} requires {required}, which is not applied")]
+    PatchRequires { id: String, required: String },
+    #[error(
+        "Patch {id} delivers the kubelet of {version}; it can not be applied before the kubelet phase of an upgrade to {version} may begin"
+    )]
+    KubeletPatchTooEarly { id: String, version: KubeVersion },
+    #[error("Patch {id} can not be removed: it is {state}, not applied")]
+    PatchNotApplied { id: String, state: PatchState },
+    #[error("Patch {id} is required by {dependent}; remove {dependent} first")]
+    PatchRequiredBy { id: String, dependent: String },
+    #[error("Patch {id} can not be removed while an upgrade to {version} is in progress")]
+    PatchInUse { id: String, version: KubeVersion },
+    #[error("Patch {id} must be removed before it is deleted (it is {state})")]
+    PatchNotRemoved { id: String, state: PatchState },
+    #[error("The following patches must be applied before doing the kubernetes upgrade: {}", .0.join(", "))]
+    PatchesNotApplied(Vec<String>),
+    #[error("The following patches must be available before doing the kubernetes upgrade: {}", .0.join(", "))]
+    PatchesNotAvailable(Vec<String>),
+    #[error(
+        "The {kind} of {version} (patch {patch}) is not installed on {host}; run sw-patch host-install {host} first"
+    )]
+    BinariesNotInstalled {
+        host: String,
+        kind: PatchKind,
+        patch: String,
+        version: KubeVersion,
+    },
 
     // -- start --
     #[error("A kubernetes upgrade is already in progress")]
@@ -145,7 +180,7 @@ impl Refusal {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Refusal::UnknownHost(_) | Refusal::UnknownVersionLookup(_)
+            Refusal::UnknownHost(_) | Refusal::UnknownVersionLookup(_) | Refusal::UnknownPatch(_)
         )
     }
 }

@@ -123,6 +123,7 @@ fn check_accepted(case: &Accepted) {
                     format!("upgrade {from} -> {to}: upgrade-started"),
                 ),
             ],
+            ..Default::default()
         },
         ops: Vec::new(),
         abandon: Vec::new(),

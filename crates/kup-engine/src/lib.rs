@@ -15,9 +15,9 @@ use kup_core::{Catalog, Command, Ctx, HealthReport, OpSlot, Policy, Refusal};
 use kup_driver::{Driver, DriverError};
 use kup_store::{Store, StoreError};
 use kup_types::{
-    Alarm, Event, HostInfo, HostUpgradeRecord, IHost, KubeHostUpgradeView, KubeUpgradeView,
-    KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, OpStatus, Operation, Snapshot,
-    VersionMeta, WriteBatch,
+    Alarm, Event, HostInfo, HostPatchView, HostUpgradeRecord, IHost, KubeHostUpgradeView,
+    KubeUpgradeView, KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, OpStatus,
+    Operation, PatchKind, PatchRecord, PatchState, PatchView, Snapshot, VersionMeta, WriteBatch,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -32,6 +32,11 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the engine is stopping: {0}")]
     Stopped(String),
+    /// A patch bundle that was refused before anything was written.
+    #[error("{0}")]
+    Bundle(String),
+    #[error("the patch repository failed: {0}")]
+    Repository(String),
 }
 
 impl EngineError {
@@ -46,6 +51,21 @@ impl EngineError {
 pub struct EngineConfig {
     pub catalog: Vec<VersionMeta>,
     pub policy: Policy,
+    /// Where verified patch bundles are kept, and whom to trust; `None`: uploads are refused.
+    pub patch_repo: Option<PatchRepo>,
+}
+
+/// The patch repository: a directory of verified bundles, and the keys trusted to sign them.
+pub struct PatchRepo {
+    pub dir: std::path::PathBuf,
+    pub trusted: Vec<ed25519_dalek::VerifyingKey>,
+    pub limits: kup_patch::Limits,
+}
+
+impl PatchRepo {
+    fn bundle_path(&self, id: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{id}.patch"))
+    }
 }
 
 /// What an accepted command left behind: the upgrade and host rows as committed, and the
@@ -71,6 +91,7 @@ struct Inner {
     driver: Arc<dyn Driver>,
     catalog: Catalog,
     policy: Policy,
+    patch_repo: Option<PatchRepo>,
     commands: tokio::sync::Mutex<()>,
     /// The operation each slot is waiting for; a completion for any other id is stale.
     in_flight: Mutex<HashMap<OpSlot, u64>>,
@@ -106,6 +127,7 @@ impl Engine {
             driver,
             catalog: Catalog::new(config.catalog),
             policy: config.policy,
+            patch_repo: config.patch_repo,
             commands: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(HashMap::new()),
             next_op: AtomicU64::new(1),
@@ -128,7 +150,8 @@ impl Engine {
                     .await?;
             }
             let snap = inner.store.snapshot().await?;
-            let batch = kup_core::recover(&inner.ctx(&snap, &obs, now, ""));
+            let batch =
+                kup_core::recover(&inner.ctx(&inner.catalog_for(&snap), &snap, &obs, now, ""));
             if !batch.is_empty() {
                 inner.store.commit(batch).await?;
             }
@@ -168,7 +191,10 @@ impl Engine {
 
     pub async fn kube_versions(&self) -> Result<Vec<KubeVersionSummary>, EngineError> {
         let (snap, obs) = self.read().await?;
-        Ok(self.inner.catalog.summaries(&obs, snap.upgrade.as_ref()))
+        Ok(self
+            .inner
+            .catalog_for(&snap)
+            .summaries(&obs, snap.upgrade.as_ref()))
     }
 
     pub async fn kube_version(&self, version: &str) -> Result<KubeVersionDetail, EngineError> {
@@ -176,7 +202,7 @@ impl Engine {
         let (snap, obs) = self.read().await?;
         Ok(self
             .inner
-            .catalog
+            .catalog_for(&snap)
             .detail(v, &obs, snap.upgrade.as_ref())
             .ok_or(Refusal::UnknownVersionLookup(v))?)
     }
@@ -241,6 +267,74 @@ impl Engine {
         ))
     }
 
+    /// `sw-patch upload`: verifies the bundle (signature, every file, every path) before
+    /// anything is written; the bundle is then kept in the repository and the patch recorded
+    /// as `available`. A refused bundle leaves the repository and the store as they were.
+    pub async fn patch_upload(&self, bytes: &[u8]) -> Result<PatchView, EngineError> {
+        let repo = self.inner.patch_repo.as_ref().ok_or_else(|| {
+            EngineError::Bundle("patch uploads are disabled: the daemon trusts no key".into())
+        })?;
+        let bundle = kup_patch::read(bytes, &repo.trusted, &repo.limits)
+            .map_err(|e| EngineError::Bundle(e.to_string()))?;
+        let record = patch_record(&bundle.manifest, &bundle.key_id, Timestamp::now());
+        let id = record.id.clone();
+        std::fs::create_dir_all(&repo.dir)
+            .map_err(|e| EngineError::Repository(format!("{}: {e}", repo.dir.display())))?;
+        // Written under a unique name first: a refused upload (say, a duplicate id) leaves
+        // nothing behind, and an accepted one replaces nothing until it is committed.
+        let tmp = repo.dir.join(format!(".{id}.{}.tmp", uuid::Uuid::new_v4()));
+        std::fs::write(&tmp, bytes)
+            .map_err(|e| EngineError::Repository(format!("{}: {e}", tmp.display())))?;
+        match self.execute(Command::PatchUpload(Box::new(record))).await {
+            Ok(_) => {
+                std::fs::rename(&tmp, repo.bundle_path(&id))
+                    .map_err(|e| EngineError::Repository(format!("{}: {e}", tmp.display())))?;
+                self.patch(&id).await
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// `sw-patch delete`: the record and the kept bundle.
+    pub async fn patch_delete(&self, id: &str) -> Result<(), EngineError> {
+        self.execute(Command::PatchDelete { id: id.to_string() })
+            .await?;
+        if let Some(repo) = &self.inner.patch_repo {
+            let _ = std::fs::remove_file(repo.bundle_path(id));
+        }
+        Ok(())
+    }
+
+    pub async fn patches(&self) -> Result<Vec<PatchView>, EngineError> {
+        let snap = self.inner.store.snapshot().await?;
+        Ok(snap
+            .patches
+            .iter()
+            .map(|p| kup_core::patches::view(&snap, p))
+            .collect())
+    }
+
+    pub async fn patch(&self, id: &str) -> Result<PatchView, EngineError> {
+        let snap = self.inner.store.snapshot().await?;
+        let p = snap
+            .patch(id)
+            .ok_or_else(|| Refusal::UnknownPatch(id.to_string()))?;
+        Ok(kup_core::patches::view(&snap, p))
+    }
+
+    /// `sw-patch query-hosts`.
+    pub async fn patch_hosts(&self) -> Result<Vec<HostPatchView>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(obs
+            .hosts
+            .iter()
+            .map(|h| kup_core::patches::host_view(&snap, h))
+            .collect())
+    }
+
     pub async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, EngineError> {
         Ok(self.inner.store.events(after_seq, limit).await?)
     }
@@ -263,7 +357,10 @@ impl Inner {
         }
         let cmd = resolve_host(&obs, cmd)?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let decision = kup_core::decide(&self.ctx(&snap, &obs, now, &uuid), &cmd)?;
+        let decision = kup_core::decide(
+            &self.ctx(&self.catalog_for(&snap), &snap, &obs, now, &uuid),
+            &cmd,
+        )?;
         match self.store.commit(decision.batch.clone()).await {
             Ok(_) => {}
             // Only a start creates; the store has the last word on a racing one.
@@ -291,15 +388,22 @@ impl Inner {
         })
     }
 
+    /// The catalog as the store makes it now: the base plus applied platform patches.
+    fn catalog_for(&self, snap: &Snapshot) -> Catalog {
+        self.catalog
+            .with(kup_core::patches::catalog_additions(snap))
+    }
+
     fn ctx<'a>(
         &'a self,
+        catalog: &'a Catalog,
         snap: &'a Snapshot,
         obs: &'a Observation,
         now: Timestamp,
         fresh_uuid: &'a str,
     ) -> Ctx<'a> {
         Ctx {
-            catalog: &self.catalog,
+            catalog,
             policy: &self.policy,
             snap,
             obs,
@@ -365,12 +469,46 @@ impl Inner {
         }
         let snap = self.store.snapshot().await?;
         let obs = self.driver.observe().await?;
-        let batch = kup_core::finish(&self.ctx(&snap, &obs, Timestamp::now(), ""), op, outcome);
+        let batch = kup_core::finish(
+            &self.ctx(&self.catalog_for(&snap), &snap, &obs, Timestamp::now(), ""),
+            op,
+            outcome,
+        );
         if !batch.is_empty() {
             self.store.commit(batch).await?;
         }
         self.in_flight.lock().expect("in-flight lock").remove(&slot);
         Ok(())
+    }
+}
+
+/// What the store keeps of a verified bundle's manifest.
+fn patch_record(m: &kup_patch::Manifest, key_id: &str, now: Timestamp) -> PatchRecord {
+    let kind = match m.kind {
+        kup_patch::PatchKind::Platform => PatchKind::Platform,
+        kup_patch::PatchKind::Kubeadm => PatchKind::Kubeadm,
+        kup_patch::PatchKind::Kubelet => PatchKind::Kubelet,
+        kup_patch::PatchKind::Other => PatchKind::Other,
+    };
+    PatchRecord {
+        id: m.id.clone(),
+        kind,
+        summary: m.summary.clone(),
+        requires: m.requires.clone(),
+        delivers: m.delivers,
+        version_meta: m.kubernetes.as_ref().map(|k| VersionMeta {
+            version: k.version,
+            upgrade_from: k.upgrade_from.clone(),
+            downgrade_to: k.downgrade_to.clone(),
+            applied_patches: k.applied_patches.clone(),
+            available_patches: k.available_patches.clone(),
+            images: k.images.clone(),
+        }),
+        state: PatchState::Available,
+        key_id: key_id.to_string(),
+        files: m.files.iter().map(|f| f.path.clone()).collect(),
+        uploaded_at: now,
+        updated_at: None,
     }
 }
 
@@ -405,7 +543,8 @@ fn command_host(cmd: &Command) -> Option<&str> {
         | Command::Kubelet { host, .. }
         | Command::Lock { host, .. }
         | Command::Unlock { host, .. }
-        | Command::Swact { host } => Some(host),
+        | Command::Swact { host }
+        | Command::PatchHostInstall { host } => Some(host),
         _ => None,
     }
 }
@@ -417,7 +556,8 @@ fn resolve_host(obs: &Observation, mut cmd: Command) -> Result<Command, Refusal>
         | Command::Kubelet { host, .. }
         | Command::Lock { host, .. }
         | Command::Unlock { host, .. }
-        | Command::Swact { host } => *host = find_host(obs, host)?.hostname.clone(),
+        | Command::Swact { host }
+        | Command::PatchHostInstall { host } => *host = find_host(obs, host)?.hostname.clone(),
         _ => {}
     }
     Ok(cmd)

@@ -9,7 +9,7 @@ use kup_types::KubeUpgradeState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_procedure_on_the_default_standard_system() {
-    let h = Harness::new(kup_sim::Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     assert_eq!(
         h.table().await,
         "1 controller-0 controller None v1.16.1 v1.16.1 None\n\

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use common::*;
 use kup_core::{Command, Refusal};
-use kup_sim::{Fault, Inventory};
+use kup_sim::Fault;
 use kup_types::{EventKind, KubeUpgradeState, StepKind};
 
 /// Each asynchronous step fails once: it ends `-failed`, and the same command re-does it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failed_step_is_redone_by_the_same_command() {
-    let h = Harness::new(Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     for (step, host) in [
         (StepKind::DownloadImages, None),
         (StepKind::ControlPlane, Some("controller-1")),
@@ -131,7 +131,7 @@ async fn every_failed_step_is_redone_by_the_same_command() {
 /// the step can be re-done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_step_is_marked_failed_by_hand_and_redone() {
-    let h = Harness::new(Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     h.ok(start("v1.16.2")).await;
     h.ok(Command::DownloadImages).await;
     h.sim.set_time_scale(0.01); // a few seconds per step: ample time to mark it failed first
@@ -158,7 +158,7 @@ async fn a_hung_step_is_marked_failed_by_hand_and_redone() {
 /// and re-doing it continues the upgrade to the end, with a gapless event log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_any_step_is_recovered() {
-    let inv = Inventory::default_cluster();
+    let inv = seed_cluster();
     let mut h = Harness::persistent(inv.clone()).await;
     h.ok(start("v1.16.2")).await;
 
@@ -236,7 +236,7 @@ async fn a_crash_during_any_step_is_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_that_finished_while_down_is_observed_finished() {
     use kup_driver::Driver;
-    let h = Harness::new(Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     h.ok(start("v1.16.2")).await;
     h.ok(Command::DownloadImages).await;
     h.sim.set_time_scale(0.002);
@@ -273,7 +273,7 @@ async fn a_step_that_finished_while_down_is_observed_finished() {
 /// Two racing commands cannot both pass a check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_concurrent_starts_admit_exactly_one() {
-    let h = Arc::new(Harness::new(Inventory::default_cluster()).await);
+    let h = Arc::new(Harness::new(seed_cluster()).await);
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let h = Arc::clone(&h);
@@ -304,7 +304,7 @@ async fn thirty_two_concurrent_starts_admit_exactly_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_let_a_start_or_an_unlock_through() {
-    let h = Harness::new(Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     h.sim.mutate(|m| {
         m.alarms.push(kup_types::Alarm {
             uuid: "a".into(),
@@ -381,7 +381,7 @@ async fn overrides_let_a_start_or_an_unlock_through() {
 
     // A kubelet already at the target is recorded as upgraded without running anything, unless
     // forced.
-    let h = Harness::new(Inventory::default_cluster()).await;
+    let h = Harness::new(seed_cluster()).await;
     for c in [
         start("v1.16.2"),
         Command::DownloadImages,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use kup_types::time;
 use kup_types::{
-    Event, EventKind, HostUpgradeRecord, HostUpgradeStatus, KubeUpgradeRecord, KubeUpgradeState,
-    KubeVersion, NewEvent, Snapshot, UpgradeWrite, WriteBatch,
+    Event, EventKind, HostUpgradeRecord, HostUpgradeStatus, InstallWrite, KubeUpgradeRecord,
+    KubeUpgradeState, KubeVersion, NewEvent, PatchInstall, PatchWrite, Snapshot, UpgradeWrite,
+    WriteBatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -102,8 +103,38 @@ impl Store for SqliteStore {
             .iter()
             .map(host_from_row)
             .collect::<Result<_, _>>()?;
+        let patches = sqlx::query("SELECT id, record FROM patches ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let text: String = row.try_get("record")?;
+                serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("patches.record of {id:?} does not parse: {e}"))
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let installs = sqlx::query(
+            "SELECT patch_id, hostname FROM patch_installs ORDER BY patch_id, hostname",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(PatchInstall {
+                patch_id: row.try_get("patch_id")?,
+                hostname: row.try_get("hostname")?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
         tx.commit().await?;
-        Ok(Snapshot { upgrade, hosts })
+        Ok(Snapshot {
+            upgrade,
+            hosts,
+            patches,
+            installs,
+        })
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError> {
@@ -125,6 +156,49 @@ impl Store for SqliteStore {
         }
         for host in &batch.hosts {
             put_host(&mut tx, host).await?;
+        }
+        for write in &batch.patches {
+            match write {
+                PatchWrite::Put(p) => {
+                    let record = serde_json::to_string(p).map_err(|e| {
+                        StoreError::Corrupt(format!("patch {} does not serialize: {e}", p.id))
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO patches (id, state, record) VALUES (?, ?, ?) \
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+                             record = excluded.record",
+                    )
+                    .bind(&p.id)
+                    .bind(p.state.as_str())
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                PatchWrite::Delete(id) => {
+                    sqlx::query("DELETE FROM patches WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        for write in &batch.installs {
+            let (sql, i) = match write {
+                InstallWrite::Add(i) => (
+                    "INSERT INTO patch_installs (patch_id, hostname) VALUES (?, ?) \
+                     ON CONFLICT DO NOTHING",
+                    i,
+                ),
+                InstallWrite::Remove(i) => (
+                    "DELETE FROM patch_installs WHERE patch_id = ? AND hostname = ?",
+                    i,
+                ),
+            };
+            sqlx::query(sql)
+                .bind(&i.patch_id)
+                .bind(&i.hostname)
+                .execute(&mut *tx)
+                .await?;
         }
         let mut events = Vec::with_capacity(batch.events.len());
         for event in batch.events {

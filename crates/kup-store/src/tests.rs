@@ -86,6 +86,7 @@ async fn snapshot_round_trips_upgrade_and_hosts() {
         upgrade: Some(UpgradeWrite::Create(up.clone())),
         hosts: vec![c0.clone(), host(1, "controller-1"), host(2, "worker-0")],
         events: vec![],
+        ..Default::default()
     };
     assert!(store.commit(batch).await.unwrap().is_empty());
 
@@ -124,6 +125,7 @@ async fn delete_removes_the_upgrade_and_keeps_hosts() {
         ))),
         hosts: vec![host(1, "controller-0")],
         events: vec![],
+        ..Default::default()
     };
     store.commit(batch).await.unwrap();
     let delete = WriteBatch {
@@ -173,6 +175,7 @@ async fn failing_batch_writes_nothing_and_leaves_no_seq_gap() {
         ))),
         hosts: vec![host(2, "controller-0")],
         events: vec![event("lost")],
+        ..Default::default()
     };
     let err = store.commit(bad).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err}");
@@ -274,6 +277,7 @@ async fn committed_data_survives_reopen() {
         ))),
         hosts: vec![host(1, "controller-0"), host(2, "controller-1")],
         events: vec![event("one"), event("two")],
+        ..Default::default()
     };
     store.commit(batch).await.unwrap();
     let snap = store.snapshot().await.unwrap();
@@ -328,6 +332,7 @@ async fn corrupt_values_are_errors_not_panics() {
         ))),
         hosts: vec![host(1, "controller-0")],
         events: vec![event("one")],
+        ..Default::default()
     };
     store.commit(batch).await.unwrap();
     let raw = async |sql: &'static str| {

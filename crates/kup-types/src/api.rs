@@ -275,3 +275,45 @@ pub struct AlarmList {
 pub struct EventList {
     pub events: Vec<EventView>,
 }
+
+/// A patch as `sw-patch query`/`show` and `GET /v1/patches` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PatchView {
+    pub patch_id: String,
+    pub kind: crate::PatchKind,
+    pub summary: String,
+    pub state: crate::PatchState,
+    pub requires: Vec<String>,
+    /// The Kubernetes version the patch brings (metadata or binaries).
+    pub version: Option<KubeVersion>,
+    pub key_id: String,
+    pub files: Vec<String>,
+    /// Hosts it is installed on.
+    pub installed_on: Vec<String>,
+    #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String)]
+    pub uploaded_at: jiff::Timestamp,
+    #[serde(with = "crate::time::serde_opt_ts")]
+    #[schema(value_type = Option<String>)]
+    pub updated_at: Option<jiff::Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PatchList {
+    pub patches: Vec<PatchView>,
+}
+
+/// A host's patches, as `sw-patch query-hosts` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostPatchView {
+    pub hostname: String,
+    pub personality: crate::Personality,
+    /// Every applied patch the host needs is installed, and nothing being removed is.
+    pub patch_current: bool,
+    pub installed: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostPatchList {
+    pub patch_hosts: Vec<HostPatchView>,
+}

@@ -184,6 +184,29 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What a software patch carries.
+    PatchKind {
+        /// Version metadata and networking manifests for a Kubernetes version.
+        Platform = "platform",
+        /// The kubeadm binary of a Kubernetes version.
+        Kubeadm = "kubeadm",
+        /// The kubelet and kubectl binaries of a Kubernetes version.
+        Kubelet = "kubelet",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    /// Where a patch is in the repository.
+    PatchState {
+        Available = "available",
+        PartialApply = "partial-apply",
+        Applied = "applied",
+        PartialRemove = "partial-remove",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,21 +11,22 @@ pub mod time;
 mod version;
 
 pub use api::{
-    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostUpgradeRequest, IHost, IHostList,
-    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
-    KubeVersionDetail, KubeVersionList, KubeVersionSummary, PatchOp,
+    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostPatchList, HostPatchView,
+    HostUpgradeRequest, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
+    KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
+    KubeVersionSummary, PatchList, PatchOp, PatchView,
 };
 pub use catalog::VersionMeta;
 pub use cluster::{
     Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PodInfo,
 };
 pub use enums::{
-    AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, Personality,
-    Severity, SystemType, UnknownValue, VersionState,
+    AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, PatchKind,
+    PatchState, Personality, Severity, SystemType, UnknownValue, VersionState,
 };
 pub use operation::{OpStatus, Operation, StepKind};
 pub use records::{
-    Event, EventKind, HostUpgradeRecord, KubeUpgradeRecord, NewEvent, Snapshot, UpgradeWrite,
-    WriteBatch,
+    Event, EventKind, HostUpgradeRecord, InstallWrite, KubeUpgradeRecord, NewEvent, PatchInstall,
+    PatchRecord, PatchWrite, Snapshot, UpgradeWrite, WriteBatch,
 };
 pub use version::{KubeVersion, VersionError};

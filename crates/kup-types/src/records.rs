@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{HostUpgradeStatus, KubeUpgradeState, KubeVersion};
+use crate::{HostUpgradeStatus, KubeUpgradeState, KubeVersion, PatchKind, PatchState, VersionMeta};
 
 /// The (single) Kubernetes upgrade in progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,17 +32,59 @@ pub struct HostUpgradeRecord {
     pub updated_at: Option<Timestamp>,
 }
 
-/// Everything the store holds about the upgrade, read in one transaction.
+/// A software patch in the repository (its verified bundle is kept beside the store).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    pub id: String,
+    pub kind: PatchKind,
+    pub summary: String,
+    /// Patches that must be applied before this one (and stay applied while it is).
+    pub requires: Vec<String>,
+    /// The Kubernetes version whose binaries a kubeadm or kubelet patch delivers.
+    pub delivers: Option<KubeVersion>,
+    /// The version metadata a platform patch adds to the catalog once applied.
+    pub version_meta: Option<VersionMeta>,
+    pub state: PatchState,
+    /// Which trusted key signed it.
+    pub key_id: String,
+    /// The payload files, by path.
+    pub files: Vec<String>,
+    pub uploaded_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A patch installed on a host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PatchInstall {
+    pub patch_id: String,
+    pub hostname: String,
+}
+
+/// Everything the store holds, read in one transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub upgrade: Option<KubeUpgradeRecord>,
     /// Sorted by id.
     pub hosts: Vec<HostUpgradeRecord>,
+    /// Sorted by id.
+    pub patches: Vec<PatchRecord>,
+    /// Sorted.
+    pub installs: Vec<PatchInstall>,
 }
 
 impl Snapshot {
     pub fn host(&self, hostname: &str) -> Option<&HostUpgradeRecord> {
         self.hosts.iter().find(|h| h.hostname == hostname)
+    }
+
+    pub fn patch(&self, id: &str) -> Option<&PatchRecord> {
+        self.patches.iter().find(|p| p.id == id)
+    }
+
+    pub fn installed(&self, patch_id: &str, hostname: &str) -> bool {
+        self.installs
+            .iter()
+            .any(|i| i.patch_id == patch_id && i.hostname == hostname)
     }
 
     /// The snapshot as it is once `batch` is committed.
@@ -59,7 +101,43 @@ impl Snapshot {
             }
         }
         self.hosts.sort_by_key(|h| h.id);
+        for w in &batch.patches {
+            match w {
+                PatchWrite::Put(p) => match self.patches.iter_mut().find(|q| q.id == p.id) {
+                    Some(q) => *q = p.clone(),
+                    None => self.patches.push(p.clone()),
+                },
+                PatchWrite::Delete(id) => self.patches.retain(|q| &q.id != id),
+            }
+        }
+        self.patches.sort_by(|a, b| a.id.cmp(&b.id));
+        for w in &batch.installs {
+            match w {
+                InstallWrite::Add(i) => {
+                    if !self.installs.contains(i) {
+                        self.installs.push(i.clone());
+                    }
+                }
+                InstallWrite::Remove(i) => self.installs.retain(|j| j != i),
+            }
+        }
+        self.installs.sort();
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// A handful per batch: boxing the record would only add noise.
+#[allow(clippy::large_enum_variant)]
+pub enum PatchWrite {
+    /// Insert or replace the patch with this id.
+    Put(PatchRecord),
+    Delete(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstallWrite {
+    Add(PatchInstall),
+    Remove(PatchInstall),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,12 +155,18 @@ pub struct WriteBatch {
     pub upgrade: Option<UpgradeWrite>,
     /// Host rows to insert or replace.
     pub hosts: Vec<HostUpgradeRecord>,
+    pub patches: Vec<PatchWrite>,
+    pub installs: Vec<InstallWrite>,
     pub events: Vec<NewEvent>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.upgrade.is_none() && self.hosts.is_empty() && self.events.is_empty()
+        self.upgrade.is_none()
+            && self.hosts.is_empty()
+            && self.patches.is_empty()
+            && self.installs.is_empty()
+            && self.events.is_empty()
     }
 }
 

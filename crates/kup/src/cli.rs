@@ -183,6 +183,47 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 1000, value_name = "N")]
         limit: u32,
     },
+    /// Software patches: upload, apply, install on hosts, remove, delete; keygen and build.
+    #[command(subcommand)]
+    SwPatch(SwPatchCommand),
+}
+
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
+pub enum SwPatchCommand {
+    /// Upload signed patch bundles to the repository (each is verified first).
+    Upload {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Apply a patch: hosts that need it can then install it.
+    Apply { id: String },
+    /// Remove an applied patch: hosts then uninstall it.
+    Remove { id: String },
+    /// Delete an available (not applied) patch from the repository.
+    Delete { id: String },
+    /// Install the applied patches a host needs, and uninstall those being removed.
+    HostInstall { host: String },
+    /// List the patches and their states.
+    Query,
+    /// Show one patch.
+    Show { id: String },
+    /// List the hosts: installed patches and whether each is patch current.
+    QueryHosts,
+    /// Create a signing key pair: NAME.secret (mode 0600) and NAME.pub (give this one to the
+    /// daemon with --trusted-key).
+    Keygen {
+        #[arg(short, long, default_value = "kup-patch-key", value_name = "NAME")]
+        out: String,
+    },
+    /// Build a signed bundle from DIR (patch.json and files/).
+    Build {
+        dir: std::path::PathBuf,
+        /// The secret key file from `sw-patch keygen`.
+        #[arg(long, value_name = "KEY")]
+        key: std::path::PathBuf,
+        #[arg(short, long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
 }
 
 impl ClientCommand {
@@ -209,6 +250,7 @@ impl ClientCommand {
             HostSwact { .. } => "host-swact",
             AlarmList => "alarm-list",
             EventList { .. } => "event-list",
+            SwPatch(_) => "sw-patch",
         }
     }
 }
@@ -283,9 +325,18 @@ impl Outcome {
 /// Runs `cmd` against the daemon `opts` names, prints its output on stdout and any error as
 /// one `Error: ` line on stderr.
 pub async fn run(cmd: ClientCommand, opts: ClientOpts) -> ExitCode {
-    let outcome = match Runner::from_opts(&opts) {
-        Ok(runner) => runner.execute(&cmd).await,
-        Err(e) => Outcome::failed(e),
+    let outcome = match &cmd {
+        // The producer's tools need no daemon.
+        ClientCommand::SwPatch(
+            p @ (SwPatchCommand::Keygen { .. } | SwPatchCommand::Build { .. }),
+        ) => match local_sw_patch(p) {
+            Ok(text) => Outcome::done(text),
+            Err(e) => Outcome::failed(e),
+        },
+        _ => match Runner::from_opts(&opts) {
+            Ok(runner) => runner.execute(&cmd).await,
+            Err(e) => Outcome::failed(e),
+        },
     };
     // A closed pipe (`kup host-list | head -1`) is not worth a panic.
     let _ = std::io::stdout()
@@ -404,8 +455,45 @@ impl Runner {
             HostSwact { host } => return self.host_action(cmd, host, "swact").await,
             AlarmList => output::alarm_list(&c.alarms().await?, f)?,
             EventList { after, limit } => output::event_list(&c.events(*after, *limit).await?, f)?,
+            SwPatch(p) => self.sw_patch(p).await?,
         };
         Ok(Outcome::done(text))
+    }
+
+    async fn sw_patch(&self, cmd: &SwPatchCommand) -> Result<String, CliError> {
+        let (c, f) = (&self.client, self.format);
+        Ok(match cmd {
+            SwPatchCommand::Upload { files } => {
+                let mut out = String::new();
+                for file in files {
+                    let bytes = std::fs::read(file).map_err(|e| {
+                        CliError::Refused(format!("cannot read {}: {e}", file.display()))
+                    })?;
+                    let p = c.patch_upload(bytes).await?;
+                    out.push_str(&format!("{} is now uploaded\n", p.patch_id));
+                }
+                out
+            }
+            SwPatchCommand::Apply { id } => {
+                let p = c.patch_apply(id).await?;
+                format!("{} is now {}\n", p.patch_id, p.state)
+            }
+            SwPatchCommand::Remove { id } => {
+                let p = c.patch_remove(id).await?;
+                format!("{} is now {}\n", p.patch_id, p.state)
+            }
+            SwPatchCommand::Delete { id } => {
+                c.patch_delete(id).await?;
+                format!("{id} has been deleted\n")
+            }
+            SwPatchCommand::HostInstall { host } => {
+                output::host_patches_show(&c.patch_host_install(host).await?, f)?
+            }
+            SwPatchCommand::Query => output::patch_list(&c.patches().await?, f)?,
+            SwPatchCommand::Show { id } => output::patch_show(&c.patch(id).await?, f)?,
+            SwPatchCommand::QueryHosts => output::host_patch_list(&c.patch_hosts().await?, f)?,
+            SwPatchCommand::Keygen { .. } | SwPatchCommand::Build { .. } => local_sw_patch(cmd)?,
+        })
     }
 
     /// `download-images`, `networking`: PATCH the state; with `--wait`, poll until the upgrade
@@ -614,3 +702,41 @@ impl Drop for Spinner {
 
 #[cfg(test)]
 mod tests;
+
+/// `sw-patch keygen` and `sw-patch build`: local files only.
+fn local_sw_patch(cmd: &SwPatchCommand) -> Result<String, CliError> {
+    let fail = |what: String| CliError::Refused(what);
+    match cmd {
+        SwPatchCommand::Keygen { out } => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = kup_patch::generate_key().map_err(|e| fail(e.to_string()))?;
+            let secret = format!("{out}.secret");
+            let public = format!("{out}.pub");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&secret)
+                .map_err(|e| fail(format!("cannot create {secret}: {e}")))?;
+            f.write_all(kup_patch::format_secret_key(&key).as_bytes())
+                .map_err(|e| fail(format!("cannot write {secret}: {e}")))?;
+            std::fs::write(&public, kup_patch::format_public_key(&key.verifying_key()))
+                .map_err(|e| fail(format!("cannot write {public}: {e}")))?;
+            Ok(format!(
+                "wrote {secret} (keep it secret) and {public} (key id {})\n",
+                kup_patch::key_id(&key.verifying_key())
+            ))
+        }
+        SwPatchCommand::Build { dir, key, out } => {
+            let text = std::fs::read_to_string(key)
+                .map_err(|e| fail(format!("cannot read key {}: {e}", key.display())))?;
+            let key = kup_patch::parse_secret_key(&text)
+                .map_err(|e| fail(format!("key {}: {e}", key.display())))?;
+            let bytes = kup_patch::build(dir, &key).map_err(|e| fail(e.to_string()))?;
+            std::fs::write(out, &bytes)
+                .map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
+            Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()))
+        }
+        _ => Err(fail("not a local command".into())),
+    }
+}

@@ -11,7 +11,32 @@ use crate::output::Format;
 use crate::serve::{Daemon, ServeArgs};
 use crate::{Cli, Top};
 
+const DEMO_KEY: &str = include_str!("../../../examples/patches/demo-key.pub");
+const PATCHES: [(&str, &[u8]); 3] = [
+    (
+        "K8S-1.16.2-PLATFORM",
+        include_bytes!("../../../examples/patches/K8S-1.16.2-PLATFORM.patch"),
+    ),
+    (
+        "K8S-1.16.2-KUBEADM",
+        include_bytes!("../../../examples/patches/K8S-1.16.2-KUBEADM.patch"),
+    ),
+    (
+        "K8S-1.16.2-KUBELET",
+        include_bytes!("../../../examples/patches/K8S-1.16.2-KUBELET.patch"),
+    ),
+];
+const HOSTS: [&str; 6] = [
+    "controller-0",
+    "controller-1",
+    "storage-0",
+    "storage-1",
+    "worker-0",
+    "worker-1",
+];
+
 struct Demo {
+    patch_dir: std::path::PathBuf,
     runner: Runner,
     client: kup_client::Client,
     daemon_engine: std::sync::Arc<kup_engine::Engine>,
@@ -46,7 +71,7 @@ impl Demo {
     async fn step(&self, title: &str, lines: &[&str]) -> Result<(), String> {
         println!("\n{title}");
         for line in lines {
-            let quiet = line.starts_with("host-");
+            let quiet = line.starts_with("host-") || line.starts_with("sw-patch host-install");
             self.run(line, !quiet).await?;
         }
         Ok(())
@@ -64,7 +89,15 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
         db: None,
         time_scale,
         token_file: None,
+        trusted_keys: vec![dir.path().join("demo-key.pub")],
     };
+    // The seed's patches, signed with the demo key that only the demo and the tests trust.
+    std::fs::write(dir.path().join("demo-key.pub"), DEMO_KEY)
+        .map_err(|e| format!("cannot write the demo key: {e}"))?;
+    for (id, bytes) in PATCHES {
+        std::fs::write(dir.path().join(format!("{id}.patch")), bytes)
+            .map_err(|e| format!("cannot write {id}.patch: {e}"))?;
+    }
     let daemon = Daemon::open(&args).await?;
     let url = format!("http://{}", daemon.addr);
     let token = daemon.admin_token.clone().unwrap_or_default();
@@ -75,6 +108,7 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
     }));
     let client = kup_client::Client::new(&url, &token).map_err(|e| e.to_string())?;
     let demo = Demo {
+        patch_dir: dir.path().to_path_buf(),
         runner: Runner::new(client.clone(), Format::Table, false),
         client,
         daemon_engine: engine,
@@ -104,10 +138,47 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
     Ok(())
 }
 
-/// The seed's steps 2 and 5–15, then delete.
+impl Demo {
+    /// Upload (from the demo's directory), apply and install a patch on every host.
+    fn patch_lines(&self, id: &str, upload: bool, apply: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        if upload {
+            let file = self.patch_dir.join(format!("{id}.patch"));
+            lines.push(format!("sw-patch upload {}", file.display()));
+        }
+        if apply {
+            lines.push(format!("sw-patch apply {id}"));
+            lines.extend(HOSTS.iter().map(|h| format!("sw-patch host-install {h}")));
+        }
+        lines
+    }
+
+    async fn lines(&self, title: &str, lines: &[String]) -> Result<(), String> {
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        self.step(title, &refs).await
+    }
+}
+
+/// The seed's steps 1–15, then delete.
 async fn walk(d: &Demo) -> Result<(String, String, Vec<kup_types::EventView>), String> {
-    println!("\n2. List available kubernetes versions.");
+    println!("\nBefore: the platform knows only the running version.");
     let before = d.run("kube-version-list", true).await?;
+    let mut step1 = d.patch_lines("K8S-1.16.2-PLATFORM", true, true);
+    step1.push("sw-patch query".into());
+    d.lines("1. Upload/apply/install the platform patch.", &step1)
+        .await?;
+    println!("\n2. List available kubernetes versions.");
+    d.run("kube-version-list", true).await?;
+    let step3 = d.patch_lines("K8S-1.16.2-KUBEADM", true, true);
+    d.lines("3. Upload/apply/install kubeadm patch.", &step3)
+        .await?;
+    let mut step4 = d.patch_lines("K8S-1.16.2-KUBELET", true, false);
+    step4.push("sw-patch query".into());
+    d.lines(
+        "4. Upload kubelet patch (it can not be applied yet).",
+        &step4,
+    )
+    .await?;
     d.step(
         "5. Start kubernetes upgrade.",
         &["kube-upgrade-start v1.16.2"],
@@ -136,6 +207,13 @@ async fn walk(d: &Demo) -> Result<(String, String, Vec<kup_types::EventView>), S
     d.step(
         "10. Show kubernetes upgrade status for hosts",
         &["kube-host-upgrade-list"],
+    )
+    .await?;
+    let mut step11 = d.patch_lines("K8S-1.16.2-KUBELET", false, true);
+    step11.push("sw-patch query-hosts".into());
+    d.lines(
+        "11. Apply/Install kubelet/kubectl patch (kubelet not restarted).",
+        &step11,
     )
     .await?;
     d.step(

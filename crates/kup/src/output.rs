@@ -224,6 +224,36 @@ pub fn message(text: &str) -> String {
     format!("{text}\n")
 }
 
+/// `sw-patch query`.
+pub fn patch_list(patches: &[kup_types::PatchView], format: Format) -> Rendered {
+    list(
+        patches,
+        format,
+        &["Patch ID", "Kind", "Version", "Patch State", "Summary"],
+        &["patch_id", "kind", "version", "state", "summary"],
+    )
+}
+
+/// `sw-patch show`.
+pub fn patch_show(patch: &kup_types::PatchView, format: Format) -> Rendered {
+    dict(patch, format)
+}
+
+/// `sw-patch query-hosts`.
+pub fn host_patch_list(hosts: &[kup_types::HostPatchView], format: Format) -> Rendered {
+    list(
+        hosts,
+        format,
+        &["Hostname", "Personality", "Patch Current", "Installed"],
+        &["hostname", "personality", "patch_current", "installed"],
+    )
+}
+
+/// `sw-patch host-install`.
+pub fn host_patches_show(host: &kup_types::HostPatchView, format: Format) -> Rendered {
+    dict(host, format)
+}
+
 fn list<T: Serialize>(items: &[T], format: Format, headers: &[&str], keys: &[&str]) -> Rendered {
     if format != Format::Table {
         return structured(&items, format);

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// created on first start in DIR/admin-token).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// A public key (`kup-public-key HEX`, from `kup sw-patch keygen`) whose patch bundles the
+    /// daemon accepts; repeat for several. Without one, uploads are refused.
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 pub(crate) fn parse_scale(s: &str) -> Result<f64, String> {
@@ -164,9 +168,24 @@ impl Daemon {
         let db = sqlite_path(args)?;
         let store = SqliteStore::open(&db).await.map_err(|e| e.to_string())?;
         let (tokens, admin_token) = load_tokens(args)?;
+        let mut trusted = Vec::new();
+        for file in &args.trusted_keys {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read trusted key {}: {e}", file.display()))?;
+            trusted.push(
+                kup_patch::parse_public_key(&text)
+                    .map_err(|e| format!("trusted key {}: {e}", file.display()))?,
+            );
+        }
+        let patch_repo = (!trusted.is_empty()).then(|| kup_engine::PatchRepo {
+            dir: args.data_dir.join("patches"),
+            trusted,
+            limits: kup_patch::Limits::default(),
+        });
         let config = EngineConfig {
             catalog: sim.catalog(),
             policy: Policy::default(),
+            patch_repo,
         };
         let engine = Engine::open(Arc::new(store), Arc::new(sim), config)
             .await

@@ -6,6 +6,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KUP: &str = env!("CARGO_BIN_EXE_kup");
+const HOSTS: [&str; 6] = [
+    "controller-0",
+    "controller-1",
+    "storage-0",
+    "storage-1",
+    "worker-0",
+    "worker-1",
+];
+
+fn patches_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/patches")
+}
+
+fn patch_file(id: &str) -> String {
+    patches_dir()
+        .join(format!("{id}.patch"))
+        .display()
+        .to_string()
+}
 
 struct Daemon {
     child: Child,
@@ -35,6 +54,8 @@ fn serve(dir: &Path, time_scale: &str) -> Daemon {
             "--data-dir",
         ])
         .arg(&data)
+        .arg("--trusted-key")
+        .arg(patches_dir().join("demo-key.pub"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -163,6 +184,30 @@ fn settled_state(d: &Daemon) -> String {
     }
 }
 
+/// Seed steps 1, 3 and 4: the platform and kubeadm patches applied and installed everywhere,
+/// the kubelet patch uploaded.
+fn seed_patches_before_start(d: &Daemon) {
+    for id in ["K8S-1.16.2-PLATFORM", "K8S-1.16.2-KUBEADM"] {
+        ok(d, &format!("sw-patch upload {}", patch_file(id)));
+        ok(d, &format!("sw-patch apply {id}"));
+        for h in HOSTS {
+            ok(d, &format!("sw-patch host-install {h}"));
+        }
+    }
+    ok(
+        d,
+        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-KUBELET")),
+    );
+}
+
+/// Seed step 11: the kubelet patch applied and installed everywhere.
+fn seed_kubelet_patch(d: &Daemon) {
+    ok(d, "sw-patch apply K8S-1.16.2-KUBELET");
+    for h in HOSTS {
+        ok(d, &format!("sw-patch host-install {h}"));
+    }
+}
+
 fn state_of(d: &Daemon) -> String {
     let out = ok(d, "kube-upgrade-show --format json");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -182,6 +227,32 @@ fn the_seed_procedure_through_the_cli() {
         0o600
     );
 
+    // Before the patches, the platform knows only v1.16.1.
+    assert!(refused(&d, "kube-upgrade-start v1.16.2").contains("v1.16.2 is not available"));
+    // 1. The platform patch.
+    assert_eq!(
+        ok(
+            &d,
+            &format!("sw-patch upload {}", patch_file("K8S-1.16.2-PLATFORM"))
+        ),
+        "K8S-1.16.2-PLATFORM is now uploaded\n"
+    );
+    let err = refused(
+        &d,
+        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-PLATFORM")),
+    );
+    assert!(err.contains("already uploaded"), "{err}");
+    assert_eq!(
+        ok(&d, "sw-patch apply K8S-1.16.2-PLATFORM"),
+        "K8S-1.16.2-PLATFORM is now partial-apply\n"
+    );
+    for h in HOSTS {
+        ok(&d, &format!("sw-patch host-install {h}"));
+    }
+    assert!(
+        ok(&d, "sw-patch query")
+            .contains("| K8S-1.16.2-PLATFORM | platform | v1.16.2 | applied     |")
+    );
     // 2.
     assert_eq!(
         ok(&d, "kube-version-list"),
@@ -193,6 +264,34 @@ fn the_seed_procedure_through_the_cli() {
          +---------+--------+-----------+\n"
     );
     refused(&d, "kube-upgrade-download-images");
+    let err = refused(&d, "kube-upgrade-start v1.16.2");
+    assert!(
+        err.contains("must be applied before doing the kubernetes upgrade: K8S-1.16.2-KUBEADM"),
+        "{err}"
+    );
+    // 3. kubeadm; 4. the kubelet patch is only uploaded: it can not be applied yet.
+    ok(
+        &d,
+        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-KUBEADM")),
+    );
+    ok(&d, "sw-patch apply K8S-1.16.2-KUBEADM");
+    for h in HOSTS {
+        ok(&d, &format!("sw-patch host-install {h}"));
+    }
+    let err = refused(&d, "kube-upgrade-start v1.16.2");
+    assert!(
+        err.contains("must be available before doing the kubernetes upgrade: K8S-1.16.2-KUBELET"),
+        "{err}"
+    );
+    ok(
+        &d,
+        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-KUBELET")),
+    );
+    let err = refused(&d, "sw-patch apply K8S-1.16.2-KUBELET");
+    assert!(
+        err.contains("before the kubelet phase of an upgrade to v1.16.2"),
+        "{err}"
+    );
     // 5.
     let started = ok(&d, "kube-upgrade-start v1.16.2");
     assert!(
@@ -250,9 +349,17 @@ fn the_seed_procedure_through_the_cli() {
          | 6  | worker-1     | worker      | v1.16.1        | N/A                   | v1.16.1         | None   |\n\
          +----+--------------+-------------+----------------+-----------------------+-----------------+--------+\n"
     );
-    // 12.
+    // 11. The kubelet patch: applied now, installed (kubelet not restarted).
     let err = refused(&d, "kube-host-upgrade controller-1 kubelet");
     assert!(err.contains("must be locked and online"), "{err}");
+    seed_kubelet_patch(&d);
+    let hosts = ok(&d, "sw-patch query-hosts");
+    assert!(
+        !hosts.contains("False"),
+        "every host is patch current:\n{hosts}"
+    );
+    assert!(ok(&d, "kube-host-upgrade-list").contains("| 5  | worker-0     | worker      | v1.16.1        | N/A                   | v1.16.1         | None   |"));
+    // 12.
     let err = refused(&d, "host-lock controller-0");
     assert!(
         err.contains("active controller; swact to controller-1 first"),
@@ -348,6 +455,7 @@ fn usage_errors_exit_two_and_bad_tokens_exit_one() {
 fn a_daemon_killed_mid_step_resumes_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let d = serve(dir.path(), "0");
+    seed_patches_before_start(&d);
     ok(&d, "kube-upgrade-start v1.16.2");
     ok(&d, "kube-upgrade-download-images --wait");
     drop(d);
@@ -368,6 +476,7 @@ fn a_daemon_killed_mid_step_resumes_on_restart() {
     assert_eq!(state_of(&d), "upgraded-first-master");
     ok(&d, "kube-upgrade-networking --wait");
     ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
+    seed_kubelet_patch(&d);
     for args in [
         "host-lock controller-1",
         "kube-host-upgrade controller-1 kubelet",
@@ -415,4 +524,73 @@ fn a_daemon_killed_mid_step_resumes_on_restart() {
     assert!(events.iter().any(
         |e| e["kind"] == "recovery" && e["message"].as_str().unwrap().contains("marked failed")
     ));
+}
+
+/// The committed bundles are exactly what `examples/patches/build.sh` builds from the sources,
+/// and `sw-patch keygen`/`build` work as a patch producer runs them.
+#[test]
+fn the_example_patches_rebuild_to_the_committed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for id in [
+        "K8S-1.16.2-PLATFORM",
+        "K8S-1.16.2-KUBEADM",
+        "K8S-1.16.2-KUBELET",
+    ] {
+        let out = dir.path().join(format!("{id}.patch"));
+        let st = Command::new(KUP)
+            .args(["sw-patch", "build"])
+            .arg(patches_dir().join("src").join(id))
+            .arg("--key")
+            .arg(patches_dir().join("demo-key.secret"))
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(patch_file(id)).unwrap(),
+            "{id}: run examples/patches/build.sh"
+        );
+    }
+    let name = dir.path().join("mykey");
+    let st = Command::new(KUP)
+        .args(["sw-patch", "keygen", "-o"])
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let secret = std::fs::metadata(dir.path().join("mykey.secret")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&secret.permissions()) & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(dir.path().join("mykey.pub"))
+            .unwrap()
+            .starts_with("kup-public-key ")
+    );
+    // A bundle signed with the new key is refused by a daemon that does not trust it.
+    let out = dir.path().join("mine.patch");
+    let st = Command::new(KUP)
+        .args(["sw-patch", "build"])
+        .arg(patches_dir().join("src/K8S-1.16.2-KUBEADM"))
+        .arg("--key")
+        .arg(dir.path().join("mykey.secret"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let d = serve(dir.path(), "0");
+    let err = refused(&d, &format!("sw-patch upload {}", out.display()));
+    assert!(err.contains("not signed by a trusted key"), "{err}");
+    assert!(
+        ok(&d, "sw-patch query").lines().count() <= 4,
+        "nothing was added"
+    );
 }

@@ -208,5 +208,6 @@ pub fn snapshot(o: &Observation) -> Snapshot {
                 updated_at: None,
             })
             .collect(),
+        ..Default::default()
     }
 }

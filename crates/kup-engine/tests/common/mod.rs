@@ -20,6 +20,21 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
 }
 
+/// The seed's standard system with v1.16.2 already in its catalog, as its platform patch would
+/// put it there: for the tests that are not about patches.
+pub fn seed_cluster() -> Inventory {
+    let mut inv = Inventory::default_cluster();
+    inv.versions.push(kup_types::VersionMeta {
+        version: kup_types::KubeVersion::new(1, 16, 2),
+        upgrade_from: vec![kup_types::KubeVersion::new(1, 16, 1)],
+        downgrade_to: vec![],
+        applied_patches: vec![],
+        available_patches: vec![],
+        images: vec![],
+    });
+    inv
+}
+
 pub fn example(name: &str) -> Inventory {
     let path = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
     Inventory::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -30,6 +45,12 @@ pub async fn open(sim: &SimCluster, db: &Path) -> Arc<Engine> {
     let config = EngineConfig {
         catalog: sim.catalog(),
         policy: Policy::default(),
+        // Tests trust the published test key of kup-patch, and nothing else.
+        patch_repo: Some(kup_engine::PatchRepo {
+            dir: db.parent().unwrap().join("patches"),
+            trusted: vec![kup_patch::testkey::insecure_verifying_key()],
+            limits: kup_patch::Limits::default(),
+        }),
     };
     Arc::new(
         Engine::open(store, Arc::new(sim.clone()), config)

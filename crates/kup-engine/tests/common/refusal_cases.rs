@@ -78,13 +78,13 @@ pub struct Case {
 }
 
 fn standard() -> Inventory {
-    Inventory::default_cluster()
+    seed_cluster()
 }
 fn simplex() -> Inventory {
     example("aio-simplex.yaml")
 }
 fn with_unreachable_version() -> Inventory {
-    let mut inv = Inventory::default_cluster();
+    let mut inv = seed_cluster();
     inv.versions.push(VersionMeta {
         version: KubeVersion::new(1, 18, 0),
         upgrade_from: vec![KubeVersion::new(1, 17, 0)],

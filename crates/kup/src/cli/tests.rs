@@ -47,6 +47,7 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "host-swact",
             "alarm-list",
             "event-list",
+            "sw-patch",
         ]
     );
     for sub in cmd.get_subcommands() {
@@ -57,6 +58,28 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             sub.get_name()
         );
     }
+    let sw: Vec<&str> = cmd
+        .find_subcommand("sw-patch")
+        .unwrap()
+        .get_subcommands()
+        .map(|s| s.get_name())
+        .collect();
+    assert_eq!(
+        sw,
+        [
+            "upload",
+            "apply",
+            "remove",
+            "delete",
+            "host-install",
+            "query",
+            "show",
+            "query-hosts",
+            "keygen",
+            "build"
+        ],
+        "the SPEC's sw-patch commands"
+    );
 }
 
 #[test]

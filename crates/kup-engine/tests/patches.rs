@@ -1,0 +1,395 @@
+//! Software patches through the engine, with real bundles built and signed by kup-patch:
+//! the seed's steps 1–4 and 11, the repository's state machine, `requires`, and rejections.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use kup_core::{Command, Refusal};
+use kup_engine::EngineError;
+use kup_sim::Inventory;
+use kup_types::KubeVersion;
+use serde_json::json;
+
+/// The seed's default system as it is before any patch: v1.16.1 only.
+fn before_patches() -> Inventory {
+    let inv = Inventory::default_cluster();
+    assert!(
+        inv.versions
+            .iter()
+            .all(|v| v.version == KubeVersion::new(1, 16, 1))
+    );
+    inv
+}
+
+/// Builds a bundle from a spec and payload files, signed with the given key.
+fn bundle(
+    dir: &Path,
+    spec: serde_json::Value,
+    files: &[(&str, &str)],
+    key: &kup_patch::SigningKey,
+) -> Vec<u8> {
+    let src = dir.join(format!("src-{}", spec["id"].as_str().unwrap()));
+    std::fs::create_dir_all(src.join("files")).unwrap();
+    std::fs::write(src.join("patch.json"), spec.to_string()).unwrap();
+    for (path, content) in files {
+        let p = src.join("files").join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    kup_patch::build(&src, key).unwrap()
+}
+
+/// The seed's three patches for v1.16.2.
+fn seed_patches(dir: &Path) -> [Vec<u8>; 3] {
+    let key = kup_patch::testkey::insecure_signing_key();
+    let platform = bundle(
+        dir,
+        json!({"id": "PLATFORM.1", "summary": "Kubernetes v1.16.2 metadata and networking",
+               "kind": "platform",
+               "kubernetes": {"version": "v1.16.2", "upgrade_from": ["v1.16.1"],
+                              "applied_patches": ["KUBEADM.1"], "available_patches": ["KUBELET.1"],
+                              "images": ["registry.k8s.io/kube-apiserver:v1.16.2"],
+                              "networking_manifests": ["manifests/calico.yaml"]}}),
+        &[("manifests/calico.yaml", "kind: DaemonSet\n")],
+        &key,
+    );
+    let kubeadm = bundle(
+        dir,
+        json!({"id": "KUBEADM.1", "summary": "kubeadm v1.16.2", "kind": "kubeadm",
+               "requires": ["PLATFORM.1"], "delivers": "v1.16.2"}),
+        &[("bin/kubeadm", "kubeadm v1.16.2")],
+        &key,
+    );
+    let kubelet = bundle(
+        dir,
+        json!({"id": "KUBELET.1", "summary": "kubelet and kubectl v1.16.2", "kind": "kubelet",
+               "requires": ["PLATFORM.1"], "delivers": "v1.16.2"}),
+        &[
+            ("bin/kubelet", "kubelet v1.16.2"),
+            ("bin/kubectl", "kubectl v1.16.2"),
+        ],
+        &key,
+    );
+    [platform, kubeadm, kubelet]
+}
+
+fn apply(id: &str) -> Command {
+    Command::PatchApply { id: id.into() }
+}
+fn remove(id: &str) -> Command {
+    Command::PatchRemove { id: id.into() }
+}
+fn install(h: &str) -> Command {
+    Command::PatchHostInstall { host: h.into() }
+}
+
+async fn refusal(h: &Harness, cmd: Command) -> Refusal {
+    let before = (h.stored().await, h.events().await.len());
+    let err = h
+        .run(cmd.clone())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{cmd:?} accepted"));
+    assert_eq!(
+        (h.stored().await, h.events().await.len()),
+        before,
+        "{cmd:?} changed the store"
+    );
+    err.refusal()
+        .unwrap_or_else(|| panic!("{cmd:?}: {err}"))
+        .clone()
+}
+
+async fn state(h: &Harness, id: &str) -> String {
+    h.engine.patch(id).await.unwrap().state.to_string()
+}
+
+const HOSTS: [&str; 6] = [
+    "controller-0",
+    "controller-1",
+    "storage-0",
+    "storage-1",
+    "worker-0",
+    "worker-1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_procedure_with_its_patches() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, kubeadm, kubelet_patch] = seed_patches(h.dir.path());
+    let versions = |h: &Harness| {
+        let e = h.engine.clone();
+        async move {
+            e.kube_versions()
+                .await
+                .unwrap()
+                .iter()
+                .map(|v| format!("{} {}", v.version, v.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(versions(&h).await, ["v1.16.1 active"]);
+    let err = h.run(start("v1.16.2")).await.unwrap_err();
+    assert!(
+        err.to_string().contains("v1.16.2 is not available"),
+        "{err}"
+    );
+
+    // 1. Upload, apply, install the platform patch: the version arrives.
+    let view = h.engine.patch_upload(&platform).await.unwrap();
+    assert_eq!(
+        (view.state.as_str(), view.version),
+        ("available", Some(KubeVersion::new(1, 16, 2)))
+    );
+    assert_eq!(versions(&h).await, ["v1.16.1 active"]);
+    h.ok(apply("PLATFORM.1")).await;
+    assert_eq!(state(&h, "PLATFORM.1").await, "partial-apply");
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    assert_eq!(state(&h, "PLATFORM.1").await, "applied");
+    // 2.
+    assert_eq!(versions(&h).await, ["v1.16.1 active", "v1.16.2 available"]);
+    assert!(
+        matches!(refusal(&h, start("v1.16.2")).await, Refusal::PatchesNotApplied(p) if p == ["KUBEADM.1"])
+    );
+
+    // 3. kubeadm: needed on controllers only.
+    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.ok(apply("KUBEADM.1")).await;
+    h.ok(install("controller-0")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "partial-apply");
+    h.ok(install("controller-1")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "applied");
+    let r = refusal(&h, start("v1.16.2")).await;
+    assert_eq!(
+        r.to_string(),
+        "The following patches must be available before doing the kubernetes upgrade: KUBELET.1"
+    );
+
+    // 4. Upload the kubelet patch; it can not be applied yet.
+    h.engine.patch_upload(&kubelet_patch).await.unwrap();
+    assert!(matches!(
+        refusal(&h, apply("KUBELET.1")).await,
+        Refusal::KubeletPatchTooEarly { .. }
+    ));
+
+    // 5–9.
+    h.ok(start("v1.16.2")).await;
+    assert!(matches!(
+        refusal(&h, apply("KUBELET.1")).await,
+        Refusal::KubeletPatchTooEarly { .. }
+    ));
+    assert!(matches!(
+        refusal(&h, remove("PLATFORM.1")).await,
+        Refusal::PatchRequiredBy { .. }
+    ));
+    h.ok(Command::DownloadImages).await;
+    h.ok(cp("controller-1")).await;
+    h.ok(Command::UpgradeNetworking).await;
+    h.ok(cp("controller-0")).await;
+    assert_eq!(h.state().await, "upgraded-second-master");
+
+    // 11. Apply the kubelet patch now; install it (no kubelet restart), host by host.
+    h.ok(apply("KUBELET.1")).await;
+    assert_eq!(state(&h, "KUBELET.1").await, "partial-apply");
+    h.ok(lock("controller-1")).await;
+    let r = refusal(&h, kubelet("controller-1")).await;
+    assert!(
+        r.to_string()
+            .contains("kubelet of v1.16.2 (patch KUBELET.1) is not installed on controller-1"),
+        "{r}"
+    );
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    assert_eq!(state(&h, "KUBELET.1").await, "applied");
+    let obs = h.engine.observe().await.unwrap();
+    assert_eq!(
+        obs.kubelet_version("worker-0"),
+        Some(KubeVersion::new(1, 16, 1)),
+        "kubelet not restarted"
+    );
+    let hosts = h.engine.patch_hosts().await.unwrap();
+    assert!(hosts.iter().all(|p| p.patch_current), "{hosts:?}");
+    let storage = hosts.iter().find(|p| p.hostname == "storage-0").unwrap();
+    assert_eq!(
+        storage.installed,
+        ["PLATFORM.1"],
+        "storage hosts need no kubeadm or kubelet"
+    );
+
+    // 12–15.
+    h.ok(kubelet("controller-1")).await;
+    h.ok(unlock("controller-1")).await;
+    h.ok(swact("controller-0")).await;
+    for host in ["controller-0", "worker-0", "worker-1"] {
+        h.ok(lock(host)).await;
+        h.ok(kubelet(host)).await;
+        h.ok(unlock(host)).await;
+    }
+    assert!(matches!(
+        refusal(&h, remove("KUBELET.1")).await,
+        Refusal::PatchInUse { .. }
+    ));
+    h.ok(Command::Complete).await;
+    h.ok(Command::Delete).await;
+    assert_eq!(
+        versions(&h).await,
+        ["v1.16.1 unavailable", "v1.16.2 active"]
+    );
+    assert_gapless(&h.events().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_state_machine() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, kubeadm, _] = seed_patches(h.dir.path());
+    h.engine.patch_upload(&platform).await.unwrap();
+    h.engine.patch_upload(&kubeadm).await.unwrap();
+    let repo = h.dir.path().join("patches");
+    let files = || {
+        let mut f: Vec<String> = std::fs::read_dir(&repo)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        f.sort();
+        f
+    };
+    assert_eq!(files(), ["KUBEADM.1.patch", "PLATFORM.1.patch"]);
+
+    // requires, both ways.
+    assert!(
+        matches!(refusal(&h, apply("KUBEADM.1")).await, Refusal::PatchRequires { required, .. } if required == "PLATFORM.1")
+    );
+    h.ok(apply("PLATFORM.1")).await;
+    h.ok(apply("KUBEADM.1")).await;
+    assert!(
+        matches!(refusal(&h, remove("PLATFORM.1")).await, Refusal::PatchRequiredBy { dependent, .. } if dependent == "KUBEADM.1")
+    );
+    // Applying twice, deleting what is applied, uploading twice, unknown ids.
+    assert!(matches!(
+        refusal(&h, apply("PLATFORM.1")).await,
+        Refusal::PatchNotAvailable { .. }
+    ));
+    assert!(matches!(
+        refusal(
+            &h,
+            Command::PatchDelete {
+                id: "PLATFORM.1".into()
+            }
+        )
+        .await,
+        Refusal::PatchNotRemoved { .. }
+    ));
+    let dup = h.engine.patch_upload(&platform).await.unwrap_err();
+    assert_eq!(
+        dup.to_string(),
+        "Patch PLATFORM.1 is already uploaded; delete it first to upload it again"
+    );
+    assert_eq!(
+        files(),
+        ["KUBEADM.1.patch", "PLATFORM.1.patch"],
+        "a refused upload leaves nothing"
+    );
+    assert!(matches!(refusal(&h, apply("NOPE.9")).await, r if r.is_not_found()));
+    assert!(matches!(
+        refusal(&h, install("worker-9")).await,
+        Refusal::UnknownHost(_)
+    ));
+
+    // Install on two controllers: kubeadm is applied, the platform patch is still partial.
+    h.ok(install("controller-0")).await;
+    h.ok(install("controller-1")).await;
+    assert_eq!(
+        (state(&h, "KUBEADM.1").await, state(&h, "PLATFORM.1").await),
+        ("applied".into(), "partial-apply".into())
+    );
+
+    // Remove goes through partial-remove while a host still has it.
+    h.ok(remove("KUBEADM.1")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "partial-remove");
+    assert!(matches!(
+        refusal(&h, remove("KUBEADM.1")).await,
+        Refusal::PatchNotApplied { .. }
+    ));
+    h.ok(install("controller-0")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "partial-remove");
+    h.ok(install("controller-1")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "available");
+    // A patch applied but installed nowhere goes straight back to available.
+    h.ok(remove("PLATFORM.1")).await;
+    assert_eq!(state(&h, "PLATFORM.1").await, "partial-remove");
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    assert_eq!(state(&h, "PLATFORM.1").await, "available");
+    h.engine.patch_delete("KUBEADM.1").await.unwrap();
+    assert_eq!(files(), ["PLATFORM.1.patch"]);
+    assert!(
+        h.engine
+            .patch("KUBEADM.1")
+            .await
+            .unwrap_err()
+            .refusal()
+            .is_some_and(|r| r.is_not_found())
+    );
+    let states: Vec<String> = h
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.subject == "patch KUBEADM.1" && e.kind == kup_types::EventKind::State)
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "uploaded: available",
+            "available -> partial-apply",
+            "partial-apply -> applied",
+            "applied -> partial-remove",
+            "partial-remove -> available",
+            "deleted"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bundles_change_nothing() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, ..] = seed_patches(h.dir.path());
+    let untrusted = bundle(
+        h.dir.path(),
+        json!({"id": "EVIL.1", "summary": "x", "kind": "other"}),
+        &[("x", "y")],
+        &kup_patch::SigningKey::from_bytes(&[7; 32]),
+    );
+    let mut truncated = platform.clone();
+    truncated.truncate(platform.len() / 2);
+    let mut flipped = platform.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let before = (h.stored().await, h.events().await.len());
+    for (what, bytes) in [
+        ("untrusted", untrusted),
+        ("truncated", truncated),
+        ("flipped", flipped),
+        ("garbage", b"not a bundle".to_vec()),
+    ] {
+        let err = h.engine.patch_upload(&bytes).await.unwrap_err();
+        assert!(matches!(err, EngineError::Bundle(_)), "{what}: {err}");
+        assert!(
+            err.to_string().starts_with("bundle rejected: "),
+            "{what}: {err}"
+        );
+        assert!(!err.to_string().contains('\n'));
+    }
+    assert_eq!((h.stored().await, h.events().await.len()), before);
+    let repo = h.dir.path().join("patches");
+    assert!(
+        !repo.exists() || std::fs::read_dir(&repo).unwrap().next().is_none(),
+        "nothing in the repository"
+    );
+}
