@@ -686,3 +686,58 @@ fn invalid_state_message_names_the_value() {
         "Invalid state upgraded-networking supplied"
     );
 }
+
+/// A host step needs the target's binaries on that host: kubeadm for the control plane,
+/// kubelet for the kubelet, when a patch delivers them.
+#[test]
+fn host_steps_need_their_binaries_installed() {
+    use kup_types::{PatchInstall, PatchKind, PatchRecord, PatchState};
+    let o = standard("v1.16.1");
+    let mut snap = snapshot(&o);
+    snap.upgrade = Some(upgrade_record(
+        "v1.16.1",
+        "v1.16.2",
+        KubeUpgradeState::DownloadedImages,
+    ));
+    let patch = |id: &str, kind| PatchRecord {
+        id: id.into(),
+        kind,
+        summary: String::new(),
+        requires: vec![],
+        delivers: Some(v("v1.16.2")),
+        version_meta: None,
+        state: PatchState::Applied,
+        key_id: "k".into(),
+        files: vec![],
+        uploaded_at: jiff::Timestamp::UNIX_EPOCH,
+        updated_at: None,
+    };
+    snap.patches = vec![
+        patch("KUBEADM.1", PatchKind::Kubeadm),
+        patch("KUBELET.1", PatchKind::Kubelet),
+    ];
+    snap.installs = vec![PatchInstall {
+        patch_id: "KUBEADM.1".into(),
+        hostname: "controller-0".into(),
+    }];
+    let catalog = catalog(&[("v1.16.1", &[]), ("v1.16.2", &["v1.16.1"])]);
+    let policy = kup_core::Policy::default();
+    let ctx = |snap| kup_core::Ctx {
+        catalog: &catalog,
+        policy: &policy,
+        snap,
+        obs: &o,
+        now: jiff::Timestamp::UNIX_EPOCH,
+        fresh_uuid: "u",
+    };
+    let cp = |h: &str| kup_core::Command::ControlPlane {
+        host: h.into(),
+        force: false,
+    };
+    let err = kup_core::decide(&ctx(&snap), &cp("controller-1")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "The kubeadm of v1.16.2 (patch KUBEADM.1) is not installed on controller-1; run sw-patch host-install controller-1 first"
+    );
+    assert!(kup_core::decide(&ctx(&snap), &cp("controller-0")).is_ok());
+}

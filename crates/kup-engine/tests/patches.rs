@@ -393,3 +393,89 @@ async fn bad_bundles_change_nothing() {
         "nothing in the repository"
     );
 }
+
+/// Every bundle of kup-patch's saved fuzz corpus (valid ones and every kind of corruption:
+/// tampered, truncated, not a tar, `..`, absolute paths, links, devices, undeclared or
+/// missing files, unsigned, untrusted, a decompression bomb) through the engine's upload: a
+/// refused one leaves the repository and the store exactly as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_corrupted_bundle_of_the_corpus_changes_nothing() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/bundle_reader");
+    let mut entries: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 25, "{} corpus files", entries.len());
+    let (mut accepted, mut refused) = (0, 0);
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let h = Harness::new(before_patches()).await;
+        let repo = h.dir.path().join("patches");
+        let listing = || -> Vec<String> {
+            std::fs::read_dir(&repo).map_or(vec![], |d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+        };
+        let before = (h.stored().await, h.events().await.len(), listing());
+        match h.engine.patch_upload(&std::fs::read(&path).unwrap()).await {
+            Ok(view) => {
+                assert!(name.starts_with("valid"), "{name} was accepted");
+                assert_eq!(listing(), [format!("{}.patch", view.patch_id)], "{name}");
+                accepted += 1;
+            }
+            Err(e) => {
+                assert!(!name.starts_with("valid"), "{name}: {e}");
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with("bundle rejected: ") && !msg.contains('\n'),
+                    "{name}: {msg}"
+                );
+                assert_eq!(
+                    (h.stored().await, h.events().await.len(), listing()),
+                    before,
+                    "{name} changed something"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        accepted >= 5 && refused >= 20,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+/// Removing the platform patch takes its version out of the catalog again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_platform_patch_takes_the_version_away() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, ..] = seed_patches(h.dir.path());
+    h.engine.patch_upload(&platform).await.unwrap();
+    h.ok(apply("PLATFORM.1")).await;
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    let has_target = |h: &Harness| {
+        let e = h.engine.clone();
+        async move {
+            e.kube_versions()
+                .await
+                .unwrap()
+                .iter()
+                .any(|v| v.version == KubeVersion::new(1, 16, 2))
+        }
+    };
+    assert!(has_target(&h).await);
+    h.ok(remove("PLATFORM.1")).await;
+    assert!(
+        !has_target(&h).await,
+        "partial-remove already withdraws the metadata"
+    );
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    assert!(!has_target(&h).await);
+    assert_eq!(state(&h, "PLATFORM.1").await, "available");
+}
