@@ -58,6 +58,7 @@ fn api() -> OpenApiRouter<routes::AppState> {
         .routes(routes!(patches_remove))
         .routes(routes!(patch_hosts_list))
         .routes(routes!(ihosts_patch_install))
+        .routes(routes!(info_show))
 }
 
 /// The OpenAPI document (also served at `/v1/openapi.json`).

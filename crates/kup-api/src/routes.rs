@@ -437,3 +437,10 @@ pub async fn ihosts_patch_install(
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("Host {name} not found")))
 }
+
+/// `kup info`: the cluster's version (or the transition in progress) and every host's versions.
+#[utoipa::path(get, path = "/v1/info", tag = "info",
+    responses((status = 200, body = kup_types::ClusterInfo)))]
+pub async fn info_show(State(e): State<AppState>) -> ApiResult<Json<kup_types::ClusterInfo>> {
+    Ok(Json(e.info().await?))
+}

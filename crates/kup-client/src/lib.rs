@@ -308,6 +308,11 @@ impl Client {
         Ok(list.events)
     }
 
+    /// `GET /v1/info` (`kup info`).
+    pub async fn info(&self) -> Result<kup_types::ClusterInfo, ClientError> {
+        self.get(&["info"]).await
+    }
+
     /// `GET /v1/patches` (`sw-patch query`).
     pub async fn patches(&self) -> Result<Vec<PatchView>, ClientError> {
         let list: PatchList = self.get(&["patches"]).await?;

@@ -94,3 +94,32 @@ pub fn ihost(h: &HostInfo, row: Option<&HostUpgradeRecord>) -> IHost {
         kube_host_upgrade: None,
     }
 }
+
+/// `kup info`: the running version, or the transition in progress, and every host's versions.
+pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
+    let running = crate::catalog::running_versions(obs);
+    let (lowest, highest) = (running.first().copied(), running.last().copied());
+    let transition = match &snap.upgrade {
+        Some(u) => Some((lowest.unwrap_or(u.from_version).min(u.from_version), u.to_version)),
+        None if running.len() > 1 => lowest.zip(highest),
+        None => None,
+    };
+    let single = (transition.is_none() && running.len() == 1).then_some(lowest).flatten();
+    let show = |v: Option<kup_types::KubeVersion>| v.map_or("N/A".to_string(), |v| v.to_string());
+    kup_types::ClusterInfo {
+        cluster_version: single,
+        transitioning_from: transition.map(|t| t.0),
+        transitioning_to: transition.map(|t| t.1),
+        hosts: obs
+            .hosts
+            .iter()
+            .map(|h| kup_types::HostVersions {
+                hostname: h.hostname.clone(),
+                personality: h.personality,
+                roles: h.roles.clone(),
+                control_plane_version: show(obs.control_plane_version(&h.hostname)),
+                kubelet_version: show(obs.kubelet_version(&h.hostname)),
+            })
+            .collect(),
+    }
+}

@@ -250,6 +250,12 @@ impl Engine {
         Ok(kup_core::views::ihost(h, snap.host(&h.hostname)))
     }
 
+    /// `kup info`.
+    pub async fn info(&self) -> Result<kup_types::ClusterInfo, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(kup_core::views::info(&snap, &obs))
+    }
+
     pub async fn alarms(&self) -> Result<Vec<Alarm>, EngineError> {
         let (snap, obs) = self.read().await?;
         Ok(kup_core::views::alarms(&snap, &obs))

@@ -6,7 +6,7 @@ use std::fmt;
 
 use kup_types::{
     AdminState, Availability, Capacity, KubeVersion, OperState, Personality, Severity, StepKind,
-    SystemType, VersionMeta,
+    SystemType, Taint, VersionMeta, VolumeKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
@@ -55,6 +55,8 @@ pub struct Inventory {
     #[serde(default)]
     pub workloads: Vec<WorkloadSpec>,
     #[serde(default)]
+    pub pdbs: Vec<PdbObjectSpec>,
+    #[serde(default)]
     pub alarms: Vec<AlarmSpec>,
     #[serde(default)]
     pub applications: Vec<ApplicationSpec>,
@@ -89,6 +91,11 @@ pub struct HostSpec {
     pub control_plane_version: Option<KubeVersion>,
     #[serde(default)]
     pub kubelet_version: Option<KubeVersion>,
+    /// Node labels (`kubernetes.io/hostname` is added).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
 }
 
 fn default_disk() -> u32 {
@@ -128,15 +135,6 @@ impl WorkloadKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum VolumeKind {
-    EmptyDir,
-    HostPath,
-    /// A PersistentVolume backed by a host path.
-    HostPathPv,
-    Pvc,
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +163,31 @@ pub struct WorkloadSpec {
     pub nodes: Vec<Spanned<String>>,
     #[serde(default)]
     pub pdb: Option<PdbSpec>,
+    /// Pod labels (`app: NAME` is added).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taint keys the pods tolerate (`*`: all).
+    #[serde(default)]
+    pub tolerations: Vec<String>,
+}
+
+/// A PodDisruptionBudget of its own, selecting pods by label (a workload's `pdb` selects its
+/// own pods).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdbObjectSpec {
+    pub name: Spanned<String>,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub min_available: Option<u32>,
+    #[serde(default)]
+    pub max_unavailable: Option<u32>,
+    #[serde(default)]
+    pub unhealthy_pod_eviction_policy: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -391,6 +414,17 @@ impl Inventory {
                         w.name.value
                     ),
                 ));
+            }
+        }
+        for p in &self.pdbs {
+            if p.min_available.is_some() == p.max_unavailable.is_some() {
+                return Err(at(&p.name, format!(
+                    "pdb {} needs exactly one of min_available and max_unavailable",
+                    p.name.value
+                )));
+            }
+            if p.selector.is_empty() {
+                return Err(at(&p.name, format!("pdb {} needs a selector", p.name.value)));
             }
         }
         for (kind, secs) in &self.durations {

@@ -1,16 +1,17 @@
 //! The simulated cluster's state and what happens to it: scheduling, drain, lock, unlock.
 //! All fields are public so tests can set any precondition they need.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use kup_types::{
-    AdminState, Alarm, Application, Availability, Capacity, ControlPlanePod, HostInfo, KubeVersion,
-    NodeInfo, Observation, OperState, Personality, PodInfo, Severity, SystemType,
+    AdminState, Alarm, Application, Availability, Capacity, ControlPlanePod, HostInfo,
+    KubeVersion, NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Severity,
+    SystemType, Taint, VolumeKind, WorkloadInfo,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{Inventory, PdbSpec, VolumeKind, WorkloadKind};
+use crate::inventory::{Inventory, WorkloadKind};
 
 const CP_COMPONENTS: [&str; 3] = [
     "kube-apiserver",
@@ -25,6 +26,8 @@ pub struct SimModel {
     pub system_type: SystemType,
     pub hosts: Vec<SimHost>,
     pub workloads: Vec<SimWorkload>,
+    #[serde(default)]
+    pub pdbs: Vec<PdbInfo>,
     pub pods: Vec<SimPod>,
     pub alarms: Vec<Alarm>,
     pub applications: Vec<Application>,
@@ -55,6 +58,10 @@ pub struct SimHost {
     /// Individual readiness overrides, for tests of unhealthy clusters.
     pub node_ready: bool,
     pub control_plane_ready: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
 }
 
 impl SimHost {
@@ -76,7 +83,12 @@ pub struct SimWorkload {
     pub volumes: Vec<VolumeKind>,
     /// Hosts the pods may run on.
     pub nodes: Vec<String>,
-    pub pdb: Option<PdbSpec>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,6 +99,15 @@ pub struct SimPod {
     pub kind: WorkloadKind,
     pub node: Option<String>,
     pub requests: Capacity,
+}
+
+/// Whether a workload's pods may run on a host: node selector and taints (capacity aside).
+fn fits_node(w: &SimWorkload, h: &SimHost) -> bool {
+    w.node_selector.iter().all(|(k, v)| h.labels.get(k) == Some(v))
+        && h.taints.iter().all(|t| {
+            t.effect == "PreferNoSchedule"
+                || w.tolerations.iter().any(|tol| tol == "*" || *tol == t.key)
+        })
 }
 
 /// A stable uuid-shaped id derived from a name and the seed (FNV-1a), so runs are repeatable.
@@ -151,6 +172,12 @@ impl SimModel {
                     kubelet_restarting: false,
                     node_ready: true,
                     control_plane_ready: true,
+                    labels: {
+                        let mut l = h.labels.clone();
+                        l.insert("kubernetes.io/hostname".into(), h.name.value.clone());
+                        l
+                    },
+                    taints: h.taints.clone(),
                 }
             })
             .collect();
@@ -185,8 +212,37 @@ impl SimModel {
                 } else {
                     w.nodes.iter().map(|n| n.value.clone()).collect()
                 },
-                pdb: w.pdb.clone(),
+                labels: {
+                    let mut l = w.labels.clone();
+                    l.insert("app".into(), w.name.value.clone());
+                    l
+                },
+                node_selector: w.node_selector.clone(),
+                tolerations: w.tolerations.clone(),
             })
+            .collect();
+        let pdbs = inv
+            .workloads
+            .iter()
+            .filter_map(|w| {
+                let p = w.pdb.as_ref()?;
+                Some(PdbInfo {
+                    namespace: w.namespace.clone(),
+                    name: format!("{}-pdb", w.name.value),
+                    selector: BTreeMap::from([("app".to_string(), w.name.value.clone())]),
+                    min_available: p.min_available,
+                    max_unavailable: p.max_unavailable,
+                    unhealthy_pod_eviction_policy: None,
+                })
+            })
+            .chain(inv.pdbs.iter().map(|p| PdbInfo {
+                namespace: p.namespace.clone(),
+                name: p.name.value.clone(),
+                selector: p.selector.clone(),
+                min_available: p.min_available,
+                max_unavailable: p.max_unavailable,
+                unhealthy_pod_eviction_policy: p.unhealthy_pod_eviction_policy.clone(),
+            }))
             .collect();
         let alarms = inv
             .alarms
@@ -224,6 +280,7 @@ impl SimModel {
             system_type: inv.system_type,
             hosts,
             workloads,
+            pdbs,
             pods: Vec::new(),
             alarms,
             applications,
@@ -305,10 +362,12 @@ impl SimModel {
             .map(|w| w.nodes.clone())
             .unwrap_or_default();
         let req = pod.requests;
+        let workload = self.workload_of(pod).cloned();
         let best = self
             .hosts
             .iter()
             .filter(|h| h.schedulable() && allowed.contains(&h.name))
+            .filter(|h| workload.as_ref().is_none_or(|w| fits_node(w, h)))
             .filter_map(|h| {
                 let used = self.used(&h.name);
                 let free_cpu = h
@@ -322,6 +381,10 @@ impl SimModel {
             })
             .max();
         self.pods[idx].node = best.map(|(_, _, name)| name);
+    }
+
+    fn workload_of(&self, pod: &SimPod) -> Option<&SimWorkload> {
+        self.workloads.iter().find(|w| w.name == pod.workload && w.namespace == pod.namespace)
     }
 
     fn schedule_pending(&mut self) {
@@ -441,6 +504,8 @@ impl SimModel {
                     ready: up(h) && h.node_ready && !h.kubelet_restarting,
                     unschedulable: h.administrative == AdminState::Locked,
                     kubelet_version: h.kubelet_version?,
+                    labels: h.labels.clone(),
+                    taints: h.taints.clone(),
                 })
             })
             .collect();
@@ -460,17 +525,45 @@ impl SimModel {
         let pods = self
             .pods
             .iter()
-            .map(|p| PodInfo {
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
-                node: p.node.clone(),
-                ready: p
-                    .node
-                    .as_deref()
-                    .and_then(|n| self.host(n))
-                    .is_some_and(&up),
-                owner_kind: p.kind.as_str().to_string(),
-                owner: p.workload.clone(),
+            .map(|p| {
+                let w = self.workload_of(p);
+                PodInfo {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    node: p.node.clone(),
+                    ready: p.node.as_deref().and_then(|n| self.host(n)).is_some_and(&up),
+                    owner_kind: p.kind.as_str().to_string(),
+                    owner: p.workload.clone(),
+                    labels: w.map(|w| w.labels.clone()).unwrap_or_default(),
+                    volumes: w.map(|w| w.volumes.clone()).unwrap_or_default(),
+                    requests: p.requests,
+                    node_selector: w.map(|w| w.node_selector.clone()).unwrap_or_default(),
+                    tolerations: w.map(|w| w.tolerations.clone()).unwrap_or_default(),
+                }
+            })
+            .collect::<Vec<PodInfo>>();
+        let workloads = self
+            .workloads
+            .iter()
+            .filter(|w| w.kind != WorkloadKind::Pod)
+            .map(|w| {
+                let replicas = if w.kind == WorkloadKind::DaemonSet {
+                    let eligible = self.hosts.iter().filter(|h| w.nodes.contains(&h.name) && fits_node(w, h));
+                    eligible.count() as u32
+                } else {
+                    w.replicas
+                };
+                let ready = pods
+                    .iter()
+                    .filter(|p| p.owner == w.name && p.namespace == w.namespace && p.ready)
+                    .count() as u32;
+                WorkloadInfo {
+                    namespace: w.namespace.clone(),
+                    name: w.name.clone(),
+                    kind: w.kind.as_str().to_string(),
+                    replicas,
+                    ready_replicas: ready,
+                }
             })
             .collect();
         Observation {
@@ -483,6 +576,8 @@ impl SimModel {
             applications: self.applications.clone(),
             images: self.images.iter().cloned().collect(),
             networking_version: self.networking_version,
+            workloads,
+            pdbs: self.pdbs.clone(),
         }
     }
 }

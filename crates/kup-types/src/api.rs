@@ -317,3 +317,26 @@ pub struct HostPatchView {
 pub struct HostPatchList {
     pub patch_hosts: Vec<HostPatchView>,
 }
+
+/// `kup info`: what the cluster runs (Kismatic's `info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterInfo {
+    /// The one version everything runs, when it is one.
+    pub cluster_version: Option<KubeVersion>,
+    /// While versions are mixed or an upgrade is in progress: from the lowest running version
+    /// to the upgrade's target (or the highest running version).
+    pub transitioning_from: Option<KubeVersion>,
+    pub transitioning_to: Option<KubeVersion>,
+    pub hosts: Vec<HostVersions>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostVersions {
+    pub hostname: String,
+    pub personality: crate::Personality,
+    pub roles: Vec<String>,
+    /// A version or `N/A`.
+    pub control_plane_version: String,
+    /// A version or `N/A`.
+    pub kubelet_version: String,
+}

@@ -1,6 +1,8 @@
 //! What a driver observes in a cluster. The cluster is the source of truth for what runs:
 //! these values are read back from it, never remembered by kup.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{AdminState, Availability, KubeVersion, OperState, Personality, Severity, SystemType};
@@ -18,6 +20,10 @@ pub struct Observation {
     pub images: Vec<String>,
     /// Version of the networking manifests (CNI, CoreDNS) the cluster runs.
     pub networking_version: Option<KubeVersion>,
+    #[serde(default)]
+    pub workloads: Vec<WorkloadInfo>,
+    #[serde(default)]
+    pub pdbs: Vec<PdbInfo>,
 }
 
 impl Observation {
@@ -87,6 +93,57 @@ pub struct NodeInfo {
     pub ready: bool,
     pub unschedulable: bool,
     pub kubelet_version: KubeVersion,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+/// A node taint; pods without a matching toleration are not scheduled there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// A volume a pod mounts, as far as draining it matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VolumeKind {
+    /// Scratch space that is lost with the pod.
+    EmptyDir,
+    /// A directory of the host itself.
+    HostPath,
+    /// A PersistentVolume backed by a host path: the data stays on that host.
+    HostPathPv,
+    /// A claim on network storage, which follows the pod.
+    Pvc,
+}
+
+/// A controller of pods (Deployment, StatefulSet, ReplicaSet, DaemonSet, Job).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    pub namespace: String,
+    pub name: String,
+    pub kind: String,
+    /// Desired replicas (for a DaemonSet: the nodes it should run on).
+    pub replicas: u32,
+    /// Replicas that are ready now.
+    pub ready_replicas: u32,
+}
+
+/// A PodDisruptionBudget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdbInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `matchLabels`: the pods of the namespace carrying all of these labels.
+    pub selector: BTreeMap<String, String>,
+    pub min_available: Option<u32>,
+    pub max_unavailable: Option<u32>,
+    /// `IfHealthyBudget` (the default) or `AlwaysAllow`.
+    pub unhealthy_pod_eviction_policy: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,9 +162,21 @@ pub struct PodInfo {
     /// `None` while the pod is pending (not scheduled).
     pub node: Option<String>,
     pub ready: bool,
-    /// The kind of the owning workload (`Deployment`, `DaemonSet`, ...; `Pod` when unmanaged).
+    /// The kind of the owning workload (`Deployment`, `DaemonSet`, ...; `Pod` when unmanaged,
+    /// `Node` for a mirror pod).
     pub owner_kind: String,
     pub owner: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeKind>,
+    #[serde(default)]
+    pub requests: Capacity,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taint keys the pod tolerates (`*`: every taint).
+    #[serde(default)]
+    pub tolerations: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

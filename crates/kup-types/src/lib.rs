@@ -11,6 +11,7 @@ pub mod time;
 mod version;
 
 pub use api::{
+    ClusterInfo, HostVersions,
     AlarmList, AlarmView, ErrorBody, EventList, EventView, HostPatchList, HostPatchView,
     HostUpgradeRequest, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
     KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
@@ -18,7 +19,8 @@ pub use api::{
 };
 pub use catalog::VersionMeta;
 pub use cluster::{
-    Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PodInfo,
+    Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PdbInfo,
+    PodInfo, Taint, VolumeKind, WorkloadInfo,
 };
 pub use enums::{
     AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, PatchKind,

@@ -186,6 +186,8 @@ pub enum ClientCommand {
     /// Software patches: upload, apply, install on hosts, remove, delete; keygen and build.
     #[command(subcommand)]
     SwPatch(SwPatchCommand),
+    /// The cluster's version (or the transition in progress) and every host's versions.
+    Info,
 }
 
 #[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
@@ -251,6 +253,7 @@ impl ClientCommand {
             AlarmList => "alarm-list",
             EventList { .. } => "event-list",
             SwPatch(_) => "sw-patch",
+            Info => "info",
         }
     }
 }
@@ -456,6 +459,7 @@ impl Runner {
             AlarmList => output::alarm_list(&c.alarms().await?, f)?,
             EventList { after, limit } => output::event_list(&c.events(*after, *limit).await?, f)?,
             SwPatch(p) => self.sw_patch(p).await?,
+            Info => output::info(&c.info().await?, f)?,
         };
         Ok(Outcome::done(text))
     }

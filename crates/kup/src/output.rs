@@ -224,6 +224,36 @@ pub fn message(text: &str) -> String {
     format!("{text}\n")
 }
 
+/// `kup info`, in Kismatic's words: the version, then the hosts.
+pub fn info(info: &kup_types::ClusterInfo, format: Format) -> Rendered {
+    if format != Format::Table {
+        return structured(info, format);
+    }
+    let head = match (info.cluster_version, info.transitioning_from, info.transitioning_to) {
+        (_, Some(from), Some(to)) => format!("Transitioning from {from} to {to}"),
+        (Some(v), _, _) => format!("Cluster version: {v}"),
+        _ => "Cluster version: unknown".to_string(),
+    };
+    let rows: Vec<Vec<String>> = info
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.hostname.clone(),
+                h.personality.to_string(),
+                h.roles.join(","),
+                h.control_plane_version.clone(),
+                h.kubelet_version.clone(),
+            ]
+        })
+        .collect();
+    let table = crate::table::render(
+        &["Hostname", "Personality", "Roles", "Control Plane", "Kubelet"],
+        &rows,
+    );
+    Ok(format!("{head}\n{table}\n"))
+}
+
 /// `sw-patch query`.
 pub fn patch_list(patches: &[kup_types::PatchView], format: Format) -> Rendered {
     list(

@@ -335,6 +335,9 @@ fn the_seed_procedure_through_the_cli() {
     assert_eq!(state_of(&d), "upgraded-networking");
     ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
     assert_eq!(state_of(&d), "upgraded-second-master");
+    let info = ok(&d, "info");
+    assert!(info.starts_with("Transitioning from v1.16.1 to v1.16.2\n"), "{info}");
+    assert!(info.contains("| controller-1 | controller  | etcd    | v1.16.2       | v1.16.1 |"), "{info}");
     // 10.
     assert_eq!(
         ok(&d, "kube-host-upgrade-list"),
@@ -410,6 +413,7 @@ fn the_seed_procedure_through_the_cli() {
         "A kubernetes upgrade is not in progress\n"
     );
     assert!(ok(&d, "kube-version-list").contains("| v1.16.2 | True   | active      |"));
+    assert!(ok(&d, "info").starts_with("Cluster version: v1.16.2\n"));
     assert!(!ok(&d, "alarm-list").contains("900.007"));
     let health = ok(&d, "health-query-kube-upgrade");
     assert!(

@@ -46,6 +46,8 @@ pub fn obs(hosts: &[HostSpec<'_>]) -> Observation {
         applications: Vec::new(),
         images: Vec::new(),
         networking_version: None,
+        workloads: Vec::new(),
+        pdbs: Vec::new(),
     };
     for (i, (name, personality, cp, kubelet)) in hosts.iter().enumerate() {
         let personality: Personality = personality
@@ -84,6 +86,8 @@ pub fn obs(hosts: &[HostSpec<'_>]) -> Observation {
                 ready: true,
                 unschedulable: false,
                 kubelet_version: v(kubelet),
+                labels: Default::default(),
+                taints: Vec::new(),
             });
         }
     }

@@ -48,6 +48,7 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "alarm-list",
             "event-list",
             "sw-patch",
+            "info",
         ]
     );
     for sub in cmd.get_subcommands() {
