@@ -135,7 +135,6 @@ impl WorkloadKind {
     }
 }
 
-
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PdbSpec {
@@ -418,13 +417,19 @@ impl Inventory {
         }
         for p in &self.pdbs {
             if p.min_available.is_some() == p.max_unavailable.is_some() {
-                return Err(at(&p.name, format!(
-                    "pdb {} needs exactly one of min_available and max_unavailable",
-                    p.name.value
-                )));
+                return Err(at(
+                    &p.name,
+                    format!(
+                        "pdb {} needs exactly one of min_available and max_unavailable",
+                        p.name.value
+                    ),
+                ));
             }
             if p.selector.is_empty() {
-                return Err(at(&p.name, format!("pdb {} needs a selector", p.name.value)));
+                return Err(at(
+                    &p.name,
+                    format!("pdb {} needs a selector", p.name.value),
+                ));
             }
         }
         for (kind, secs) in &self.durations {

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use kup_types::{
-    AdminState, Alarm, Application, Availability, Capacity, ControlPlanePod, HostInfo,
-    KubeVersion, NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Severity,
-    SystemType, Taint, VolumeKind, WorkloadInfo,
+    AdminState, Alarm, Application, Availability, Capacity, ControlPlanePod, HostInfo, KubeVersion,
+    NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Severity, SystemType, Taint,
+    VolumeKind, WorkloadInfo,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +103,9 @@ pub struct SimPod {
 
 /// Whether a workload's pods may run on a host: node selector and taints (capacity aside).
 fn fits_node(w: &SimWorkload, h: &SimHost) -> bool {
-    w.node_selector.iter().all(|(k, v)| h.labels.get(k) == Some(v))
+    w.node_selector
+        .iter()
+        .all(|(k, v)| h.labels.get(k) == Some(v))
         && h.taints.iter().all(|t| {
             t.effect == "PreferNoSchedule"
                 || w.tolerations.iter().any(|tol| tol == "*" || *tol == t.key)
@@ -384,7 +386,9 @@ impl SimModel {
     }
 
     fn workload_of(&self, pod: &SimPod) -> Option<&SimWorkload> {
-        self.workloads.iter().find(|w| w.name == pod.workload && w.namespace == pod.namespace)
+        self.workloads
+            .iter()
+            .find(|w| w.name == pod.workload && w.namespace == pod.namespace)
     }
 
     fn schedule_pending(&mut self) {
@@ -531,7 +535,11 @@ impl SimModel {
                     namespace: p.namespace.clone(),
                     name: p.name.clone(),
                     node: p.node.clone(),
-                    ready: p.node.as_deref().and_then(|n| self.host(n)).is_some_and(&up),
+                    ready: p
+                        .node
+                        .as_deref()
+                        .and_then(|n| self.host(n))
+                        .is_some_and(&up),
                     owner_kind: p.kind.as_str().to_string(),
                     owner: p.workload.clone(),
                     labels: w.map(|w| w.labels.clone()).unwrap_or_default(),
@@ -548,7 +556,10 @@ impl SimModel {
             .filter(|w| w.kind != WorkloadKind::Pod)
             .map(|w| {
                 let replicas = if w.kind == WorkloadKind::DaemonSet {
-                    let eligible = self.hosts.iter().filter(|h| w.nodes.contains(&h.name) && fits_node(w, h));
+                    let eligible = self
+                        .hosts
+                        .iter()
+                        .filter(|h| w.nodes.contains(&h.name) && fits_node(w, h));
                     eligible.count() as u32
                 } else {
                     w.replicas

@@ -11,11 +11,10 @@ pub mod time;
 mod version;
 
 pub use api::{
-    ClusterInfo, HostVersions,
-    AlarmList, AlarmView, ErrorBody, EventList, EventView, HostPatchList, HostPatchView,
-    HostUpgradeRequest, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
-    KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
-    KubeVersionSummary, PatchList, PatchOp, PatchView,
+    AlarmList, AlarmView, ClusterInfo, ErrorBody, EventList, EventView, HostPatchList,
+    HostPatchView, HostUpgradeRequest, HostVersions, IHost, IHostList, KubeHostUpgradeList,
+    KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail,
+    KubeVersionList, KubeVersionSummary, PatchList, PatchOp, PatchView,
 };
 pub use catalog::VersionMeta;
 pub use cluster::{

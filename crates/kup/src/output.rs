@@ -229,7 +229,11 @@ pub fn info(info: &kup_types::ClusterInfo, format: Format) -> Rendered {
     if format != Format::Table {
         return structured(info, format);
     }
-    let head = match (info.cluster_version, info.transitioning_from, info.transitioning_to) {
+    let head = match (
+        info.cluster_version,
+        info.transitioning_from,
+        info.transitioning_to,
+    ) {
         (_, Some(from), Some(to)) => format!("Transitioning from {from} to {to}"),
         (Some(v), _, _) => format!("Cluster version: {v}"),
         _ => "Cluster version: unknown".to_string(),
@@ -248,7 +252,13 @@ pub fn info(info: &kup_types::ClusterInfo, format: Format) -> Rendered {
         })
         .collect();
     let table = crate::table::render(
-        &["Hostname", "Personality", "Roles", "Control Plane", "Kubelet"],
+        &[
+            "Hostname",
+            "Personality",
+            "Roles",
+            "Control Plane",
+            "Kubelet",
+        ],
         &rows,
     );
     Ok(format!("{head}\n{table}\n"))

@@ -336,8 +336,14 @@ fn the_seed_procedure_through_the_cli() {
     ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
     assert_eq!(state_of(&d), "upgraded-second-master");
     let info = ok(&d, "info");
-    assert!(info.starts_with("Transitioning from v1.16.1 to v1.16.2\n"), "{info}");
-    assert!(info.contains("| controller-1 | controller  | etcd    | v1.16.2       | v1.16.1 |"), "{info}");
+    assert!(
+        info.starts_with("Transitioning from v1.16.1 to v1.16.2\n"),
+        "{info}"
+    );
+    assert!(
+        info.contains("| controller-1 | controller  | etcd    | v1.16.2       | v1.16.1 |"),
+        "{info}"
+    );
     // 10.
     assert_eq!(
         ok(&d, "kube-host-upgrade-list"),
