@@ -100,11 +100,16 @@ pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
     let running = crate::catalog::running_versions(obs);
     let (lowest, highest) = (running.first().copied(), running.last().copied());
     let transition = match &snap.upgrade {
-        Some(u) => Some((lowest.unwrap_or(u.from_version).min(u.from_version), u.to_version)),
+        Some(u) => Some((
+            lowest.unwrap_or(u.from_version).min(u.from_version),
+            u.to_version,
+        )),
         None if running.len() > 1 => lowest.zip(highest),
         None => None,
     };
-    let single = (transition.is_none() && running.len() == 1).then_some(lowest).flatten();
+    let single = (transition.is_none() && running.len() == 1)
+        .then_some(lowest)
+        .flatten();
     let show = |v: Option<kup_types::KubeVersion>| v.map_or("N/A".to_string(), |v| v.to_string());
     kup_types::ClusterInfo {
         cluster_version: single,
