@@ -341,7 +341,7 @@ fn the_seed_procedure_through_the_cli() {
         "{info}"
     );
     assert!(
-        info.contains("| controller-1 | controller  | etcd    | v1.16.2       | v1.16.1 |"),
+        info.contains("| controller-1 | controller  |         | v1.16.2       | v1.16.1 |"),
         "{info}"
     );
     // 10.
