@@ -10,6 +10,7 @@ pub mod health;
 pub mod machine;
 pub mod patches;
 pub mod refusal;
+pub mod safety;
 pub mod views;
 
 pub use catalog::{Catalog, running_versions};

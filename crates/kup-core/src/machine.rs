@@ -445,6 +445,20 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             if h.personality == Personality::Controller && cp_in_flight {
                 return Err(Refusal::LockDuringControlPlane(name.clone()));
             }
+            // Look before draining: a lock that would lose data or break a budget is refused
+            // unless the operator says it knows (--force).
+            if !force {
+                let safety = crate::safety::analyze_host(ctx.obs, name);
+                if safety.verdict == crate::safety::Verdict::Unsafe {
+                    let reasons = safety
+                        .findings
+                        .iter()
+                        .filter(|f| f.verdict == crate::safety::Verdict::Unsafe)
+                        .map(|f| format!("{}: {}", f.subject, f.reason))
+                        .collect();
+                    return Err(Refusal::LockUnsafe { host: name.clone(), reasons });
+                }
+            }
             w.op(Operation::Lock {
                 host: name.clone(),
                 force: *force,

@@ -147,6 +147,11 @@ pub enum Refusal {
     },
 
     // -- host actions --
+    #[error(
+        "Can not lock {host}: draining it is unsafe ({}); use --force to lock it anyway",
+        .reasons.join("; ")
+    )]
+    LockUnsafe { host: String, reasons: Vec<String> },
     #[error("Host {0} is already locked")]
     AlreadyLocked(String),
     #[error("Host {0} is already unlocked")]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kup_core::Command;
+use kup_core::{Command, Refusal};
 use kup_types::KubeUpgradeState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,8 +287,26 @@ async fn seed_procedure_on_the_default_standard_system() {
     );
 }
 
-/// The procedure any system type follows; returns the controllers in upgrade order.
-pub async fn run_procedure(h: &Harness) {
+/// Locks a host; if the safety analysis refuses, records why and locks with --force, as an
+/// operator who accepts the loss would.
+async fn lock_or_force(h: &Harness, host: &str) -> Option<(String, String)> {
+    match h.run(lock(host)).await {
+        Ok(_) => {
+            h.engine.wait_idle().await;
+            None
+        }
+        Err(e) => {
+            assert!(matches!(e.refusal(), Some(Refusal::LockUnsafe { .. })), "{host}: {e}");
+            h.ok(Command::Lock { host: host.into(), force: true }).await;
+            Some((host.to_string(), e.to_string()))
+        }
+    }
+}
+
+/// The procedure any system type follows; returns the hosts that could only be locked with
+/// --force, and why.
+pub async fn run_procedure(h: &Harness) -> Vec<(String, String)> {
+    let mut forced = Vec::new();
     let obs = h.engine.observe().await.unwrap();
     let simplex = obs.system_type == kup_types::SystemType::AioSimplex;
     let mut controllers: Vec<(String, bool)> = obs
@@ -322,14 +340,14 @@ pub async fn run_procedure(h: &Harness) {
                 // The other controller is active now: hand the role back first.
                 h.ok(swact(c)).await;
             }
-            h.ok(lock(c)).await;
+            forced.extend(lock_or_force(h, c).await);
             h.ok(kubelet(c)).await;
             h.ok(unlock(c)).await;
         }
         assert_eq!(h.state().await, "upgrading-kubelets");
     }
     for w in &workers {
-        h.ok(lock(w)).await;
+        forced.extend(lock_or_force(h, w).await);
         h.ok(kubelet(w)).await;
         h.ok(unlock(w)).await;
     }
@@ -349,6 +367,7 @@ pub async fn run_procedure(h: &Harness) {
             .any(|v| v.version.to_string() == "v1.16.2" && v.state.as_str() == "active")
     );
     assert_gapless(&h.events().await);
+    forced
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,11 +385,20 @@ async fn seed_procedure_on_aio_simplex() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_procedure_on_aio_duplex() {
     let h = Harness::new(example("aio-duplex.yaml")).await;
-    run_procedure(&h).await;
+    let forced = run_procedure(&h).await;
+    // controller-1 runs a bare pod that a drain would lose: only --force locks it.
+    assert_eq!(forced.len(), 1, "{forced:?}");
+    assert_eq!(forced[0].0, "controller-1");
+    assert!(forced[0].1.contains("pod default/debug-shell"), "{}", forced[0].1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_procedure_on_fifty_workers() {
     let h = Harness::new(example("standard-50-workers.yaml")).await;
-    run_procedure(&h).await;
+    let forced = run_procedure(&h).await;
+    // Only the workers running the batch-report Job's pods are unsafe to drain.
+    assert!(!forced.is_empty() && forced.len() <= 5, "{forced:?}");
+    for (host, why) in &forced {
+        assert!(host.starts_with("worker-") && why.contains("job default/batch-report"), "{host}: {why}");
+    }
 }

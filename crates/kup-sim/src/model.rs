@@ -457,6 +457,62 @@ impl SimModel {
             }
         }
         self.schedule_pending();
+        self.rebalance();
+    }
+
+    /// The simulated cluster runs a descheduler: after an unlock, each workload's replicas are
+    /// spread back evenly over the hosts they may use (one pod moved at a time, where it fits),
+    /// as `RemoveDuplicates`/topology spreading would. Without it every drain piles replicas
+    /// onto the remaining hosts, and the next host can no longer be drained safely.
+    fn rebalance(&mut self) {
+        for wi in 0..self.workloads.len() {
+            let w = self.workloads[wi].clone();
+            if matches!(w.kind, WorkloadKind::DaemonSet | WorkloadKind::Pod) {
+                continue;
+            }
+            loop {
+                let hosts: Vec<String> = self
+                    .hosts
+                    .iter()
+                    .filter(|h| h.schedulable() && w.nodes.contains(&h.name) && fits_node(&w, h))
+                    .map(|h| h.name.clone())
+                    .collect();
+                let count = |n: &str| {
+                    self.pods
+                        .iter()
+                        .filter(|p| p.workload == w.name && p.namespace == w.namespace)
+                        .filter(|p| p.node.as_deref() == Some(n))
+                        .count()
+                };
+                let (Some(most), Some(least)) = (
+                    hosts.iter().max_by_key(|h| (count(h), std::cmp::Reverse((*h).clone()))),
+                    hosts.iter().min_by_key(|h| (count(h), (*h).clone())),
+                ) else {
+                    break;
+                };
+                if count(most) <= count(least) + 1 {
+                    break;
+                }
+                let target = self.host(least).expect("a listed host").clone();
+                let used = self.used(least);
+                let idx = self
+                    .pods
+                    .iter()
+                    .position(|p| {
+                        p.workload == w.name
+                            && p.namespace == w.namespace
+                            && p.node.as_deref() == Some(most.as_str())
+                    })
+                    .expect("the busiest host has a pod");
+                let req = self.pods[idx].requests;
+                let fits = used.cpu_millis + req.cpu_millis <= target.capacity.cpu_millis
+                    && used.memory_mib + req.memory_mib <= target.capacity.memory_mib;
+                if !fits {
+                    break;
+                }
+                self.pods[idx].node = Some(least.clone());
+            }
+        }
     }
 
     pub fn swact(&mut self, from: &str) {

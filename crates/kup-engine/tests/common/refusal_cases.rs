@@ -80,6 +80,9 @@ pub struct Case {
 fn standard() -> Inventory {
     seed_cluster()
 }
+fn duplex() -> Inventory {
+    example("aio-duplex.yaml")
+}
 fn simplex() -> Inventory {
     example("aio-simplex.yaml")
 }
@@ -610,6 +613,28 @@ pub fn cases() -> Vec<Case> {
             swact("controller-0"),
             |r| matches!(r, R::SwactDuringControlPlane(_)),
             "while a control plane upgrade is in progress",
+        ),
+        // -- the safety analysis before a lock --
+        Case {
+            cluster: duplex,
+            ..c(
+                "lock a host whose drain loses a bare pod",
+                vec![],
+                lock("controller-1"),
+                |r| matches!(r, R::LockUnsafe { .. }),
+                "pod default/debug-shell",
+            )
+        },
+        c(
+            "lock a host whose drain breaks a budget",
+            vec![Step::Mutate(|m| {
+                for p in m.pods.iter_mut().filter(|p| p.workload == "web") {
+                    p.node = Some("worker-0".into());
+                }
+            })],
+            lock("worker-0"),
+            |r| matches!(r, R::LockUnsafe { .. }),
+            "pdb default/web-pdb: evicting 4 pods exceeds the 2 allowed disruptions",
         ),
         c(
             "an unknown host",
