@@ -456,7 +456,10 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                         .filter(|f| f.verdict == crate::safety::Verdict::Unsafe)
                         .map(|f| format!("{}: {}", f.subject, f.reason))
                         .collect();
-                    return Err(Refusal::LockUnsafe { host: name.clone(), reasons });
+                    return Err(Refusal::LockUnsafe {
+                        host: name.clone(),
+                        reasons,
+                    });
                 }
             }
             w.op(Operation::Lock {

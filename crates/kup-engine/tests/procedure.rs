@@ -296,8 +296,15 @@ async fn lock_or_force(h: &Harness, host: &str) -> Option<(String, String)> {
             None
         }
         Err(e) => {
-            assert!(matches!(e.refusal(), Some(Refusal::LockUnsafe { .. })), "{host}: {e}");
-            h.ok(Command::Lock { host: host.into(), force: true }).await;
+            assert!(
+                matches!(e.refusal(), Some(Refusal::LockUnsafe { .. })),
+                "{host}: {e}"
+            );
+            h.ok(Command::Lock {
+                host: host.into(),
+                force: true,
+            })
+            .await;
             Some((host.to_string(), e.to_string()))
         }
     }
@@ -389,7 +396,11 @@ async fn seed_procedure_on_aio_duplex() {
     // controller-1 runs a bare pod that a drain would lose: only --force locks it.
     assert_eq!(forced.len(), 1, "{forced:?}");
     assert_eq!(forced[0].0, "controller-1");
-    assert!(forced[0].1.contains("pod default/debug-shell"), "{}", forced[0].1);
+    assert!(
+        forced[0].1.contains("pod default/debug-shell"),
+        "{}",
+        forced[0].1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,6 +410,9 @@ async fn seed_procedure_on_fifty_workers() {
     // Only the workers running the batch-report Job's pods are unsafe to drain.
     assert!(!forced.is_empty() && forced.len() <= 5, "{forced:?}");
     for (host, why) in &forced {
-        assert!(host.starts_with("worker-") && why.contains("job default/batch-report"), "{host}: {why}");
+        assert!(
+            host.starts_with("worker-") && why.contains("job default/batch-report"),
+            "{host}: {why}"
+        );
     }
 }

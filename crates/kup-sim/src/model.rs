@@ -485,7 +485,9 @@ impl SimModel {
                         .count()
                 };
                 let (Some(most), Some(least)) = (
-                    hosts.iter().max_by_key(|h| (count(h), std::cmp::Reverse((*h).clone()))),
+                    hosts
+                        .iter()
+                        .max_by_key(|h| (count(h), std::cmp::Reverse((*h).clone()))),
                     hosts.iter().min_by_key(|h| (count(h), (*h).clone())),
                 ) else {
                     break;

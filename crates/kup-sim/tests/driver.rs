@@ -198,7 +198,11 @@ async fn pods_that_fit_nowhere_stay_pending() {
     let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
     // postgres may only run on worker-0 now.
     sim.mutate(|m| {
-        let w = m.workloads.iter_mut().find(|w| w.name == "postgres").unwrap();
+        let w = m
+            .workloads
+            .iter_mut()
+            .find(|w| w.name == "postgres")
+            .unwrap();
         w.nodes = vec!["worker-0".into()];
     });
     let lock = Operation::Lock {
@@ -208,7 +212,11 @@ async fn pods_that_fit_nowhere_stay_pending() {
     sim.start(&lock).await.unwrap();
     sim.wait(&lock).await.unwrap();
     let obs = sim.observe().await.unwrap();
-    let pending: Vec<_> = obs.pods.iter().filter(|p| p.owner == "postgres" && p.node.is_none()).collect();
+    let pending: Vec<_> = obs
+        .pods
+        .iter()
+        .filter(|p| p.owner == "postgres" && p.node.is_none())
+        .collect();
     assert!(!pending.is_empty(), "{:?}", obs.pods);
     assert!(pending.iter().all(|p| !p.ready));
 }
