@@ -59,6 +59,7 @@ fn api() -> OpenApiRouter<routes::AppState> {
         .routes(routes!(patch_hosts_list))
         .routes(routes!(ihosts_patch_install))
         .routes(routes!(info_show))
+        .routes(routes!(upgrade_plan))
 }
 
 /// The OpenAPI document (also served at `/v1/openapi.json`).

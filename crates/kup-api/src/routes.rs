@@ -444,3 +444,37 @@ pub async fn ihosts_patch_install(
 pub async fn info_show(State(e): State<AppState>) -> ApiResult<Json<kup_types::ClusterInfo>> {
     Ok(Json(e.info().await?))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PlanQuery {
+    /// The target version (default: the upgrade in progress, else the highest available).
+    pub to: Option<String>,
+    /// The largest worker batch (default 1).
+    pub max_parallel_worker_hosts: Option<u32>,
+    /// A host with less free disk (GiB) is not ready (default 1).
+    pub min_free_disk_gib: Option<u32>,
+}
+
+/// `kup upgrade plan`: the stages of the whole upgrade, worker batches sized by the safety
+/// analysis (PodDisruptionBudgets, capacity), the findings per host and the predicted durations.
+#[utoipa::path(get, path = "/v1/upgrade/plan", tag = "plan", params(PlanQuery),
+    responses((status = 200, description = "The plan (kup_core::plan::Plan as JSON)"),
+              (status = 400, body = ErrorBody)))]
+pub async fn upgrade_plan(
+    State(e): State<AppState>,
+    query: Result<Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<kup_core::plan::Plan>> {
+    let Query(q) =
+        query.map_err(|r| ApiError::bad_request(format!("Invalid query: {}", r.body_text())))?;
+    let disk = q
+        .min_free_disk_gib
+        .unwrap_or(kup_core::safety::DEFAULT_MIN_FREE_DISK_GIB);
+    Ok(Json(
+        e.plan(
+            q.to.as_deref(),
+            q.max_parallel_worker_hosts.unwrap_or(1),
+            disk,
+        )
+        .await?,
+    ))
+}

@@ -308,6 +308,30 @@ impl Client {
         Ok(list.events)
     }
 
+    /// `GET /v1/upgrade/plan` (`kup upgrade plan`); the plan as JSON.
+    pub async fn upgrade_plan(
+        &self,
+        to: Option<&str>,
+        max_parallel_worker_hosts: u32,
+        min_free_disk_gib: u32,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut query = vec![
+            (
+                "max_parallel_worker_hosts",
+                max_parallel_worker_hosts.to_string(),
+            ),
+            ("min_free_disk_gib", min_free_disk_gib.to_string()),
+        ];
+        if let Some(to) = to {
+            query.push(("to", to.to_string()));
+        }
+        let segments = ["upgrade", "plan"];
+        let bytes = self
+            .request(Method::GET, &segments, None::<&()>, &query)
+            .await?;
+        self.decode(&segments, &bytes)
+    }
+
     /// `GET /v1/info` (`kup info`).
     pub async fn info(&self) -> Result<kup_types::ClusterInfo, ClientError> {
         self.get(&["info"]).await

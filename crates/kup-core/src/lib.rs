@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod health;
 pub mod machine;
 pub mod patches;
+pub mod plan;
 pub mod refusal;
 pub mod safety;
 pub mod views;

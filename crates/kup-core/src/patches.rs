@@ -320,3 +320,14 @@ pub fn host_view(snap: &Snapshot, h: &HostInfo) -> kup_types::HostPatchView {
             .collect(),
     }
 }
+
+/// The target's binaries a host still needs: the kubeadm (controllers) and kubelet (hosts with
+/// a kubelet) patches that deliver `version` and are not installed there yet.
+pub fn missing_on_host(snap: &Snapshot, host: &HostInfo, version: KubeVersion) -> Vec<String> {
+    snap.patches
+        .iter()
+        .filter(|p| p.delivers == Some(version) && needed_on(p, host))
+        .filter(|p| !snap.installed(&p.id, &host.hostname))
+        .map(|p| format!("{} ({} of {version})", p.id, p.kind))
+        .collect()
+}

@@ -20,6 +20,8 @@ pub enum Refusal {
     UnknownVersionLookup(KubeVersion),
     #[error("Patch {0} not found")]
     UnknownPatch(String),
+    #[error("No Kubernetes version is available to upgrade to; name one with --to")]
+    NothingToPlan,
 
     // -- patches --
     #[error("Patch {0} is already uploaded; delete it first to upload it again")]

@@ -34,6 +34,23 @@ pub trait Driver: Send + Sync + 'static {
     /// The latest known outcome of `op`.
     async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError>;
 
+    /// How long each kind of step takes on this cluster, in seconds, for planning. The
+    /// default is a typical kubeadm cluster's.
+    fn step_durations(&self) -> std::collections::BTreeMap<kup_types::StepKind, u64> {
+        use kup_types::StepKind::*;
+        [
+            (DownloadImages, 240),
+            (ControlPlane, 360),
+            (Networking, 180),
+            (Kubelet, 240),
+            (Lock, 45),
+            (Unlock, 420),
+            (Swact, 60),
+        ]
+        .into_iter()
+        .collect()
+    }
+
     /// How often `wait` polls `status`.
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)

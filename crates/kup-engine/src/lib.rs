@@ -250,6 +250,42 @@ impl Engine {
         Ok(kup_core::views::ihost(h, snap.host(&h.hostname)))
     }
 
+    /// `kup upgrade plan`: what the whole upgrade to `to` would do, stage by stage, with the
+    /// safety findings per host. `to` defaults to the upgrade in progress, else the highest
+    /// available version.
+    pub async fn plan(
+        &self,
+        to: Option<&str>,
+        max_parallel_worker_hosts: u32,
+        min_free_disk_gib: u32,
+    ) -> Result<kup_core::plan::Plan, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let catalog = self.inner.catalog_for(&snap);
+        let to = match to {
+            Some(v) => KubeVersion::parse(v).map_err(Refusal::from)?,
+            None => match &snap.upgrade {
+                Some(u) => u.to_version,
+                None => catalog
+                    .states(&obs)
+                    .into_iter()
+                    .filter(|(_, s)| *s == kup_types::VersionState::Available)
+                    .map(|(v, _)| v)
+                    .next_back()
+                    .ok_or(Refusal::NothingToPlan)?,
+            },
+        };
+        let durations = self.inner.driver.step_durations();
+        Ok(kup_core::plan::plan(&kup_core::plan::PlanInput {
+            obs: &obs,
+            snap: &snap,
+            catalog: &catalog,
+            to,
+            max_parallel_worker_hosts: max_parallel_worker_hosts.max(1),
+            durations: &durations,
+            min_free_disk_gib,
+        }))
+    }
+
     /// `kup info`.
     pub async fn info(&self) -> Result<kup_types::ClusterInfo, EngineError> {
         let (snap, obs) = self.read().await?;

@@ -440,6 +440,15 @@ impl Driver for SimCluster {
         Ok(())
     }
 
+    /// The cluster file's durations (realistic seconds, before the time scale).
+    fn step_durations(&self) -> std::collections::BTreeMap<StepKind, u64> {
+        let st = self.state.lock().expect("sim lock");
+        st.durations
+            .iter()
+            .map(|(k, v)| (*k, v.round() as u64))
+            .collect()
+    }
+
     async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError> {
         Ok(self
             .state

@@ -188,6 +188,27 @@ pub enum ClientCommand {
     SwPatch(SwPatchCommand),
     /// The cluster's version (or the transition in progress) and every host's versions.
     Info,
+    /// The whole upgrade: `upgrade plan` shows what it would do and how long it would take.
+    #[command(subcommand)]
+    Upgrade(UpgradeCommand),
+}
+
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
+pub enum UpgradeCommand {
+    /// The stages of the upgrade, the worker batches the safety analysis allows, the findings
+    /// per host, and the predicted duration.
+    Plan {
+        /// The target version (default: the upgrade in progress, else the highest available).
+        #[arg(long, value_name = "V")]
+        to: Option<String>,
+        /// The largest number of workers upgraded at once.
+        #[arg(long, default_value_t = 1, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_parallel_worker_hosts: u32,
+        /// A host with less free disk (GiB) is not ready.
+        #[arg(long, default_value_t = 1, value_name = "GIB")]
+        min_free_disk_gib: u32,
+    },
 }
 
 #[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
@@ -254,6 +275,7 @@ impl ClientCommand {
             EventList { .. } => "event-list",
             SwPatch(_) => "sw-patch",
             Info => "info",
+            Upgrade(_) => "upgrade",
         }
     }
 }
@@ -460,6 +482,20 @@ impl Runner {
             EventList { after, limit } => output::event_list(&c.events(*after, *limit).await?, f)?,
             SwPatch(p) => self.sw_patch(p).await?,
             Info => output::info(&c.info().await?, f)?,
+            Upgrade(UpgradeCommand::Plan {
+                to,
+                max_parallel_worker_hosts,
+                min_free_disk_gib,
+            }) => {
+                let plan = c
+                    .upgrade_plan(
+                        to.as_deref(),
+                        *max_parallel_worker_hosts,
+                        *min_free_disk_gib,
+                    )
+                    .await?;
+                output::plan(plan, f)?
+            }
         };
         Ok(Outcome::done(text))
     }

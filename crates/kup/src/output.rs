@@ -224,6 +224,18 @@ pub fn message(text: &str) -> String {
     format!("{text}\n")
 }
 
+/// `kup upgrade plan`: the core renders the plan's text, so the CLI and tests agree.
+pub fn plan(plan: serde_json::Value, format: Format) -> Rendered {
+    if format != Format::Table {
+        return structured(&plan, format);
+    }
+    let plan: kup_core::plan::Plan = serde_json::from_value(plan).map_err(|e| OutputError {
+        format,
+        message: format!("the plan does not parse: {e}"),
+    })?;
+    Ok(kup_core::plan::render_table(&plan))
+}
+
 /// `kup info`, in Kismatic's words: the version, then the hosts.
 pub fn info(info: &kup_types::ClusterInfo, format: Format) -> Rendered {
     if format != Format::Table {

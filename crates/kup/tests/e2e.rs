@@ -292,6 +292,18 @@ fn the_seed_procedure_through_the_cli() {
         err.contains("before the kubelet phase of an upgrade to v1.16.2"),
         "{err}"
     );
+    // The plan before starting: stages, batches, findings, readiness.
+    let plan = ok(&d, "upgrade plan --max-parallel-worker-hosts 2");
+    assert!(
+        plan.starts_with("Plan: v1.16.1 -> v1.16.2 (7 stages"),
+        "{plan}"
+    );
+    assert!(plan.contains("worker-0: NOT READY\n  - patch K8S-1.16.2-KUBELET (kubelet of v1.16.2) is not installed"), "{plan}");
+    assert!(plan.contains(" 6. worker-kubelets"), "{plan}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, "upgrade plan --format json")).unwrap();
+    assert_eq!(json["to"], "v1.16.2");
+    assert_eq!(json["stages"].as_array().unwrap().len(), 7);
     // 5.
     let started = ok(&d, "kube-upgrade-start v1.16.2");
     assert!(

@@ -49,6 +49,7 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "event-list",
             "sw-patch",
             "info",
+            "upgrade",
         ]
     );
     for sub in cmd.get_subcommands() {

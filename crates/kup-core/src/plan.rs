@@ -1,0 +1,809 @@
+//! The upgrade plan: what a whole Kubernetes upgrade will do, in which order, in which batches
+//! and for how long, computed before anything is touched (`kup upgrade plan`).
+//!
+//! The stages follow the seed's order: download images, the first control plane (the standby
+//! controller), networking, the second control plane (the active controller; none on
+//! aio-simplex), the controllers' kubelets one at a time (the standby first, then the active
+//! one after a swact; on aio-simplex in place, without a lock), the workers' kubelets in
+//! batches, and complete. Storage hosts run no Kubernetes and take no part.
+//!
+//! Worker batches are built greedily, in host-id order: each batch starts from the first worker
+//! not yet planned and takes every further worker (again in id order) for which
+//! [`analyze_batch`] of the grown batch is not `UNSAFE` — every PodDisruptionBudget stays
+//! within its budget, every evicted pod still fits somewhere, nothing loses its last ready
+//! replica — until `--max-parallel-worker-hosts` is reached. A worker that is unsafe even alone
+//! gets a batch of its own, marked `UNSAFE` and placed after the safe batches: the plan shows
+//! it, and the online upgrade will refuse to lock it without `--force`.
+//!
+//! Pure, like the rest of the core: the plan is immutable data computed from the observation,
+//! the store's snapshot, the catalog and the step durations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use kup_types::{
+    HostInfo, KubeUpgradeState, KubeVersion, Observation, Personality, Snapshot, StepKind,
+    SystemType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, running_versions};
+use crate::safety::{Finding, HostSafety, Verdict, analyze_all, analyze_batch};
+
+/// Stage names, in order.
+pub const DOWNLOAD_IMAGES: &str = "download-images";
+pub const FIRST_CONTROL_PLANE: &str = "first-control-plane";
+pub const NETWORKING: &str = "networking";
+pub const SECOND_CONTROL_PLANE: &str = "second-control-plane";
+pub const CONTROLLER_KUBELETS: &str = "controller-kubelets";
+pub const WORKER_KUBELETS: &str = "worker-kubelets";
+pub const COMPLETE: &str = "complete";
+
+/// While growing one worker batch, the planner stops trying further workers after this many
+/// candidates that the full analysis found unsafe (the cheap screen below rejects most
+/// candidates without it). This bounds the work per batch at `cap + MAX_UNSAFE_PROBES` full
+/// analyses, whatever the cluster, at the price of sometimes a smaller batch than possible.
+pub const MAX_UNSAFE_PROBES: usize = 8;
+
+/// A batch's reason names at most this many causes of its size.
+const MAX_CAUSES: usize = 3;
+
+/// What a plan is computed from. It borrows the caller's values, so it is neither serialized
+/// nor compared; the [`Plan`] it yields is.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanInput<'a> {
+    pub obs: &'a Observation,
+    pub snap: &'a Snapshot,
+    pub catalog: &'a Catalog,
+    pub to: KubeVersion,
+    /// At least 1; 0 counts as 1.
+    pub max_parallel_worker_hosts: u32,
+    /// Seconds each kind of step takes; a missing kind takes 0.
+    pub durations: &'a BTreeMap<StepKind, u64>,
+    /// A host with less free disk is not ready.
+    pub min_free_disk_gib: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The version the upgrade starts from: the upgrade in progress's, or the one version the
+    /// cluster runs; `None` when that is not a single version.
+    pub from: Option<KubeVersion>,
+    pub to: KubeVersion,
+    /// Empty when the plan is blocked.
+    pub stages: Vec<Stage>,
+    /// Every host taken down on its own ([`analyze_all`]), sorted by host id.
+    pub hosts: Vec<HostSafety>,
+    /// The predicted duration of the stages not done yet.
+    pub total_seconds: u64,
+    /// The duration of the stages not done yet if the workers went in batches as large as
+    /// `--max-parallel-worker-hosts` allows, safety aside (`ceil(workers / cap)` batches); the
+    /// other stages are strictly sequential (controllers one at a time) in any schedule. No
+    /// schedule that respects the stage order and the cap can be shorter, so it is a lower
+    /// bound of every safe schedule; `total_seconds - lower_bound_seconds` is what safety
+    /// costs.
+    pub lower_bound_seconds: u64,
+    /// Why the upgrade cannot proceed at all (target unknown, no upgrade path, ...); empty when
+    /// it can.
+    pub blocked: Vec<String>,
+    /// Each host's readiness: free disk, availability, the target's binaries it still needs.
+    #[serde(default)]
+    pub readiness: Vec<crate::safety::Readiness>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// One of [`DOWNLOAD_IMAGES`], [`FIRST_CONTROL_PLANE`], [`NETWORKING`],
+    /// [`SECOND_CONTROL_PLANE`], [`CONTROLLER_KUBELETS`], [`WORKER_KUBELETS`], [`COMPLETE`].
+    pub name: String,
+    /// Run one after the other; the hosts of a batch in parallel. Cluster-wide stages have
+    /// none.
+    pub batches: Vec<Batch>,
+    /// Predicted duration (for a cluster-wide stage also when it is done).
+    pub seconds: u64,
+    /// Already done, by the upgrade's state or, for kubelets, because every host of the stage
+    /// runs the target version.
+    pub done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// In host-id order.
+    pub hosts: Vec<String>,
+    /// Why the batch has this size (and, when it is unsafe, its worst finding).
+    pub reason: String,
+    /// Of [`analyze_batch`] for these hosts; `OK` for steps that do not take a host down
+    /// (control planes, the kubelet of an aio-simplex host).
+    pub verdict: Verdict,
+    pub seconds: u64,
+}
+
+/// How far the stored upgrade state is: the number of cluster-wide steps done (images, first
+/// control plane, networking, second control plane), 5 when complete.
+fn progress(state: KubeUpgradeState) -> u8 {
+    use KubeUpgradeState as S;
+    match state {
+        S::UpgradeStarted | S::DownloadingImages | S::DownloadingImagesFailed => 0,
+        S::DownloadedImages | S::UpgradingFirstMaster | S::UpgradingFirstMasterFailed => 1,
+        S::UpgradedFirstMaster | S::UpgradingNetworking | S::UpgradingNetworkingFailed => 2,
+        S::UpgradedNetworking | S::UpgradingSecondMaster | S::UpgradingSecondMasterFailed => 3,
+        S::UpgradedSecondMaster | S::UpgradingKubelets => 4,
+        S::UpgradeComplete => 5,
+    }
+}
+
+/// The starting version and why the upgrade cannot proceed, if it cannot.
+fn check_path(input: &PlanInput<'_>) -> (Option<KubeVersion>, Vec<String>) {
+    let to = input.to;
+    let mut blocked = Vec::new();
+    let meta = input.catalog.get(to);
+    if meta.is_none() {
+        blocked.push(format!("{to} is not in the version catalog"));
+    }
+    if let Some(u) = &input.snap.upgrade {
+        if u.to_version != to {
+            blocked.push(format!(
+                "an upgrade from {} to {} is in progress ({}): finish it before planning another",
+                u.from_version, u.to_version, u.state
+            ));
+        }
+        return (Some(u.from_version), blocked);
+    }
+    let running = running_versions(input.obs);
+    let from = if running.len() == 1 {
+        running.first().copied()
+    } else {
+        None
+    };
+    match from {
+        None if running.is_empty() => {
+            blocked.push("no control plane or kubelet version is observed".into());
+        }
+        None => blocked.push(format!(
+            "the cluster runs several versions ({}): an upgrade starts from exactly one",
+            join(running.iter())
+        )),
+        Some(f) if to == f => blocked.push(format!("the cluster already runs {to}")),
+        Some(f) if to < f => blocked.push(format!(
+            "{to} is older than the running version {f}: kup never downgrades"
+        )),
+        Some(f) => {
+            if input.catalog.get(f).is_none() {
+                blocked.push(format!(
+                    "the running version {f} is not in the version catalog"
+                ));
+            }
+            if let Some(m) = meta
+                && !m.upgrade_from.contains(&f)
+            {
+                blocked.push(format!(
+                    "no upgrade path from {f} to {to} ({to} upgrades from {})",
+                    if m.upgrade_from.is_empty() {
+                        "no version".to_string()
+                    } else {
+                        join(m.upgrade_from.iter())
+                    }
+                ));
+            }
+        }
+    }
+    (from, blocked)
+}
+
+fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let obs = input.obs;
+    let to = input.to;
+    let hosts = analyze_all(obs);
+    let readiness: Vec<crate::safety::Readiness> = obs
+        .hosts
+        .iter()
+        .map(|h| {
+            let missing = crate::patches::missing_on_host(input.snap, h, to);
+            crate::safety::readiness(obs, &h.hostname, input.min_free_disk_gib, &missing)
+        })
+        .collect();
+    let (from, blocked) = check_path(input);
+    if !blocked.is_empty() {
+        return Plan {
+            from,
+            to,
+            stages: Vec::new(),
+            hosts,
+            total_seconds: 0,
+            lower_bound_seconds: 0,
+            blocked,
+            readiness,
+        };
+    }
+
+    let cap = input.max_parallel_worker_hosts.max(1) as usize;
+    let d = |k: StepKind| input.durations.get(&k).copied().unwrap_or(0);
+    let done_steps = input.snap.upgrade.as_ref().map_or(0, |u| progress(u.state));
+    let complete = done_steps >= 5;
+    let simplex = obs.system_type == SystemType::AioSimplex;
+    let safety: HashMap<&str, &HostSafety> = hosts.iter().map(|h| (h.host.as_str(), h)).collect();
+    let pending = |h: &HostInfo| !complete && obs.kubelet_version(&h.hostname) != Some(to);
+
+    let mut sorted: Vec<&HostInfo> = obs.hosts.iter().collect();
+    sorted.sort_by(|a, b| (a.id, &a.hostname).cmp(&(b.id, &b.hostname)));
+    let controllers: Vec<&HostInfo> = sorted
+        .iter()
+        .copied()
+        .filter(|h| h.personality == Personality::Controller)
+        .collect();
+    let workers: Vec<&HostInfo> = sorted
+        .iter()
+        .copied()
+        .filter(|h| h.personality == Personality::Worker)
+        .collect();
+
+    // The first control plane: one already at the target (mid-upgrade), else the standby.
+    let first_cp = controllers.iter().copied().min_by_key(|c| {
+        (
+            obs.control_plane_version(&c.hostname) != Some(to),
+            c.active_controller,
+            c.id,
+        )
+    });
+    let second_cp = if simplex {
+        None
+    } else {
+        controllers
+            .iter()
+            .copied()
+            .find(|c| Some(c.hostname.as_str()) != first_cp.map(|f| f.hostname.as_str()))
+    };
+
+    let mut stages = Vec::new();
+    stages.push(Stage {
+        name: DOWNLOAD_IMAGES.into(),
+        batches: Vec::new(),
+        seconds: d(StepKind::DownloadImages),
+        done: done_steps >= 1,
+    });
+    let cp_batch = |h: &HostInfo, reason: &str| Batch {
+        hosts: vec![h.hostname.clone()],
+        reason: reason.to_string(),
+        verdict: Verdict::Ok,
+        seconds: d(StepKind::ControlPlane),
+    };
+    stages.push(Stage {
+        name: FIRST_CONTROL_PLANE.into(),
+        batches: first_cp
+            .map(|h| {
+                let reason = if controllers.len() == 1 {
+                    "the only controller (kubeadm upgrade apply); its host stays in service"
+                } else {
+                    "the standby controller first (kubeadm upgrade apply); its host stays in \
+                     service"
+                };
+                cp_batch(h, reason)
+            })
+            .into_iter()
+            .collect(),
+        seconds: d(StepKind::ControlPlane),
+        done: done_steps >= 2,
+    });
+    stages.push(Stage {
+        name: NETWORKING.into(),
+        batches: Vec::new(),
+        seconds: d(StepKind::Networking),
+        done: done_steps >= 3,
+    });
+    if let Some(h) = second_cp {
+        stages.push(Stage {
+            name: SECOND_CONTROL_PLANE.into(),
+            batches: vec![cp_batch(
+                h,
+                "the other controller, after networking (kubeadm upgrade node); its host stays \
+                 in service",
+            )],
+            seconds: d(StepKind::ControlPlane),
+            done: done_steps >= 4,
+        });
+    }
+
+    // Controllers' kubelets: one at a time, the standby ones first, the active one last (it
+    // hands its role over first).
+    let mut pending_controllers: Vec<&HostInfo> =
+        controllers.iter().copied().filter(|h| pending(h)).collect();
+    pending_controllers.sort_by_key(|h| (h.active_controller, h.id));
+    let host_cycle = d(StepKind::Lock) + d(StepKind::Kubelet) + d(StepKind::Unlock);
+    let controller_batches: Vec<Batch> = pending_controllers
+        .iter()
+        .map(|h| {
+            if simplex {
+                return Batch {
+                    hosts: vec![h.hostname.clone()],
+                    reason: "aio-simplex: the only host; its kubelet is upgraded in place, \
+                             without a lock or a drain"
+                        .into(),
+                    verdict: Verdict::Ok,
+                    seconds: d(StepKind::Kubelet),
+                };
+            }
+            let peer = controllers
+                .iter()
+                .find(|c| c.hostname != h.hostname)
+                .map(|c| c.hostname.as_str());
+            let (mut reason, seconds) = match peer {
+                Some(peer) if h.active_controller => (
+                    format!(
+                        "one controller at a time; the active controller goes last, after a \
+                         swact to {peer}"
+                    ),
+                    d(StepKind::Swact) + host_cycle,
+                ),
+                Some(_) => (
+                    "one controller at a time; the standby first".to_string(),
+                    host_cycle,
+                ),
+                None => ("the only controller".to_string(), host_cycle),
+            };
+            let verdict = safety
+                .get(h.hostname.as_str())
+                .map_or(Verdict::Ok, |s| s.verdict);
+            if verdict == Verdict::Unsafe
+                && let Some(f) = safety
+                    .get(h.hostname.as_str())
+                    .and_then(|s| s.findings.first())
+            {
+                let _ = write!(reason, "; unsafe: {f}");
+            }
+            Batch {
+                hosts: vec![h.hostname.clone()],
+                reason,
+                verdict,
+                seconds,
+            }
+        })
+        .collect();
+    stages.push(Stage {
+        name: CONTROLLER_KUBELETS.into(),
+        seconds: controller_batches.iter().map(|b| b.seconds).sum(),
+        done: controller_batches.is_empty(),
+        batches: controller_batches,
+    });
+
+    let pending_workers: Vec<&HostInfo> = workers.iter().copied().filter(|h| pending(h)).collect();
+    let mut lower_workers = 0;
+    if !workers.is_empty() {
+        let batches = worker_batches(obs, &pending_workers, &safety, cap, host_cycle);
+        lower_workers = pending_workers.len().div_ceil(cap) as u64 * host_cycle;
+        stages.push(Stage {
+            name: WORKER_KUBELETS.into(),
+            seconds: batches.iter().map(|b| b.seconds).sum(),
+            done: batches.is_empty(),
+            batches,
+        });
+    }
+    stages.push(Stage {
+        name: COMPLETE.into(),
+        batches: Vec::new(),
+        seconds: 0,
+        done: complete,
+    });
+
+    let left = stages.iter().filter(|s| !s.done);
+    let total_seconds = left.clone().map(|s| s.seconds).sum();
+    let lower_bound_seconds = left
+        .map(|s| {
+            if s.name == WORKER_KUBELETS {
+                lower_workers
+            } else {
+                s.seconds
+            }
+        })
+        .sum();
+    Plan {
+        from,
+        to,
+        stages,
+        hosts,
+        total_seconds,
+        lower_bound_seconds,
+        blocked,
+        readiness,
+    }
+}
+
+/// The worker batches, safe ones first (by their first host's id), then one batch per worker
+/// that is unsafe even alone.
+fn worker_batches(
+    obs: &Observation,
+    pending: &[&HostInfo],
+    safety: &HashMap<&str, &HostSafety>,
+    cap: usize,
+    seconds: u64,
+) -> Vec<Batch> {
+    let alone = |h: &HostInfo| safety.get(h.hostname.as_str()).copied();
+    let verdict_alone = |h: &HostInfo| alone(h).map_or(Verdict::Unsafe, |s| s.verdict);
+    let safe: Vec<&str> = pending
+        .iter()
+        .filter(|h| verdict_alone(h) != Verdict::Unsafe)
+        .map(|h| h.hostname.as_str())
+        .collect();
+    let screen = Screen::new(obs);
+    let mut out = Vec::new();
+    let mut taken = vec![false; safe.len()];
+    for i in 0..safe.len() {
+        if taken[i] {
+            continue;
+        }
+        taken[i] = true;
+        let mut batch = vec![safe[i]];
+        let mut tally = Tally::default();
+        tally.add(&screen, safe[i]);
+        let mut verdict = safety.get(safe[i]).map_or(Verdict::Ok, |s| s.verdict);
+        // Why the other workers could not join, with how many each.
+        let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+        let mut failed_probes = 0;
+        for j in i + 1..safe.len() {
+            if batch.len() >= cap || failed_probes >= MAX_UNSAFE_PROBES {
+                break;
+            }
+            if taken[j] {
+                continue;
+            }
+            let cand = safe[j];
+            if let Some(why) = tally.check(&screen, cand) {
+                *refused.entry(why).or_default() += 1;
+                continue;
+            }
+            batch.push(cand);
+            let result = analyze_batch(obs, &batch);
+            if result.verdict == Verdict::Unsafe {
+                batch.pop();
+                failed_probes += 1;
+                let why = result
+                    .findings
+                    .first()
+                    .map_or_else(|| "unsafe".to_string(), Finding::to_string);
+                *refused.entry(why).or_default() += 1;
+            } else {
+                taken[j] = true;
+                tally.add(&screen, cand);
+                verdict = result.verdict;
+            }
+        }
+        let reason = if batch.len() >= cap {
+            format!("capped by --max-parallel-worker-hosts {cap}")
+        } else if !refused.is_empty() {
+            let mut causes: Vec<(&String, usize)> =
+                refused.iter().map(|(why, &n)| (why, n)).collect();
+            causes.sort_by_key(|&(why, n)| (std::cmp::Reverse(n), why));
+            let mut text = "no other worker can join: ".to_string();
+            for (k, (why, n)) in causes.iter().take(MAX_CAUSES).enumerate() {
+                if k > 0 {
+                    text.push_str("; ");
+                }
+                let _ = write!(text, "{why} ({n} worker{})", if *n == 1 { "" } else { "s" });
+            }
+            let more: usize = causes.iter().skip(MAX_CAUSES).map(|(_, n)| n).sum();
+            if more > 0 {
+                let _ = write!(text, "; {more} more for other reasons");
+            }
+            if failed_probes >= MAX_UNSAFE_PROBES {
+                let _ = write!(text, "; stopped after {MAX_UNSAFE_PROBES} unsafe trials");
+            }
+            text
+        } else if batch.len() == 1 {
+            "the last worker".to_string()
+        } else {
+            "the last workers".to_string()
+        };
+        out.push(Batch {
+            hosts: batch.iter().map(|h| h.to_string()).collect(),
+            reason,
+            verdict,
+            seconds,
+        });
+    }
+    for h in pending
+        .iter()
+        .filter(|h| verdict_alone(h) == Verdict::Unsafe)
+    {
+        let worst = alone(h)
+            .and_then(|s| s.findings.first())
+            .map_or_else(|| "not analysed".to_string(), Finding::to_string);
+        out.push(Batch {
+            hosts: vec![h.hostname.clone()],
+            reason: format!("unsafe even alone: {worst}"),
+            verdict: Verdict::Unsafe,
+            seconds,
+        });
+    }
+    out
+}
+
+/// A cheap, conservative screen of a candidate worker before the full analysis: it rejects a
+/// candidate only when [`analyze_batch`] would surely find the grown batch unsafe (a
+/// PodDisruptionBudget's ready pods evicted beyond its allowed disruptions, a workload's last
+/// ready pods, the last ingress host), so it never changes which batches are accepted, only
+/// how many full analyses it takes to find them.
+struct Screen<'a> {
+    /// Per hostname: `(pdb, ready evicted pods)` and `(owner, ready pods)`, and whether it is an
+    /// available ingress host.
+    load: HashMap<&'a str, Load>,
+    pdbs: Vec<(String, u32)>,
+    /// Name and ready pods over every node.
+    owners: Vec<(String, u32)>,
+    ingress_up: usize,
+}
+
+#[derive(Default)]
+struct Load {
+    pdbs: Vec<(usize, u32)>,
+    owners: Vec<(usize, u32)>,
+    ingress: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    pdbs: HashMap<usize, u32>,
+    owners: HashMap<usize, u32>,
+    ingress: usize,
+}
+
+impl<'a> Screen<'a> {
+    fn new(obs: &'a Observation) -> Self {
+        let mut load: HashMap<&str, Load> = HashMap::new();
+        let mut ingress_up = 0;
+        for h in &obs.hosts {
+            let ingress =
+                h.is_unlocked_enabled_available() && h.roles.iter().any(|r| r == "ingress");
+            ingress_up += usize::from(ingress);
+            load.entry(h.hostname.as_str()).or_default().ingress |= ingress;
+        }
+
+        // Pods grouped by namespace and label set, so each PDB is matched once per set.
+        type Labels = BTreeMap<String, String>;
+        let mut sets: HashMap<(&str, &Labels), Vec<usize>> = HashMap::new();
+        for (i, p) in obs.pods.iter().enumerate() {
+            sets.entry((p.namespace.as_str(), &p.labels))
+                .or_default()
+                .push(i);
+        }
+        let evicted = |kind: &str| !matches!(kind, "Node" | "DaemonSet");
+        let mut pdbs = Vec::with_capacity(obs.pdbs.len());
+        let mut hits: HashMap<(&str, usize), u32> = HashMap::new();
+        for (b, pdb) in obs.pdbs.iter().enumerate() {
+            let mut matched: Vec<usize> = Vec::new();
+            for ((ns, labels), pods) in &sets {
+                if *ns == pdb.namespace
+                    && pdb.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                {
+                    matched.extend(pods);
+                }
+            }
+            let total = matched.len() as u32;
+            let healthy = matched.iter().filter(|&&p| obs.pods[p].ready).count() as u32;
+            let desired = match (pdb.max_unavailable, pdb.min_available) {
+                (Some(m), _) => total.saturating_sub(m),
+                (None, Some(m)) => m,
+                (None, None) => 0,
+            };
+            pdbs.push((
+                format!("{}/{}", pdb.namespace, pdb.name),
+                healthy.saturating_sub(desired),
+            ));
+            for p in matched {
+                let pod = &obs.pods[p];
+                if let (true, true, Some(node)) = (pod.ready, evicted(&pod.owner_kind), &pod.node) {
+                    *hits.entry((node.as_str(), b)).or_default() += 1;
+                }
+            }
+        }
+        for ((node, b), n) in hits {
+            if let Some(l) = load.get_mut(node) {
+                l.pdbs.push((b, n));
+            }
+        }
+
+        // Workloads whose every ready pod would be down: DaemonSets and replicated kinds.
+        let mut owner_ids: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        let mut owners: Vec<(String, u32)> = Vec::new();
+        let mut here: HashMap<(&str, usize), u32> = HashMap::new();
+        for p in &obs.pods {
+            let (Some(node), true) = (&p.node, p.ready) else {
+                continue;
+            };
+            if matches!(p.owner_kind.as_str(), "Node" | "Pod" | "" | "Job") {
+                continue;
+            }
+            let key = (
+                p.namespace.as_str(),
+                p.owner_kind.as_str(),
+                p.owner.as_str(),
+            );
+            let id = *owner_ids.entry(key).or_insert_with(|| {
+                owners.push((
+                    format!(
+                        "{} {}/{}",
+                        p.owner_kind.to_lowercase(),
+                        p.namespace,
+                        p.owner
+                    ),
+                    0,
+                ));
+                owners.len() - 1
+            });
+            owners[id].1 += 1;
+            *here.entry((node.as_str(), id)).or_default() += 1;
+        }
+        for ((node, o), n) in here {
+            if let Some(l) = load.get_mut(node) {
+                l.owners.push((o, n));
+            }
+        }
+        Screen {
+            load,
+            pdbs,
+            owners,
+            ingress_up,
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, screen: &Screen<'_>, host: &str) {
+        let Some(l) = screen.load.get(host) else {
+            return;
+        };
+        for &(b, n) in &l.pdbs {
+            *self.pdbs.entry(b).or_default() += n;
+        }
+        for &(o, n) in &l.owners {
+            *self.owners.entry(o).or_default() += n;
+        }
+        self.ingress += usize::from(l.ingress);
+    }
+
+    /// Why adding `host` surely makes the batch unsafe, if it does, in words that do not
+    /// depend on the host (so that the causes of a batch's size can be counted). The first
+    /// PDB, then the first workload, so the text does not depend on hashing.
+    fn check(&self, screen: &Screen<'_>, host: &str) -> Option<String> {
+        let l = screen.load.get(host)?;
+        let pdb = l
+            .pdbs
+            .iter()
+            .filter(|&&(b, n)| self.pdbs.get(&b).copied().unwrap_or(0) + n > screen.pdbs[b].1)
+            .min_by_key(|&&(b, _)| b);
+        if let Some(&(b, _)) = pdb {
+            let (name, allowed) = &screen.pdbs[b];
+            return Some(format!(
+                "pdb {name} allows {allowed} disruption{}",
+                if *allowed == 1 { "" } else { "s" }
+            ));
+        }
+        let owner = l
+            .owners
+            .iter()
+            .filter(|&&(o, n)| self.owners.get(&o).copied().unwrap_or(0) + n >= screen.owners[o].1)
+            .map(|&(o, _)| &screen.owners[o])
+            .min_by(|a, b| a.0.cmp(&b.0));
+        if let Some((name, ready)) = owner {
+            return Some(format!(
+                "{name} would have none of its {ready} ready pods left"
+            ));
+        }
+        if l.ingress && self.ingress + 1 >= screen.ingress_up {
+            return Some(format!(
+                "no ingress host would remain ({} available)",
+                screen.ingress_up
+            ));
+        }
+        None
+    }
+}
+
+/// `4m 0s`, `1h 2m 3s`, `45s`: exact, for stage and batch durations.
+pub fn human(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h {m}m {s}s")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `1h 12m`, `58m`, `45s`: rounded to the minute once a minute is reached.
+pub fn about(secs: u64) -> String {
+    if secs < 60 {
+        return format!("{secs}s");
+    }
+    let mins = (secs + 30) / 60;
+    match (mins / 60, mins % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
+/// The plan as Kismatic's `upgrade plan` shows it: the summary line, then every host with its
+/// roles, verdict and one line per finding, then the stages as a timeline with their batches.
+pub fn render_table(plan: &Plan) -> String {
+    let mut out = String::new();
+    let from = plan.from.map_or("?".to_string(), |v| v.to_string());
+    if plan.blocked.is_empty() {
+        let done = plan.stages.iter().filter(|s| s.done).count();
+        let _ = writeln!(
+            out,
+            "Plan: {from} -> {} ({} stages{}, about {}{}; no schedule can be shorter than {})",
+            plan.to,
+            plan.stages.len(),
+            if done > 0 {
+                format!(", {done} done")
+            } else {
+                String::new()
+            },
+            about(plan.total_seconds),
+            if done > 0 { " left" } else { "" },
+            about(plan.lower_bound_seconds),
+        );
+    } else {
+        let _ = writeln!(out, "Plan: {from} -> {}: BLOCKED", plan.to);
+        for b in &plan.blocked {
+            let _ = writeln!(out, "- {b}");
+        }
+    }
+    let _ = writeln!(out, "Hosts:");
+    for h in &plan.hosts {
+        let _ = writeln!(out, "{} [{}]", h.host, h.roles.join(", "));
+        let _ = writeln!(out, "  {}", h.verdict);
+        for f in &h.findings {
+            let _ = writeln!(out, "  - {f}");
+        }
+    }
+    let not_ready: Vec<&crate::safety::Readiness> =
+        plan.readiness.iter().filter(|r| !r.ready).collect();
+    if not_ready.is_empty() {
+        let _ = writeln!(out, "Readiness: every host is ready");
+    } else {
+        let _ = writeln!(out, "Readiness:");
+        for r in not_ready {
+            let _ = writeln!(out, "{}: NOT READY", r.host);
+            for p in &r.problems {
+                let _ = writeln!(out, "  - {p}");
+            }
+        }
+    }
+    if plan.stages.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "Stages:");
+    let mut at = 0;
+    for (i, s) in plan.stages.iter().enumerate() {
+        if s.done {
+            let _ = writeln!(out, "{:>2}. {:<22}{:>11}", i + 1, s.name, "done");
+        } else {
+            let _ = writeln!(
+                out,
+                "{:>2}. {:<22}{:>11}  at +{}",
+                i + 1,
+                s.name,
+                human(s.seconds),
+                human(at)
+            );
+            at += s.seconds;
+        }
+        for (j, b) in s.batches.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "      batch {} ({}, {}): {} -- {}",
+                j + 1,
+                b.verdict,
+                human(b.seconds),
+                b.hosts.join(", "),
+                b.reason
+            );
+        }
+    }
+    out
+}
