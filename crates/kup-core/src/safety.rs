@@ -704,10 +704,12 @@ fn analyze(
                     .iter()
                     .map(|&b| ix.budgets[b as usize].pdb.name.as_str())
                     .collect();
-                out.push(Finding::warning(
+                // The eviction API answers 500 for a pod under several budgets, so a drain
+                // would retry it for ever.
+                out.push(Finding::unsafe_(
                     pod_subject(p()),
                     format!(
-                        "covered by {} PDBs ({}): the eviction API refuses to evict such a pod",
+                        "covered by {} PDBs ({}): the eviction API refuses to evict such a pod, so the drain would hang",
                         names.len(),
                         names.join(", ")
                     ),

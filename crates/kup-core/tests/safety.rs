@@ -811,12 +811,13 @@ const CASES: &[Case] = &[
             }
         },
         hosts: &["worker-0"],
-        // The eviction API answers 500 for a pod under two PDBs: worth a warning.
-        verdict: WARNING,
+        // Both budgets would allow it, but the eviction API answers 500 for a pod under two
+        // PDBs: the drain would hang.
+        verdict: UNSAFE,
         findings: &[(
-            WARNING,
+            UNSAFE,
             "pod default/web-0",
-            "covered by 2 PDBs (web-pdb, tier-pdb)",
+            "covered by 2 PDBs (web-pdb, tier-pdb): the eviction API refuses",
         )],
     },
     Case {
@@ -843,7 +844,7 @@ const CASES: &[Case] = &[
                 "pdb default/strict",
                 "exceeds the 0 allowed disruptions",
             ),
-            (WARNING, "pod default/web-0", "covered by 2 PDBs"),
+            (UNSAFE, "pod default/web-0", "covered by 2 PDBs"),
         ],
     },
     Case {
