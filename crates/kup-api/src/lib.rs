@@ -81,6 +81,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The largest request body: a patch bundle at kup-patch's limit, plus slack.
+const MAX_BODY: usize = 256 * 1024 * 1024 + 4096;
+
 /// The whole service: `/v1` behind the token check, `/healthz` open.
 pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
     let (v1, _) = api().split_for_parts();
@@ -113,8 +116,10 @@ pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
             }
             .into_response()
         })
-        // Patch bundles are the largest bodies (kup-patch refuses over 256 MiB itself).
-        .layer(RequestBodyLimitLayer::new(256 * 1024 * 1024 + 4096))
+        // Patch bundles are the largest bodies (kup-patch refuses over 256 MiB itself); axum's
+        // own 2 MiB default would refuse every real kubelet bundle first.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,8 +130,16 @@ pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
         .layer(axum::middleware::map_response(json_content_type))
 }
 
-/// Every reply says `application/json`, as StarlingX's client requires, even an empty one.
+/// Every reply says `application/json`, as StarlingX's client requires, even an empty one;
+/// a body refused for its size gets the usual error body too.
 async fn json_content_type(mut res: axum::response::Response) -> axum::response::Response {
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            reason: format!("The request body is larger than {MAX_BODY} bytes"),
+        }
+        .into_response();
+    }
     res.headers_mut()
         .entry(header::CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("application/json"));

@@ -555,3 +555,44 @@ async fn replies_have_the_sysinv_shapes() {
     let events = get("/v1/events?after=1&limit=1").await;
     assert_eq!(events["events"][0]["seq"], 2);
 }
+
+/// A bundle over axum's 2 MiB default body limit is accepted (real kubelet bundles are tens
+/// of MiB); a body over kup's limit gets the usual error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_bundle_uploads() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let src = h.dir.path().join("big");
+    std::fs::create_dir_all(src.join("files/bin")).unwrap();
+    std::fs::write(
+        src.join("patch.json"),
+        r#"{"id": "BIG.1", "summary": "a big kubelet", "kind": "kubelet", "delivers": "v1.16.2"}"#,
+    )
+    .unwrap();
+    // Incompressible, so the gzip'd bundle stays over 2 MiB.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..3 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("files/bin/kubelet"), noise).unwrap();
+    let bytes = kup_patch::build(&src, &kup_patch::testkey::insecure_signing_key()).unwrap();
+    assert!(bytes.len() > 3 * 1024 * 1024);
+    let res = reqwest::Client::new()
+        .post(format!("{base}/v1/patches"))
+        .header("X-Auth-Token", ADMIN)
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(
+        h.engine.patch("BIG.1").await.unwrap().state.as_str(),
+        "available"
+    );
+}

@@ -447,17 +447,31 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             }
             // Look before draining: a lock that would lose data or break a budget is refused
             // unless the operator says it knows (--force).
+            // Hosts whose lock is still running are going down too: judge them together.
             if !force {
-                let safety = crate::safety::analyze_host(ctx.obs, name);
+                let mut batch: Vec<&str> = ctx
+                    .obs
+                    .hosts
+                    .iter()
+                    .filter(|o| o.task.as_deref() == Some("Locking"))
+                    .map(|o| o.hostname.as_str())
+                    .collect();
+                batch.push(name);
+                let safety = crate::safety::analyze_batch(ctx.obs, &batch);
                 if safety.verdict == crate::safety::Verdict::Unsafe {
-                    let reasons = safety
+                    let reasons: Vec<String> = safety
                         .findings
                         .iter()
                         .filter(|f| f.verdict == crate::safety::Verdict::Unsafe)
                         .map(|f| format!("{}: {}", f.subject, f.reason))
                         .collect();
+                    let with = batch[..batch.len() - 1]
+                        .iter()
+                        .map(|h| h.to_string())
+                        .collect();
                     return Err(Refusal::LockUnsafe {
                         host: name.clone(),
+                        with,
                         reasons,
                     });
                 }

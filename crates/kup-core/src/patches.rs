@@ -168,6 +168,17 @@ pub fn remove(
             version: v,
         });
     }
+    // Taking away the metadata or binaries of what runs would leave the cluster on a version
+    // the platform no longer knows.
+    if let Some(v) = version_of(p)
+        && (crate::catalog::running_versions(obs).contains(&v)
+            || snap.upgrade.as_ref().is_some_and(|u| u.from_version == v))
+    {
+        return Err(Refusal::PatchRunning {
+            id: id.into(),
+            version: v,
+        });
+    }
     let mut r = p.clone();
     r.state = PatchState::PartialRemove;
     r.state = settled_state(&r, &snap.installs, obs);
@@ -181,6 +192,16 @@ pub fn delete(snap: &Snapshot, id: &str) -> Result<Vec<PatchWrite>, Refusal> {
         return Err(Refusal::PatchNotRemoved {
             id: id.into(),
             state: p.state,
+        });
+    }
+    // An upgrade in progress still needs its patches (the kubelet patch waits, available,
+    // until the kubelet phase).
+    if let (Some(u), Some(v)) = (&snap.upgrade, version_of(p))
+        && u.to_version == v
+    {
+        return Err(Refusal::PatchInUse {
+            id: id.into(),
+            version: v,
         });
     }
     Ok(vec![PatchWrite::Delete(id.into())])
@@ -283,6 +304,7 @@ pub fn binaries_missing(
         kind,
         patch: p.id.clone(),
         version,
+        applied: matches!(p.state, PatchState::Applied | PatchState::PartialApply),
     })
 }
 
@@ -321,13 +343,31 @@ pub fn host_view(snap: &Snapshot, h: &HostInfo) -> kup_types::HostPatchView {
     }
 }
 
-/// The target's binaries a host still needs: the kubeadm (controllers) and kubelet (hosts with
-/// a kubelet) patches that deliver `version` and are not installed there yet.
-pub fn missing_on_host(snap: &Snapshot, host: &HostInfo, version: KubeVersion) -> Vec<String> {
-    snap.patches
-        .iter()
-        .filter(|p| p.delivers == Some(version) && needed_on(p, host))
-        .filter(|p| !snap.installed(&p.id, &host.hostname))
-        .map(|p| format!("{} ({} of {version})", p.id, p.kind))
-        .collect()
+/// What a host still lacks for an upgrade to `version`: the patches the version's metadata
+/// names that are not uploaded, and the kubeadm patch (controllers) not installed. A kubelet
+/// patch only needs to be available until its phase, so an uploaded one is enough.
+pub fn missing_on_host(
+    snap: &Snapshot,
+    host: &HostInfo,
+    version: KubeVersion,
+    meta: Option<&VersionMeta>,
+) -> Vec<String> {
+    // The patches a version names carry Kubernetes binaries: hosts without a kubelet run none.
+    let named = meta
+        .filter(|_| host.personality.has_kubelet())
+        .map(|m| m.applied_patches.iter().chain(&m.available_patches));
+    let mut missing: Vec<String> = named
+        .into_iter()
+        .flatten()
+        .filter(|id| snap.patch(id).is_none())
+        .map(|id| format!("{id} (not uploaded)"))
+        .collect();
+    missing.extend(
+        snap.patches
+            .iter()
+            .filter(|p| p.kind == PatchKind::Kubeadm && p.delivers == Some(version))
+            .filter(|p| needed_on(p, host) && !snap.installed(&p.id, &host.hostname))
+            .map(|p| format!("{} ({} of {version}, not installed here)", p.id, p.kind)),
+    );
+    missing
 }

@@ -202,7 +202,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .hosts
         .iter()
         .map(|h| {
-            let missing = crate::patches::missing_on_host(input.snap, h, to);
+            let meta = input.catalog.get(to);
+            let missing = crate::patches::missing_on_host(input.snap, h, to, meta);
             crate::safety::readiness(obs, &h.hostname, input.min_free_disk_gib, &missing)
         })
         .collect();

@@ -3,6 +3,18 @@
 
 use kup_types::{KubeUpgradeState, KubeVersion, PatchKind, PatchState, VersionError, VersionState};
 
+/// At most three reasons in a one-line message; the plan shows them all.
+fn summarize(reasons: &[String]) -> String {
+    match reasons.len() {
+        0..=3 => reasons.join("; "),
+        n => format!(
+            "{}; and {} more (see kup upgrade plan)",
+            reasons[..3].join("; "),
+            n - 3
+        ),
+    }
+}
+
 fn join_states(states: &[KubeUpgradeState]) -> String {
     states
         .iter()
@@ -38,8 +50,12 @@ pub enum Refusal {
     PatchNotApplied { id: String, state: PatchState },
     #[error("Patch {id} is required by {dependent}; remove {dependent} first")]
     PatchRequiredBy { id: String, dependent: String },
-    #[error("Patch {id} can not be removed while an upgrade to {version} is in progress")]
+    #[error(
+        "Patch {id} can not be removed or deleted while an upgrade to {version} is in progress"
+    )]
     PatchInUse { id: String, version: KubeVersion },
+    #[error("Patch {id} can not be removed: the cluster runs {version}, which it delivers")]
+    PatchRunning { id: String, version: KubeVersion },
     #[error("Patch {id} must be removed before it is deleted (it is {state})")]
     PatchNotRemoved { id: String, state: PatchState },
     #[error("The following patches must be applied before doing the kubernetes upgrade: {}", .0.join(", "))]
@@ -47,13 +63,19 @@ pub enum Refusal {
     #[error("The following patches must be available before doing the kubernetes upgrade: {}", .0.join(", "))]
     PatchesNotAvailable(Vec<String>),
     #[error(
-        "The {kind} of {version} (patch {patch}) is not installed on {host}; run sw-patch host-install {host} first"
+        "The {kind} of {version} (patch {patch}) is not installed on {host}; {}",
+        if *.applied {
+            format!("run sw-patch host-install {host} first")
+        } else {
+            format!("apply patch {patch}, then run sw-patch host-install {host}")
+        }
     )]
     BinariesNotInstalled {
         host: String,
         kind: PatchKind,
         patch: String,
         version: KubeVersion,
+        applied: bool,
     },
 
     // -- start --
@@ -150,10 +172,15 @@ pub enum Refusal {
 
     // -- host actions --
     #[error(
-        "Can not lock {host}: draining it is unsafe ({}); use --force to lock it anyway",
-        .reasons.join("; ")
+        "Can not lock {host}{}: draining it is unsafe ({}); use --force to lock it anyway",
+        if .with.is_empty() { String::new() } else { format!(" while {} is locking", .with.join(", ")) },
+        summarize(.reasons)
     )]
-    LockUnsafe { host: String, reasons: Vec<String> },
+    LockUnsafe {
+        host: String,
+        with: Vec<String>,
+        reasons: Vec<String>,
+    },
     #[error("Host {0} is already locked")]
     AlreadyLocked(String),
     #[error("Host {0} is already unlocked")]

@@ -189,7 +189,7 @@ pub fn readiness(
                 problems.push(format!("an action is in progress on the host: {task}"));
             }
             for p in missing_patches {
-                problems.push(format!("patch {p} is not installed"));
+                problems.push(format!("needs patch {p}"));
             }
         }
     }
@@ -678,6 +678,10 @@ fn analyze(
                 Class::Daemon => {
                     if s.ready {
                         owners.push((s.owner, 1));
+                    }
+                    // Not evicted, but down with the host: it still spends its budgets.
+                    for &b in ix.pdbs_of(s) {
+                        pdb_hits.push((b, if s.ready { Pair(1, 0) } else { Pair(0, 1) }));
                     }
                     continue;
                 }

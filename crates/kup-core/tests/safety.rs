@@ -848,7 +848,8 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
-        name: "pdb_counts_only_evicted_pods_not_daemonset_pods",
+        // A DaemonSet pod is not evicted, but it stops with its host: its budget counts it.
+        name: "pdb_counts_daemonset_pods_that_go_down",
         build: |o| {
             workload(
                 o,
@@ -859,8 +860,12 @@ const CASES: &[Case] = &[
             pdb(o, "kube-system/agent-pdb", "agent", Some(3), None);
         },
         hosts: &["worker-0"],
-        verdict: OK,
-        findings: &[],
+        verdict: UNSAFE,
+        findings: &[(
+            UNSAFE,
+            "pdb kube-system/agent-pdb",
+            "exceeds the 0 allowed disruptions",
+        )],
     },
     // -- capacity
     Case {
@@ -1271,8 +1276,8 @@ const READY: &[ReadyCase] = &[
         min_disk: 1,
         missing: &["KUBE.43.1-kubelet", "KUBE.43.1-kubeadm"],
         problems: &[
-            "patch KUBE.43.1-kubelet is not installed",
-            "patch KUBE.43.1-kubeadm is not installed",
+            "needs patch KUBE.43.1-kubelet",
+            "needs patch KUBE.43.1-kubeadm",
         ],
     },
     ReadyCase {

@@ -156,6 +156,9 @@ impl Engine {
                 inner.store.commit(batch).await?;
             }
         }
+        if let Some(repo) = &inner.patch_repo {
+            clean_repository(repo);
+        }
         Ok(Engine { inner })
     }
 
@@ -313,31 +316,16 @@ impl Engine {
     /// anything is written; the bundle is then kept in the repository and the patch recorded
     /// as `available`. A refused bundle leaves the repository and the store as they were.
     pub async fn patch_upload(&self, bytes: &[u8]) -> Result<PatchView, EngineError> {
-        let repo = self.inner.patch_repo.as_ref().ok_or_else(|| {
-            EngineError::Bundle("patch uploads are disabled: the daemon trusts no key".into())
-        })?;
-        let bundle = kup_patch::read(bytes, &repo.trusted, &repo.limits)
-            .map_err(|e| EngineError::Bundle(e.to_string()))?;
-        let record = patch_record(&bundle.manifest, &bundle.key_id, Timestamp::now());
-        let id = record.id.clone();
-        std::fs::create_dir_all(&repo.dir)
-            .map_err(|e| EngineError::Repository(format!("{}: {e}", repo.dir.display())))?;
-        // Written under a unique name first: a refused upload (say, a duplicate id) leaves
-        // nothing behind, and an accepted one replaces nothing until it is committed.
-        let tmp = repo.dir.join(format!(".{id}.{}.tmp", uuid::Uuid::new_v4()));
-        std::fs::write(&tmp, bytes)
-            .map_err(|e| EngineError::Repository(format!("{}: {e}", tmp.display())))?;
-        match self.execute(Command::PatchUpload(Box::new(record))).await {
-            Ok(_) => {
-                std::fs::rename(&tmp, repo.bundle_path(&id))
-                    .map_err(|e| EngineError::Repository(format!("{}: {e}", tmp.display())))?;
-                self.patch(&id).await
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+        let inner = Arc::clone(&self.inner);
+        let bytes = bytes.to_vec();
+        // In a task of its own, like every command, so a caller that goes away cannot leave a
+        // recorded patch without its bundle; verification and file I/O off the async threads.
+        let id = match tokio::spawn(async move { Inner::patch_upload(&inner, bytes).await }).await {
+            Ok(result) => result?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(EngineError::Stopped(e.to_string())),
+        };
+        self.patch(&id).await
     }
 
     /// `sw-patch delete`: the record and the kept bundle.
@@ -428,6 +416,40 @@ impl Inner {
             observation: obs,
             host,
         })
+    }
+
+    async fn patch_upload(self: &Arc<Self>, bytes: Vec<u8>) -> Result<String, EngineError> {
+        let repo = self.patch_repo.as_ref().ok_or_else(|| {
+            EngineError::Bundle("patch uploads are disabled: the daemon trusts no key".into())
+        })?;
+        let (trusted, limits, dir) = (repo.trusted.clone(), repo.limits, repo.dir.clone());
+        let (record, tmp) = tokio::task::spawn_blocking(move || {
+            let bundle = kup_patch::read(&bytes, &trusted, &limits)
+                .map_err(|e| EngineError::Bundle(e.to_string()))?;
+            let record = patch_record(&bundle.manifest, &bundle.key_id, Timestamp::now());
+            // Written and synced under a unique name first: a refused upload (a duplicate id)
+            // leaves nothing behind, and an accepted one replaces nothing until committed.
+            let tmp = dir.join(format!(".{}.{}.tmp", record.id, uuid::Uuid::new_v4()));
+            write_synced(&dir, &tmp, &bytes).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                EngineError::Repository(format!("{}: {e}", tmp.display()))
+            })?;
+            Ok::<_, EngineError>((record, tmp))
+        })
+        .await
+        .map_err(|e| EngineError::Stopped(e.to_string()))??;
+        let id = record.id.clone();
+        let final_path = repo.bundle_path(&id);
+        match self.execute(Command::PatchUpload(Box::new(record))).await {
+            Ok(_) => std::fs::rename(&tmp, &final_path)
+                .and_then(|()| sync_dir(&repo.dir))
+                .map_err(|e| EngineError::Repository(format!("{}: {e}", final_path.display())))?,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+        Ok(id)
     }
 
     /// The catalog as the store makes it now: the base plus applied platform patches.
@@ -521,6 +543,35 @@ impl Inner {
         }
         self.in_flight.lock().expect("in-flight lock").remove(&slot);
         Ok(())
+    }
+}
+
+fn write_synced(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes bundles a crash left half-written (their uploads were never acknowledged).
+fn clean_repository(repo: &PatchRepo) {
+    let Ok(entries) = std::fs::read_dir(&repo.dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

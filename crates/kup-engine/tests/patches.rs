@@ -479,3 +479,102 @@ async fn removing_the_platform_patch_takes_the_version_away() {
     assert!(!has_target(&h).await);
     assert_eq!(state(&h, "PLATFORM.1").await, "available");
 }
+
+/// What the upgrade in progress and the running version need can not be taken away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_in_use_stay() {
+    let h = Harness::new(before_patches()).await;
+    let key = kup_patch::testkey::insecure_signing_key();
+    // A platform patch with no kubeadm/kubelet requirements, so nothing else depends on it.
+    let solo = bundle(
+        h.dir.path(),
+        json!({"id": "SOLO.1", "summary": "v1.16.2 metadata only", "kind": "platform",
+               "kubernetes": {"version": "v1.16.2", "upgrade_from": ["v1.16.1"]}}),
+        &[("x", "y")],
+        &key,
+    );
+    let kubelet_patch = bundle(
+        h.dir.path(),
+        json!({"id": "KL.1", "summary": "kubelet v1.16.2", "kind": "kubelet", "delivers": "v1.16.2"}),
+        &[("bin/kubelet", "k")],
+        &key,
+    );
+    h.engine.patch_upload(&solo).await.unwrap();
+    h.engine.patch_upload(&kubelet_patch).await.unwrap();
+    h.ok(apply("SOLO.1")).await;
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    h.ok(start("v1.16.2")).await;
+    assert!(matches!(
+        refusal(&h, remove("SOLO.1")).await,
+        Refusal::PatchInUse { .. }
+    ));
+    // The kubelet patch waits, available, for its phase: it can not be deleted meanwhile.
+    assert!(matches!(
+        refusal(&h, Command::PatchDelete { id: "KL.1".into() }).await,
+        Refusal::PatchInUse { .. }
+    ));
+    for c in [
+        Command::DownloadImages,
+        cp("controller-1"),
+        Command::UpgradeNetworking,
+        cp("controller-0"),
+    ] {
+        h.ok(c).await;
+    }
+    h.ok(apply("KL.1")).await;
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    h.ok(lock("controller-1")).await;
+    h.ok(kubelet("controller-1")).await;
+    h.ok(unlock("controller-1")).await;
+    h.ok(swact("controller-0")).await;
+    for host in ["controller-0", "worker-0", "worker-1"] {
+        h.ok(lock(host)).await;
+        h.ok(kubelet(host)).await;
+        h.ok(unlock(host)).await;
+    }
+    h.ok(Command::Complete).await;
+    h.ok(Command::Delete).await;
+    // v1.16.2 runs now: its metadata and kubelet stay.
+    let r = refusal(&h, remove("SOLO.1")).await;
+    assert_eq!(
+        r.to_string(),
+        "Patch SOLO.1 can not be removed: the cluster runs v1.16.2, which it delivers"
+    );
+    assert!(matches!(
+        refusal(&h, remove("KL.1")).await,
+        Refusal::PatchRunning { .. }
+    ));
+}
+
+/// An applied patch that no host installed yet goes straight back to available on removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_patch_installed_nowhere() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, kubeadm, _] = seed_patches(h.dir.path());
+    h.engine.patch_upload(&platform).await.unwrap();
+    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.ok(apply("PLATFORM.1")).await;
+    h.ok(apply("KUBEADM.1")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "partial-apply");
+    h.ok(remove("KUBEADM.1")).await;
+    assert_eq!(state(&h, "KUBEADM.1").await, "available");
+}
+
+/// A host step whose patch was uploaded but never applied says to apply it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binaries_advice_names_the_missing_apply() {
+    let h = Harness::new(seed_cluster()).await;
+    let [_, kubeadm, _] = seed_patches(h.dir.path());
+    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.ok(start("v1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    let r = refusal(&h, cp("controller-1")).await;
+    assert_eq!(
+        r.to_string(),
+        "The kubeadm of v1.16.2 (patch KUBEADM.1) is not installed on controller-1; apply patch KUBEADM.1, then run sw-patch host-install controller-1"
+    );
+}

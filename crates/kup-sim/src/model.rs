@@ -69,7 +69,12 @@ impl SimHost {
         self.personality.has_kubelet()
             && self.administrative == AdminState::Unlocked
             && self.operational == OperState::Enabled
-            && self.availability != Availability::Offline
+            && self.node_up()
+    }
+
+    /// Whether the node is up and Ready (what a pod's readiness and scheduling depend on).
+    fn node_up(&self) -> bool {
+        self.availability != Availability::Offline && self.node_ready && !self.kubelet_restarting
     }
 }
 
@@ -179,7 +184,18 @@ impl SimModel {
                         l.insert("kubernetes.io/hostname".into(), h.name.value.clone());
                         l
                     },
-                    taints: h.taints.clone(),
+                    // Standard controllers run only platform pods, as StarlingX taints them.
+                    taints: if controller
+                        && inv.system_type == SystemType::Standard
+                        && h.taints.is_empty()
+                    {
+                        vec![Taint {
+                            key: "node-role.kubernetes.io/master".into(),
+                            effect: "NoSchedule".into(),
+                        }]
+                    } else {
+                        h.taints.clone()
+                    },
                 }
             })
             .collect();
@@ -597,7 +613,7 @@ impl SimModel {
                         .node
                         .as_deref()
                         .and_then(|n| self.host(n))
-                        .is_some_and(&up),
+                        .is_some_and(SimHost::node_up),
                     owner_kind: p.kind.as_str().to_string(),
                     owner: p.workload.clone(),
                     labels: w.map(|w| w.labels.clone()).unwrap_or_default(),

@@ -505,12 +505,25 @@ impl Runner {
         Ok(match cmd {
             SwPatchCommand::Upload { files } => {
                 let mut out = String::new();
+                let mut done: Vec<String> = Vec::new();
                 for file in files {
-                    let bytes = std::fs::read(file).map_err(|e| {
-                        CliError::Refused(format!("cannot read {}: {e}", file.display()))
-                    })?;
-                    let p = c.patch_upload(bytes).await?;
+                    // Name the file, and what got in before it, so a partial run is clear.
+                    let fail = |why: String| {
+                        let before = if done.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (already uploaded: {})", done.join(", "))
+                        };
+                        CliError::Refused(format!("{}: {why}{before}", file.display()))
+                    };
+                    let bytes =
+                        std::fs::read(file).map_err(|e| fail(format!("cannot read it: {e}")))?;
+                    let p = c
+                        .patch_upload(bytes)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
                     out.push_str(&format!("{} is now uploaded\n", p.patch_id));
+                    done.push(p.patch_id);
                 }
                 out
             }

@@ -637,6 +637,13 @@ pub fn cases() -> Vec<Case> {
             "pdb default/web-pdb: evicting 4 pods exceeds the 2 allowed disruptions",
         ),
         c(
+            "lock a worker while the other worker is locking",
+            vec![Step::InFlight(lock("worker-0"))],
+            lock("worker-1"),
+            |r| matches!(r, R::LockUnsafe { with, .. } if with == &["worker-0".to_string()]),
+            "Can not lock worker-1 while worker-0 is locking: draining it is unsafe",
+        ),
+        c(
             "an unknown host",
             vec![Step::Ok(start("v1.16.2"))],
             cp("controller-9"),
