@@ -414,6 +414,11 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
 /// The worker batches, safe ones first (by their first host's id), then one batch per worker
 /// that is unsafe even alone.
+///
+/// Every batch is judged against the placement observed now. Draining a batch moves its pods
+/// onto hosts of later batches, so the plan is a forecast: whoever executes it must judge each
+/// batch again against the live cluster before locking it (the lock check does, counting the
+/// hosts still locking).
 fn worker_batches(
     obs: &Observation,
     pending: &[&HostInfo],

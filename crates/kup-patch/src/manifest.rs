@@ -188,7 +188,9 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
 
 /// `[A-Za-z0-9._-]{1,64}`: safe in URLs, file names and table cells.
 pub(crate) fn valid_id(id: &str) -> bool {
+    // It names a file and a URL segment: no leading dot (`.`, `..`, hidden files).
     (1..=64).contains(&id.len())
+        && !id.starts_with('.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -348,6 +350,16 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_name_files_and_url_segments() {
+        for good in ["KUBE.1", "K8S-1.16.2-KUBELET", "a_b"] {
+            assert!(valid_id(good), "{good}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
 
     fn platform() -> Manifest {
         serde_json::from_str(
