@@ -360,7 +360,7 @@ pub async fn patches_upload(
     State(e): State<AppState>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<PatchView>> {
-    Ok(Json(e.patch_upload(&body).await?))
+    Ok(Json(e.patch_upload(body.into()).await?))
 }
 
 /// `sw-patch show`.

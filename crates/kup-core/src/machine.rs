@@ -326,6 +326,17 @@ fn status_of(ctx: &Ctx<'_>, host: &str) -> Option<HS> {
     ctx.snap.host(host).and_then(|r| r.status)
 }
 
+/// The states in which kubelets may be upgraded: the control planes are done (on simplex there
+/// is only one, and networking follows it), or the kubelet phase has begun.
+pub(crate) fn kubelet_phase(system: SystemType) -> [S; 2] {
+    let ready = if system == SystemType::AioSimplex {
+        S::UpgradedNetworking
+    } else {
+        S::UpgradedSecondMaster
+    };
+    [ready, S::UpgradingKubelets]
+}
+
 fn simplex(ctx: &Ctx<'_>) -> bool {
     ctx.obs.system_type == SystemType::AioSimplex
 }
@@ -769,13 +780,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         });
     }
     not_busy(h)?;
-    // The control planes must be done: on simplex there is only one, and networking follows it.
-    let ready_state = if simplex(ctx) {
-        S::UpgradedNetworking
-    } else {
-        S::UpgradedSecondMaster
-    };
-    gate(u, &[ready_state, S::UpgradingKubelets], "upgrade kubelets")?;
+    gate(u, &kubelet_phase(ctx.obs.system_type), "upgrade kubelets")?;
     if h.personality == Personality::Worker {
         let pending: Vec<String> = ctx
             .obs

@@ -6,9 +6,8 @@
 //! host has uninstalled it) to `available`; delete only from `available`.
 
 use kup_types::{
-    HostInfo, InstallWrite, KubeUpgradeRecord, KubeUpgradeState, KubeVersion, Observation,
-    PatchInstall, PatchKind, PatchRecord, PatchState, PatchWrite, Personality, Snapshot,
-    SystemType, VersionMeta,
+    HostInfo, InstallWrite, KubeVersion, Observation, PatchInstall, PatchKind, PatchRecord,
+    PatchState, PatchWrite, Personality, Snapshot, VersionMeta,
 };
 
 use crate::refusal::Refusal;
@@ -36,16 +35,6 @@ pub fn catalog_additions(snap: &Snapshot) -> Vec<VersionMeta> {
 /// patch delivers.
 pub fn version_of(p: &PatchRecord) -> Option<KubeVersion> {
     p.delivers.or(p.version_meta.as_ref().map(|m| m.version))
-}
-
-/// States in which the kubelet phase of an upgrade may begin (or has begun).
-fn kubelet_phase(u: &KubeUpgradeRecord, system: SystemType) -> bool {
-    let ready = if system == SystemType::AioSimplex {
-        KubeUpgradeState::UpgradedNetworking
-    } else {
-        KubeUpgradeState::UpgradedSecondMaster
-    };
-    u.state == ready || u.state == KubeUpgradeState::UpgradingKubelets
 }
 
 fn find<'a>(snap: &'a Snapshot, id: &str) -> Result<&'a PatchRecord, Refusal> {
@@ -119,10 +108,10 @@ pub fn apply(
     }
     if p.kind == PatchKind::Kubelet {
         let version = p.delivers.expect("a kubelet patch delivers a version");
-        let ready = snap
-            .upgrade
-            .as_ref()
-            .is_some_and(|u| u.to_version == version && kubelet_phase(u, obs.system_type));
+        let ready = snap.upgrade.as_ref().is_some_and(|u| {
+            u.to_version == version
+                && crate::machine::kubelet_phase(obs.system_type).contains(&u.state)
+        });
         if !ready {
             return Err(Refusal::KubeletPatchTooEarly {
                 id: id.into(),

@@ -68,13 +68,12 @@ impl PatchRepo {
     }
 }
 
-/// What an accepted command left behind: the upgrade and host rows as committed, and the
-/// cluster as it was when the command was checked.
+/// What an accepted command left behind: the upgrade and host rows as committed (their live
+/// versions as the cluster showed them when the command was checked).
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub upgrade: Option<KubeUpgradeView>,
     pub host_upgrades: Vec<KubeHostUpgradeView>,
-    pub observation: Observation,
     /// The host the command was about, for host commands.
     pub host: Option<HostInfo>,
 }
@@ -226,10 +225,6 @@ impl Engine {
         Ok(kup_core::views::host_upgrades(&snap, &obs))
     }
 
-    pub async fn hosts(&self) -> Result<Vec<HostInfo>, EngineError> {
-        Ok(self.observe().await?.hosts)
-    }
-
     /// A host by name, numeric id or uuid.
     pub async fn host(&self, key: &str) -> Result<HostInfo, EngineError> {
         let obs = self.observe().await?;
@@ -315,9 +310,8 @@ impl Engine {
     /// `sw-patch upload`: verifies the bundle (signature, every file, every path) before
     /// anything is written; the bundle is then kept in the repository and the patch recorded
     /// as `available`. A refused bundle leaves the repository and the store as they were.
-    pub async fn patch_upload(&self, bytes: &[u8]) -> Result<PatchView, EngineError> {
+    pub async fn patch_upload(&self, bytes: Vec<u8>) -> Result<PatchView, EngineError> {
         let inner = Arc::clone(&self.inner);
-        let bytes = bytes.to_vec();
         // In a task of its own, like every command, so a caller that goes away cannot leave a
         // recorded patch without its bundle; verification and file I/O off the async threads.
         let id = match tokio::spawn(async move { Inner::patch_upload(&inner, bytes).await }).await {
@@ -413,7 +407,6 @@ impl Inner {
         Ok(Outcome {
             upgrade: snap.upgrade.as_ref().map(KubeUpgradeView::from),
             host_upgrades: kup_core::views::host_upgrades(&snap, &obs),
-            observation: obs,
             host,
         })
     }

@@ -138,7 +138,7 @@ async fn the_seed_procedure_with_its_patches() {
     );
 
     // 1. Upload, apply, install the platform patch: the version arrives.
-    let view = h.engine.patch_upload(&platform).await.unwrap();
+    let view = h.engine.patch_upload(platform.clone()).await.unwrap();
     assert_eq!(
         (view.state.as_str(), view.version),
         ("available", Some(KubeVersion::new(1, 16, 2)))
@@ -157,7 +157,7 @@ async fn the_seed_procedure_with_its_patches() {
     );
 
     // 3. kubeadm: needed on controllers only.
-    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.engine.patch_upload(kubeadm.clone()).await.unwrap();
     h.ok(apply("KUBEADM.1")).await;
     h.ok(install("controller-0")).await;
     assert_eq!(state(&h, "KUBEADM.1").await, "partial-apply");
@@ -170,7 +170,7 @@ async fn the_seed_procedure_with_its_patches() {
     );
 
     // 4. Upload the kubelet patch; it can not be applied yet.
-    h.engine.patch_upload(&kubelet_patch).await.unwrap();
+    h.engine.patch_upload(kubelet_patch.clone()).await.unwrap();
     assert!(matches!(
         refusal(&h, apply("KUBELET.1")).await,
         Refusal::KubeletPatchTooEarly { .. }
@@ -247,8 +247,8 @@ async fn the_seed_procedure_with_its_patches() {
 async fn the_repository_state_machine() {
     let h = Harness::new(before_patches()).await;
     let [platform, kubeadm, _] = seed_patches(h.dir.path());
-    h.engine.patch_upload(&platform).await.unwrap();
-    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.engine.patch_upload(platform.clone()).await.unwrap();
+    h.engine.patch_upload(kubeadm.clone()).await.unwrap();
     let repo = h.dir.path().join("patches");
     let files = || {
         let mut f: Vec<String> = std::fs::read_dir(&repo)
@@ -284,7 +284,7 @@ async fn the_repository_state_machine() {
         .await,
         Refusal::PatchNotRemoved { .. }
     ));
-    let dup = h.engine.patch_upload(&platform).await.unwrap_err();
+    let dup = h.engine.patch_upload(platform.clone()).await.unwrap_err();
     assert_eq!(
         dup.to_string(),
         "Patch PLATFORM.1 is already uploaded; delete it first to upload it again"
@@ -378,7 +378,7 @@ async fn bad_bundles_change_nothing() {
         ("flipped", flipped),
         ("garbage", b"not a bundle".to_vec()),
     ] {
-        let err = h.engine.patch_upload(&bytes).await.unwrap_err();
+        let err = h.engine.patch_upload(bytes.clone()).await.unwrap_err();
         assert!(matches!(err, EngineError::Bundle(_)), "{what}: {err}");
         assert!(
             err.to_string().starts_with("bundle rejected: "),
@@ -419,7 +419,7 @@ async fn every_corrupted_bundle_of_the_corpus_changes_nothing() {
             })
         };
         let before = (h.stored().await, h.events().await.len(), listing());
-        match h.engine.patch_upload(&std::fs::read(&path).unwrap()).await {
+        match h.engine.patch_upload(std::fs::read(&path).unwrap()).await {
             Ok(view) => {
                 assert!(name.starts_with("valid"), "{name} was accepted");
                 assert_eq!(listing(), [format!("{}.patch", view.patch_id)], "{name}");
@@ -452,7 +452,7 @@ async fn every_corrupted_bundle_of_the_corpus_changes_nothing() {
 async fn removing_the_platform_patch_takes_the_version_away() {
     let h = Harness::new(before_patches()).await;
     let [platform, ..] = seed_patches(h.dir.path());
-    h.engine.patch_upload(&platform).await.unwrap();
+    h.engine.patch_upload(platform.clone()).await.unwrap();
     h.ok(apply("PLATFORM.1")).await;
     for host in HOSTS {
         h.ok(install(host)).await;
@@ -499,8 +499,8 @@ async fn patches_in_use_stay() {
         &[("bin/kubelet", "k")],
         &key,
     );
-    h.engine.patch_upload(&solo).await.unwrap();
-    h.engine.patch_upload(&kubelet_patch).await.unwrap();
+    h.engine.patch_upload(solo.clone()).await.unwrap();
+    h.engine.patch_upload(kubelet_patch.clone()).await.unwrap();
     h.ok(apply("SOLO.1")).await;
     for host in HOSTS {
         h.ok(install(host)).await;
@@ -555,8 +555,8 @@ async fn patches_in_use_stay() {
 async fn removing_a_patch_installed_nowhere() {
     let h = Harness::new(before_patches()).await;
     let [platform, kubeadm, _] = seed_patches(h.dir.path());
-    h.engine.patch_upload(&platform).await.unwrap();
-    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.engine.patch_upload(platform.clone()).await.unwrap();
+    h.engine.patch_upload(kubeadm.clone()).await.unwrap();
     h.ok(apply("PLATFORM.1")).await;
     h.ok(apply("KUBEADM.1")).await;
     assert_eq!(state(&h, "KUBEADM.1").await, "partial-apply");
@@ -569,7 +569,7 @@ async fn removing_a_patch_installed_nowhere() {
 async fn binaries_advice_names_the_missing_apply() {
     let h = Harness::new(seed_cluster()).await;
     let [_, kubeadm, _] = seed_patches(h.dir.path());
-    h.engine.patch_upload(&kubeadm).await.unwrap();
+    h.engine.patch_upload(kubeadm.clone()).await.unwrap();
     h.ok(start("v1.16.2")).await;
     h.ok(Command::DownloadImages).await;
     let r = refusal(&h, cp("controller-1")).await;

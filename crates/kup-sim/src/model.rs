@@ -579,7 +579,7 @@ impl SimModel {
             .filter_map(|h| {
                 Some(NodeInfo {
                     name: h.name.clone(),
-                    ready: up(h) && h.node_ready && !h.kubelet_restarting,
+                    ready: h.node_up(),
                     unschedulable: h.administrative == AdminState::Locked,
                     kubelet_version: h.kubelet_version?,
                     labels: h.labels.clone(),

@@ -141,6 +141,25 @@ fn write_new_token(path: &Path) -> Result<String, String> {
 impl Daemon {
     /// Opens everything and binds the listener; nothing is served until `run`.
     pub async fn open(args: &ServeArgs) -> Result<Daemon, String> {
+        // Bad input is refused before anything is written.
+        let inv = match &args.cluster {
+            None => Inventory::default_cluster(),
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read cluster file {}: {e}", file.display()))?;
+                Inventory::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?
+            }
+        };
+        let db = sqlite_path(args)?;
+        let mut trusted = Vec::new();
+        for file in &args.trusted_keys {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read trusted key {}: {e}", file.display()))?;
+            trusted.push(
+                kup_patch::parse_public_key(&text)
+                    .map_err(|e| format!("trusted key {}: {e}", file.display()))?,
+            );
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -151,32 +170,14 @@ impl Daemon {
                     args.data_dir.display()
                 )
             })?;
-        let inv = match &args.cluster {
-            None => Inventory::default_cluster(),
-            Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("cannot read cluster file {}: {e}", file.display()))?;
-                Inventory::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?
-            }
-        };
         let sim = SimCluster::with_state_file(
             &inv,
             args.time_scale,
             args.data_dir.join("cluster-state.json"),
         )
         .map_err(|e| e.to_string())?;
-        let db = sqlite_path(args)?;
         let store = SqliteStore::open(&db).await.map_err(|e| e.to_string())?;
         let (tokens, admin_token) = load_tokens(args)?;
-        let mut trusted = Vec::new();
-        for file in &args.trusted_keys {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read trusted key {}: {e}", file.display()))?;
-            trusted.push(
-                kup_patch::parse_public_key(&text)
-                    .map_err(|e| format!("trusted key {}: {e}", file.display()))?,
-            );
-        }
         let patch_repo = (!trusted.is_empty()).then(|| kup_engine::PatchRepo {
             dir: args.data_dir.join("patches"),
             trusted,

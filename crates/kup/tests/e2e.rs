@@ -624,3 +624,47 @@ fn the_example_patches_rebuild_to_the_committed_bytes() {
         "nothing was added"
     );
 }
+
+/// A daemon given bad input refuses to start, says why in one line, and writes nothing.
+#[test]
+fn bad_serve_input_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "system_type: standard\nkubernetes_version: v1.16.1\nversions:\n  - version: v1.16.1\nhosts:\n  - name: c0\n    personality: controler\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let key = dir.path().join("missing.pub");
+    for (args, says) in [
+        (
+            vec!["--cluster".into(), bad.display().to_string()],
+            "line 7: unknown Personality \"controler\"",
+        ),
+        (
+            vec!["--db".into(), "postgres://x".into()],
+            "PostgreSQL is not supported yet",
+        ),
+        (
+            vec!["--trusted-key".into(), key.display().to_string()],
+            "cannot read trusted key",
+        ),
+    ] {
+        let out = Command::new(KUP)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with("Error: ") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!data.exists(), "{args:?} created the data directory");
+    }
+}
