@@ -9,6 +9,9 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
+use utoipa::Modify;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::error::ApiError;
 
@@ -68,9 +71,14 @@ fn presented(req: &Request) -> Option<&[u8]> {
         .or_else(|| auth.strip_prefix(b"bearer "))
 }
 
+/// What a reader token may do: read.
+fn reads_only(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -> Response {
     let role = presented(&req).and_then(|t| tokens.role(t));
-    let read_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let read_only = reads_only(req.method());
     match role {
         None => ApiError {
             status: StatusCode::UNAUTHORIZED,
@@ -84,4 +92,51 @@ pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Nex
         .into_response(),
         Some(_) => next.run(req).await,
     }
+}
+
+/// The two ways to present a token, as the document's security schemes.
+pub struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "An admin or reader token",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An admin or reader token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Declares in the document what [`require_token`] does to every `/v1` operation: 401
+/// without a valid token, 403 for a reader token on anything that is not a read.
+pub fn declare(doc: &mut OpenApi) {
+    crate::for_each_operation(doc, |path, method, op| {
+        if !path.starts_with("/v1/") {
+            return;
+        }
+        crate::declare(
+            op,
+            StatusCode::UNAUTHORIZED,
+            "No valid token in X-Auth-Token or Authorization: Bearer",
+        );
+        if !reads_only(&method) {
+            crate::declare(
+                op,
+                StatusCode::FORBIDDEN,
+                "The token may only read; this needs an admin token",
+            );
+        }
+    });
 }

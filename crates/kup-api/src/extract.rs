@@ -1,11 +1,16 @@
-//! A JSON body extractor whose every rejection is a sysinv-style 400 with a clear reason.
+//! Extractors whose every rejection is a sysinv-style error with a clear reason: a 400, or a
+//! 413 for a body over its limit.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// A JSON body (`Content-Type: application/json`).
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -18,6 +23,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::BytesRejection(r)) => Err(body_rejection(r, crate::MAX_JSON_BODY)),
             Err(rejection) => Err(ApiError::bad_request(match rejection {
                 JsonRejection::MissingJsonContentType(_) => {
                     "The request body must be JSON (Content-Type: application/json)".to_string()
@@ -30,16 +36,80 @@ where
     }
 }
 
-/// A body that may be absent (then the default) but, when present, must be valid JSON.
-pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+/// A body that may be absent or `null` (then the default) but otherwise must be valid JSON;
+/// its content type is not checked (sysinv's client sends none with an empty body).
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_rejection(r, crate::MAX_JSON_BODY))?;
+        optional_json(&body).map(OptionalJson)
+    }
+}
+
+fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(if e.is_syntax() || e.is_eof() {
-            format!("Malformed JSON: {e}")
-        } else {
-            format!("Invalid request: {e}")
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| {
+            ApiError::bad_request(if e.is_syntax() || e.is_eof() {
+                format!("Malformed JSON: {e}")
+            } else {
+                format!("Invalid request: {e}")
+            })
         })
-    })
+}
+
+/// A body that could not be read: too large (413, with the limit `limit` of its resource), or
+/// cut off.
+pub fn body_rejection(rejection: BytesRejection, limit: usize) -> ApiError {
+    match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            too_large(limit)
+        }
+        other => ApiError::bad_request(format!(
+            "The request body could not be read: {}",
+            other.body_text()
+        )),
+    }
+}
+
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        reason: format!(
+            "The request body is larger than {limit} bytes, the most this resource accepts"
+        ),
+    }
+}
+
+/// Query parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(ApiError::bad_request(format!(
+                "Invalid query: {}",
+                r.body_text()
+            ))),
+        }
+    }
 }

@@ -6,31 +6,67 @@
 mod auth;
 mod error;
 mod extract;
+mod plan_schema;
 mod routes;
+mod uploads;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use kup_engine::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa::openapi::path::Operation;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use auth::SecuritySchemes;
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "kup",
-    description = "Kubernetes upgrade orchestrator: the sysinv-compatible API and kup's own resources. Every request needs a token in X-Auth-Token or Authorization: Bearer."
-))]
+#[openapi(
+    info(
+        title = "kup",
+        description = "Kubernetes upgrade orchestrator: the sysinv-compatible API and kup's own resources. Every /v1 request needs a token in X-Auth-Token or Authorization: Bearer; changing anything needs an admin token. Every reply is JSON; every error is sysinv's {\"error_message\": ...} body."
+    ),
+    modifiers(&SecuritySchemes),
+    security(("token" = []), ("bearer" = []))
+)]
 struct ApiDoc;
 
-fn api() -> OpenApiRouter<routes::AppState> {
+/// The largest request body of a patch upload: a bundle at kup-patch's limit, plus slack.
+pub const MAX_BUNDLE_BODY: usize = 256 * 1024 * 1024 + 4096;
+
+/// The largest JSON request body. sysinv's bodies are a few hundred bytes; a larger limit
+/// would only let a client make the daemon hold (and parse) more memory per request.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// What the service allows at once.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Patch uploads in progress at once. Each holds its bundle (up to 256 MiB) in memory
+    /// while it is read, verified and stored; 0 refuses every upload.
+    pub max_concurrent_uploads: usize,
+    /// How long a further upload waits for one of them to finish before it is refused (503).
+    pub upload_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_uploads: 2,
+            upload_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The `/v1` resources; every one of them is behind the token check.
+fn v1() -> OpenApiRouter<routes::Shared> {
     use routes::*;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(kube_versions_list))
@@ -52,7 +88,10 @@ fn api() -> OpenApiRouter<routes::AppState> {
         .routes(routes!(health_kube_upgrade_relaxed))
         .routes(routes!(alarms_list))
         .routes(routes!(events_list))
-        .routes(routes!(patches_list, patches_upload))
+        .routes(routes!(patches_list))
+        // Only the upload takes a bundle-sized body; it counts against the upload slots
+        // before it reads a byte (see `uploads`).
+        .routes(routes!(patches_upload).layer(DefaultBodyLimit::max(MAX_BUNDLE_BODY)))
         .routes(routes!(patches_show, patches_delete))
         .routes(routes!(patches_apply))
         .routes(routes!(patches_remove))
@@ -60,54 +99,113 @@ fn api() -> OpenApiRouter<routes::AppState> {
         .routes(routes!(ihosts_patch_install))
         .routes(routes!(info_show))
         .routes(routes!(upgrade_plan))
+        .routes(routes!(openapi_json))
+}
+
+/// What answers without a token.
+fn open() -> OpenApiRouter<routes::Shared> {
+    OpenApiRouter::new().routes(routes!(routes::healthz))
 }
 
 /// The OpenAPI document (also served at `/v1/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = api().split_for_parts();
-    doc.paths.paths.insert(
-        "/v1/openapi.json".into(),
-        utoipa::openapi::path::PathItem::new(
-            utoipa::openapi::HttpMethod::Get,
-            utoipa::openapi::path::OperationBuilder::new()
-                .tag("meta")
-                .summary(Some("This document"))
-                .response(
-                    "200",
-                    utoipa::openapi::Response::new("The OpenAPI document"),
-                ),
-        ),
-    );
+    let (_, mut doc) = v1().split_for_parts();
+    doc.merge(open().into_openapi());
+    declare_rejections(&mut doc);
+    auth::declare(&mut doc);
     doc
 }
 
-/// The largest request body: a patch bundle at kup-patch's limit, plus slack.
-const MAX_BODY: usize = 256 * 1024 * 1024 + 4096;
+/// Declares the answers every operation can give because of what reads its request, not
+/// because of its handler: a path or query parameter, or a body, that does not parse is a 400
+/// (see `json_only`: every rejection becomes the error body), and a body over its limit a 413.
+fn declare_rejections(doc: &mut utoipa::openapi::OpenApi) {
+    for_each_operation(doc, |_, _, op| {
+        if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some() {
+            declare(
+                op,
+                StatusCode::BAD_REQUEST,
+                "The request is malformed: a parameter or the body",
+            );
+        }
+        if op.request_body.is_some() {
+            declare(
+                op,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is larger than this resource accepts",
+            );
+        }
+    });
+}
 
-/// The whole service: `/v1` behind the token check, `/healthz` open.
+/// Calls `f` with the path, method and operation of every operation of the document.
+fn for_each_operation(
+    doc: &mut utoipa::openapi::OpenApi,
+    mut f: impl FnMut(&str, Method, &mut Operation),
+) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::OPTIONS, &mut item.options),
+            (Method::HEAD, &mut item.head),
+            (Method::PATCH, &mut item.patch),
+            (Method::TRACE, &mut item.trace),
+        ] {
+            if let Some(op) = op {
+                f(path, method, op);
+            }
+        }
+    }
+}
+
+/// Adds an error answer (sysinv's error body) to an operation that does not declare that
+/// status yet.
+fn declare(op: &mut Operation, status: StatusCode, description: &str) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    op.responses
+        .responses
+        .entry(status.as_u16().to_string())
+        .or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build()
+                .into()
+        });
+}
+
+/// The whole service with the default [`Limits`]: `/v1` behind the token check,
+/// `/healthz` open.
 pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
-    let (v1, _) = api().split_for_parts();
+    router_with(engine, tokens, Limits::default())
+}
+
+/// The whole service with the given limits.
+pub fn router_with(engine: Arc<Engine>, tokens: Tokens, limits: Limits) -> Router {
     let doc = openapi()
         .to_pretty_json()
         .expect("the OpenAPI document serializes");
-    let v1 = v1
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], doc.clone())
-            }),
-        )
-        .with_state(engine)
-        .layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::require_token,
-        ));
+    let state = routes::Shared {
+        engine,
+        uploads: uploads::UploadGate::new(limits.max_concurrent_uploads, limits.upload_wait),
+        doc: routes::DocJson(Arc::from(doc)),
+    };
+    let (v1, _) = v1().split_for_parts();
+    let v1 = v1.layer(axum::middleware::from_fn_with_state(
+        tokens,
+        auth::require_token,
+    ));
+    let (open, _) = open().split_for_parts();
     Router::new()
-        .route(
-            "/healthz",
-            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .merge(open)
         .merge(v1)
+        .with_state(state)
         .fallback(|| async { ApiError::not_found("No such resource").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -116,10 +214,7 @@ pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
             }
             .into_response()
         })
-        // Patch bundles are the largest bodies (kup-patch refuses over 256 MiB itself); axum's
-        // own 2 MiB default would refuse every real kubelet bundle first.
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,21 +222,47 @@ pub fn router(engine: Arc<Engine>, tokens: Tokens) -> Router {
             }
             .into_response()
         }))
-        .layer(axum::middleware::map_response(json_content_type))
+        .layer(axum::middleware::map_response(json_only))
 }
 
-/// Every reply says `application/json`, as StarlingX's client requires, even an empty one;
-/// a body refused for its size gets the usual error body too.
-async fn json_content_type(mut res: axum::response::Response) -> axum::response::Response {
-    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            reason: format!("The request body is larger than {MAX_BODY} bytes"),
-        }
-        .into_response();
+/// Every reply is JSON, as StarlingX's client requires, even an empty one. An error that
+/// kup's own code did not shape (a rejection of one of axum's extractors or layers: a path
+/// that is not UTF-8, say) becomes the sysinv error body with its status and its text, so
+/// no client ever has to parse anything else.
+async fn json_only(mut res: Response) -> Response {
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let is_json = content_type.is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    });
+    let status = res.status();
+    if !is_json && (status.is_client_error() || status.is_server_error()) {
+        // Rejection texts are one short line; anything longer is not worth quoting.
+        let text = axum::body::to_bytes(res.into_body(), 4096)
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let reason = if text.is_empty() {
+            status.canonical_reason().unwrap_or("Error").to_string()
+        } else {
+            text
+        };
+        return ApiError { status, reason }.into_response();
     }
-    res.headers_mut()
-        .entry(header::CONTENT_TYPE)
-        .or_insert(HeaderValue::from_static("application/json"));
+    if content_type.is_none() {
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     res
 }

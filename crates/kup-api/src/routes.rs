@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use kup_core::Command;
 use kup_engine::Engine;
 use kup_types::{
@@ -14,16 +16,54 @@ use kup_types::{
     KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
     PatchList, PatchOp, PatchView,
 };
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::uploads::UploadGate;
+
+/// What the handlers share; each takes the part it needs.
+#[derive(Clone)]
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    pub uploads: UploadGate,
+    pub doc: DocJson,
+}
 
 pub type AppState = Arc<Engine>;
 
+const UNAVAILABLE: &str = "The cluster cannot be reached, or the daemon is stopping";
+const REFUSED: &str = "Refused: the reason says why";
+const NO_HOST: &str = "No such host";
+const NO_PATCH: &str = "No such patch";
+const HOST_UPGRADE_REPLY: &str = "The host, with its upgrade row as the command left it";
+
+impl FromRef<Shared> for AppState {
+    fn from_ref(s: &Shared) -> Self {
+        Arc::clone(&s.engine)
+    }
+}
+
+impl FromRef<Shared> for UploadGate {
+    fn from_ref(s: &Shared) -> Self {
+        s.uploads.clone()
+    }
+}
+
+/// The OpenAPI document, serialized once.
+#[derive(Clone)]
+pub struct DocJson(pub Arc<str>);
+
+impl FromRef<Shared> for DocJson {
+    fn from_ref(s: &Shared) -> Self {
+        s.doc.clone()
+    }
+}
+
 #[utoipa::path(get, path = "/v1/kube_versions", tag = "kube_versions",
-    responses((status = 200, body = KubeVersionList)))]
+    responses((status = 200, description = "Every version the platform knows", body = KubeVersionList),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_versions_list(State(e): State<AppState>) -> ApiResult<Json<KubeVersionList>> {
     Ok(Json(KubeVersionList {
         kube_versions: e.kube_versions().await?,
@@ -32,8 +72,10 @@ pub async fn kube_versions_list(State(e): State<AppState>) -> ApiResult<Json<Kub
 
 #[utoipa::path(get, path = "/v1/kube_versions/{version}", tag = "kube_versions",
     params(("version" = String, Path, description = "e.g. v1.16.2")),
-    responses((status = 200, body = KubeVersionDetail), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The version", body = KubeVersionDetail),
+              (status = 400, description = "Not a version", body = ErrorBody),
+              (status = 404, description = "No such version", body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_versions_show(
     State(e): State<AppState>,
     Path(version): Path<String>,
@@ -42,7 +84,7 @@ pub async fn kube_versions_show(
 }
 
 #[utoipa::path(get, path = "/v1/kube_upgrade", tag = "kube_upgrade",
-    responses((status = 200, body = KubeUpgradeList)))]
+    responses((status = 200, description = "The upgrade in progress, if there is one", body = KubeUpgradeList)))]
 pub async fn kube_upgrade_list(State(e): State<AppState>) -> ApiResult<Json<KubeUpgradeList>> {
     Ok(Json(KubeUpgradeList {
         kube_upgrades: e.kube_upgrade().await?.into_iter().collect(),
@@ -51,7 +93,8 @@ pub async fn kube_upgrade_list(State(e): State<AppState>) -> ApiResult<Json<Kube
 
 #[utoipa::path(get, path = "/v1/kube_upgrade/{uuid}", tag = "kube_upgrade",
     params(("uuid" = String, Path)),
-    responses((status = 200, body = KubeUpgradeView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The upgrade", body = KubeUpgradeView),
+              (status = 404, description = "No upgrade with this uuid", body = ErrorBody)))]
 pub async fn kube_upgrade_show(
     State(e): State<AppState>,
     Path(uuid): Path<String>,
@@ -67,7 +110,9 @@ pub async fn kube_upgrade_show(
 /// kube-upgrade-start: checks, then creates the upgrade in `upgrade-started`.
 #[utoipa::path(post, path = "/v1/kube_upgrade", tag = "kube_upgrade",
     request_body = KubeUpgradeCreate,
-    responses((status = 200, body = KubeUpgradeView), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "The upgrade, started", body = KubeUpgradeView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_upgrade_create(
     State(e): State<AppState>,
     ApiJson(body): ApiJson<KubeUpgradeCreate>,
@@ -143,8 +188,11 @@ fn patch_value(ops: &[PatchOp], wanted: &str) -> Result<String, ApiError> {
 /// The command dispatcher: `/state` set to `downloading-images`, `upgrading-networking`,
 /// `upgrade-complete` or the `-failed` state of the step in flight.
 #[utoipa::path(patch, path = "/v1/kube_upgrade", tag = "kube_upgrade",
-    request_body = Vec<PatchOp>,
-    responses((status = 200, body = KubeUpgradeView), (status = 400, body = ErrorBody)))]
+    request_body(content = Vec<PatchOp>, description = "One operation on `/state`",
+        example = json!([{"op": "replace", "path": "/state", "value": "downloading-images"}])),
+    responses((status = 200, description = "The upgrade, in its new state", body = KubeUpgradeView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_upgrade_patch(
     State(e): State<AppState>,
     ApiJson(ops): ApiJson<Vec<PatchOp>>,
@@ -157,14 +205,17 @@ pub async fn kube_upgrade_patch(
 
 /// kube-upgrade-delete.
 #[utoipa::path(delete, path = "/v1/kube_upgrade", tag = "kube_upgrade",
-    responses((status = 204), (status = 400, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_upgrade_delete(State(e): State<AppState>) -> ApiResult<StatusCode> {
     e.execute(Command::Delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/kube_host_upgrades", tag = "kube_host_upgrades",
-    responses((status = 200, body = KubeHostUpgradeList)))]
+    responses((status = 200, description = "Every host's upgrade row", body = KubeHostUpgradeList),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_host_upgrades_list(
     State(e): State<AppState>,
 ) -> ApiResult<Json<KubeHostUpgradeList>> {
@@ -175,7 +226,9 @@ pub async fn kube_host_upgrades_list(
 
 #[utoipa::path(get, path = "/v1/kube_host_upgrades/{id}", tag = "kube_host_upgrades",
     params(("id" = String, Path, description = "numeric id or uuid")),
-    responses((status = 200, body = KubeHostUpgradeView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The host's upgrade row", body = KubeHostUpgradeView),
+              (status = 404, description = "No such row", body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn kube_host_upgrades_show(
     State(e): State<AppState>,
     Path(id): Path<String>,
@@ -189,7 +242,8 @@ pub async fn kube_host_upgrades_show(
 }
 
 #[utoipa::path(get, path = "/v1/ihosts", tag = "ihosts",
-    responses((status = 200, body = IHostList)))]
+    responses((status = 200, description = "Every host", body = IHostList),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn ihosts_list(State(e): State<AppState>) -> ApiResult<Json<IHostList>> {
     Ok(Json(IHostList {
         ihosts: e.ihosts().await?,
@@ -198,7 +252,9 @@ pub async fn ihosts_list(State(e): State<AppState>) -> ApiResult<Json<IHostList>
 
 #[utoipa::path(get, path = "/v1/ihosts/{host}", tag = "ihosts",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
-    responses((status = 200, body = IHost), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The host", body = IHost),
+              (status = 404, description = NO_HOST, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn ihosts_show(
     State(e): State<AppState>,
     Path(host): Path<String>,
@@ -209,9 +265,12 @@ pub async fn ihosts_show(
 /// Host actions: `/action` set to `lock`, `force-lock`, `unlock`, `force-unlock` or `swact`.
 #[utoipa::path(patch, path = "/v1/ihosts/{host}", tag = "ihosts",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
-    request_body = Vec<PatchOp>,
-    responses((status = 200, body = IHost), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    request_body(content = Vec<PatchOp>, description = "One operation on `/action`",
+        example = json!([{"op": "replace", "path": "/action", "value": "lock"}])),
+    responses((status = 200, description = "The host; its task shows the action", body = IHost),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_HOST, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn ihosts_patch(
     State(e): State<AppState>,
     Path(host): Path<String>,
@@ -268,49 +327,58 @@ async fn host_upgrade_reply(e: &Engine, cmd: Command) -> ApiResult<Json<IHost>> 
 /// kube-host-upgrade HOST control-plane.
 #[utoipa::path(post, path = "/v1/ihosts/{host}/kube_upgrade_control_plane", tag = "ihosts",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
-    request_body = HostUpgradeRequest,
-    responses((status = 200, body = IHost), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    request_body(content = Option<HostUpgradeRequest>, description = "May be empty"),
+    responses((status = 200, description = HOST_UPGRADE_REPLY, body = IHost),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_HOST, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn ihosts_kube_upgrade_control_plane(
     State(e): State<AppState>,
     Path(host): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<HostUpgradeRequest>,
 ) -> ApiResult<Json<IHost>> {
-    let force = crate::extract::optional_json::<HostUpgradeRequest>(&body)?.force;
+    let force = body.force;
     host_upgrade_reply(&e, Command::ControlPlane { host, force }).await
 }
 
 /// kube-host-upgrade HOST kubelet.
 #[utoipa::path(post, path = "/v1/ihosts/{host}/kube_upgrade_kubelet", tag = "ihosts",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
-    request_body = HostUpgradeRequest,
-    responses((status = 200, body = IHost), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    request_body(content = Option<HostUpgradeRequest>, description = "May be empty"),
+    responses((status = 200, description = HOST_UPGRADE_REPLY, body = IHost),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_HOST, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn ihosts_kube_upgrade_kubelet(
     State(e): State<AppState>,
     Path(host): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<HostUpgradeRequest>,
 ) -> ApiResult<Json<IHost>> {
-    let force = crate::extract::optional_json::<HostUpgradeRequest>(&body)?.force;
+    let force = body.force;
     host_upgrade_reply(&e, Command::Kubelet { host, force }).await
 }
 
 /// health-query-kube-upgrade: the report text, as a JSON string.
 #[utoipa::path(get, path = "/v1/health/kube-upgrade", tag = "health",
-    responses((status = 200, body = String)))]
+    responses((status = 200, description = "The report, one JSON string", body = String,
+               content_type = "application/json"),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn health_kube_upgrade(State(e): State<AppState>) -> ApiResult<Json<String>> {
     Ok(Json(e.health(false).await?.render()))
 }
 
 /// As `/v1/health/kube-upgrade`, letting alarms that are not management-affecting pass.
 #[utoipa::path(get, path = "/v1/health/kube-upgrade/relaxed", tag = "health",
-    responses((status = 200, body = String)))]
+    responses((status = 200, description = "The report, one JSON string", body = String,
+               content_type = "application/json"),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn health_kube_upgrade_relaxed(State(e): State<AppState>) -> ApiResult<Json<String>> {
     Ok(Json(e.health(true).await?.render()))
 }
 
 #[utoipa::path(get, path = "/v1/alarms", tag = "alarms",
-    responses((status = 200, body = AlarmList)))]
+    responses((status = 200, description = "The active alarms, kup's own included", body = AlarmList),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn alarms_list(State(e): State<AppState>) -> ApiResult<Json<AlarmList>> {
     Ok(Json(AlarmList {
         alarms: e.alarms().await?.iter().map(AlarmView::from).collect(),
@@ -318,23 +386,31 @@ pub async fn alarms_list(State(e): State<AppState>) -> ApiResult<Json<AlarmList>
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only events with a larger sequence number (default 0: from the start).
     #[serde(default)]
+    #[param(minimum = 0, example = 0)]
     pub after: i64,
-    /// At most this many (default and maximum 10000).
+    /// At most this many (default 10000; more is taken as 10000).
+    #[param(minimum = 1, example = 100)]
     pub limit: Option<u32>,
 }
 
 /// The append-only event log: every accepted command and every state change, in order.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
-    responses((status = 200, body = EventList), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "The events, oldest first", body = EventList),
+              (status = 400, description = "A query parameter is invalid", body = ErrorBody)))]
 pub async fn events_list(
     State(e): State<AppState>,
-    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<Json<EventList>> {
-    let Query(q) =
-        query.map_err(|r| ApiError::bad_request(format!("Invalid query: {}", r.body_text())))?;
+    if q.after < 0 {
+        return Err(invalid_query("after", q.after, "0 or more"));
+    }
+    if q.limit == Some(0) {
+        return Err(invalid_query("limit", 0, "at least 1"));
+    }
     let limit = q.limit.unwrap_or(10_000).min(10_000);
     let events = e.events(q.after, limit).await?;
     Ok(Json(EventList {
@@ -344,29 +420,65 @@ pub async fn events_list(
 
 /// `sw-patch query`.
 #[utoipa::path(get, path = "/v1/patches", tag = "patches",
-    responses((status = 200, body = PatchList)))]
+    responses((status = 200, description = "Every patch uploaded", body = PatchList)))]
 pub async fn patches_list(State(e): State<AppState>) -> ApiResult<Json<PatchList>> {
     Ok(Json(PatchList {
         patches: e.patches().await?,
     }))
 }
 
+/// A patch bundle file, as `sw-patch build` writes it.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Bundle(#[allow(dead_code)] Vec<u8>);
+
 /// `sw-patch upload`: the body is the bundle file itself. It is verified completely (trusted
-/// signature, every file's sha256 and size, every path) before anything is written.
+/// signature, every file's sha256 and size, every path) before anything is written. Only a
+/// few uploads run at once; a further one waits briefly, then gets a 503 to retry.
 #[utoipa::path(post, path = "/v1/patches", tag = "patches",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = PatchView), (status = 400, body = ErrorBody)))]
+    request_body(content = inline(Bundle), content_type = "application/octet-stream",
+                 description = "The bundle file, at most 256 MiB"),
+    responses((status = 200, description = "The patch, available", body = PatchView),
+              (status = 400, description = "The bundle is refused (signature, contents, an existing patch)", body = ErrorBody),
+              (status = 503, description = "Too many uploads in progress (try again), the cluster cannot be reached, or the daemon is stopping", body = ErrorBody)))]
 pub async fn patches_upload(
     State(e): State<AppState>,
-    body: axum::body::Bytes,
+    State(uploads): State<UploadGate>,
+    req: Request,
 ) -> ApiResult<Json<PatchView>> {
-    Ok(Json(e.patch_upload(body.into()).await?))
+    // A body announced too large is refused before it waits for a slot or is read.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > crate::MAX_BUNDLE_BODY as u64) {
+        return Err(crate::extract::too_large(crate::MAX_BUNDLE_BODY));
+    }
+    let slot = uploads.enter().await?;
+    let body = Bytes::from_request(req, &())
+        .await
+        .map_err(|r| crate::extract::body_rejection(r, crate::MAX_BUNDLE_BODY))?;
+    // The slot goes with the bundle until it is verified and stored, even if the client
+    // goes away meanwhile: only then is its memory free again.
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        e.patch_upload(body.into()).await
+    });
+    match task.await {
+        Ok(result) => Ok(Json(result?)),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: format!("The upload was stopped: {err}"),
+        }),
+    }
 }
 
 /// `sw-patch show`.
 #[utoipa::path(get, path = "/v1/patches/{id}", tag = "patches",
     params(("id" = String, Path)),
-    responses((status = 200, body = PatchView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The patch", body = PatchView),
+              (status = 404, description = NO_PATCH, body = ErrorBody)))]
 pub async fn patches_show(
     State(e): State<AppState>,
     Path(id): Path<String>,
@@ -377,7 +489,10 @@ pub async fn patches_show(
 /// `sw-patch delete`: only a patch that is available (not applied).
 #[utoipa::path(delete, path = "/v1/patches/{id}", tag = "patches",
     params(("id" = String, Path)),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_PATCH, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn patches_delete(
     State(e): State<AppState>,
     Path(id): Path<String>,
@@ -389,7 +504,10 @@ pub async fn patches_delete(
 /// `sw-patch apply`.
 #[utoipa::path(post, path = "/v1/patches/{id}/apply", tag = "patches",
     params(("id" = String, Path)),
-    responses((status = 200, body = PatchView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The patch, in its new state", body = PatchView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_PATCH, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn patches_apply(
     State(e): State<AppState>,
     Path(id): Path<String>,
@@ -401,7 +519,10 @@ pub async fn patches_apply(
 /// `sw-patch remove`.
 #[utoipa::path(post, path = "/v1/patches/{id}/remove", tag = "patches",
     params(("id" = String, Path)),
-    responses((status = 200, body = PatchView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The patch, in its new state", body = PatchView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_PATCH, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn patches_remove(
     State(e): State<AppState>,
     Path(id): Path<String>,
@@ -412,7 +533,8 @@ pub async fn patches_remove(
 
 /// `sw-patch query-hosts`.
 #[utoipa::path(get, path = "/v1/patch_hosts", tag = "patches",
-    responses((status = 200, body = HostPatchList)))]
+    responses((status = 200, description = "Every host's patches", body = HostPatchList),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn patch_hosts_list(State(e): State<AppState>) -> ApiResult<Json<HostPatchList>> {
     Ok(Json(HostPatchList {
         patch_hosts: e.patch_hosts().await?,
@@ -423,7 +545,10 @@ pub async fn patch_hosts_list(State(e): State<AppState>) -> ApiResult<Json<HostP
 /// places the binary without restarting kubelet) and uninstalls those being removed.
 #[utoipa::path(post, path = "/v1/ihosts/{host}/patch_install", tag = "patches",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
-    responses((status = 200, body = HostPatchView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The host's patches now", body = HostPatchView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_HOST, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn ihosts_patch_install(
     State(e): State<AppState>,
     Path(host): Path<String>,
@@ -440,41 +565,94 @@ pub async fn ihosts_patch_install(
 
 /// `kup info`: the cluster's version (or the transition in progress) and every host's versions.
 #[utoipa::path(get, path = "/v1/info", tag = "info",
-    responses((status = 200, body = kup_types::ClusterInfo)))]
+    responses((status = 200, description = "The versions the cluster runs", body = kup_types::ClusterInfo),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn info_show(State(e): State<AppState>) -> ApiResult<Json<kup_types::ClusterInfo>> {
     Ok(Json(e.info().await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PlanQuery {
     /// The target version (default: the upgrade in progress, else the highest available).
+    #[param(example = "v1.16.2")]
     pub to: Option<String>,
     /// The largest worker batch (default 1).
+    #[param(minimum = 1, example = 2)]
     pub max_parallel_worker_hosts: Option<u32>,
     /// A host with less free disk (GiB) is not ready (default 1).
+    #[param(example = 1)]
     pub min_free_disk_gib: Option<u32>,
 }
 
 /// `kup upgrade plan`: the stages of the whole upgrade, worker batches sized by the safety
 /// analysis (PodDisruptionBudgets, capacity), the findings per host and the predicted durations.
 #[utoipa::path(get, path = "/v1/upgrade/plan", tag = "plan", params(PlanQuery),
-    responses((status = 200, description = "The plan (kup_core::plan::Plan as JSON)"),
-              (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "The plan", body = crate::plan_schema::Plan),
+              (status = 400, description = "A query parameter is invalid, or there is nothing to plan", body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
 pub async fn upgrade_plan(
     State(e): State<AppState>,
-    query: Result<Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<PlanQuery>,
 ) -> ApiResult<Json<kup_core::plan::Plan>> {
-    let Query(q) =
-        query.map_err(|r| ApiError::bad_request(format!("Invalid query: {}", r.body_text())))?;
+    // The engine would take 0 as 1; the CLI refuses it, and so does the API.
+    let max_parallel = q.max_parallel_worker_hosts.unwrap_or(1);
+    if max_parallel == 0 {
+        return Err(invalid_query("max_parallel_worker_hosts", 0, "at least 1"));
+    }
     let disk = q
         .min_free_disk_gib
         .unwrap_or(kup_core::safety::DEFAULT_MIN_FREE_DISK_GIB);
-    Ok(Json(
-        e.plan(
-            q.to.as_deref(),
-            q.max_parallel_worker_hosts.unwrap_or(1),
-            disk,
-        )
-        .await?,
+    Ok(Json(e.plan(q.to.as_deref(), max_parallel, disk).await?))
+}
+
+fn invalid_query(name: &str, got: impl std::fmt::Display, must_be: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "Invalid query: {name} must be {must_be}, got {got}"
     ))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", body = Object,
+               content_type = "application/json")))]
+pub async fn openapi_json(State(doc): State<DocJson>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.0.to_string(),
+    )
+}
+
+/// Whether the daemon can do its work.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable`.
+    status: &'static str,
+    /// Why not, when it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Health: answers without a token; 200 only while the store answers and the cluster can be
+/// reached (cheaply: nothing that grows with the cluster is read).
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "The daemon can do its work", body = Health),
+              (status = 503, description = "The store or the cluster cannot be reached", body = Health)))]
+pub async fn healthz(State(e): State<AppState>) -> (StatusCode, Json<Health>) {
+    match e.check().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                reason: None,
+            }),
+        ),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                reason: Some(err.to_string()),
+            }),
+        ),
+    }
 }

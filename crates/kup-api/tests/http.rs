@@ -1,8 +1,11 @@
 //! The API over real HTTP on loopback: every refusal, bad input, races, auth, the OpenAPI
-//! document.
+//! document (committed, and every operation answering as the served one says), every
+//! rejection as the JSON error body, and the cap on concurrent uploads.
 
 #[path = "../../kup-engine/tests/common/mod.rs"]
 mod common;
+#[path = "support/schema.rs"]
+mod schema;
 
 use std::sync::Arc;
 
@@ -29,7 +32,11 @@ async fn serve(h: &Harness) -> String {
 struct Reply {
     status: u16,
     content_type: String,
+    /// The body as JSON; a body that is not JSON is a `Value::String` of its text, an empty
+    /// one `Null`.
     body: Value,
+    /// Whether the body was empty or parsed as JSON.
+    json: bool,
 }
 
 impl Reply {
@@ -70,18 +77,36 @@ async fn send_raw(
     body: Option<String>,
     json_type: bool,
 ) -> Reply {
+    let body = body.map(|b| {
+        let content_type = if json_type { "application/json" } else { "" };
+        (content_type, b.into_bytes())
+    });
+    send_bytes(base, token, method, path, body).await
+}
+
+/// Sends a body of any content type (none when the type is empty).
+async fn send_bytes(
+    base: &str,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> Reply {
     let client = reqwest::Client::new();
     let mut req = client.request(method, format!("{base}{path}"));
     if let Some(t) = token {
         req = req.header("X-Auth-Token", t);
     }
-    if let Some(b) = body {
-        if json_type {
-            req = req.header("Content-Type", "application/json");
+    if let Some((content_type, b)) = body {
+        if !content_type.is_empty() {
+            req = req.header("Content-Type", content_type);
         }
         req = req.body(b);
     }
-    let res = req.send().await.unwrap();
+    reply(req.send().await.unwrap()).await
+}
+
+async fn reply(res: reqwest::Response) -> Reply {
     let status = res.status().as_u16();
     let content_type = res
         .headers()
@@ -89,15 +114,19 @@ async fn send_raw(
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
     let text = res.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
+    let (body, json) = if text.is_empty() {
+        (Value::Null, true)
     } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
+        match serde_json::from_str(&text) {
+            Ok(v) => (v, true),
+            Err(_) => (Value::String(text), false),
+        }
     };
     Reply {
         status,
         content_type,
         body,
+        json,
     }
 }
 
@@ -229,6 +258,22 @@ async fn unknown_things_are_404_and_bad_input_is_400() {
         ("/v1/kube_upgrade/not-a-uuid", 404, "not found"),
         ("/v1/no_such_thing", 404, "No such resource"),
         ("/v1/events?after=abc", 400, "Invalid query"),
+        // Numbers of the right type but out of range are refused, never taken as another.
+        (
+            "/v1/upgrade/plan?max_parallel_worker_hosts=0",
+            400,
+            "Invalid query: max_parallel_worker_hosts must be at least 1, got 0",
+        ),
+        (
+            "/v1/events?limit=0",
+            400,
+            "Invalid query: limit must be at least 1, got 0",
+        ),
+        (
+            "/v1/events?after=-1",
+            400,
+            "Invalid query: after must be 0 or more, got -1",
+        ),
     ] {
         let r = get(path).await;
         assert_eq!(r.status, status, "{path}: {:?}", r.body);
@@ -397,6 +442,14 @@ async fn auth_is_enforced_on_every_route_in_the_openapi_document() {
     let doc = serde_json::to_value(kup_api::openapi()).unwrap();
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            assert_eq!(
+                item["get"]["security"],
+                json!([{}]),
+                "{path} needs no token"
+            );
+            continue;
+        }
         let concrete = path
             .replace("{version}", "v1.16.2")
             .replace("{uuid}", "00000000-0000-0000-0000-000000000000")
@@ -594,5 +647,645 @@ async fn a_large_bundle_uploads() {
     assert_eq!(
         h.engine.patch("BIG.1").await.unwrap().state.as_str(),
         "available"
+    );
+}
+
+/// A harness whose engine also trusts the demo key, so the example bundles of
+/// `examples/patches/` upload.
+async fn harness_trusting_the_demo_key() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kup.db");
+    let sim = kup_sim::SimCluster::new(&seed_cluster(), 0.0);
+    let demo_key = std::fs::read_to_string(examples_dir().join("patches/demo-key.pub")).unwrap();
+    let config = kup_engine::EngineConfig {
+        catalog: sim.catalog(),
+        policy: kup_core::Policy::default(),
+        patch_repo: Some(kup_engine::PatchRepo {
+            dir: dir.path().join("patches"),
+            trusted: vec![kup_patch::parse_public_key(&demo_key).unwrap()],
+            limits: kup_patch::Limits::default(),
+        }),
+    };
+    let store = Arc::new(kup_store::SqliteStore::open(&db).await.unwrap());
+    let engine = kup_engine::Engine::open(store, Arc::new(sim.clone()), config)
+        .await
+        .unwrap();
+    Harness {
+        engine: Arc::new(engine),
+        sim,
+        db,
+        dir,
+    }
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// The value of a path parameter: a real object's where the document's path names one.
+async fn known_object(base: &str, path: &str, name: &str) -> String {
+    let first = |list: &'static str, key: &'static str, field: &'static str| async move {
+        let r = send(base, Some(ADMIN), Method::GET, list, None).await;
+        r.body[key]
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|x| match &x[field] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+    };
+    let found = match (name, path) {
+        ("version", _) => first("/v1/kube_versions", "kube_versions", "version").await,
+        ("host", _) => first("/v1/ihosts", "ihosts", "hostname").await,
+        ("uuid", p) if p.starts_with("/v1/kube_upgrade/") => {
+            first("/v1/kube_upgrade", "kube_upgrades", "uuid").await
+        }
+        ("id", p) if p.starts_with("/v1/kube_host_upgrades/") => {
+            first("/v1/kube_host_upgrades", "kube_host_upgrades", "id").await
+        }
+        ("id", p) if p.starts_with("/v1/patches/") => {
+            first("/v1/patches", "patches", "patch_id").await
+        }
+        _ => panic!("{path}: the test knows no object for {{{name}}}: teach known_object"),
+    };
+    // No such object (yet): a well-formed name that is nobody's; the document must then
+    // declare the answer (404) too.
+    found.unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into())
+}
+
+/// A request for one operation, built from the document alone (path parameters from real
+/// objects): the path with its query, and the body with its content type.
+async fn request_from_document(
+    base: &str,
+    schemas: &schema::Schemas<'_>,
+    path: &str,
+    op: &Value,
+) -> (String, Option<(String, Vec<u8>)>) {
+    let mut concrete = path.to_string();
+    let mut query = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap();
+        match p["in"].as_str().unwrap() {
+            "path" => {
+                let hole = format!("{{{name}}}");
+                assert!(
+                    path.contains(&hole) && p["required"] == true,
+                    "{path}: path parameter {name} must be in the path and required: {p}"
+                );
+                concrete = concrete.replace(&hole, &known_object(base, path, name).await);
+            }
+            "query" => {
+                let example = p.get("example").or_else(|| p["schema"].get("example"));
+                let value = match example {
+                    Some(x) => x.clone(),
+                    None if p["required"] == true => schemas.sample(&p["schema"]),
+                    None => continue,
+                };
+                let errors = schemas.validate(&value, &p["schema"], false);
+                assert!(errors.is_empty(), "{path} ?{name}={value}: {errors:?}");
+                let text = match value {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                query.push((name.to_string(), text));
+            }
+            other => panic!("{path}: parameters in {other} are not used by kup: {p}"),
+        }
+    }
+    assert!(!concrete.contains('{'), "{path}: undeclared path parameter");
+    let url = reqwest::Url::parse_with_params(&format!("http://x{concrete}"), &query).unwrap();
+    let path_and_query = match url.query() {
+        Some(q) if !q.is_empty() => format!("{}?{q}", url.path()),
+        _ => url.path().to_string(),
+    };
+    let Some(content) = op["requestBody"]["content"].as_object() else {
+        return (path_and_query, None);
+    };
+    let (content_type, media) = content.iter().next().expect("a request body has content");
+    let body = match content_type.as_str() {
+        "application/json" => {
+            let value = media
+                .get("example")
+                .cloned()
+                .unwrap_or_else(|| schemas.sample(&media["schema"]));
+            let errors = schemas.validate(&value, &media["schema"], false);
+            assert!(
+                errors.is_empty(),
+                "{path}: {value} breaks its schema: {errors:?}"
+            );
+            serde_json::to_vec(&value).unwrap()
+        }
+        "application/octet-stream" => {
+            assert_eq!(
+                media["schema"]["format"], "binary",
+                "{path}: a file upload is a binary string: {media}"
+            );
+            std::fs::read(examples_dir().join("patches/K8S-1.16.2-PLATFORM.patch")).unwrap()
+        }
+        other => panic!("{path}: no generator for {other}"),
+    };
+    (path_and_query, Some((content_type.clone(), body)))
+}
+
+/// The reply is one the document declares for the operation: the status, the content type,
+/// and a body that validates against the declared schema (no undeclared property either).
+fn check_against_document(schemas: &schema::Schemas<'_>, what: &str, op: &Value, r: &Reply) {
+    let responses = op["responses"].as_object().unwrap();
+    let declared = responses.get(&r.status.to_string()).unwrap_or_else(|| {
+        panic!(
+            "{what}: status {} is not declared (only {:?}): {}",
+            r.status,
+            responses.keys().collect::<Vec<_>>(),
+            r.body
+        )
+    });
+    let Some(content) = declared["content"].as_object() else {
+        assert!(
+            r.body.is_null(),
+            "{what}: {} has a body: {}",
+            r.status,
+            r.body
+        );
+        return;
+    };
+    let essence = r.content_type.split(';').next().unwrap().trim();
+    let media = content.get(essence).unwrap_or_else(|| {
+        panic!(
+            "{what}: {} came as {essence:?}, declared {:?}: {}",
+            r.status,
+            content.keys().collect::<Vec<_>>(),
+            r.body
+        )
+    });
+    assert!(r.json, "{what}: the body is not JSON: {}", r.body);
+    let errors = schemas.validate(&r.body, &media["schema"], true);
+    assert!(
+        errors.is_empty(),
+        "{what}: {} does not match its schema: {errors:#?}\n{}",
+        r.status,
+        r.body
+    );
+}
+
+/// The reasons kup-api gives for a request whose form is wrong (as opposed to a command the
+/// cluster's state refuses): a request built from the document must never get one.
+const FORM_ERRORS: &[&str] = &[
+    "Malformed JSON",
+    "Invalid request",
+    "Invalid query",
+    "Invalid URL",
+    "must be JSON",
+    "must be a string",
+    "Invalid patch",
+    "can not be changed here",
+    "is mandatory",
+    "Invalid action",
+    "Invalid state",
+    "must be at least",
+];
+
+/// Walks the served document: for every operation, a request built from the document alone
+/// (as any client generated from it would send), sent without a token, with a reader token
+/// when it changes something, and with an admin token; every reply must be one the document
+/// declares. Creations run first and deletions last, so most operations meet a real object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_as_the_served_document_says() {
+    let h = harness_trusting_the_demo_key().await;
+    let base = serve(&h).await;
+    let served = send(&base, Some(READER), Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(served.status, 200);
+    let doc = served.body;
+    let schemas = schema::Schemas { doc: &doc };
+    let global_security = doc.get("security").cloned().unwrap_or(json!([]));
+
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let stage = match method.as_str() {
+                "post" if !path.contains('{') => 0,
+                "get" => 2,
+                "delete" => 3,
+                _ => 1,
+            };
+            ops.push((stage, path.clone(), method.clone(), op.clone()));
+        }
+    }
+    ops.sort_by_key(|(stage, ..)| *stage);
+    assert!(ops.len() >= 30, "{} operations", ops.len());
+
+    let mut summary = Vec::new();
+    for (_, path, method, op) in &ops {
+        let what = format!("{} {path}", method.to_uppercase());
+        for (status, response) in op["responses"].as_object().unwrap() {
+            assert!(
+                response["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{what}: response {status} has no description"
+            );
+        }
+        let m: Method = method.to_uppercase().parse().unwrap();
+        let (target, body) = request_from_document(&base, &schemas, path, op).await;
+        let body = || body.as_ref().map(|(t, b)| (t.as_str(), b.clone()));
+        let security = op.get("security").unwrap_or(&global_security);
+        // Alternatives; an empty one (`{}`) lets a request without a token through.
+        let needs_token = security
+            .as_array()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|r| r != &json!({})));
+        let changes = m != Method::GET;
+
+        let anonymous = send_bytes(&base, None, m.clone(), &target, body()).await;
+        check_against_document(&schemas, &format!("{what} without a token"), op, &anonymous);
+        if needs_token {
+            assert_eq!(anonymous.status, 401, "{what} without a token");
+        }
+        if needs_token && changes {
+            let r = send_bytes(&base, Some(READER), m.clone(), &target, body()).await;
+            check_against_document(&schemas, &format!("{what} as a reader"), op, &r);
+            assert_eq!(r.status, 403, "{what} as a reader");
+        }
+        let r = send_bytes(&base, Some(ADMIN), m.clone(), &target, body()).await;
+        check_against_document(&schemas, &format!("{what} {target}"), op, &r);
+        if r.status == 400 {
+            let reason = r.reason();
+            assert!(
+                !FORM_ERRORS.iter().any(|f| reason.contains(f)),
+                "{what} {target}: a request that follows the document was refused for its form: {reason}"
+            );
+        }
+        if !changes {
+            assert_eq!(r.status, 200, "{what} {target}: {}", r.body);
+        }
+        summary.push(format!(
+            "{} {what}: {}",
+            r.status,
+            if r.status >= 400 {
+                r.reason()
+            } else {
+                String::new()
+            }
+        ));
+    }
+    // Not asserted (refusals are declared answers too), but shown when the test fails.
+    eprintln!("{}", summary.join("\n"));
+}
+
+/// Whatever refuses a request (axum's extractors and routing, a body limit, kup's own
+/// checks) answers with sysinv's JSON error body and the right status, never plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rejection_is_the_json_error_body() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let big_json = format!(
+        r#"{{"to_version": "v1.16.2", "pad": "{}"}}"#,
+        "x".repeat(2 << 20)
+    );
+    for (method, path, body, status, says) in [
+        // A path parameter that is not UTF-8, or is cut off mid-character.
+        (Method::GET, "/v1/ihosts/%FF%FE", None, 400, "UTF-8"),
+        (Method::GET, "/v1/kube_versions/%E2%82", None, 400, "UTF-8"),
+        // Not a percent-escape at all: taken literally, as an unknown host.
+        (
+            Method::GET,
+            "/v1/ihosts/%ZZ",
+            None,
+            404,
+            "Host %ZZ not found",
+        ),
+        // Query parameters of the wrong type, or out of range.
+        (
+            Method::GET,
+            "/v1/upgrade/plan?max_parallel_worker_hosts=many",
+            None,
+            400,
+            "Invalid query",
+        ),
+        (
+            Method::GET,
+            "/v1/events?limit=-1",
+            None,
+            400,
+            "Invalid query",
+        ),
+        // A method the resource does not have; a resource that does not exist.
+        (Method::PUT, "/v1/ihosts", None, 405, "Method not allowed"),
+        (Method::DELETE, "/healthz", None, 405, "Method not allowed"),
+        (
+            Method::GET,
+            "/v1/nothing/here",
+            None,
+            404,
+            "No such resource",
+        ),
+        (Method::GET, "/elsewhere", None, 404, "No such resource"),
+        // A JSON body over the JSON limit.
+        (
+            Method::POST,
+            "/v1/kube_upgrade",
+            Some(big_json.clone()),
+            413,
+            "larger than 1048576 bytes",
+        ),
+        (
+            Method::POST,
+            "/v1/ihosts/worker-0/kube_upgrade_kubelet",
+            Some(big_json.clone()),
+            413,
+            "larger than 1048576 bytes",
+        ),
+    ] {
+        let what = format!("{method} {path}");
+        let r = send_raw(&base, Some(ADMIN), method, path, body, true).await;
+        assert_eq!(r.status, status, "{what}: {:?}", r.body);
+        assert_eq!(r.content_type, "application/json", "{what}");
+        let reason = r.reason();
+        assert!(reason.contains(says), "{what}: {reason}");
+        assert!(!reason.contains('\n'), "{what}: {reason:?}");
+    }
+    assert_eq!(
+        h.state().await,
+        "none",
+        "nothing was started by any of that"
+    );
+}
+
+/// An upload whose announced size is over the limit is refused before a byte of it is read
+/// (the test sends none) or a slot is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_announced_too_large_is_a_413_before_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let mut tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/patches HTTP/1.1\r\nHost: kup\r\nX-Auth-Token: {ADMIN}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        kup_api::MAX_BUNDLE_BODY + 1
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // The reply comes while the body is still owed; the server then closes the connection.
+    let mut reply = Vec::new();
+    tcp.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(
+        reply
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{reply}"
+    );
+    assert!(reply.contains("larger than"), "{reply}");
+}
+
+/// A body that sends what it starts with, then each chunk the test sends, and ends when the
+/// test's sender is dropped.
+struct HeldBody {
+    first: Option<Vec<u8>>,
+    more: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(first.into()))));
+        }
+        self.more
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(http_body::Frame::data(c.into()))))
+    }
+}
+
+/// Uploads hold their bundle in memory, so only `max_concurrent_uploads` run at once: with
+/// two held open mid-body, a third waits, then is refused with a 503 it may retry; a request
+/// without a token or with a reader's is still refused for that first; once the two finish,
+/// uploads are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_concurrent_upload_is_told_to_retry() {
+    let h = harness_trusting_the_demo_key().await;
+    let tokens = Tokens::new([(Role::Admin, ADMIN.into()), (Role::Reader, READER.into())]);
+    let limits = kup_api::Limits {
+        max_concurrent_uploads: 2,
+        upload_wait: std::time::Duration::from_millis(200),
+    };
+    let app = kup_api::router_with(Arc::clone(&h.engine), tokens, limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let bundle =
+        |id: &str| std::fs::read(examples_dir().join(format!("patches/{id}.patch"))).unwrap();
+    // Each upload sends half its bundle, then waits for the test to send the rest.
+    let mut rests = Vec::new();
+    let mut upload = |bytes: Vec<u8>, token: &'static str| {
+        let (more, rest) = tokio::sync::mpsc::unbounded_channel();
+        let half = bytes.len() / 2;
+        rests.push((more, bytes[half..].to_vec()));
+        let base = base.clone();
+        tokio::spawn(async move {
+            let body = HeldBody {
+                first: Some(bytes[..half].to_vec()),
+                more: rest,
+            };
+            let res = reqwest::Client::new()
+                .post(format!("{base}/v1/patches"))
+                .header("X-Auth-Token", token)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", bytes.len())
+                .body(reqwest::Body::wrap(body))
+                .send()
+                .await
+                .unwrap();
+            reply(res).await
+        })
+    };
+    let mut held: Vec<_> = [
+        "K8S-1.16.2-PLATFORM",
+        "K8S-1.16.2-KUBEADM",
+        "K8S-1.16.2-KUBELET",
+    ]
+    .into_iter()
+    .map(|id| upload(bundle(id), ADMIN))
+    .collect();
+    // Two of them hold the slots and cannot finish before the release: the first to answer
+    // is the one that found none.
+    // (The timeout only turns a regression into a failure instead of a hang.)
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        futures_select(&mut held),
+    );
+    let (refused, index, _) = first
+        .await
+        .expect("no upload was refused while two held the slots");
+    let refused = refused.unwrap();
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.content_type, "application/json");
+    assert!(
+        refused
+            .reason()
+            .starts_with("Too many uploads in progress (at most 2 at a time): try again"),
+        "{}",
+        refused.reason()
+    );
+    held.remove(index);
+    rests.remove(index);
+    // Authentication comes first, slots or not.
+    let anonymous = send_bytes(
+        &base,
+        None,
+        Method::POST,
+        "/v1/patches",
+        Some(("application/octet-stream", b"x".to_vec())),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    let reader = send_bytes(
+        &base,
+        Some(READER),
+        Method::POST,
+        "/v1/patches",
+        Some(("application/octet-stream", b"x".to_vec())),
+    )
+    .await;
+    assert_eq!(reader.status, 403);
+
+    for (more, rest) in rests {
+        more.send(rest).unwrap();
+    }
+    for task in held {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // The slots are free again: the refused bundle uploads now.
+    let patches = send(&base, Some(ADMIN), Method::GET, "/v1/patches", None).await;
+    let uploaded: Vec<&str> = patches.body["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["patch_id"].as_str().unwrap())
+        .collect();
+    let missing = [
+        "K8S-1.16.2-PLATFORM",
+        "K8S-1.16.2-KUBEADM",
+        "K8S-1.16.2-KUBELET",
+    ]
+    .into_iter()
+    .find(|id| !uploaded.contains(id))
+    .unwrap();
+    let r = send_bytes(
+        &base,
+        Some(ADMIN),
+        Method::POST,
+        "/v1/patches",
+        Some(("application/octet-stream", bundle(missing))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// The first of several tasks to finish: its output, its index, and the others.
+async fn futures_select<T>(
+    tasks: &mut [tokio::task::JoinHandle<T>],
+) -> (Result<T, tokio::task::JoinError>, usize, ()) {
+    std::future::poll_fn(|cx| {
+        for (i, t) in tasks.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = std::pin::Pin::new(t).poll(cx) {
+                return std::task::Poll::Ready((out, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// The conformance test is only as good as its schema checker: it must refuse what breaks a
+/// schema, keyword by keyword, and never pass a keyword it does not know.
+#[test]
+fn the_schema_checker_refuses_what_breaks_a_schema() {
+    let doc = json!({"components": {"schemas": {
+        "Host": {"type": "object", "required": ["name", "at"], "properties": {
+            "name": {"type": "string", "pattern": "^[a-z]+-[0-9]$"},
+            "at": {"type": "string", "format": "date-time"},
+            "state": {"type": "string", "enum": ["locked", "unlocked"]},
+            "count": {"type": "integer", "format": "int32", "minimum": 1},
+            "peer": {"oneOf": [{"$ref": "#/components/schemas/Host"}, {"type": "null"}]},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        }}
+    }}});
+    let schemas = schema::Schemas { doc: &doc };
+    let host = json!({"$ref": "#/components/schemas/Host"});
+    let good = json!({"name": "worker-0", "at": "2020-02-20T16:08:48.854869+00:00",
+                      "state": "locked", "count": 2, "peer": null, "tags": ["a"]});
+    assert_eq!(schemas.validate(&good, &host, true), Vec::<String>::new());
+    for (change, says) in [
+        (json!({"name": 5}), "is not of type"),
+        (json!({"name": "Worker 0"}), "does not match"),
+        (json!({"at": "yesterday"}), "is not a date-time"),
+        (json!({"state": "broken"}), "is not one of"),
+        (json!({"count": 0}), "breaks minimum"),
+        (json!({"count": 1u64 << 40}), "outside int32"),
+        (json!({"peer": {"name": "x"}}), "matches 0 of the 2"),
+        (json!({"tags": [1]}), "is not of type"),
+        (json!({"extra": true}), "is not in the schema"),
+    ] {
+        let mut bad = good.clone();
+        bad.as_object_mut()
+            .unwrap()
+            .extend(change.as_object().unwrap().clone());
+        let errors = schemas.validate(&bad, &host, true);
+        assert!(
+            errors.iter().any(|e| e.contains(says)),
+            "{change}: {errors:?}"
+        );
+    }
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("at");
+    assert!(schemas.validate(&missing, &host, true)[0].contains("\"at\" is missing"));
+    let unknown = json!({"type": "string", "contains": {}});
+    assert!(schemas.validate(&json!("x"), &unknown, false)[0].contains("does not know"));
+    // A value built from a schema passes it.
+    let sample = schemas.sample(&json!({"type": "object", "required": ["a"], "properties": {
+        "a": {"type": "array", "items": {"type": "integer", "minimum": 3}}}}));
+    assert_eq!(sample, json!({"a": [3]}));
+}
+
+/// `/healthz` tells the truth: 503 with the reason once the cluster cannot be reached, and
+/// out-of-range durations no longer panic the simulation (every request still answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_tells_the_truth() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let r = send(&base, None, Method::GET, "/healthz", None).await;
+    assert_eq!((r.status, r.body.clone()), (200, json!({"status": "ok"})));
+    // A step scaled beyond any clock: accepted, running, and the daemon still answers.
+    h.sim.set_time_scale(f64::MAX);
+    let r = send(
+        &base,
+        Some(ADMIN),
+        Method::PATCH,
+        "/v1/ihosts/worker-0",
+        Some(json!([{"op": "replace", "path": "/action", "value": "lock"}])),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = send(&base, Some(READER), Method::GET, "/v1/ihosts", None).await;
+    assert_eq!(r.status, 200);
+    let r = send(&base, None, Method::GET, "/healthz", None).await;
+    assert_eq!(r.status, 200);
+    h.sim.halt();
+    let r = send(&base, None, Method::GET, "/healthz", None).await;
+    assert_eq!(
+        (r.status, r.body),
+        (
+            503,
+            json!({"status": "unavailable", "reason": "the cluster cannot be reached: the simulation has stopped"})
+        )
     );
 }

@@ -37,6 +37,7 @@ fn pod(ns: String, name: String, node: &str, kind: &str, owner: &str) -> PodInfo
         name,
         node: Some(node.to_string()),
         ready: true,
+        phase: kup_types::PodPhase::Running,
         owner_kind: kind.into(),
         owner: owner.into(),
         labels: BTreeMap::from([("app".to_string(), owner.to_string())]),

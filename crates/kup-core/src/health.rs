@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use kup_types::{Alarm, Observation};
+use kup_types::{Alarm, Observation, PodInfo, PodPhase};
 
 /// Alarms that never block an upgrade unless the request says otherwise: StarlingX's
 /// server-side default list (reference §1.3). 900.007 is kup's own "upgrade in progress".
@@ -113,6 +113,8 @@ pub fn kube_upgrade_health(obs: &Observation, force: bool, ignore: &[String]) ->
         }
     }
 
+    let pods_not_ready = not_ready_pods(obs);
+
     let bad_apps = obs
         .applications
         .iter()
@@ -138,12 +140,48 @@ pub fn kube_upgrade_health(obs: &Observation, force: bool, ignore: &[String]) ->
                 cp_not_ready,
                 "Kubernetes control plane pods not ready: ",
             ),
+            pods_not_ready,
             item(
                 "All kubernetes applications are in a valid state",
                 bad_apps,
                 "Kubernetes applications not in a valid state: ",
             ),
         ],
+    }
+}
+
+/// Pods that must be ready and are not, as the seed's prerequisite "Kubernetes pods must be
+/// all ready" asks. A finished pod is not expected to be ready: one that succeeded, and one
+/// that failed under a Job (the Job retries or gives up; its pod stays for its logs).
+pub fn pod_must_be_ready(p: &PodInfo) -> bool {
+    match p.phase {
+        PodPhase::Succeeded => false,
+        PodPhase::Failed => p.owner_kind != "Job",
+        PodPhase::Pending | PodPhase::Running | PodPhase::Unknown => true,
+    }
+}
+
+/// At most this many pods are named; the count says how many more.
+const PODS_NAMED: usize = 10;
+
+fn not_ready_pods(obs: &Observation) -> HealthCheck {
+    let mut bad = obs.pods.iter().filter(|p| pod_must_be_ready(p) && !p.ready);
+    let named: Vec<String> = bad
+        .by_ref()
+        .take(PODS_NAMED)
+        .map(|p| match p.phase {
+            PodPhase::Running => format!("{}/{}", p.namespace, p.name),
+            phase => format!("{}/{} ({phase:?})", p.namespace, p.name),
+        })
+        .collect();
+    let more = bad.count();
+    let mut failure = named.join(", ");
+    if more > 0 {
+        failure.push_str(&format!(" and {more} more"));
+    }
+    HealthCheck {
+        name: "All kubernetes pods are ready",
+        failure: (!named.is_empty()).then(|| format!("Kubernetes pods not ready: {failure}")),
     }
 }
 

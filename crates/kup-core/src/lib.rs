@@ -12,6 +12,7 @@ pub mod patches;
 pub mod plan;
 pub mod refusal;
 pub mod safety;
+pub mod skew;
 pub mod views;
 
 pub use catalog::{Catalog, running_versions};

@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use kup_types::{
     AdminState, Availability, EventKind, HostInfo, HostUpgradeStatus, KubeUpgradeRecord,
     KubeUpgradeState, KubeVersion, NewEvent, Observation, OpStatus, OperState, Operation,
-    Personality, Snapshot, SystemType, UpgradeWrite, VersionState, WriteBatch,
+    OperationRecord, OperationState, Personality, Snapshot, SystemType, UpgradeWrite, VersionState,
+    WriteBatch,
 };
 
 use crate::catalog::{Catalog, running_versions};
@@ -41,7 +42,7 @@ pub struct Ctx<'a> {
     pub snap: &'a Snapshot,
     pub obs: &'a Observation,
     pub now: Timestamp,
-    /// A fresh uuid, used if the command creates an upgrade.
+    /// A fresh uuid, used if the command creates an upgrade or starts an operation.
     pub fresh_uuid: &'a str,
 }
 
@@ -160,16 +161,15 @@ impl Command {
     }
 }
 
-/// What an accepted command does: one atomic write, then the operations to start.
+/// What an accepted command does: one atomic write, then the operations to start. Each
+/// operation's record is part of the batch, so it is durable before it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     pub batch: WriteBatch,
-    pub ops: Vec<Operation>,
-    /// Operations whose completion must no longer change anything (they were marked failed).
-    pub abandon: Vec<OpSlot>,
+    pub ops: Vec<OperationRecord>,
 }
 
-/// Which in-flight operation a completion belongs to. At most one operation runs per slot.
+/// What an operation occupies: at most one operation runs per slot.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpSlot {
     /// Download, control plane, networking: the steps that move the cluster-level state.
@@ -286,8 +286,37 @@ impl<'a> Writer<'a> {
         self.d.batch.patches.extend(writes);
     }
 
+    /// Starts an operation: its record (running) is written with the decision.
     fn op(&mut self, op: Operation) {
-        self.d.ops.push(op);
+        let n = self.d.ops.len();
+        let id = match n {
+            0 => self.ctx.fresh_uuid.to_string(),
+            n => format!("{}-{n}", self.ctx.fresh_uuid),
+        };
+        let record = OperationRecord {
+            id,
+            op,
+            state: OperationState::Running,
+            started_at: self.ctx.now,
+            ended_at: None,
+            detail: None,
+        };
+        self.d.batch.operations.push(record.clone());
+        self.d.ops.push(record);
+    }
+
+    /// Records how a running operation ended; a completion that arrives later is stale.
+    fn end_op(&mut self, record: &OperationRecord, ok: bool, detail: Option<String>) {
+        let mut r = record.clone();
+        r.state = if ok {
+            OperationState::Succeeded
+        } else {
+            OperationState::Failed
+        };
+        r.ended_at = Some(self.ctx.now);
+        r.detail = detail;
+        self.d.batch.operations.retain(|o| o.id != r.id);
+        self.d.batch.operations.push(r);
     }
 
     fn finish(mut self) -> Decision {
@@ -414,7 +443,21 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                     w.set_host(&row.hostname, Some(HS::UpgradingControlPlaneFailed), None);
                 }
             }
-            w.d.abandon.push(OpSlot::Cluster);
+            // Whatever the step's operation does from now on changes nothing.
+            for o in ctx
+                .snap
+                .operations
+                .iter()
+                .filter(|o| OpSlot::of(&o.op) == OpSlot::Cluster)
+            {
+                let why = format!("marked failed by {}", cmd.describe());
+                w.event(
+                    EventKind::Operation,
+                    o.op.host().unwrap_or("kube_upgrade"),
+                    format!("{}: {why}", o.op),
+                );
+                w.end_op(o, false, Some(why));
+            }
         }
         Command::Delete => {
             let u = upgrade(ctx)?;
@@ -428,7 +471,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
         }
         Command::Lock { host: name, force } => {
             let h = host(ctx, name)?;
-            not_busy(h)?;
+            not_busy(ctx, h)?;
             if h.administrative == AdminState::Locked {
                 return Err(Refusal::AlreadyLocked(name.clone()));
             }
@@ -460,13 +503,8 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             // unless the operator says it knows (--force).
             // Hosts whose lock is still running are going down too: judge them together.
             if !force {
-                let mut batch: Vec<&str> = ctx
-                    .obs
-                    .hosts
-                    .iter()
-                    .filter(|o| o.task.as_deref() == Some("Locking"))
-                    .map(|o| o.hostname.as_str())
-                    .collect();
+                let mut batch = locks_in_flight(ctx);
+                batch.retain(|h| *h != name.as_str());
                 batch.push(name);
                 let safety = crate::safety::analyze_batch(ctx.obs, &batch);
                 if safety.verdict == crate::safety::Verdict::Unsafe {
@@ -494,7 +532,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
         }
         Command::Unlock { host: name, force } => {
             let h = host(ctx, name)?;
-            not_busy(h)?;
+            not_busy(ctx, h)?;
             if h.administrative == AdminState::Unlocked {
                 return Err(Refusal::AlreadyUnlocked(name.clone()));
             }
@@ -505,7 +543,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
         }
         Command::Swact { host: name } => {
             let h = host(ctx, name)?;
-            not_busy(h)?;
+            not_busy(ctx, h)?;
             if h.personality != Personality::Controller {
                 return Err(Refusal::SwactNotController(name.clone()));
             }
@@ -529,7 +567,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             w.patches(writes);
         }
         Command::PatchApply { id } => {
-            let writes = crate::patches::apply(ctx.snap, ctx.obs, id, ctx.now)?;
+            let writes = crate::patches::apply(ctx.snap, ctx.obs, ctx.catalog, id, ctx.now)?;
             w.patches(writes);
         }
         Command::PatchRemove { id } => {
@@ -571,14 +609,46 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
     Ok(w.finish())
 }
 
-fn not_busy(h: &HostInfo) -> Result<(), Refusal> {
-    match &h.task {
+/// A host is busy while the cluster shows an action on it, or while kup's own record says a
+/// lock, unlock or swact of it runs (a real cluster's view may not show it yet).
+fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
+    let recorded = || {
+        ctx.snap
+            .operations
+            .iter()
+            .find(|o| OpSlot::of(&o.op) == OpSlot::HostAction(h.hostname.clone()))
+            .map(|o| o.op.to_string())
+    };
+    match h.task.clone().or_else(recorded) {
         Some(task) => Err(Refusal::HostBusy {
             host: h.hostname.clone(),
-            task: task.clone(),
+            task,
         }),
         None => Ok(()),
     }
+}
+
+/// Hosts going down: those kup is locking, and those the cluster shows locking.
+fn locks_in_flight<'a>(ctx: &'a Ctx<'_>) -> Vec<&'a str> {
+    let mut hosts: Vec<&str> = ctx
+        .snap
+        .operations
+        .iter()
+        .filter_map(|o| match &o.op {
+            Operation::Lock { host, .. } => Some(host.as_str()),
+            _ => None,
+        })
+        .chain(
+            ctx.obs
+                .hosts
+                .iter()
+                .filter(|o| o.task.as_deref() == Some("Locking"))
+                .map(|o| o.hostname.as_str()),
+        )
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
 }
 
 fn start(
@@ -615,6 +685,8 @@ fn start(
     if to <= from || !meta.upgrade_from.contains(&from) {
         return Err(Refusal::NoUpgradePath { from, to });
     }
+    // Nor a skipped minor version.
+    crate::skew::one_minor_step(from, to)?;
     if let Some(missing) = crate::patches::missing_for_start(ctx.snap, meta) {
         return Err(missing);
     }
@@ -678,7 +750,7 @@ fn start(
 fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Refusal> {
     let u = upgrade(ctx)?;
     let h = host(ctx, name)?;
-    not_busy(h)?;
+    not_busy(ctx, h)?;
     if h.personality != Personality::Controller {
         return Err(Refusal::NoControlPlane {
             host: name.into(),
@@ -744,6 +816,7 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
             state: host_state(h),
         });
     }
+    crate::skew::control_plane_step(ctx.obs, name, u.to_version)?;
     if let Some(missing) = crate::patches::binaries_missing(
         ctx.snap,
         kup_types::PatchKind::Kubeadm,
@@ -779,7 +852,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
             personality: h.personality.to_string(),
         });
     }
-    not_busy(h)?;
+    not_busy(ctx, h)?;
     gate(u, &kubelet_phase(ctx.obs.system_type), "upgrade kubelets")?;
     if h.personality == Personality::Worker {
         let pending: Vec<String> = ctx
@@ -933,7 +1006,13 @@ pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
 }
 
 /// The state an operation's outcome leads to. A success counts only if the cluster shows it.
-pub fn finish(ctx: &Ctx<'_>, op: &Operation, outcome: &OpStatus) -> WriteBatch {
+/// An operation that is no longer running in the store (marked failed meanwhile) changes
+/// nothing.
+pub fn finish(ctx: &Ctx<'_>, record: &OperationRecord, outcome: &OpStatus) -> WriteBatch {
+    let Some(record) = ctx.snap.operation(&record.id) else {
+        return WriteBatch::default();
+    };
+    let op = &record.op;
     let result = match outcome {
         OpStatus::Succeeded => {
             observed_done(ctx.obs, op).map_err(|why| format!("reported done, but {why}"))
@@ -952,6 +1031,7 @@ pub fn finish(ctx: &Ctx<'_>, op: &Operation, outcome: &OpStatus) -> WriteBatch {
         ),
     }
     settle(&mut w, op, result.is_ok());
+    w.end_op(record, result.is_ok(), result.err());
     w.finish().batch
 }
 
@@ -1006,14 +1086,58 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
     }
 }
 
-/// After a restart: every step that was in flight is either observed finished or marked
-/// `-failed`, so the same command can re-do it.
+/// After a restart: every operation that was in flight is either observed finished or marked
+/// failed (its step `-failed`, so the same command can re-do it), with an event either way.
+/// The store's operation records say what was in flight; for a store written before kup
+/// recorded operations, the upgrade's state and host rows stand in for them.
 pub fn recover(ctx: &Ctx<'_>) -> WriteBatch {
     let mut w = Writer::new(ctx);
+    let mut in_flight: Vec<(Option<&OperationRecord>, Operation)> = ctx
+        .snap
+        .operations
+        .iter()
+        .map(|o| (Some(o), o.op.clone()))
+        .collect();
+    for op in inferred_in_flight(ctx, &mut w) {
+        if !in_flight
+            .iter()
+            .any(|(_, o)| OpSlot::of(o) == OpSlot::of(&op))
+        {
+            in_flight.push((None, op));
+        }
+    }
+    for (record, op) in in_flight {
+        let subject = op.host().unwrap_or("kube_upgrade").to_string();
+        let result = observed_done(ctx.obs, &op);
+        match &result {
+            Ok(()) => w.event(
+                EventKind::Recovery,
+                &subject,
+                format!("{op} was in flight at restart and is observed finished"),
+            ),
+            Err(why) => w.event(
+                EventKind::Recovery,
+                &subject,
+                format!("{op} was in flight at restart and did not finish ({why}); marked failed"),
+            ),
+        }
+        settle(&mut w, &op, result.is_ok());
+        if let Some(r) = record {
+            let detail = result
+                .err()
+                .map(|why| format!("in flight at restart and did not finish: {why}"));
+            w.end_op(r, detail.is_none(), detail);
+        }
+    }
+    w.finish().batch
+}
+
+/// The operations the upgrade's state and host rows say were running.
+fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
     let Some(u) = ctx.snap.upgrade.clone() else {
-        return WriteBatch::default();
+        return Vec::new();
     };
-    let mut in_flight: Vec<Operation> = Vec::new();
+    let mut in_flight = Vec::new();
     match u.state {
         S::DownloadingImages => {
             let images = ctx
@@ -1062,22 +1186,5 @@ pub fn recover(ctx: &Ctx<'_>) -> WriteBatch {
             });
         }
     }
-    for op in in_flight {
-        let subject = op.host().unwrap_or("kube_upgrade").to_string();
-        let result = observed_done(ctx.obs, &op);
-        match &result {
-            Ok(()) => w.event(
-                EventKind::Recovery,
-                &subject,
-                format!("{op} was in flight at restart and is observed finished"),
-            ),
-            Err(why) => w.event(
-                EventKind::Recovery,
-                &subject,
-                format!("{op} was in flight at restart and did not finish ({why}); marked failed"),
-            ),
-        }
-        settle(&mut w, &op, result.is_ok());
-    }
-    w.finish().batch
+    in_flight
 }

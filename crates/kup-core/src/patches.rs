@@ -82,9 +82,12 @@ pub fn upload(snap: &Snapshot, record: &PatchRecord) -> Result<Vec<PatchWrite>, 
     Ok(vec![PatchWrite::Put(r)])
 }
 
+/// `catalog` is the version catalog as it is now (the cluster's own plus applied platform
+/// patches).
 pub fn apply(
     snap: &Snapshot,
     obs: &Observation,
+    catalog: &crate::Catalog,
     id: &str,
     now: jiff::Timestamp,
 ) -> Result<Vec<PatchWrite>, Refusal> {
@@ -94,6 +97,9 @@ pub fn apply(
             id: id.into(),
             state: p.state,
         });
+    }
+    if let Some(meta) = &p.version_meta {
+        one_delivery(snap, catalog, p, meta.version)?;
     }
     for req in &p.requires {
         let ok = snap
@@ -124,6 +130,39 @@ pub fn apply(
     r.state = settled_state(&r, &snap.installs, obs);
     r.updated_at = Some(now);
     Ok(vec![PatchWrite::Put(r)])
+}
+
+/// A version's metadata comes from exactly one place: the cluster's catalog or one platform
+/// patch. A second one would silently rewrite its upgrade paths and required patches, and
+/// could then never be removed.
+fn one_delivery(
+    snap: &Snapshot,
+    catalog: &crate::Catalog,
+    p: &PatchRecord,
+    version: KubeVersion,
+) -> Result<(), Refusal> {
+    let other = snap.patches.iter().find(|q| {
+        q.id != p.id
+            && q.kind == PatchKind::Platform
+            && q.state != PatchState::Available
+            && q.version_meta
+                .as_ref()
+                .is_some_and(|m| m.version == version)
+    });
+    if let Some(q) = other {
+        return Err(Refusal::VersionDeliveredByPatch {
+            id: p.id.clone(),
+            version,
+            by: q.id.clone(),
+        });
+    }
+    if catalog.get(version).is_some() {
+        return Err(Refusal::VersionAlreadyKnown {
+            id: p.id.clone(),
+            version,
+        });
+    }
+    Ok(())
 }
 
 pub fn remove(

@@ -46,6 +46,18 @@ pub enum Refusal {
         "Patch {id} delivers the kubelet of {version}; it can not be applied before the kubelet phase of an upgrade to {version} may begin"
     )]
     KubeletPatchTooEarly { id: String, version: KubeVersion },
+    #[error(
+        "Patch {id} can not be applied: {version} is already delivered by patch {by}; a version comes from one platform patch (remove {by} first)"
+    )]
+    VersionDeliveredByPatch {
+        id: String,
+        version: KubeVersion,
+        by: String,
+    },
+    #[error(
+        "Patch {id} can not be applied: {version} is already in the platform's version catalog, and a platform patch may not change a known version's metadata"
+    )]
+    VersionAlreadyKnown { id: String, version: KubeVersion },
     #[error("Patch {id} can not be removed: it is {state}, not applied")]
     PatchNotApplied { id: String, state: PatchState },
     #[error("Patch {id} is required by {dependent}; remove {dependent} first")]
@@ -99,6 +111,17 @@ pub enum Refusal {
     },
     #[error("The installed Kubernetes version {from} cannot upgrade to version {to}")]
     NoUpgradePath { from: KubeVersion, to: KubeVersion },
+    #[error(
+        "Kubernetes {from} can not be upgraded to {to} in one step: the control plane moves one minor version at a time (upgrade to a v{}.{} release first)",
+        .from.major, .from.minor + 1
+    )]
+    SkipsMinor { from: KubeVersion, to: KubeVersion },
+    #[error("Can not upgrade the control plane on {host} to {to}: {detail}")]
+    SkewPolicy {
+        host: String,
+        to: KubeVersion,
+        detail: String,
+    },
     #[error(
         "System is not in a valid state for kubernetes upgrade: {}. Run health-query-kube-upgrade for details",
         .0.join("; ")

@@ -4,14 +4,15 @@ mod common;
 
 use common::{alarm, app, host_mut, node_mut, obs, pod_mut, standard};
 use kup_core::{DEFAULT_ALARM_IGNORE, kube_upgrade_health};
-use kup_types::{AdminState, Availability, Observation, OperState};
+use kup_types::{AdminState, Availability, Observation, OperState, PodInfo, PodPhase};
 
 /// The checks in the order they are reported.
-const CHECKS: [&str; 5] = [
+const CHECKS: [&str; 6] = [
     "All hosts are unlocked/enabled/available",
     "No alarms",
     "All kubernetes nodes are ready",
     "All kubernetes control plane pods are ready",
+    "All kubernetes pods are ready",
     "All kubernetes applications are in a valid state",
 ];
 
@@ -66,7 +67,26 @@ const HOSTS: &str = CHECKS[0];
 const ALARMS: &str = CHECKS[1];
 const NODES: &str = CHECKS[2];
 const CONTROL_PLANE: &str = CHECKS[3];
-const APPS: &str = CHECKS[4];
+const PODS: &str = CHECKS[4];
+const APPS: &str = CHECKS[5];
+
+/// A workload pod on worker-0.
+fn add_pod(o: &mut Observation, name: &str, owner_kind: &str, phase: PodPhase, ready: bool) {
+    o.pods.push(PodInfo {
+        namespace: "default".into(),
+        name: name.into(),
+        node: (phase != PodPhase::Pending).then(|| "worker-0".into()),
+        ready,
+        phase,
+        owner_kind: owner_kind.into(),
+        owner: format!("{name}-owner"),
+        labels: Default::default(),
+        volumes: Vec::new(),
+        requests: Default::default(),
+        node_selector: Default::default(),
+        tolerations: Vec::new(),
+    });
+}
 
 fn no_tweak(_: &mut Observation) {}
 
@@ -93,6 +113,56 @@ const CASES: &[Case] = &[
         force: false,
         ignore: &[],
         fails: &[],
+    },
+    Case {
+        name: "ready pods, finished pods and a failed Job pod pass",
+        tweak: |o| {
+            add_pod(o, "web-0", "Deployment", PodPhase::Running, true);
+            add_pod(o, "backup-1", "Job", PodPhase::Succeeded, false);
+            add_pod(o, "backup-0", "Job", PodPhase::Failed, false);
+            add_pod(o, "once", "Pod", PodPhase::Succeeded, false);
+        },
+        force: false,
+        ignore: &[],
+        fails: &[],
+    },
+    Case {
+        name: "unready, pending and failed pods are named with their phase",
+        tweak: |o| {
+            add_pod(o, "web-0", "Deployment", PodPhase::Running, false);
+            add_pod(o, "web-1", "Deployment", PodPhase::Pending, false);
+            add_pod(o, "bare", "Pod", PodPhase::Failed, false);
+            add_pod(o, "db-0", "StatefulSet", PodPhase::Unknown, false);
+        },
+        force: true,
+        ignore: &[],
+        fails: &[(
+            PODS,
+            "Kubernetes pods not ready: default/web-0, default/web-1 (Pending), \
+             default/bare (Failed), default/db-0 (Unknown)",
+        )],
+    },
+    Case {
+        name: "ten pods are named, the rest counted",
+        tweak: |o| {
+            for i in 0..13 {
+                add_pod(
+                    o,
+                    &format!("p{i:02}"),
+                    "ReplicaSet",
+                    PodPhase::Running,
+                    false,
+                );
+            }
+        },
+        force: false,
+        ignore: &[],
+        fails: &[(
+            PODS,
+            "Kubernetes pods not ready: default/p00, default/p01, default/p02, default/p03, \
+             default/p04, default/p05, default/p06, default/p07, default/p08, default/p09 \
+             and 3 more",
+        )],
     },
     Case {
         name: "locked worker",
@@ -339,6 +409,7 @@ fn render_matches_the_starlingx_layout() {
          All kubernetes nodes are ready: [Fail]\n\
          Kubernetes nodes not ready: worker-0\n\
          All kubernetes control plane pods are ready: [OK]\n\
+         All kubernetes pods are ready: [OK]\n\
          All kubernetes applications are in a valid state: [OK]\n"
     );
 }

@@ -126,7 +126,6 @@ fn check_accepted(case: &Accepted) {
             ..Default::default()
         },
         ops: Vec::new(),
-        abandon: Vec::new(),
     };
     assert_eq!(decision, expected, "{}", case.name);
 }

@@ -120,6 +120,7 @@ fn pod(o: &mut Observation, ns_name: &str, node: &str, kind: &str, owner: &str) 
         name: name.into(),
         node: Some(node.into()),
         ready: true,
+        phase: kup_types::PodPhase::Running,
         owner_kind: kind.into(),
         owner: owner.into(),
         labels: BTreeMap::from([("app".into(), owner.into())]),

@@ -28,6 +28,12 @@ pub trait Driver: Send + Sync + 'static {
     /// images and networking.
     async fn observe(&self) -> Result<Observation, DriverError>;
 
+    /// Whether the cluster can be reached and the driver works, cheaply (for `/healthz`;
+    /// reads nothing that grows with the cluster).
+    async fn check(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
     /// Begins `op` (idempotent, see the crate docs).
     async fn start(&self, op: &Operation) -> Result<(), DriverError>;
 

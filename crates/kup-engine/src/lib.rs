@@ -6,18 +6,17 @@
 //! the driver and feeds the outcome back through the core, under the same lock. Nothing is
 //! acknowledged before it is durable, and no two commands can both pass a check.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use jiff::Timestamp;
-use kup_core::{Catalog, Command, Ctx, HealthReport, OpSlot, Policy, Refusal};
+use kup_core::{Catalog, Command, Ctx, HealthReport, Policy, Refusal};
 use kup_driver::{Driver, DriverError};
 use kup_store::{Store, StoreError};
 use kup_types::{
     Alarm, Event, HostInfo, HostPatchView, HostUpgradeRecord, IHost, KubeHostUpgradeView,
     KubeUpgradeView, KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, OpStatus,
-    Operation, PatchKind, PatchRecord, PatchState, PatchView, Snapshot, VersionMeta, WriteBatch,
+    OperationRecord, PatchKind, PatchRecord, PatchState, PatchView, Snapshot, VersionMeta,
+    WriteBatch,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -92,9 +91,6 @@ struct Inner {
     policy: Policy,
     patch_repo: Option<PatchRepo>,
     commands: tokio::sync::Mutex<()>,
-    /// The operation each slot is waiting for; a completion for any other id is stale.
-    in_flight: Mutex<HashMap<OpSlot, u64>>,
-    next_op: AtomicU64,
     /// Number of operation tasks still running.
     running: watch::Sender<usize>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -107,7 +103,7 @@ pub struct Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        for t in self.inner.tasks.lock().expect("tasks lock").drain(..) {
+        for t in self.inner.tasks().drain(..) {
             t.abort();
         }
     }
@@ -128,8 +124,6 @@ impl Engine {
             policy: config.policy,
             patch_repo: config.patch_repo,
             commands: tokio::sync::Mutex::new(()),
-            in_flight: Mutex::new(HashMap::new()),
-            next_op: AtomicU64::new(1),
             running: watch::channel(0).0,
             tasks: Mutex::new(Vec::new()),
         });
@@ -156,7 +150,8 @@ impl Engine {
             }
         }
         if let Some(repo) = &inner.patch_repo {
-            clean_repository(repo);
+            let snap = inner.store.snapshot().await?;
+            clean_repository(repo, &snap);
         }
         Ok(Engine { inner })
     }
@@ -178,6 +173,13 @@ impl Engine {
         let mut rx = self.inner.running.subscribe();
         // The sender lives in `inner`, which outlives this borrow.
         let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Whether the daemon can do its work: the store answers and the cluster is reachable.
+    pub async fn check(&self) -> Result<(), EngineError> {
+        self.inner.store.ping().await?;
+        self.inner.driver.check().await?;
+        Ok(())
     }
 
     pub async fn observe(&self) -> Result<Observation, EngineError> {
@@ -393,12 +395,6 @@ impl Inner {
             }
             Err(e) => return Err(e.into()),
         }
-        {
-            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-            for slot in &decision.abandon {
-                in_flight.remove(slot);
-            }
-        }
         for op in decision.ops {
             self.launch(op).await;
         }
@@ -469,43 +465,60 @@ impl Inner {
         }
     }
 
-    /// Starts an operation and a task that records its end. Called with the command lock held.
-    async fn launch(self: &Arc<Self>, op: Operation) {
-        let id = self.next_op.fetch_add(1, Ordering::Relaxed);
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(OpSlot::of(&op), id);
+    fn tasks(&self) -> MutexGuard<'_, Vec<AbortHandle>> {
+        // The list stays valid whatever panicked while holding it.
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts an operation (its record is already committed) and a task that records its end.
+    /// Called with the command lock held.
+    async fn launch(self: &Arc<Self>, record: OperationRecord) {
         self.running.send_modify(|n| *n += 1);
-        let started = self.driver.start(&op).await;
+        let started = self.driver.start(&record.op).await;
         let this = Arc::clone(self);
+        let waiter = tokio::spawn({
+            let driver = Arc::clone(&self.driver);
+            let op = record.op.clone();
+            async move {
+                match started {
+                    Err(e) => OpStatus::Failed(e.to_string()),
+                    Ok(()) => driver
+                        .wait(&op)
+                        .await
+                        .unwrap_or_else(|e| OpStatus::Failed(e.to_string())),
+                }
+            }
+        });
+        let waiter_abort = waiter.abort_handle();
         let task = tokio::spawn(async move {
-            let outcome = match started {
-                Err(e) => OpStatus::Failed(e.to_string()),
-                Ok(()) => this
-                    .driver
-                    .wait(&op)
-                    .await
-                    .unwrap_or_else(|e| OpStatus::Failed(e.to_string())),
+            // A driver that panics fails its operation; it does not strand the step.
+            let outcome = match waiter.await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => {
+                    tracing::error!(op = %record.op, "the driver panicked while running the operation");
+                    OpStatus::Failed("the driver failed unexpectedly (internal error)".into())
+                }
+                Err(_) => return, // Aborted: the engine is going away, as in a crash.
             };
-            this.complete(id, &op, outcome).await;
+            this.complete(&record, outcome).await;
             this.running.send_modify(|n| *n -= 1);
         });
-        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let mut tasks = self.tasks();
         tasks.retain(|t| !t.is_finished());
+        tasks.push(waiter_abort);
         tasks.push(task.abort_handle());
     }
 
     /// Records how an operation ended. If the cluster or the store cannot be read or written
     /// just now, it tries again (backing off up to 30 s) rather than leave the step in flight
     /// with nothing left to settle it.
-    async fn complete(&self, id: u64, op: &Operation, outcome: OpStatus) {
+    async fn complete(&self, record: &OperationRecord, outcome: OpStatus) {
         let mut delay = std::time::Duration::from_millis(100);
         loop {
-            match self.try_complete(id, op, &outcome).await {
+            match self.try_complete(record, &outcome).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, %op, "cannot record the end of an operation yet");
+                    tracing::warn!(error = %e, op = %record.op, "cannot record the end of an operation yet");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(30));
                 }
@@ -515,26 +528,23 @@ impl Inner {
 
     async fn try_complete(
         &self,
-        id: u64,
-        op: &Operation,
+        record: &OperationRecord,
         outcome: &OpStatus,
     ) -> Result<(), EngineError> {
         let _guard = self.commands.lock().await;
-        let slot = OpSlot::of(op);
-        if self.in_flight.lock().expect("in-flight lock").get(&slot) != Some(&id) {
+        let snap = self.store.snapshot().await?;
+        if snap.operation(&record.id).is_none() {
             return Ok(()); // Marked failed (and perhaps re-done) meanwhile: nothing to record.
         }
-        let snap = self.store.snapshot().await?;
         let obs = self.driver.observe().await?;
         let batch = kup_core::finish(
             &self.ctx(&self.catalog_for(&snap), &snap, &obs, Timestamp::now(), ""),
-            op,
+            record,
             outcome,
         );
         if !batch.is_empty() {
             self.store.commit(batch).await?;
         }
-        self.in_flight.lock().expect("in-flight lock").remove(&slot);
         Ok(())
     }
 }
@@ -555,15 +565,30 @@ fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Removes bundles a crash left half-written (their uploads were never acknowledged).
-fn clean_repository(repo: &PatchRepo) {
+/// Settles the bundles a crash left as temporary files (`.ID.UUID.tmp`, written and synced
+/// before the upload was committed): one whose patch the store recorded is moved into place
+/// (the crash fell between the commit and the rename); any other was never accepted and goes.
+fn clean_repository(repo: &PatchRepo, snap: &Snapshot) {
     let Ok(entries) = std::fs::read_dir(&repo.dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(e.path());
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let id = stem.rsplit_once('.').map(|(id, _uuid)| id);
+        match id {
+            Some(id) if snap.patch(id).is_some() && !repo.bundle_path(id).exists() => {
+                if let Err(err) = std::fs::rename(e.path(), repo.bundle_path(id))
+                    .and_then(|()| sync_dir(&repo.dir))
+                {
+                    tracing::warn!(error = %err, patch = id, "cannot put a recorded bundle in place");
+                }
+            }
+            _ => {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 }

@@ -578,3 +578,111 @@ async fn binaries_advice_names_the_missing_apply() {
         "The kubeadm of v1.16.2 (patch KUBEADM.1) is not installed on controller-1; apply patch KUBEADM.1, then run sw-patch host-install controller-1"
     );
 }
+
+/// A version's metadata comes from exactly one place: a second platform patch for the same
+/// version, or one for a version the cluster already knows, is refused at apply with who
+/// delivers it, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_is_delivered_by_one_platform_patch() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, ..] = seed_patches(h.dir.path());
+    h.engine.patch_upload(platform).await.unwrap();
+    h.ok(apply("PLATFORM.1")).await;
+    let key = kup_patch::testkey::insecure_signing_key();
+    let rival = |id: &str, version: &str| {
+        bundle(
+            h.dir.path(),
+            json!({"id": id, "summary": "the same version again", "kind": "platform",
+                   "kubernetes": {"version": version, "upgrade_from": ["v1.15.0"]}}),
+            &[("manifests/x.yaml", "kind: ConfigMap\n")],
+            &key,
+        )
+    };
+    h.engine
+        .patch_upload(rival("PLATFORM.2", "v1.16.2"))
+        .await
+        .unwrap();
+    // While PLATFORM.1 is still being installed (partial-apply), and once it is applied.
+    for phase in ["partial-apply", "applied"] {
+        assert_eq!(state(&h, "PLATFORM.1").await, phase);
+        let r = refusal(&h, apply("PLATFORM.2")).await;
+        assert_eq!(
+            r.to_string(),
+            "Patch PLATFORM.2 can not be applied: v1.16.2 is already delivered by patch PLATFORM.1; a version comes from one platform patch (remove PLATFORM.1 first)"
+        );
+        for host in HOSTS {
+            h.ok(install(host)).await;
+        }
+    }
+    h.engine
+        .patch_upload(rival("PLATFORM.3", "v1.16.1"))
+        .await
+        .unwrap();
+    let r = refusal(&h, apply("PLATFORM.3")).await;
+    assert_eq!(
+        r.to_string(),
+        "Patch PLATFORM.3 can not be applied: v1.16.1 is already in the platform's version catalog, and a platform patch may not change a known version's metadata"
+    );
+    let meta = h.engine.kube_version("v1.16.2").await.unwrap();
+    assert_eq!(meta.upgrade_from, [KubeVersion::new(1, 16, 1)]);
+    // Once the first is removed, the second may deliver the version.
+    h.ok(remove("PLATFORM.1")).await;
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    h.ok(apply("PLATFORM.2")).await;
+}
+
+/// The control plane never skips a minor version, whatever a platform patch's metadata says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_skips_minor_versions_is_refused() {
+    let h = Harness::new(before_patches()).await;
+    let key = kup_patch::testkey::insecure_signing_key();
+    let leap = bundle(
+        h.dir.path(),
+        json!({"id": "PLATFORM.19", "summary": "v1.19.0, claiming a path from v1.16.1",
+               "kind": "platform",
+               "kubernetes": {"version": "v1.19.0", "upgrade_from": ["v1.16.1"]}}),
+        &[("manifests/calico.yaml", "kind: DaemonSet\n")],
+        &key,
+    );
+    h.engine.patch_upload(leap).await.unwrap();
+    h.ok(apply("PLATFORM.19")).await;
+    for host in HOSTS {
+        h.ok(install(host)).await;
+    }
+    let r = refusal(&h, start("v1.19.0")).await;
+    assert_eq!(
+        r,
+        Refusal::SkipsMinor {
+            from: KubeVersion::new(1, 16, 1),
+            to: KubeVersion::new(1, 19, 0)
+        }
+    );
+    assert_eq!(
+        r.to_string(),
+        "Kubernetes v1.16.1 can not be upgraded to v1.19.0 in one step: the control plane moves one minor version at a time (upgrade to a v1.17 release first)"
+    );
+}
+
+/// A crash between an upload's commit and the rename of its bundle: at restart the recorded
+/// bundle is put in place, and a temporary file of an upload never recorded is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_left_by_a_crash_are_settled_at_restart() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, kubeadm, _] = seed_patches(h.dir.path());
+    h.engine.patch_upload(platform).await.unwrap();
+    let repo = h.dir.path().join("patches");
+    let recorded = repo.join(".PLATFORM.1.0b1c2d3e.tmp");
+    std::fs::rename(repo.join("PLATFORM.1.patch"), &recorded).unwrap();
+    let stray = repo.join(".KUBEADM.1.4f5a6b7c.tmp");
+    std::fs::write(&stray, &kubeadm).unwrap();
+    let h = h.restart().await;
+    let mut files: Vec<String> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["PLATFORM.1.patch"]);
+    assert_eq!(state(&h, "PLATFORM.1").await, "available");
+}

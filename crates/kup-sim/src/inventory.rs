@@ -6,7 +6,7 @@ use std::fmt;
 
 use kup_types::{
     AdminState, Availability, Capacity, KubeVersion, OperState, Personality, Severity, StepKind,
-    SystemType, Taint, VersionMeta, VolumeKind,
+    SystemType, Taint, VersionMeta, VolumeKind, names,
 };
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
@@ -244,6 +244,29 @@ pub struct FaultSpec {
     pub probability: Option<Spanned<f64>>,
 }
 
+/// A workload's or PDB's name (a DNS-1123 subdomain) and namespace (a DNS-1123 label).
+fn object_names(name: &Spanned<String>, what: &str, namespace: &str) -> Result<(), InventoryError> {
+    if let Some(why) = names::subdomain_problem(&name.value) {
+        return Err(at(
+            name,
+            format!("{what} name {:?} is not valid: {why}", name.value),
+        ));
+    }
+    if let Some(why) = names::label_problem(namespace) {
+        return Err(at(
+            name,
+            format!(
+                "namespace {namespace:?} of {what} {} is not valid: {why}",
+                name.value
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The longest a step may be said to take (a year): longer is a mistake in the file.
+pub const MAX_STEP_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// Realistic step durations, in seconds at time scale 1.
 pub fn default_duration(kind: StepKind) -> f64 {
     match kind {
@@ -306,6 +329,12 @@ impl Inventory {
         };
         let mut names = BTreeSet::new();
         for h in &self.hosts {
+            if let Some(why) = names::host_name_problem(&h.name.value) {
+                return Err(at(
+                    &h.name,
+                    format!("host name {:?} is not valid: {why}", h.name.value),
+                ));
+            }
             if !names.insert(h.name.value.as_str()) {
                 return Err(at(
                     &h.name,
@@ -386,6 +415,7 @@ impl Inventory {
             .collect();
         let mut workload_names = BTreeSet::new();
         for w in &self.workloads {
+            object_names(&w.name, "workload", &w.namespace)?;
             if !workload_names.insert((w.namespace.as_str(), w.name.value.as_str())) {
                 return Err(at(
                     &w.name,
@@ -416,6 +446,7 @@ impl Inventory {
             }
         }
         for p in &self.pdbs {
+            object_names(&p.name, "pdb", &p.namespace)?;
             if p.min_available.is_some() == p.max_unavailable.is_some() {
                 return Err(at(
                     &p.name,
@@ -433,9 +464,9 @@ impl Inventory {
             }
         }
         for (kind, secs) in &self.durations {
-            if !secs.is_finite() || *secs < 0.0 {
+            if !secs.is_finite() || !(0.0..=MAX_STEP_SECONDS).contains(secs) {
                 return Err(whole(format!(
-                    "duration of {kind} must be a non-negative number of seconds"
+                    "duration of {kind} must be from 0 to {MAX_STEP_SECONDS} seconds (a year), not {secs:?}"
                 )));
             }
         }

@@ -10,7 +10,7 @@ pub mod model;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -91,12 +91,13 @@ impl State {
         }
         // Written to a temporary file and renamed, so a crash never leaves half a file.
         let tmp = path.with_extension("tmp");
-        let json = serde_json::to_vec_pretty(&self.model).expect("the model serializes");
-        if std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .is_err()
-        {
+        let written = serde_json::to_vec_pretty(&self.model)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(&tmp, json))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
             // The simulation keeps running in memory; a later change retries the write.
+            tracing::warn!(error = %e, path = %path.display(), "cannot save the simulated cluster");
         }
     }
 }
@@ -145,7 +146,7 @@ impl SimCluster {
             Err(_) => SimModel::from_inventory(inv, Timestamp::now()),
         };
         let sim = Self::build(inv, time_scale, model, Some(path));
-        sim.state.lock().expect("sim lock").persist();
+        sim.lock().persist();
         Ok(sim)
     }
 
@@ -195,6 +196,12 @@ impl SimCluster {
         }
     }
 
+    /// The simulation's state. Nothing panics while holding it, and a panic elsewhere does not
+    /// make it unusable (no poisoning): every change leaves the model whole.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The version catalog the cluster file declares.
     pub fn catalog(&self) -> Vec<VersionMeta> {
         self.catalog.clone()
@@ -203,26 +210,26 @@ impl SimCluster {
     /// Stops the simulation as if its process died: running operations never finish and the
     /// state file is no longer written.
     pub fn halt(&self) {
-        self.state.lock().expect("sim lock").halted = true;
+        self.lock().halted = true;
     }
 
     /// Changes the time scale for operations started from now on.
     pub fn set_time_scale(&self, time_scale: f64) {
-        self.state.lock().expect("sim lock").time_scale = time_scale.max(0.0);
+        self.lock().time_scale = time_scale.max(0.0);
     }
 
     pub fn inject_fault(&self, fault: Fault) {
-        self.state.lock().expect("sim lock").faults.push(fault);
+        self.lock().faults.push(fault);
     }
 
     pub fn clear_faults(&self) {
-        self.state.lock().expect("sim lock").faults.clear();
+        self.lock().faults.clear();
     }
 
     /// Changes the cluster directly, as something outside kup would (tests use this to set
     /// up preconditions: a locked host, an alarm, a failing pod).
     pub fn mutate<R>(&self, f: impl FnOnce(&mut SimModel) -> R) -> R {
-        let mut st = self.state.lock().expect("sim lock");
+        let mut st = self.lock();
         let r = f(&mut st.model);
         st.persist();
         drop(st);
@@ -231,7 +238,7 @@ impl SimCluster {
     }
 
     pub fn model(&self) -> SimModel {
-        self.state.lock().expect("sim lock").model.clone()
+        self.lock().model.clone()
     }
 
     fn fault_fires(st: &mut State, op: &Operation) -> bool {
@@ -324,6 +331,19 @@ impl SimCluster {
     }
 }
 
+/// The end of a step that takes `secs`. Inputs are bounded where they are read (the cluster
+/// file, `--time-scale`); this saturates anything else rather than panic.
+fn deadline_after(secs: f64) -> tokio::time::Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let d = Duration::try_from_secs_f64(secs.max(0.0))
+        .unwrap_or(FAR)
+        .min(FAR);
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(3600)))
+        .unwrap_or(now)
+}
+
 /// What the real cluster would not let happen: an operation on a host in the wrong state
 /// fails, whatever kup believes (so a bug in kup's checks shows up as a failed step).
 fn precondition(model: &SimModel, op: &Operation, starting: bool) -> Result<(), String> {
@@ -380,12 +400,21 @@ fn set_task_none(model: &mut SimModel, host: &str) {
 #[async_trait]
 impl Driver for SimCluster {
     async fn observe(&self) -> Result<Observation, DriverError> {
-        Ok(self.state.lock().expect("sim lock").model.observe())
+        Ok(self.lock().model.observe())
+    }
+
+    async fn check(&self) -> Result<(), DriverError> {
+        if self.lock().halted {
+            return Err(DriverError::Unreachable(
+                "the simulation has stopped".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn start(&self, op: &Operation) -> Result<(), DriverError> {
         let (deadline, fails) = {
-            let mut st = self.state.lock().expect("sim lock");
+            let mut st = self.lock();
             if let Some(host) = op.host()
                 && st.model.host(host).is_none()
             {
@@ -410,17 +439,14 @@ impl Driver for SimCluster {
             st.ops.insert(op.clone(), OpStatus::Running);
             Self::begin(&mut st.model, op);
             st.persist();
-            (
-                tokio::time::Instant::now() + Duration::from_secs_f64(secs),
-                fails,
-            )
+            (deadline_after(secs), fails)
         };
         let this = self.clone();
         let op = op.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(deadline).await;
             {
-                let mut st = this.state.lock().expect("sim lock");
+                let mut st = this.lock();
                 if st.halted {
                     return; // The process that ran this operation is gone.
                 }
@@ -442,7 +468,7 @@ impl Driver for SimCluster {
 
     /// The cluster file's durations (realistic seconds, before the time scale).
     fn step_durations(&self) -> std::collections::BTreeMap<StepKind, u64> {
-        let st = self.state.lock().expect("sim lock");
+        let st = self.lock();
         st.durations
             .iter()
             .map(|(k, v)| (*k, v.round() as u64))
@@ -451,9 +477,7 @@ impl Driver for SimCluster {
 
     async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError> {
         Ok(self
-            .state
             .lock()
-            .expect("sim lock")
             .ops
             .get(op)
             .cloned()

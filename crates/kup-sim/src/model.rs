@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use kup_types::{
     AdminState, Alarm, Application, Availability, Capacity, ControlPlanePod, HostInfo, KubeVersion,
-    NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Severity, SystemType, Taint,
-    VolumeKind, WorkloadInfo,
+    NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, PodPhase, Severity,
+    SystemType, Taint, VolumeKind, WorkloadInfo,
 };
 use serde::{Deserialize, Serialize};
 
@@ -614,6 +614,11 @@ impl SimModel {
                         .as_deref()
                         .and_then(|n| self.host(n))
                         .is_some_and(SimHost::node_up),
+                    phase: if p.node.is_some() {
+                        PodPhase::Running
+                    } else {
+                        PodPhase::Pending
+                    },
                     owner_kind: p.kind.as_str().to_string(),
                     owner: p.workload.clone(),
                     labels: w.map(|w| w.labels.clone()).unwrap_or_default(),

@@ -280,3 +280,20 @@ async fn operations_on_hosts_in_the_wrong_state_fail() {
         Some(KubeVersion::new(1, 16, 1))
     );
 }
+
+/// Out-of-range durations never panic the simulation (a panic under its lock once poisoned it
+/// for good): a step of any length just runs until it is done, and the cluster stays usable.
+#[tokio::test(start_paused = true)]
+async fn absurd_time_scales_do_not_panic() {
+    for scale in [f64::MAX, f64::INFINITY, f64::NAN, -1.0, 1e300] {
+        let sim = SimCluster::new(&Inventory::default_cluster(), scale);
+        let op = cp("controller-1");
+        sim.start(&op).await.unwrap();
+        assert!(
+            sim.status(&op).await.unwrap() != OpStatus::NotStarted,
+            "{scale}"
+        );
+        assert!(sim.observe().await.is_ok(), "{scale}");
+        sim.check().await.unwrap();
+    }
+}

@@ -201,6 +201,44 @@ fn bad_input_is_refused_with_its_line() {
             Some(11),
             "exactly one",
         ),
+        (
+            "empty host name",
+            GOOD.replace("name: worker-0", "name: \"\""),
+            Some(8),
+            "host name \"\" is not valid: it is empty",
+        ),
+        (
+            "numeric host name",
+            GOOD.replace("name: worker-0", "name: \"1\""),
+            Some(8),
+            "would be taken for a host id",
+        ),
+        (
+            "control characters in a host name",
+            GOOD.replace("name: worker-0", "name: \"tab\\there\\u001b[31mRED\""),
+            Some(8),
+            "host name \"tab\\there\\u{1b}[31mRED\" is not valid: it may hold only lowercase letters",
+        ),
+        (
+            "upper case in a workload name",
+            format!("{GOOD}workloads:\n  - name: Web\n    kind: Deployment\n"),
+            Some(11),
+            "workload name \"Web\" is not valid",
+        ),
+        (
+            "bad namespace",
+            format!(
+                "{GOOD}workloads:\n  - name: web\n    namespace: my_ns\n    kind: Deployment\n"
+            ),
+            Some(11),
+            "namespace \"my_ns\" of workload web is not valid",
+        ),
+        (
+            "a step that would take forever",
+            format!("{GOOD}durations:\n  download-images: 1e300\n"),
+            None,
+            "duration of download-images must be from 0 to 31536000 seconds (a year), not 1e300",
+        ),
     ];
     for (what, src, line, words) in cases {
         let err = Inventory::parse(src)

@@ -20,6 +20,9 @@ pub trait Store: Send + Sync + 'static {
     /// An empty batch is a no-op.
     async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError>;
 
+    /// Whether the database answers (for `/healthz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Events with `seq > after_seq`, ascending, at most `limit` of them.
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
@@ -32,6 +35,11 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "database {} is read-only: kup must be able to write it and its directory (check their owner and permissions)",
+        .0.display()
+    )]
+    ReadOnly(PathBuf),
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use kup_types::time;
 use kup_types::{
     Event, EventKind, HostUpgradeRecord, HostUpgradeStatus, InstallWrite, KubeUpgradeRecord,
-    KubeUpgradeState, KubeVersion, NewEvent, PatchInstall, PatchWrite, Snapshot, UpgradeWrite,
-    WriteBatch,
+    KubeUpgradeState, KubeVersion, NewEvent, OperationRecord, OperationState, PatchInstall,
+    PatchWrite, Snapshot, UpgradeWrite, WriteBatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -33,11 +33,21 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating it if missing) the database at `path` and migrates it.
+    /// Opens the database at `path`, creating it if it is missing, and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_file(path, true).await
+    }
+
+    /// Opens the existing database at `path` and migrates it; a missing file is an error, so a
+    /// lost database is never silently replaced by an empty one.
+    pub async fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        Self::open_file(path, false).await
+    }
+
+    async fn open_file(path: &Path, create: bool) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal);
         Self::connect(options, path).await
     }
@@ -65,6 +75,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        let read_only =
+            |e: &sqlx::Error| is_read_only(e).then(|| StoreError::ReadOnly(path.to_owned()));
         // One connection: writers queue for it instead of racing for SQLite's write lock.
         // It is never recycled, which also keeps an in-memory database alive.
         let pool = SqlitePoolOptions::new()
@@ -73,11 +85,39 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
+            .map_err(|source| {
+                read_only(&source).unwrap_or_else(|| StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                })
             })?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        MIGRATOR.run(&pool).await.map_err(|e| match &e {
+            sqlx::migrate::MigrateError::Execute(inner) => {
+                read_only(inner).unwrap_or(StoreError::Migrate(e))
+            }
+            _ => StoreError::Migrate(e),
+        })?;
+        // A store that cannot be written is refused now, not at the first command: this write
+        // fails on a read-only file or directory.
+        let now = time::format(&jiff::Timestamp::now());
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| read_only(&e).unwrap_or(StoreError::Database(e)))?;
+        for sql in [
+            "INSERT INTO meta (key, value) VALUES ('created_at', ?) ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO meta (key, value) VALUES ('opened_at', ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        ] {
+            sqlx::query(sql)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| read_only(&e).unwrap_or(StoreError::Database(e)))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| read_only(&e).unwrap_or(StoreError::Database(e)))?;
         Ok(Self { pool })
     }
 
@@ -128,12 +168,22 @@ impl Store for SqliteStore {
             })
         })
         .collect::<Result<_, StoreError>>()?;
+        let operations = sqlx::query(
+            "SELECT id, op, state, started_at, ended_at, detail FROM operations \
+             WHERE state = 'running' ORDER BY started_at, id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(operation_from_row)
+        .collect::<Result<_, StoreError>>()?;
         tx.commit().await?;
         Ok(Snapshot {
             upgrade,
             hosts,
             patches,
             installs,
+            operations,
         })
     }
 
@@ -200,12 +250,20 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        for o in &batch.operations {
+            put_operation(&mut tx, o).await?;
+        }
         let mut events = Vec::with_capacity(batch.events.len());
         for event in batch.events {
             events.push(append_event(&mut tx, event).await?);
         }
         tx.commit().await?;
         Ok(events)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
@@ -221,6 +279,15 @@ impl Store for SqliteStore {
         .map(event_from_row)
         .collect()
     }
+}
+
+/// SQLITE_READONLY and its extended codes, or SQLite's own wording for them.
+fn is_read_only(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    let code = db.code().and_then(|c| c.parse::<i32>().ok());
+    code.is_some_and(|c| c & 0xff == 8) || db.message().contains("readonly")
 }
 
 /// Inserts the upgrade; the `singleton` column makes a second one a conflict, whoever asks.
@@ -301,6 +368,29 @@ async fn put_host(conn: &mut SqliteConnection, h: &HostUpgradeRecord) -> Result<
     Ok(())
 }
 
+/// Inserts or replaces an operation record by id.
+async fn put_operation(conn: &mut SqliteConnection, o: &OperationRecord) -> Result<(), StoreError> {
+    let op = serde_json::to_string(&o.op)
+        .map_err(|e| StoreError::Corrupt(format!("operation {} does not serialize: {e}", o.id)))?;
+    sqlx::query(
+        "INSERT INTO operations (id, kind, host, op, state, started_at, ended_at, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, ended_at = excluded.ended_at, \
+             detail = excluded.detail",
+    )
+    .bind(&o.id)
+    .bind(o.op.kind().as_str())
+    .bind(o.op.host())
+    .bind(op)
+    .bind(o.state.as_str())
+    .bind(time::format(&o.started_at))
+    .bind(o.ended_at.as_ref().map(time::format))
+    .bind(&o.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Appends one event. The seq is allocated inside the write transaction, so it is gapless
 /// (a rolled-back batch allocates nothing), unlike AUTOINCREMENT.
 async fn append_event(conn: &mut SqliteConnection, e: NewEvent) -> Result<Event, StoreError> {
@@ -354,6 +444,23 @@ fn host_from_row(row: &SqliteRow) -> Result<HostUpgradeRecord, StoreError> {
         status: r.parse_opt("status", HostUpgradeStatus::from_str)?,
         created_at: r.parse("created_at", time::parse)?,
         updated_at: r.parse_opt("updated_at", time::parse)?,
+    })
+}
+
+fn operation_from_row(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
+    let r = Columns {
+        row,
+        table: "operations",
+    };
+    Ok(OperationRecord {
+        id: r.get("id")?,
+        op: r.parse("op", |s| serde_json::from_str(s))?,
+        state: r.parse("state", |s| {
+            OperationState::parse(s).ok_or("unknown operation state")
+        })?,
+        started_at: r.parse("started_at", time::parse)?,
+        ended_at: r.parse_opt("ended_at", time::parse)?,
+        detail: r.get("detail")?,
     })
 }
 

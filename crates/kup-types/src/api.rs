@@ -41,10 +41,10 @@ pub struct KubeHostUpgradeView {
     /// A version, `N/A` (no kubelet on this host) or `unknown` (node not observed).
     pub kubelet_version: String,
     #[serde(with = "crate::time::serde_ts")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
     #[serde(with = "crate::time::serde_opt_ts")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<jiff::Timestamp>,
 }
 
@@ -57,10 +57,10 @@ pub struct KubeUpgradeView {
     pub to_version: KubeVersion,
     pub state: crate::KubeUpgradeState,
     #[serde(with = "crate::time::serde_ts")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
     #[serde(with = "crate::time::serde_opt_ts")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<jiff::Timestamp>,
 }
 
@@ -102,10 +102,10 @@ pub struct IHost {
     pub install_state: Option<String>,
     pub install_state_info: Option<String>,
     #[serde(with = "crate::time::serde_ts")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
     #[serde(with = "crate::time::serde_opt_ts")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<jiff::Timestamp>,
     /// In replies to `kube_upgrade_control_plane|kube_upgrade_kubelet` only: the host's upgrade
     /// row as the command left it (clients that do not know the key ignore it).
@@ -123,7 +123,7 @@ pub struct AlarmView {
     pub severity: crate::Severity,
     pub mgmt_affecting: bool,
     #[serde(with = "crate::time::serde_ts")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: jiff::Timestamp,
 }
 
@@ -146,7 +146,7 @@ impl From<&crate::Alarm> for AlarmView {
 pub struct EventView {
     pub seq: i64,
     #[serde(with = "crate::time::serde_ts")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub at: jiff::Timestamp,
     /// `command`, `state`, `host`, `operation` or `recovery`.
     pub kind: String,
@@ -169,6 +169,7 @@ impl From<&crate::Event> for EventView {
 /// `POST /v1/kube_upgrade`. Unknown keys are ignored, as sysinv does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KubeUpgradeCreate {
+    #[schema(example = "v1.16.2")]
     pub to_version: String,
     #[serde(default)]
     pub force: bool,
@@ -205,9 +206,15 @@ fn alarm_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
 /// One JSON-patch operation, as sysinv's PATCH bodies carry them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PatchOp {
+    /// `replace` or `add` (the same here); `remove` is refused, as the one path a resource
+    /// lets change is mandatory.
+    #[schema(example = "replace")]
     pub op: String,
+    /// The one attribute the resource lets change: `/state` or `/action`.
+    #[schema(example = "/state")]
     pub path: String,
-    #[schema(value_type = Object)]
+    /// The new value, a string; `add` and `replace` need one.
+    #[schema(value_type = Option<String>, example = "downloading-images")]
     pub value: Option<serde_json::Value>,
 }
 
@@ -291,10 +298,10 @@ pub struct PatchView {
     /// Hosts it is installed on.
     pub installed_on: Vec<String>,
     #[serde(with = "crate::time::serde_ts")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime)]
     pub uploaded_at: jiff::Timestamp,
     #[serde(with = "crate::time::serde_opt_ts")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<jiff::Timestamp>,
 }
 

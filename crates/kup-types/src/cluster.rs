@@ -155,6 +155,18 @@ pub struct ControlPlanePod {
     pub ready: bool,
 }
 
+/// A pod's lifecycle phase, as Kubernetes reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    #[default]
+    Running,
+    /// Every container exited successfully (a finished Job's pod).
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodInfo {
     pub namespace: String,
@@ -162,6 +174,8 @@ pub struct PodInfo {
     /// `None` while the pod is pending (not scheduled).
     pub node: Option<String>,
     pub ready: bool,
+    #[serde(default)]
+    pub phase: PodPhase,
     /// The kind of the owning workload (`Deployment`, `DaemonSet`, ...; `Pod` when unmanaged,
     /// `Node` for a mirror pod).
     pub owner_kind: String,

@@ -5,6 +5,7 @@ pub mod api;
 pub mod catalog;
 pub mod cluster;
 mod enums;
+pub mod names;
 pub mod operation;
 pub mod records;
 pub mod time;
@@ -19,7 +20,7 @@ pub use api::{
 pub use catalog::VersionMeta;
 pub use cluster::{
     Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PdbInfo,
-    PodInfo, Taint, VolumeKind, WorkloadInfo,
+    PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
 };
 pub use enums::{
     AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, PatchKind,
@@ -27,7 +28,8 @@ pub use enums::{
 };
 pub use operation::{OpStatus, Operation, StepKind};
 pub use records::{
-    Event, EventKind, HostUpgradeRecord, InstallWrite, KubeUpgradeRecord, NewEvent, PatchInstall,
-    PatchRecord, PatchWrite, Snapshot, UpgradeWrite, WriteBatch,
+    Event, EventKind, HostUpgradeRecord, InstallWrite, KubeUpgradeRecord, NewEvent,
+    OperationRecord, OperationState, PatchInstall, PatchRecord, PatchWrite, Snapshot, UpgradeWrite,
+    WriteBatch,
 };
 pub use version::{KubeVersion, VersionError};

@@ -4,7 +4,9 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{HostUpgradeStatus, KubeUpgradeState, KubeVersion, PatchKind, PatchState, VersionMeta};
+use crate::{
+    HostUpgradeStatus, KubeUpgradeState, KubeVersion, Operation, PatchKind, PatchState, VersionMeta,
+};
 
 /// The (single) Kubernetes upgrade in progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +62,49 @@ pub struct PatchInstall {
     pub hostname: String,
 }
 
+/// Where an operation the engine started stands, as the store records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl OperationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::Running => "running",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// An operation on the cluster, recorded in the same transaction as the decision that
+/// started it, so that a restart knows exactly what was in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    pub id: String,
+    pub op: Operation,
+    pub state: OperationState,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// Why it failed, or how it was settled.
+    pub detail: Option<String>,
+}
+
+impl OperationRecord {
+    pub fn running(&self) -> bool {
+        self.state == OperationState::Running
+    }
+}
+
 /// Everything the store holds, read in one transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -70,6 +115,10 @@ pub struct Snapshot {
     pub patches: Vec<PatchRecord>,
     /// Sorted.
     pub installs: Vec<PatchInstall>,
+    /// The operations still running, sorted by start time (finished ones stay in the store
+    /// as history but are not part of the snapshot).
+    #[serde(default)]
+    pub operations: Vec<OperationRecord>,
 }
 
 impl Snapshot {
@@ -79,6 +128,11 @@ impl Snapshot {
 
     pub fn patch(&self, id: &str) -> Option<&PatchRecord> {
         self.patches.iter().find(|p| p.id == id)
+    }
+
+    /// The running operation with this id.
+    pub fn operation(&self, id: &str) -> Option<&OperationRecord> {
+        self.operations.iter().find(|o| o.id == id)
     }
 
     pub fn installed(&self, patch_id: &str, hostname: &str) -> bool {
@@ -122,6 +176,12 @@ impl Snapshot {
             }
         }
         self.installs.sort();
+        for o in &batch.operations {
+            self.operations.retain(|p| p.id != o.id);
+            if o.running() {
+                self.operations.push(o.clone());
+            }
+        }
     }
 }
 
@@ -157,6 +217,8 @@ pub struct WriteBatch {
     pub hosts: Vec<HostUpgradeRecord>,
     pub patches: Vec<PatchWrite>,
     pub installs: Vec<InstallWrite>,
+    /// Operation records to insert or replace (by id).
+    pub operations: Vec<OperationRecord>,
     pub events: Vec<NewEvent>,
 }
 
@@ -166,6 +228,7 @@ impl WriteBatch {
             && self.hosts.is_empty()
             && self.patches.is_empty()
             && self.installs.is_empty()
+            && self.operations.is_empty()
             && self.events.is_empty()
     }
 }

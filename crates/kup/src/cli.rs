@@ -363,12 +363,9 @@ pub async fn run(cmd: ClientCommand, opts: ClientOpts) -> ExitCode {
             Err(e) => Outcome::failed(e),
         },
     };
-    // A closed pipe (`kup host-list | head -1`) is not worth a panic.
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(outcome.stdout.as_bytes());
+    crate::term::out(&outcome.stdout);
     if let Some(line) = outcome.error_line() {
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        crate::term::err_line(&line);
     }
     outcome.exit_code()
 }
@@ -436,7 +433,8 @@ impl Runner {
             )?,
             KubeUpgradeDelete => {
                 c.kube_upgrade_delete().await?;
-                output::message(output::UPGRADE_DELETED)
+                let text = output::UPGRADE_DELETED;
+                output::confirmation(text, &serde_json::json!({ "message": text }), f)?
             }
             KubeUpgradeFailed => {
                 let current = c
@@ -506,6 +504,7 @@ impl Runner {
             SwPatchCommand::Upload { files } => {
                 let mut out = String::new();
                 let mut done: Vec<String> = Vec::new();
+                let mut views = Vec::new();
                 for file in files {
                     // Name the file, and what got in before it, so a partial run is clear.
                     let fail = |why: String| {
@@ -523,21 +522,23 @@ impl Runner {
                         .await
                         .map_err(|e| fail(e.to_string()))?;
                     out.push_str(&format!("{} is now uploaded\n", p.patch_id));
-                    done.push(p.patch_id);
+                    done.push(p.patch_id.clone());
+                    views.push(p);
                 }
-                out
+                output::confirmation(out.trim_end(), &views, f)?
             }
             SwPatchCommand::Apply { id } => {
                 let p = c.patch_apply(id).await?;
-                format!("{} is now {}\n", p.patch_id, p.state)
+                output::confirmation(&format!("{} is now {}", p.patch_id, p.state), &p, f)?
             }
             SwPatchCommand::Remove { id } => {
                 let p = c.patch_remove(id).await?;
-                format!("{} is now {}\n", p.patch_id, p.state)
+                output::confirmation(&format!("{} is now {}", p.patch_id, p.state), &p, f)?
             }
             SwPatchCommand::Delete { id } => {
                 c.patch_delete(id).await?;
-                format!("{id} has been deleted\n")
+                let gone = serde_json::json!({ "patch_id": id, "deleted": true });
+                output::confirmation(&format!("{id} has been deleted"), &gone, f)?
             }
             SwPatchCommand::HostInstall { host } => {
                 output::host_patches_show(&c.patch_host_install(host).await?, f)?

@@ -56,20 +56,20 @@ impl Demo {
 
     /// Runs one command as `kup LINE` would, prints it, and waits for what it started.
     async fn run(&self, line: &str, show_output: bool) -> Result<String, String> {
-        println!("$ kup {line}");
+        crate::term::out(&format!("$ kup {line}\n"));
         let outcome = self.runner.execute(&Self::parse(line)?).await;
         if let Some(err) = outcome.error_line() {
             return Err(format!("`kup {line}` failed: {err}"));
         }
         if show_output {
-            print!("{}", outcome.stdout);
+            crate::term::out(&outcome.stdout);
         }
         self.daemon_engine.wait_idle().await;
         Ok(outcome.stdout)
     }
 
     async fn step(&self, title: &str, lines: &[&str]) -> Result<(), String> {
-        println!("\n{title}");
+        crate::term::out(&format!("\n{title}\n"));
         for line in lines {
             let quiet = line.starts_with("host-") || line.starts_with("sw-patch host-install");
             self.run(line, !quiet).await?;
@@ -90,6 +90,9 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
         time_scale,
         token_file: None,
         trusted_keys: vec![dir.path().join("demo-key.pub")],
+        init: false,
+        header_read_timeout: 30,
+        max_connections: 1024,
     };
     // The seed's patches, signed with the demo key that only the demo and the tests trust.
     std::fs::write(dir.path().join("demo-key.pub"), DEMO_KEY)
@@ -114,10 +117,12 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
         daemon_engine: engine,
     };
 
-    println!("kup demo: the StarlingX Kubernetes upgrade on the built-in standard system");
-    println!(
-        "(controller-0/1, storage-0/1, worker-0/1), daemon at {url}, time scale {time_scale}."
+    crate::term::out(
+        "kup demo: the StarlingX Kubernetes upgrade on the built-in standard system\n",
     );
+    crate::term::out(&format!(
+        "(controller-0/1, storage-0/1, worker-0/1), daemon at {url}, time scale {time_scale}.\n"
+    ));
     let result = walk(&demo).await;
     let _ = stop.send(());
     let _ = server.await;
@@ -126,15 +131,17 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
     if seqs != (1..=seqs.len() as i64).collect::<Vec<_>>() {
         return Err(format!("the event log has a gap: {seqs:?}"));
     }
-    println!("\nSummary");
-    println!("Versions before:\n{before}Versions after:\n{after}");
+    crate::term::out("\nSummary\n");
+    crate::term::out(&format!(
+        "Versions before:\n{before}Versions after:\n{after}\n"
+    ));
     let steps = events.iter().filter(|e| e.kind == "state").count();
-    println!(
-        "{} events recorded (sequence 1..{} without a gap, {steps} state changes); the whole procedure took {:.1} s.",
+    crate::term::out(&format!(
+        "{} events recorded (sequence 1..{} without a gap, {steps} state changes); the whole procedure took {:.1} s.\n",
         events.len(),
         events.len(),
         began.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
 }
 
@@ -161,13 +168,13 @@ impl Demo {
 
 /// The seed's steps 1–15, then delete.
 async fn walk(d: &Demo) -> Result<(String, String, Vec<kup_types::EventView>), String> {
-    println!("\nBefore: the platform knows only the running version.");
+    crate::term::out("\nBefore: the platform knows only the running version.\n");
     let before = d.run("kube-version-list", true).await?;
     let mut step1 = d.patch_lines("K8S-1.16.2-PLATFORM", true, true);
     step1.push("sw-patch query".into());
     d.lines("1. Upload/apply/install the platform patch.", &step1)
         .await?;
-    println!("\n2. List available kubernetes versions.");
+    crate::term::out("\n2. List available kubernetes versions.\n");
     d.run("kube-version-list", true).await?;
     let step3 = d.patch_lines("K8S-1.16.2-KUBEADM", true, true);
     d.lines("3. Upload/apply/install kubeadm patch.", &step3)

@@ -6,6 +6,7 @@ mod demo;
 mod output;
 mod serve;
 mod table;
+mod term;
 
 use std::process::ExitCode;
 
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("Error: cannot start the async runtime: {e}");
+            term::err_line(&format!("Error: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -66,19 +67,27 @@ fn main() -> ExitCode {
             .block_on(demo::run(time_scale))
             .map_or_else(fail, |()| ExitCode::SUCCESS),
         Top::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kup", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kup", &mut script);
+            term::out_bytes(&script);
             ExitCode::SUCCESS
         }
-        Top::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e.to_string()),
-        },
+        Top::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    term::out_bytes(&page);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e.to_string()),
+            }
+        }
         Top::Client(cmd) => rt.block_on(cli::run(cmd, cli.opts)),
     }
 }
 
 fn fail(message: String) -> ExitCode {
-    eprintln!("Error: {message}");
+    term::err_line(&format!("Error: {message}"));
     ExitCode::from(1)
 }
 

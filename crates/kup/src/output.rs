@@ -219,9 +219,13 @@ pub fn health(text: &str, format: Format) -> Rendered {
     }
 }
 
-/// A plain message (e.g. `kube-upgrade-delete`); the same in every format.
-pub fn message(text: &str) -> String {
-    format!("{text}\n")
+/// A command's confirmation: the sentence in a table's stead, the object it is about in JSON
+/// or YAML (so a script that asked for JSON always gets JSON).
+pub fn confirmation<T: Serialize>(text: &str, item: &T, format: Format) -> Rendered {
+    match format {
+        Format::Table => Ok(format!("{text}\n")),
+        _ => structured(item, format),
+    }
 }
 
 /// `kup upgrade plan`: the core renders the plan's text, so the CLI and tests agree.

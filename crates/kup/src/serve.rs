@@ -1,10 +1,13 @@
 //! `kup serve`: the daemon. Glue only: it opens the store, the cluster and the engine, and
 //! serves the API until told to stop.
 
+mod datadir;
+mod http;
+mod tokens;
+
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,9 +17,12 @@ use kup_engine::{Engine, EngineConfig};
 use kup_sim::{Inventory, SimCluster};
 use kup_store::SqliteStore;
 
+use http::Limits;
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServeArgs {
     /// Where kup keeps its database, the admin token and the simulated cluster's state.
+    /// One daemon at a time: it is locked while the daemon runs.
     #[arg(long, default_value = "./kup-data", value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free port; the chosen address is written to
@@ -29,23 +35,48 @@ pub struct ServeArgs {
     /// The store: `sqlite://PATH` (default: DIR/kup.db).
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
-    /// Multiplies every simulated duration (1.0 = realistic minutes, 0 = instant).
+    /// Multiplies every simulated duration (1.0 = realistic minutes, 0 = instant, at most
+    /// 1000).
     #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse_scale, allow_negative_numbers = true)]
     pub time_scale: f64,
-    /// Tokens, one per line: `admin TOKEN` or `reader TOKEN` (default: a random admin token,
-    /// created on first start in DIR/admin-token).
+    /// Tokens, one per line: `admin TOKEN` or `reader TOKEN`, each at least 16 visible ASCII
+    /// characters (default: a random admin token, created on first start in DIR/admin-token).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// A public key (`kup-public-key HEX`, from `kup sw-patch keygen`) whose patch bundles the
     /// daemon accepts; repeat for several. Without one, uploads are refused.
     #[arg(long = "trusted-key", value_name = "FILE")]
     pub trusted_keys: Vec<PathBuf>,
+    /// Start with a new, empty store although DIR was used before (its database is missing
+    /// or empty). Never discards a database that exists.
+    #[arg(long)]
+    pub init: bool,
+    /// Seconds a client has to send a request's headers; also the longest a connection may
+    /// stay idle between requests.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
 }
+
+impl ServeArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            ..Limits::default()
+        }
+    }
+}
+
+/// Beyond this a simulated step would outlast anyone watching it.
+const MAX_TIME_SCALE: f64 = 1000.0;
 
 pub(crate) fn parse_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a non-negative number")),
+        Ok(v) if v.is_finite() && (0.0..=MAX_TIME_SCALE).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 0 to {MAX_TIME_SCALE}")),
     }
 }
 
@@ -56,11 +87,14 @@ pub struct Daemon {
     pub engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
     tokens: Tokens,
+    limits: Limits,
+    /// Held until the daemon is dropped: no second daemon on the same directory or database.
+    _locks: datadir::Locks,
 }
 
 fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
-    match &args.db {
-        None => Ok(args.data_dir.join("kup.db")),
+    let path = match &args.db {
+        None => return Ok(args.data_dir.join("kup.db")),
         Some(url) => {
             if let Some(path) = url
                 .strip_prefix("sqlite://")
@@ -69,79 +103,39 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
                 if path.is_empty() {
                     return Err(format!("--db {url}: the SQLite URL names no file"));
                 }
-                Ok(PathBuf::from(path))
+                PathBuf::from(path)
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Err("--db: PostgreSQL is not supported yet; use sqlite://PATH".into())
+                return Err("--db: PostgreSQL is not supported yet; use sqlite://PATH".into());
             } else {
-                Err(format!("--db {url}: expected sqlite://PATH"))
+                return Err(format!("--db {url}: expected sqlite://PATH"));
             }
         }
-    }
-}
-
-fn load_tokens(args: &ServeArgs) -> Result<(Tokens, Option<String>), String> {
-    if let Some(file) = &args.token_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read token file {}: {e}", file.display()))?;
-        let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (role, token) = match line.split_once(char::is_whitespace) {
-                Some(("admin", t)) => (Role::Admin, t.trim()),
-                Some(("reader", t)) => (Role::Reader, t.trim()),
-                _ => {
-                    return Err(format!(
-                        "token file {}, line {}: expected `admin TOKEN` or `reader TOKEN`",
-                        file.display(),
-                        i + 1
-                    ));
-                }
-            };
-            if token.len() < 16 {
-                return Err(format!(
-                    "token file {}, line {}: a token needs at least 16 characters",
-                    file.display(),
-                    i + 1
-                ));
-            }
-            entries.push((role, token.to_string()));
-        }
-        if entries.is_empty() {
-            return Err(format!("token file {} holds no token", file.display()));
-        }
-        return Ok((Tokens::new(entries), None));
-    }
-    let path = args.data_dir.join("admin-token");
-    let token = match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-        _ => write_new_token(&path)?,
     };
-    Ok((Tokens::new([(Role::Admin, token.clone())]), Some(token)))
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!(
+            "--db {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        ));
+    }
+    Ok(path)
 }
 
-fn write_new_token(path: &Path) -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    writeln!(f, "{token}")
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(token)
+/// Everything the command line names, read and checked before anything is created.
+struct Inputs {
+    inv: Inventory,
+    db: PathBuf,
+    trusted: Vec<kup_patch::VerifyingKey>,
+    /// `None`: the generated admin token, to be created.
+    tokens: Option<(Tokens, Option<String>)>,
 }
 
-impl Daemon {
-    /// Opens everything and binds the listener; nothing is served until `run`.
-    pub async fn open(args: &ServeArgs) -> Result<Daemon, String> {
-        // Bad input is refused before anything is written.
+impl Inputs {
+    fn read(args: &ServeArgs) -> Result<Inputs, String> {
         let inv = match &args.cluster {
             None => Inventory::default_cluster(),
             Some(file) => {
@@ -160,6 +154,42 @@ impl Daemon {
                     .map_err(|e| format!("trusted key {}: {e}", file.display()))?,
             );
         }
+        let tokens = match &args.token_file {
+            Some(file) => Some((tokens::read_token_file(file)?, None)),
+            None => tokens::read_admin_token(&args.data_dir.join("admin-token"))?
+                .map(|t| (Tokens::new([(Role::Admin, t.clone())]), Some(t))),
+        };
+        Ok(Inputs {
+            inv,
+            db,
+            trusted,
+            tokens,
+        })
+    }
+}
+
+/// The lock files: the data directory's, and the database's beside it (another data
+/// directory may name the same database with `--db`).
+fn lock_targets(dir: &Path, db: &Path) -> Vec<(PathBuf, String)> {
+    let mut db_lock = db.as_os_str().to_owned();
+    db_lock.push(".lock");
+    vec![
+        (
+            dir.join("kup.lock"),
+            format!("data directory {}", dir.display()),
+        ),
+        (PathBuf::from(db_lock), format!("database {}", db.display())),
+    ]
+}
+
+impl Daemon {
+    /// Opens everything and binds the listener; nothing is served until `run`. Every input,
+    /// the port included, is checked before anything is created, recovered or written.
+    pub async fn open(args: &ServeArgs) -> Result<Daemon, String> {
+        let inputs = Inputs::read(args)?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -170,17 +200,29 @@ impl Daemon {
                     args.data_dir.display()
                 )
             })?;
+        let locks = datadir::lock(&lock_targets(&args.data_dir, &inputs.db))?;
+        let open = datadir::store_open(&args.data_dir, &inputs.db, args.init)?;
+        let (tokens, admin_token) = match inputs.tokens {
+            Some(t) => t,
+            None => {
+                let t = tokens::write_admin_token(&args.data_dir.join("admin-token"))?;
+                (Tokens::new([(Role::Admin, t.clone())]), Some(t))
+            }
+        };
+        let store = match open {
+            datadir::StoreOpen::Existing => SqliteStore::open_existing(&inputs.db).await,
+            datadir::StoreOpen::Create => SqliteStore::open(&inputs.db).await,
+        }
+        .map_err(|e| e.to_string())?;
         let sim = SimCluster::with_state_file(
-            &inv,
+            &inputs.inv,
             args.time_scale,
             args.data_dir.join("cluster-state.json"),
         )
         .map_err(|e| e.to_string())?;
-        let store = SqliteStore::open(&db).await.map_err(|e| e.to_string())?;
-        let (tokens, admin_token) = load_tokens(args)?;
-        let patch_repo = (!trusted.is_empty()).then(|| kup_engine::PatchRepo {
+        let patch_repo = (!inputs.trusted.is_empty()).then(|| kup_engine::PatchRepo {
             dir: args.data_dir.join("patches"),
-            trusted,
+            trusted: inputs.trusted,
             limits: kup_patch::Limits::default(),
         });
         let config = EngineConfig {
@@ -191,20 +233,19 @@ impl Daemon {
         let engine = Engine::open(Arc::new(store), Arc::new(sim), config)
             .await
             .map_err(|e| format!("cannot open the engine: {e}"))?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let addr_file = args.data_dir.join("listen-address");
         std::fs::write(&addr_file, format!("{addr}\n"))
             .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
-        tracing::info!(%addr, db = %db.display(), "kup is listening");
+        tracing::info!(%addr, db = %inputs.db.display(), "kup is listening");
         Ok(Daemon {
             addr,
             admin_token,
             engine: Arc::new(engine),
             listener,
             tokens,
+            limits: args.limits(),
+            _locks: locks,
         })
     }
 
@@ -215,10 +256,9 @@ impl Daemon {
     ) -> Result<(), String> {
         let app = kup_api::router(self.engine, self.tokens)
             .layer(tower_http::trace::TraceLayer::new_for_http());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("server error: {e}"))
+        http::serve(self.listener, app, self.limits, shutdown).await;
+        drop(self._locks);
+        Ok(())
     }
 }
 

@@ -39,7 +39,18 @@ fn bad_usage_exits_two_and_says_why() {
             &["demo", "--time-scale", "fast"][..],
             "invalid value 'fast'",
         ),
-        (&["demo", "--time-scale", "-1"], "non-negative"),
+        (
+            &["demo", "--time-scale", "-1"],
+            "not a number from 0 to 1000",
+        ),
+        (
+            &["demo", "--time-scale", "1e300"],
+            "not a number from 0 to 1000",
+        ),
+        (
+            &["serve", "--time-scale", "inf"],
+            "not a number from 0 to 1000",
+        ),
         (&["frobnicate"], "unrecognized subcommand"),
         (&[], "Usage"),
     ] {

@@ -1,218 +1,11 @@
 //! `kup serve` as a real process on a free port with a fresh data directory, driven by the
 //! real `kup` binary as an operator would, with TZ=UTC.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const KUP: &str = env!("CARGO_BIN_EXE_kup");
-const HOSTS: [&str; 6] = [
-    "controller-0",
-    "controller-1",
-    "storage-0",
-    "storage-1",
-    "worker-0",
-    "worker-1",
-];
+use std::process::Command;
 
-fn patches_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/patches")
-}
-
-fn patch_file(id: &str) -> String {
-    patches_dir()
-        .join(format!("{id}.patch"))
-        .display()
-        .to_string()
-}
-
-struct Daemon {
-    child: Child,
-    url: String,
-    token: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `kup serve` on a free port and waits until it listens.
-fn serve(dir: &Path, time_scale: &str) -> Daemon {
-    let data = dir.join("kup-data");
-    let _ = std::fs::remove_file(data.join("listen-address"));
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let child = Command::new(KUP)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--time-scale",
-            time_scale,
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--trusted-key")
-        .arg(patches_dir().join("demo-key.pub"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    // Owned by a `Daemon` at once, so it is killed and reaped whatever happens next.
-    let mut daemon = Daemon {
-        child,
-        url: String::new(),
-        token: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address")) {
-            let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
-            daemon.url = format!("http://{}", addr.trim());
-            daemon.token = token.trim().into();
-            return daemon;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kup serve did not start: {}",
-            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn kup(d: &Daemon, args: &str) -> Run {
-    let out = Command::new(KUP)
-        .args(args.split_whitespace())
-        .env("KUP_URL", &d.url)
-        .env("KUP_TOKEN", &d.token)
-        .env("TZ", "UTC")
-        .env_remove("KUP_LOG")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-/// A command that must succeed; returns its stdout.
-fn ok(d: &Daemon, args: &str) -> String {
-    let r = kup(d, args);
-    assert_eq!(r.code, 0, "kup {args}: {}", r.stderr);
-    assert!(r.stderr.is_empty(), "kup {args}: {}", r.stderr);
-    r.stdout
-}
-
-/// A command that must be refused: exit 1, one `Error:` line.
-fn refused(d: &Daemon, args: &str) -> String {
-    let r = kup(d, args);
-    assert_eq!(r.code, 1, "kup {args} should be refused: {}", r.stdout);
-    assert!(
-        r.stderr.starts_with("Error: ") && r.stderr.lines().count() == 1,
-        "{:?}",
-        r.stderr
-    );
-    r.stderr
-}
-
-/// Masks the values that change from run to run (uuids, timestamps).
-fn redact(table: &str) -> String {
-    table
-        .lines()
-        .map(|l| {
-            match ["| uuid ", "| created_at ", "| updated_at "]
-                .iter()
-                .find(|k| l.starts_with(**k))
-            {
-                Some(key) if !l.contains("| None") => format!("{key}| <redacted>"),
-                _ => l.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A host's upgrade status once its step has ended.
-fn settled_host_status(d: &Daemon, host: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows: serde_json::Value =
-            serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
-        let row = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["hostname"] == host)
-            .unwrap()
-            .clone();
-        let status = row["status"].as_str().unwrap_or("None").to_string();
-        if !status.starts_with("upgrading-")
-            || status.ends_with("-failed")
-            || Instant::now() > deadline
-        {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The upgrade state once no step is in flight.
-fn settled_state(d: &Daemon) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = state_of(d);
-        let in_flight = [
-            "downloading-images",
-            "upgrading-first-master",
-            "upgrading-networking",
-            "upgrading-second-master",
-        ];
-        if !in_flight.contains(&s.as_str()) || Instant::now() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Seed steps 1, 3 and 4: the platform and kubeadm patches applied and installed everywhere,
-/// the kubelet patch uploaded.
-fn seed_patches_before_start(d: &Daemon) {
-    for id in ["K8S-1.16.2-PLATFORM", "K8S-1.16.2-KUBEADM"] {
-        ok(d, &format!("sw-patch upload {}", patch_file(id)));
-        ok(d, &format!("sw-patch apply {id}"));
-        for h in HOSTS {
-            ok(d, &format!("sw-patch host-install {h}"));
-        }
-    }
-    ok(
-        d,
-        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-KUBELET")),
-    );
-}
-
-/// Seed step 11: the kubelet patch applied and installed everywhere.
-fn seed_kubelet_patch(d: &Daemon) {
-    ok(d, "sw-patch apply K8S-1.16.2-KUBELET");
-    for h in HOSTS {
-        ok(d, &format!("sw-patch host-install {h}"));
-    }
-}
-
-fn state_of(d: &Daemon) -> String {
-    let out = ok(d, "kube-upgrade-show --format json");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["state"].as_str().unwrap_or("none").to_string()
-}
+use common::*;
 
 #[test]
 fn the_seed_procedure_through_the_cli() {
@@ -625,7 +418,8 @@ fn the_example_patches_rebuild_to_the_committed_bytes() {
     );
 }
 
-/// A daemon given bad input refuses to start, says why in one line, and writes nothing.
+/// A daemon given bad input refuses to start, says why in one line, and writes nothing: every
+/// input, the port included, is checked before anything is created or recovered.
 #[test]
 fn bad_serve_input_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -637,18 +431,57 @@ fn bad_serve_input_writes_nothing() {
     .unwrap();
     let data = dir.path().join("data");
     let key = dir.path().join("missing.pub");
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let t = "0123456789abcdef";
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
     for (args, says) in [
         (
             vec!["--cluster".into(), bad.display().to_string()],
-            "line 7: unknown Personality \"controler\"",
+            "line 7: unknown Personality \"controler\"".to_string(),
         ),
         (
             vec!["--db".into(), "postgres://x".into()],
-            "PostgreSQL is not supported yet",
+            "PostgreSQL is not supported yet".into(),
+        ),
+        (
+            vec!["--db".into(), "sqlite:///nonexistent/dir/x.db".into()],
+            "--db /nonexistent/dir/x.db: directory /nonexistent/dir does not exist".into(),
         ),
         (
             vec!["--trusted-key".into(), key.display().to_string()],
-            "cannot read trusted key",
+            "cannot read trusted key".into(),
+        ),
+        (
+            vec!["--token-file".into(), "/nonexistent".into()],
+            "cannot read token file /nonexistent".into(),
+        ),
+        (
+            vec!["--token-file".into(), file("empty", "")],
+            "holds no token".into(),
+        ),
+        (
+            vec!["--token-file".into(), file("role", &format!("root {t}\n"))],
+            "line 1: expected `admin TOKEN` or `reader TOKEN`".into(),
+        ),
+        (
+            vec!["--token-file".into(), file("short", "admin abc\n")],
+            "line 1: a token needs at least 16 characters".into(),
+        ),
+        (
+            vec![
+                "--token-file".into(),
+                file("twice", &format!("admin {t}\nreader {t}\n")),
+            ],
+            "line 2: this token is already listed on line 1; each token has one role".into(),
+        ),
+        (
+            vec!["--listen".into(), busy_addr.clone()],
+            format!("cannot listen on {busy_addr}"),
         ),
     ] {
         let out = Command::new(KUP)
@@ -661,7 +494,7 @@ fn bad_serve_input_writes_nothing() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert!(
-            stderr.starts_with("Error: ") && stderr.contains(says),
+            stderr.starts_with("Error: ") && stderr.contains(&says),
             "{args:?}: {stderr}"
         );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -1,0 +1,261 @@
+//! `kup serve` as a real process on a free port with a fresh data directory, driven by the
+//! real `kup` binary as an operator would, with TZ=UTC.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KUP: &str = env!("CARGO_BIN_EXE_kup");
+pub const HOSTS: [&str; 6] = [
+    "controller-0",
+    "controller-1",
+    "storage-0",
+    "storage-1",
+    "worker-0",
+    "worker-1",
+];
+
+pub fn patches_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/patches")
+}
+
+pub fn patch_file(id: &str) -> String {
+    patches_dir()
+        .join(format!("{id}.patch"))
+        .display()
+        .to_string()
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kup serve` on a free port and waits until it listens.
+pub fn serve(dir: &Path, time_scale: &str) -> Daemon {
+    serve_with(dir, time_scale, &[])
+}
+
+/// `serve` with more arguments for `kup serve`.
+pub fn serve_with(dir: &Path, time_scale: &str, extra: &[&str]) -> Daemon {
+    serve_as(&[], dir, time_scale, extra)
+}
+
+/// `serve_with`, run through `wrapper` (e.g. `setpriv` to run as another user).
+pub fn serve_as(wrapper: &[&str], dir: &Path, time_scale: &str, extra: &[&str]) -> Daemon {
+    let data = dir.join("kup-data");
+    let _ = std::fs::remove_file(data.join("listen-address"));
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(KUP);
+            c
+        }
+        None => Command::new(KUP),
+    };
+    let child = cmd
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            time_scale,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--trusted-key")
+        .arg(patches_dir().join("demo-key.pub"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Owned by a `Daemon` at once, so it is killed and reaped whatever happens next.
+    let mut daemon = Daemon {
+        child,
+        url: String::new(),
+        token: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address")) {
+            // Absent when the daemon was given a token file.
+            let token = std::fs::read_to_string(data.join("admin-token")).unwrap_or_default();
+            daemon.url = format!("http://{}", addr.trim());
+            daemon.token = token.trim().into();
+            return daemon;
+        }
+        let exited = daemon.child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "kup serve did not start: {}",
+            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `kup serve ARGS` that must refuse to start: exit 1 and one `Error:` line, returned.
+pub fn serve_refused(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(KUP)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(
+        stderr.starts_with("Error: ") && stderr.lines().count() == 1,
+        "{args:?}: {stderr}"
+    );
+    stderr
+}
+
+/// The event log as JSON values.
+pub fn events(d: &Daemon) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(d, "event-list --format json --limit 10000")).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn kup(d: &Daemon, args: &str) -> Run {
+    let out = Command::new(KUP)
+        .args(args.split_whitespace())
+        .env("KUP_URL", &d.url)
+        .env("KUP_TOKEN", &d.token)
+        .env("TZ", "UTC")
+        .env_remove("KUP_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// A command that must succeed; returns its stdout.
+pub fn ok(d: &Daemon, args: &str) -> String {
+    let r = kup(d, args);
+    assert_eq!(r.code, 0, "kup {args}: {}", r.stderr);
+    assert!(r.stderr.is_empty(), "kup {args}: {}", r.stderr);
+    r.stdout
+}
+
+/// A command that must be refused: exit 1, one `Error:` line.
+pub fn refused(d: &Daemon, args: &str) -> String {
+    let r = kup(d, args);
+    assert_eq!(r.code, 1, "kup {args} should be refused: {}", r.stdout);
+    assert!(
+        r.stderr.starts_with("Error: ") && r.stderr.lines().count() == 1,
+        "{:?}",
+        r.stderr
+    );
+    r.stderr
+}
+
+/// Masks the values that change from run to run (uuids, timestamps).
+pub fn redact(table: &str) -> String {
+    table
+        .lines()
+        .map(|l| {
+            match ["| uuid ", "| created_at ", "| updated_at "]
+                .iter()
+                .find(|k| l.starts_with(**k))
+            {
+                Some(key) if !l.contains("| None") => format!("{key}| <redacted>"),
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A host's upgrade status once its step has ended.
+pub fn settled_host_status(d: &Daemon, host: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: serde_json::Value =
+            serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["hostname"] == host)
+            .unwrap()
+            .clone();
+        let status = row["status"].as_str().unwrap_or("None").to_string();
+        if !status.starts_with("upgrading-")
+            || status.ends_with("-failed")
+            || Instant::now() > deadline
+        {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The upgrade state once no step is in flight.
+pub fn settled_state(d: &Daemon) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = state_of(d);
+        let in_flight = [
+            "downloading-images",
+            "upgrading-first-master",
+            "upgrading-networking",
+            "upgrading-second-master",
+        ];
+        if !in_flight.contains(&s.as_str()) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Seed steps 1, 3 and 4: the platform and kubeadm patches applied and installed everywhere,
+/// the kubelet patch uploaded.
+pub fn seed_patches_before_start(d: &Daemon) {
+    for id in ["K8S-1.16.2-PLATFORM", "K8S-1.16.2-KUBEADM"] {
+        ok(d, &format!("sw-patch upload {}", patch_file(id)));
+        ok(d, &format!("sw-patch apply {id}"));
+        for h in HOSTS {
+            ok(d, &format!("sw-patch host-install {h}"));
+        }
+    }
+    ok(
+        d,
+        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-KUBELET")),
+    );
+}
+
+/// Seed step 11: the kubelet patch applied and installed everywhere.
+pub fn seed_kubelet_patch(d: &Daemon) {
+    ok(d, "sw-patch apply K8S-1.16.2-KUBELET");
+    for h in HOSTS {
+        ok(d, &format!("sw-patch host-install {h}"));
+    }
+}
+
+pub fn state_of(d: &Daemon) -> String {
+    let out = ok(d, "kube-upgrade-show --format json");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["state"].as_str().unwrap_or("none").to_string()
+}

@@ -1,0 +1,381 @@
+//! The daemon as a careless operator or an attacker meets it: two daemons on one directory,
+//! a lost or read-only database, bad configuration, bad token files, connections that never
+//! finish, a crash in the middle of a host action, a closed pipe.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Whether the data directory holds anything but what `allowed` names.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A second daemon on a data directory (or a database) in use exits at once, names the
+/// process that holds it, and changes nothing: no recovery, no step marked failed.
+#[test]
+fn a_second_daemon_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "1");
+    let data = dir.path().join("kup-data");
+    ok(&d, "host-lock worker-0"); // 45 s at time scale 1: in flight throughout
+    let before = events(&d);
+    let pid = d.child.id();
+
+    let err = serve_refused(&[
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--time-scale"),
+        os("0"),
+    ]);
+    assert_eq!(
+        err,
+        format!(
+            "Error: data directory {} is in use by process {pid}\n",
+            data.display()
+        )
+    );
+    // The same port as the first daemon: refused as well, still changing nothing.
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let err = Command::new(KUP)
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(err.status.code(), Some(1));
+    // Another data directory naming the same database.
+    let db = format!("sqlite://{}", data.join("kup.db").display());
+    let err = serve_refused(&[
+        os("--data-dir"),
+        dir.path().join("other").as_os_str(),
+        os("--db"),
+        os(&db),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "database {} is in use by process {pid}",
+            data.join("kup.db").display()
+        )),
+        "{err}"
+    );
+
+    assert_eq!(events(&d), before, "the first daemon's log is untouched");
+    let hosts: serde_json::Value =
+        serde_json::from_str(&ok(&d, "host-show worker-0 --format json")).unwrap();
+    assert_eq!(hosts["task"], "Locking", "the lock still runs");
+}
+
+/// An emptied or deleted database in a data directory that was in use is not silently a new,
+/// empty store: the daemon refuses and says how to proceed; `--init` starts afresh on
+/// purpose, and never over a database that exists.
+#[test]
+fn a_lost_database_is_refused_until_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    let db = data.join("kup.db");
+    let d = serve(dir.path(), "0");
+    ok(
+        &d,
+        &format!("sw-patch upload {}", patch_file("K8S-1.16.2-PLATFORM")),
+    );
+    drop(d); // SIGKILL
+
+    let data_arg = [os("--data-dir"), data.as_os_str()];
+    std::fs::write(&db, "").unwrap();
+    let err = serve_refused(&data_arg);
+    assert_eq!(
+        err,
+        format!(
+            "Error: database {} is empty, but data directory {} was in use (it holds cluster-state.json, admin-token, patches): the upgrade's state, patches and history would be lost; restore the database from a backup, or start with --init to begin again with an empty store\n",
+            db.display(),
+            data.display()
+        )
+    );
+    std::fs::remove_file(&db).unwrap();
+    let err = serve_refused(&data_arg);
+    assert!(
+        err.contains(&format!("database {} is missing", db.display())),
+        "{err}"
+    );
+    assert!(!db.exists(), "nothing was created");
+
+    let d = serve_with(dir.path(), "0", &["--init"]);
+    let patches: serde_json::Value =
+        serde_json::from_str(&ok(&d, "sw-patch query --format json")).unwrap();
+    assert_eq!(patches, serde_json::json!([]), "a new, empty store");
+    drop(d);
+    let err = serve_refused(&[data_arg[0], data_arg[1], os("--init")]);
+    assert!(err.contains("already holds one"), "{err}");
+}
+
+/// A database kup cannot write is refused at start, not answered with 500 at every write.
+#[test]
+fn a_read_only_database_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    std::fs::create_dir(&data).unwrap();
+    // Root writes whatever the permissions say: run the daemon as nobody then.
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let wrapper: &[&str] = if root {
+        std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+        for p in [dir.path(), &data] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+    } else {
+        &[]
+    };
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "admin 0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let token_arg = ["--token-file", tokens.to_str().unwrap()];
+    let mut d = serve_as(wrapper, dir.path(), "0", &token_arg);
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let db = data.join("kup.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    let mut cmd = match wrapper.split_first() {
+        Some((p, args)) => {
+            let mut c = Command::new(p);
+            c.args(args).arg(KUP);
+            c
+        }
+        None => Command::new(KUP),
+    };
+    let out = cmd
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .args(token_arg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "Error: database {} is read-only: kup must be able to write it and its directory (check their owner and permissions)\n",
+            db.display()
+        )
+    );
+}
+
+/// A bad admin token file is refused with a clear reason for each case, before anything else
+/// is created or recovered.
+#[test]
+fn bad_admin_token_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    let token = data.join("admin-token");
+    type Setup = fn(&Path);
+    let cases: [(&str, Setup, &str); 6] = [
+        ("empty", |p| std::fs::write(p, "").unwrap(), "it is empty"),
+        (
+            "whitespace",
+            |p| std::fs::write(p, " \n\t\n").unwrap(),
+            "it is empty",
+        ),
+        (
+            "binary",
+            |p| std::fs::write(p, [0xff, 0x00, 0xfe]).unwrap(),
+            "holds binary data, not text",
+        ),
+        (
+            "one character",
+            |p| std::fs::write(p, "a\n").unwrap(),
+            "a token needs at least 16 characters",
+        ),
+        (
+            "a directory",
+            |p| std::fs::create_dir(p).unwrap(),
+            "is a directory",
+        ),
+        (
+            "/dev/null",
+            |p| std::os::unix::fs::symlink("/dev/null", p).unwrap(),
+            "is not a regular file",
+        ),
+    ];
+    for (what, setup, says) in cases {
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir(&data).unwrap();
+        setup(&token);
+        let err = serve_refused(&[os("--data-dir"), data.as_os_str()]);
+        assert!(
+            err.contains(&format!("admin token file {}", token.display())) && err.contains(says),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            files_in(&data),
+            ["admin-token"],
+            "{what}: nothing else is written"
+        );
+    }
+}
+
+/// A client that sends half its headers, or nothing at all, is dropped after the header-read
+/// timeout; beyond the connection cap, new connections wait until one closes.
+#[test]
+fn slow_and_idle_connections_are_dropped_and_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve_with(dir.path(), "0", &["--header-read-timeout", "1"]);
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let closed_within = |mut s: TcpStream, what: &str| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        match s.read_to_end(&mut buf) {
+            Ok(_) => {} // Closed, perhaps after an error reply.
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{what}: still open after 10 s"
+            ),
+        }
+    };
+    let mut half = TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: kup\r\n")
+        .unwrap();
+    closed_within(half, "half the headers");
+    closed_within(TcpStream::connect(&addr).unwrap(), "an idle connection");
+    drop(d);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve_with(dir.path(), "0", &["--max-connections", "2"]);
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200)); // both accepted
+    let mut third = TcpStream::connect(&addr).unwrap(); // queued by the kernel
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: kup\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = Vec::new();
+    assert!(
+        third.read_to_end(&mut buf).is_err() && buf.is_empty(),
+        "served beyond the cap"
+    );
+    drop(idle);
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    third.read_to_end(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+/// A daemon killed in the middle of a lock: at restart the log says what became of it, and
+/// the lock can be re-done.
+#[test]
+fn a_lock_interrupted_by_a_crash_is_settled_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = serve(dir.path(), "1");
+    ok(&d, "host-lock worker-0");
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    drop(d);
+    let d = serve(dir.path(), "0");
+    let settled: Vec<String> = events(&d)
+        .iter()
+        .filter(|e| e["kind"] == "recovery")
+        .map(|e| format!("{}: {}", e["subject"], e["message"]))
+        .collect();
+    assert_eq!(
+        settled,
+        [
+            "\"worker-0\": \"lock worker-0 was in flight at restart and did not finish (worker-0 is not locked); marked failed\""
+        ]
+    );
+    ok(&d, "host-lock worker-0 --wait");
+    let host: serde_json::Value =
+        serde_json::from_str(&ok(&d, "host-show worker-0 --format json")).unwrap();
+    assert_eq!(host["administrative"], "locked");
+}
+
+/// Output to a pipe that closed ends quietly (exit 0, no panic); data printed to a terminal
+/// never carries control characters.
+#[test]
+fn closed_pipes_and_control_characters() {
+    for args in [&["completions", "bash"][..], &["man"]] {
+        let mut child = Command::new(KUP)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    let r = kup(&d, "host-show \u{1b}[31mRED\u{7}");
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "Error: Host \\u001b[31mRED\\u0007 not found\n");
+}
+
+/// `--format json` always prints JSON, confirmations included.
+#[test]
+fn confirmations_follow_the_requested_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    let platform = patch_file("K8S-1.16.2-PLATFORM");
+    let up: serde_json::Value = serde_json::from_str(&ok(
+        &d,
+        &format!("sw-patch upload {platform} --format json"),
+    ))
+    .unwrap();
+    assert_eq!(up[0]["patch_id"], "K8S-1.16.2-PLATFORM");
+    assert_eq!(up[0]["state"], "available");
+    let applied: serde_json::Value =
+        serde_json::from_str(&ok(&d, "sw-patch apply K8S-1.16.2-PLATFORM --format json")).unwrap();
+    assert_eq!(applied["state"], "partial-apply");
+    let removed = ok(&d, "sw-patch remove K8S-1.16.2-PLATFORM --format yaml");
+    assert!(
+        removed.contains("patch_id: K8S-1.16.2-PLATFORM"),
+        "{removed}"
+    );
+    let deleted: serde_json::Value =
+        serde_json::from_str(&ok(&d, "sw-patch delete K8S-1.16.2-PLATFORM --format json")).unwrap();
+    assert_eq!(
+        deleted,
+        serde_json::json!({"patch_id": "K8S-1.16.2-PLATFORM", "deleted": true})
+    );
+    assert_eq!(
+        ok(&d, &format!("sw-patch upload {platform}")),
+        "K8S-1.16.2-PLATFORM is now uploaded\n"
+    );
+}
