@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use kup_types::{Alarm, Observation, PodInfo, PodPhase};
+use kup_types::{Alarm, Observation, PodInfo, PodPhase, Workloads};
 
 /// Alarms that never block an upgrade unless the request says otherwise: StarlingX's
 /// server-side default list (reference §1.3). 900.007 is kup's own "upgrade in progress".
@@ -53,7 +53,12 @@ impl HealthReport {
 
 /// `force` lets alarms that are not management-affecting pass; `ignore` lists alarm ids that
 /// never count.
-pub fn kube_upgrade_health(obs: &Observation, force: bool, ignore: &[String]) -> HealthReport {
+pub fn kube_upgrade_health(
+    obs: &Observation,
+    wl: &Workloads,
+    force: bool,
+    ignore: &[String],
+) -> HealthReport {
     let ignore: BTreeSet<&str> = ignore.iter().map(String::as_str).collect();
 
     let bad_hosts = obs
@@ -113,7 +118,7 @@ pub fn kube_upgrade_health(obs: &Observation, force: bool, ignore: &[String]) ->
         }
     }
 
-    let pods_not_ready = not_ready_pods(obs);
+    let pods_not_ready = not_ready_pods(wl);
 
     let bad_apps = obs
         .applications
@@ -164,8 +169,11 @@ pub fn pod_must_be_ready(p: &PodInfo) -> bool {
 /// At most this many pods are named; the count says how many more.
 const PODS_NAMED: usize = 10;
 
-fn not_ready_pods(obs: &Observation) -> HealthCheck {
-    let mut bad = obs.pods.iter().filter(|p| pod_must_be_ready(p) && !p.ready);
+fn not_ready_pods(wl: &Workloads) -> HealthCheck {
+    let mut bad = wl
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| pod_must_be_ready(p) && !p.ready);
     let named: Vec<String> = bad
         .by_ref()
         .take(PODS_NAMED)

@@ -10,7 +10,7 @@ use kup_types::{
     AdminState, Availability, EventKind, HostInfo, HostUpgradeStatus, KubeUpgradeRecord,
     KubeUpgradeState, KubeVersion, NewEvent, Observation, OpStatus, OperState, Operation,
     OperationRecord, OperationState, Personality, Snapshot, SystemType, UpgradeWrite, VersionState,
-    WriteBatch,
+    Workloads, WriteBatch,
 };
 
 use crate::catalog::{Catalog, running_versions};
@@ -41,6 +41,9 @@ pub struct Ctx<'a> {
     pub policy: &'a Policy,
     pub snap: &'a Snapshot,
     pub obs: &'a Observation,
+    /// The pods, their owners and budgets: read by the checks that need them (a lock's
+    /// safety, the start's health), shared, never copied.
+    pub workloads: &'a Workloads,
     pub now: Timestamp,
     /// A fresh uuid, used if the command creates an upgrade or starts an operation.
     pub fresh_uuid: &'a str,
@@ -506,7 +509,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 let mut batch = locks_in_flight(ctx);
                 batch.retain(|h| *h != name.as_str());
                 batch.push(name);
-                let safety = crate::safety::analyze_batch(ctx.obs, &batch);
+                let safety = crate::safety::analyze_batch(ctx.obs, ctx.workloads, &batch);
                 if safety.verdict == crate::safety::Verdict::Unsafe {
                     let reasons: Vec<String> = safety
                         .findings
@@ -699,7 +702,7 @@ fn start(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let health = kube_upgrade_health(ctx.obs, force, &ignore);
+    let health = kube_upgrade_health(ctx.obs, ctx.workloads, force, &ignore);
     if !health.ok() {
         return Err(Refusal::Unhealthy(health.failures()));
     }

@@ -9,7 +9,7 @@
 //!
 //! Worker batches are built greedily, in host-id order: each batch starts from the first worker
 //! not yet planned and takes every further worker (again in id order) for which
-//! [`analyze_batch`] of the grown batch is not `UNSAFE` — every PodDisruptionBudget stays
+//! the analysis of the grown batch is not `UNSAFE` — every PodDisruptionBudget stays
 //! within its budget, every evicted pod still fits somewhere, nothing loses its last ready
 //! replica — until `--max-parallel-worker-hosts` is reached. A worker that is unsafe even alone
 //! gets a batch of its own, marked `UNSAFE` and placed after the safe batches: the plan shows
@@ -21,14 +21,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+use kup_types::workloads::OwnerId;
 use kup_types::{
-    HostInfo, KubeUpgradeState, KubeVersion, Observation, Personality, Snapshot, StepKind,
-    SystemType,
+    HostInfo, KubeUpgradeState, KubeVersion, Observation, PdbId, Personality, Snapshot, StepKind,
+    SystemType, Workloads,
 };
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, running_versions};
-use crate::safety::{Finding, HostSafety, Verdict, analyze_all, analyze_batch};
+use crate::safety::{Analyzer, BatchEval, Finding, HostSafety, Verdict, allowed_disruptions};
 
 /// Stage names, in order.
 pub const DOWNLOAD_IMAGES: &str = "download-images";
@@ -53,6 +55,7 @@ const MAX_CAUSES: usize = 3;
 #[derive(Clone, Copy, Debug)]
 pub struct PlanInput<'a> {
     pub obs: &'a Observation,
+    pub workloads: &'a Workloads,
     pub snap: &'a Snapshot,
     pub catalog: &'a Catalog,
     pub to: KubeVersion,
@@ -72,7 +75,7 @@ pub struct Plan {
     pub to: KubeVersion,
     /// Empty when the plan is blocked.
     pub stages: Vec<Stage>,
-    /// Every host taken down on its own ([`analyze_all`]), sorted by host id.
+    /// Every host taken down on its own ([`crate::safety::analyze_all`]), sorted by host id.
     pub hosts: Vec<HostSafety>,
     /// The predicted duration of the stages not done yet.
     pub total_seconds: u64,
@@ -112,7 +115,7 @@ pub struct Batch {
     pub hosts: Vec<String>,
     /// Why the batch has this size (and, when it is unsafe, its worst finding).
     pub reason: String,
-    /// Of [`analyze_batch`] for these hosts; `OK` for steps that do not take a host down
+    /// Of [`crate::safety::analyze_batch`] for these hosts; `OK` for steps that do not take a host down
     /// (control planes, the kubelet of an aio-simplex host).
     pub verdict: Verdict,
     pub seconds: u64,
@@ -197,7 +200,9 @@ fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let obs = input.obs;
     let to = input.to;
-    let hosts = analyze_all(obs);
+    // Indexed once: every host alone, then every candidate batch.
+    let mut analyzer = Analyzer::new(obs, input.workloads);
+    let hosts = analyzer.all();
     let readiness: Vec<crate::safety::Readiness> = obs
         .hosts
         .iter()
@@ -373,7 +378,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let pending_workers: Vec<&HostInfo> = workers.iter().copied().filter(|h| pending(h)).collect();
     let mut lower_workers = 0;
     if !workers.is_empty() {
-        let batches = worker_batches(obs, &pending_workers, &safety, cap, host_cycle);
+        let batches = worker_batches(
+            &mut analyzer,
+            &Screen::new(obs, input.workloads),
+            &pending_workers,
+            &safety,
+            cap,
+            host_cycle,
+        );
         lower_workers = pending_workers.len().div_ceil(cap) as u64 * host_cycle;
         stages.push(Stage {
             name: WORKER_KUBELETS.into(),
@@ -420,7 +432,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 /// batch again against the live cluster before locking it (the lock check does, counting the
 /// hosts still locking).
 fn worker_batches(
-    obs: &Observation,
+    analyzer: &mut Analyzer<'_>,
+    screen: &Screen<'_>,
     pending: &[&HostInfo],
     safety: &HashMap<&str, &HostSafety>,
     cap: usize,
@@ -433,7 +446,6 @@ fn worker_batches(
         .filter(|h| verdict_alone(h) != Verdict::Unsafe)
         .map(|h| h.hostname.as_str())
         .collect();
-    let screen = Screen::new(obs);
     let mut out = Vec::new();
     let mut taken = vec![false; safe.len()];
     for i in 0..safe.len() {
@@ -442,8 +454,10 @@ fn worker_batches(
         }
         taken[i] = true;
         let mut batch = vec![safe[i]];
+        let mut eval = BatchEval::new();
+        eval.add(analyzer, safe[i]);
         let mut tally = Tally::default();
-        tally.add(&screen, safe[i]);
+        tally.add(screen, safe[i]);
         let mut verdict = safety.get(safe[i]).map_or(Verdict::Ok, |s| s.verdict);
         // Why the other workers could not join, with how many each.
         let mut refused: BTreeMap<String, usize> = BTreeMap::new();
@@ -456,14 +470,15 @@ fn worker_batches(
                 continue;
             }
             let cand = safe[j];
-            if let Some(why) = tally.check(&screen, cand) {
+            if let Some(why) = tally.check(screen, cand) {
                 *refused.entry(why).or_default() += 1;
                 continue;
             }
-            batch.push(cand);
-            let result = analyze_batch(obs, &batch);
+            // The grown batch, judged with the running sums of the hosts already in it.
+            eval.add(analyzer, cand);
+            let result = eval.evaluate(analyzer);
             if result.verdict == Verdict::Unsafe {
-                batch.pop();
+                eval.pop();
                 failed_probes += 1;
                 let why = result
                     .findings
@@ -471,8 +486,9 @@ fn worker_batches(
                     .map_or_else(|| "unsafe".to_string(), Finding::to_string);
                 *refused.entry(why).or_default() += 1;
             } else {
+                batch.push(cand);
                 taken[j] = true;
-                tally.add(&screen, cand);
+                tally.add(screen, cand);
                 verdict = result.verdict;
             }
         }
@@ -527,129 +543,72 @@ fn worker_batches(
 }
 
 /// A cheap, conservative screen of a candidate worker before the full analysis: it rejects a
-/// candidate only when [`analyze_batch`] would surely find the grown batch unsafe (a
+/// candidate only when the analysis would surely find the grown batch unsafe (a
 /// PodDisruptionBudget's ready pods evicted beyond its allowed disruptions, a workload's last
 /// ready pods, the last ingress host), so it never changes which batches are accepted, only
 /// how many full analyses it takes to find them.
 struct Screen<'a> {
+    wl: &'a Workloads,
     /// Per hostname: `(pdb, ready evicted pods)` and `(owner, ready pods)`, and whether it is an
     /// available ingress host.
     load: HashMap<&'a str, Load>,
-    pdbs: Vec<(String, u32)>,
-    /// Name and ready pods over every node.
-    owners: Vec<(String, u32)>,
+    /// Allowed disruptions per budget.
+    allowed: Vec<u32>,
     ingress_up: usize,
 }
 
 #[derive(Default)]
 struct Load {
-    pdbs: Vec<(usize, u32)>,
-    owners: Vec<(usize, u32)>,
+    pdbs: Vec<(PdbId, u32)>,
+    owners: Vec<(OwnerId, u32)>,
     ingress: bool,
 }
 
 #[derive(Default)]
 struct Tally {
-    pdbs: HashMap<usize, u32>,
-    owners: HashMap<usize, u32>,
+    pdbs: FxHashMap<PdbId, u32>,
+    owners: FxHashMap<OwnerId, u32>,
     ingress: usize,
 }
 
 impl<'a> Screen<'a> {
-    fn new(obs: &'a Observation) -> Self {
+    fn new(obs: &'a Observation, wl: &'a Workloads) -> Self {
         let mut load: HashMap<&str, Load> = HashMap::new();
         let mut ingress_up = 0;
         for h in &obs.hosts {
             let ingress =
                 h.is_unlocked_enabled_available() && h.roles.iter().any(|r| r == "ingress");
             ingress_up += usize::from(ingress);
-            load.entry(h.hostname.as_str()).or_default().ingress |= ingress;
-        }
-
-        // Pods grouped by namespace and label set, so each PDB is matched once per set.
-        type Labels = BTreeMap<String, String>;
-        let mut sets: HashMap<(&str, &Labels), Vec<usize>> = HashMap::new();
-        for (i, p) in obs.pods.iter().enumerate() {
-            sets.entry((p.namespace.as_str(), &p.labels))
-                .or_default()
-                .push(i);
-        }
-        let evicted = |kind: &str| !matches!(kind, "Node" | "DaemonSet");
-        let mut pdbs = Vec::with_capacity(obs.pdbs.len());
-        let mut hits: HashMap<(&str, usize), u32> = HashMap::new();
-        for (b, pdb) in obs.pdbs.iter().enumerate() {
-            let mut matched: Vec<usize> = Vec::new();
-            for ((ns, labels), pods) in &sets {
-                if *ns == pdb.namespace
-                    && pdb.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            let mut pdbs: FxHashMap<PdbId, u32> = FxHashMap::default();
+            let mut owners: FxHashMap<OwnerId, u32> = FxHashMap::default();
+            for &id in wl.on_host(&h.hostname) {
+                let Some(p) = wl.pod(id).filter(|p| p.ready) else {
+                    continue;
+                };
+                if !matches!(p.owner_kind.as_str(), "Node" | "DaemonSet") {
+                    for &b in wl.pdbs_of(id) {
+                        *pdbs.entry(b).or_default() += 1;
+                    }
+                }
+                // Workloads whose every ready pod would be down: DaemonSets and replicated
+                // kinds.
+                if !matches!(p.owner_kind.as_str(), "Node" | "Pod" | "" | "Job")
+                    && let Some(o) = wl.owner_of(id)
                 {
-                    matched.extend(pods);
+                    *owners.entry(o).or_default() += 1;
                 }
             }
-            let total = matched.len() as u32;
-            let healthy = matched.iter().filter(|&&p| obs.pods[p].ready).count() as u32;
-            let desired = match (pdb.max_unavailable, pdb.min_available) {
-                (Some(m), _) => total.saturating_sub(m),
-                (None, Some(m)) => m,
-                (None, None) => 0,
-            };
-            pdbs.push((
-                format!("{}/{}", pdb.namespace, pdb.name),
-                healthy.saturating_sub(desired),
-            ));
-            for p in matched {
-                let pod = &obs.pods[p];
-                if let (true, true, Some(node)) = (pod.ready, evicted(&pod.owner_kind), &pod.node) {
-                    *hits.entry((node.as_str(), b)).or_default() += 1;
-                }
-            }
-        }
-        for ((node, b), n) in hits {
-            if let Some(l) = load.get_mut(node) {
-                l.pdbs.push((b, n));
-            }
-        }
-
-        // Workloads whose every ready pod would be down: DaemonSets and replicated kinds.
-        let mut owner_ids: HashMap<(&str, &str, &str), usize> = HashMap::new();
-        let mut owners: Vec<(String, u32)> = Vec::new();
-        let mut here: HashMap<(&str, usize), u32> = HashMap::new();
-        for p in &obs.pods {
-            let (Some(node), true) = (&p.node, p.ready) else {
-                continue;
-            };
-            if matches!(p.owner_kind.as_str(), "Node" | "Pod" | "" | "Job") {
-                continue;
-            }
-            let key = (
-                p.namespace.as_str(),
-                p.owner_kind.as_str(),
-                p.owner.as_str(),
-            );
-            let id = *owner_ids.entry(key).or_insert_with(|| {
-                owners.push((
-                    format!(
-                        "{} {}/{}",
-                        p.owner_kind.to_lowercase(),
-                        p.namespace,
-                        p.owner
-                    ),
-                    0,
-                ));
-                owners.len() - 1
-            });
-            owners[id].1 += 1;
-            *here.entry((node.as_str(), id)).or_default() += 1;
-        }
-        for ((node, o), n) in here {
-            if let Some(l) = load.get_mut(node) {
-                l.owners.push((o, n));
-            }
+            let l = load.entry(h.hostname.as_str()).or_default();
+            l.ingress |= ingress;
+            l.pdbs.extend(pdbs);
+            l.owners.extend(owners);
+            l.pdbs.sort_unstable();
+            l.owners.sort_unstable();
         }
         Screen {
+            wl,
             load,
-            pdbs,
-            owners,
+            allowed: wl.budgets().iter().map(allowed_disruptions).collect(),
             ingress_up,
         }
     }
@@ -677,21 +636,34 @@ impl Tally {
         let pdb = l
             .pdbs
             .iter()
-            .filter(|&&(b, n)| self.pdbs.get(&b).copied().unwrap_or(0) + n > screen.pdbs[b].1)
+            .filter(|&&(b, n)| {
+                self.pdbs.get(&b).copied().unwrap_or(0) + n > screen.allowed[b as usize]
+            })
             .min_by_key(|&&(b, _)| b);
         if let Some(&(b, _)) = pdb {
-            let (name, allowed) = &screen.pdbs[b];
+            let pdb = &screen.wl.budget(b).pdb;
+            let allowed = screen.allowed[b as usize];
             return Some(format!(
-                "pdb {name} allows {allowed} disruption{}",
-                if *allowed == 1 { "" } else { "s" }
+                "pdb {}/{} allows {allowed} disruption{}",
+                pdb.namespace,
+                pdb.name,
+                if allowed == 1 { "" } else { "s" }
             ));
         }
         let owner = l
             .owners
             .iter()
-            .filter(|&&(o, n)| self.owners.get(&o).copied().unwrap_or(0) + n >= screen.owners[o].1)
-            .map(|&(o, _)| &screen.owners[o])
-            .min_by(|a, b| a.0.cmp(&b.0));
+            .filter(|&&(o, n)| {
+                self.owners.get(&o).copied().unwrap_or(0) + n >= screen.wl.owner(o).ready
+            })
+            .map(|&(o, _)| {
+                let o = screen.wl.owner(o);
+                (
+                    format!("{} {}/{}", o.kind.to_lowercase(), o.namespace, o.name),
+                    o.ready,
+                )
+            })
+            .min();
         if let Some((name, ready)) = owner {
             return Some(format!(
                 "{name} would have none of its {ready} ready pods left"

@@ -9,35 +9,39 @@ use kup_types::{
 pub fn host_upgrades(snap: &Snapshot, obs: &Observation) -> Vec<KubeHostUpgradeView> {
     snap.hosts
         .iter()
-        .filter_map(|r| {
-            let h = obs.host(&r.hostname)?;
-            let control_plane_version = if h.personality == Personality::Controller {
-                obs.control_plane_version(&h.hostname)
-                    .map_or("unknown".into(), |v| v.to_string())
-            } else {
-                "N/A".into()
-            };
-            let kubelet_version = if h.personality.has_kubelet() {
-                obs.kubelet_version(&h.hostname)
-                    .map_or("unknown".into(), |v| v.to_string())
-            } else {
-                "N/A".into()
-            };
-            Some(KubeHostUpgradeView {
-                id: r.id,
-                uuid: r.uuid.clone(),
-                host_id: r.host_id,
-                hostname: r.hostname.clone(),
-                personality: h.personality,
-                target_version: r.target_version.map(|v| v.to_string()),
-                status: r.status.map(|s| s.to_string()),
-                control_plane_version,
-                kubelet_version,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            })
-        })
+        .filter_map(|r| host_upgrade(r, obs))
         .collect()
+}
+
+/// One row of `kube-host-upgrade-list`: the stored row with the versions the host runs;
+/// `None` for a host the cluster no longer shows.
+pub fn host_upgrade(r: &HostUpgradeRecord, obs: &Observation) -> Option<KubeHostUpgradeView> {
+    let h = obs.host(&r.hostname)?;
+    let control_plane_version = if h.personality == Personality::Controller {
+        obs.control_plane_version(&h.hostname)
+            .map_or("unknown".into(), |v| v.to_string())
+    } else {
+        "N/A".into()
+    };
+    let kubelet_version = if h.personality.has_kubelet() {
+        obs.kubelet_version(&h.hostname)
+            .map_or("unknown".into(), |v| v.to_string())
+    } else {
+        "N/A".into()
+    };
+    Some(KubeHostUpgradeView {
+        id: r.id,
+        uuid: r.uuid.clone(),
+        host_id: r.host_id,
+        hostname: r.hostname.clone(),
+        personality: h.personality,
+        target_version: r.target_version.map(|v| v.to_string()),
+        status: r.status.map(|s| s.to_string()),
+        control_plane_version,
+        kubelet_version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    })
 }
 
 pub const UPGRADE_IN_PROGRESS_ALARM: &str = "900.007";

@@ -4,7 +4,7 @@ mod common;
 
 use common::{alarm, app, host_mut, node_mut, obs, pod_mut, standard};
 use kup_core::{DEFAULT_ALARM_IGNORE, kube_upgrade_health};
-use kup_types::{AdminState, Availability, Observation, OperState, PodInfo, PodPhase};
+use kup_types::{AdminState, Availability, Listing, OperState, PodInfo, PodPhase};
 
 /// The checks in the order they are reported.
 const CHECKS: [&str; 6] = [
@@ -19,7 +19,7 @@ const CHECKS: [&str; 6] = [
 struct Case {
     name: &'static str,
     /// Adjusts a healthy standard system.
-    tweak: fn(&mut Observation),
+    tweak: fn(&mut Listing),
     force: bool,
     ignore: &'static [&'static str],
     /// `(check, detail)` of every failing check; all others must be `[OK]`.
@@ -27,8 +27,13 @@ struct Case {
 }
 
 /// A healthy standard system at v1.42.1 with one application in each valid status.
-fn healthy() -> Observation {
-    let mut o = standard("v1.42.1");
+fn healthy() -> Listing {
+    let mut o = Listing {
+        obs: standard("v1.42.1"),
+        pods: Vec::new(),
+        workloads: Vec::new(),
+        pdbs: Vec::new(),
+    };
     o.applications = vec![
         app("platform-integ-apps", "applied", None, None),
         app("cert-manager", "uploaded", None, None),
@@ -45,7 +50,7 @@ fn check(case: &Case) {
     let mut o = healthy();
     (case.tweak)(&mut o);
     let ignore: Vec<String> = case.ignore.iter().map(|s| s.to_string()).collect();
-    let report = kube_upgrade_health(&o, case.force, &ignore);
+    let report = kube_upgrade_health(&o, &o.index(), case.force, &ignore);
 
     let mut expected = String::from("System Health:\n");
     for check in CHECKS {
@@ -71,7 +76,7 @@ const PODS: &str = CHECKS[4];
 const APPS: &str = CHECKS[5];
 
 /// A workload pod on worker-0.
-fn add_pod(o: &mut Observation, name: &str, owner_kind: &str, phase: PodPhase, ready: bool) {
+fn add_pod(o: &mut Listing, name: &str, owner_kind: &str, phase: PodPhase, ready: bool) {
     o.pods.push(PodInfo {
         namespace: "default".into(),
         name: name.into(),
@@ -88,17 +93,17 @@ fn add_pod(o: &mut Observation, name: &str, owner_kind: &str, phase: PodPhase, r
     });
 }
 
-fn no_tweak(_: &mut Observation) {}
+fn no_tweak(_: &mut Listing) {}
 
-fn one_minor_alarm(o: &mut Observation) {
+fn one_minor_alarm(o: &mut Listing) {
     o.alarms = vec![alarm("100.101", "host=controller-0", false)];
 }
 
-fn one_major_alarm(o: &mut Observation) {
+fn one_major_alarm(o: &mut Listing) {
     o.alarms = vec![alarm("400.001", "service_domain=controller", true)];
 }
 
-fn three_alarms(o: &mut Observation) {
+fn three_alarms(o: &mut Listing) {
     o.alarms = vec![
         alarm("100.101", "host=controller-0", false),
         alarm("400.001", "service_domain=controller", true),
@@ -400,7 +405,7 @@ fn health_checks() {
 fn render_matches_the_starlingx_layout() {
     let mut o = healthy();
     node_mut(&mut o, "worker-0").ready = false;
-    let report = kube_upgrade_health(&o, false, &[]);
+    let report = kube_upgrade_health(&o, &o.index(), false, &[]);
     assert_eq!(
         report.render(),
         "System Health:\n\
@@ -417,7 +422,7 @@ fn render_matches_the_starlingx_layout() {
 #[test]
 fn a_simplex_controller_without_control_plane_pods_fails() {
     let o = obs(&[("controller-0", "controller", None, Some("v1.42.1"))]);
-    let report = kube_upgrade_health(&o, true, &[]);
+    let report = kube_upgrade_health(&o, &Default::default(), true, &[]);
     assert!(!report.ok());
     assert_eq!(
         report.failures(),
@@ -430,7 +435,7 @@ fn default_ignore_list_is_not_applied_implicitly() {
     // kup's own "upgrade in progress" alarm is only excused when the caller passes the list.
     let mut o = healthy();
     o.alarms = vec![alarm("900.007", "host=controller", false)];
-    assert!(!kube_upgrade_health(&o, false, &[]).ok());
+    assert!(!kube_upgrade_health(&o, &o.index(), false, &[]).ok());
     let defaults: Vec<String> = DEFAULT_ALARM_IGNORE.iter().map(|s| s.to_string()).collect();
-    assert!(kube_upgrade_health(&o, false, &defaults).ok());
+    assert!(kube_upgrade_health(&o, &o.index(), false, &defaults).ok());
 }

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use kup_core::{Catalog, Command, Ctx, Decision, Policy, Refusal, decide};
 use kup_types::{
     AdminState, EventKind, HostUpgradeStatus, KubeUpgradeRecord, KubeUpgradeState, NewEvent,
-    Observation, Snapshot, UpgradeWrite, WriteBatch,
+    Observation, Snapshot, UpgradeWrite, Workloads, WriteBatch,
 };
 
 const FRESH_UUID: &str = "u-1";
@@ -45,6 +45,7 @@ impl World {
             policy: &self.policy,
             snap: &self.snap,
             obs: &self.obs,
+            workloads: &Workloads::default(),
             now: now(),
             fresh_uuid: FRESH_UUID,
         };
@@ -721,11 +722,13 @@ fn host_steps_need_their_binaries_installed() {
     }];
     let catalog = catalog(&[("v1.16.1", &[]), ("v1.16.2", &["v1.16.1"])]);
     let policy = kup_core::Policy::default();
+    let no_pods = kup_types::Workloads::default();
     let ctx = |snap| kup_core::Ctx {
         catalog: &catalog,
         policy: &policy,
         snap,
         obs: &o,
+        workloads: &no_pods,
         now: jiff::Timestamp::UNIX_EPOCH,
         fresh_uuid: "u",
     };

@@ -21,7 +21,7 @@ use kup_sim::inventory::default_duration;
 use kup_sim::{Inventory, SimModel};
 use kup_types::{
     AdminState, Availability, Capacity, ControlPlanePod, HostInfo, KubeUpgradeState, KubeVersion,
-    NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Snapshot, StepKind,
+    Listing, NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Snapshot, StepKind,
     SystemType, Taint, VersionMeta, WorkloadInfo,
 };
 
@@ -40,7 +40,7 @@ fn platform_patch_meta() -> VersionMeta {
 }
 
 struct Example {
-    obs: Observation,
+    obs: Listing,
     catalog: Catalog,
     durations: BTreeMap<StepKind, u64>,
 }
@@ -49,7 +49,8 @@ fn example(name: &str) -> Example {
     let path = repo().join(format!("examples/{name}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let inv = Inventory::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let obs = SimModel::from_inventory(&inv, Timestamp::UNIX_EPOCH).observe();
+    let model = SimModel::from_inventory(&inv, Timestamp::UNIX_EPOCH);
+    let obs = Listing::of(model.observe(), &model.workloads());
     let mut catalog = Catalog::new(inv.catalog());
     if catalog.get(v("v1.16.2")).is_none() {
         catalog = catalog.with([platform_patch_meta()]);
@@ -73,7 +74,7 @@ fn example(name: &str) -> Example {
 }
 
 fn plan_for(
-    obs: &Observation,
+    obs: &Listing,
     snap: &Snapshot,
     catalog: &Catalog,
     to: &str,
@@ -82,6 +83,7 @@ fn plan_for(
 ) -> Plan {
     plan(&PlanInput {
         obs,
+        workloads: &obs.index(),
         snap,
         catalog,
         to: v(to),
@@ -344,13 +346,13 @@ fn human_durations() {
 
 // ---- done flags ----------------------------------------------------------------------------
 
-fn set_control_plane(o: &mut Observation, host: &str, to: KubeVersion) {
+fn set_control_plane(o: &mut Listing, host: &str, to: KubeVersion) {
     for p in o.control_plane_pods.iter_mut().filter(|p| p.host == host) {
         p.version = to;
     }
 }
 
-fn set_kubelet(o: &mut Observation, host: &str, to: KubeVersion) {
+fn set_kubelet(o: &mut Listing, host: &str, to: KubeVersion) {
     o.nodes
         .iter_mut()
         .find(|n| n.name == host)
@@ -453,7 +455,7 @@ fn failed_states_count_the_step_as_not_done() {
 
 // ---- blocked -------------------------------------------------------------------------------
 
-fn blocked(o: &Observation, snap: &Snapshot, catalog: &Catalog, to: &str) -> Vec<String> {
+fn blocked(o: &Listing, snap: &Snapshot, catalog: &Catalog, to: &str) -> Vec<String> {
     let p = plan_for(o, snap, catalog, to, 2, &decimal_durations());
     assert!(p.stages.is_empty(), "{to}: a blocked plan has no stages");
     assert_eq!((p.total_seconds, p.lower_bound_seconds), (0, 0));
@@ -605,17 +607,20 @@ impl Rng {
 
 const FROM: &str = "v1.16.1";
 
-fn random_cluster(rng: &mut Rng) -> Observation {
-    let mut o = Observation {
-        system_type: SystemType::Standard,
-        hosts: Vec::new(),
-        nodes: Vec::new(),
-        control_plane_pods: Vec::new(),
+fn random_cluster(rng: &mut Rng) -> Listing {
+    let mut o = Listing {
+        obs: Observation {
+            system_type: SystemType::Standard,
+            hosts: Vec::new(),
+            nodes: Vec::new(),
+            control_plane_pods: Vec::new(),
+            alarms: Vec::new(),
+            applications: Vec::new(),
+            images: Vec::new(),
+            networking_version: Some(v(FROM)),
+            index: Default::default(),
+        },
         pods: Vec::new(),
-        alarms: Vec::new(),
-        applications: Vec::new(),
-        images: Vec::new(),
-        networking_version: Some(v(FROM)),
         workloads: Vec::new(),
         pdbs: Vec::new(),
     };
@@ -886,7 +891,7 @@ fn eligible(p: &PodInfo, n: &NodeInfo) -> bool {
     selected && tolerated
 }
 
-fn pdb_violations(o: &Observation, batch: &BTreeSet<&str>) -> Vec<String> {
+fn pdb_violations(o: &Listing, batch: &BTreeSet<&str>) -> Vec<String> {
     let mut out = Vec::new();
     for pdb in &o.pdbs {
         let matching: Vec<&PodInfo> = o
@@ -923,7 +928,7 @@ fn pdb_violations(o: &Observation, batch: &BTreeSet<&str>) -> Vec<String> {
 
 /// Whether every evicted pod can be placed on the remaining schedulable hosts, by
 /// backtracking over every assignment.
-fn placeable(o: &Observation, batch: &BTreeSet<&str>) -> bool {
+fn placeable(o: &Listing, batch: &BTreeSet<&str>) -> bool {
     let mut free: Vec<(&NodeInfo, i64, i64)> = o
         .nodes
         .iter()
@@ -1046,7 +1051,7 @@ fn property_batches_keep_budgets_and_place_every_pod() {
             workers.iter().copied().collect::<Vec<_>>(),
             "case {case}: every worker in exactly one batch"
         );
-        let alone = analyze_all(&o);
+        let alone = analyze_all(&o, &o.index());
         for b in &wk.batches {
             assert!(
                 b.hosts.len() <= cap as usize,

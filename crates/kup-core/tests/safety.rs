@@ -7,8 +7,8 @@ use kup_core::safety::{
     DEFAULT_MIN_FREE_DISK_GIB, Verdict, analyze_all, analyze_batch, analyze_host, readiness,
 };
 use kup_types::{
-    AdminState, Availability, Capacity, HostInfo, KubeVersion, NodeInfo, Observation, OperState,
-    PdbInfo, Personality, PodInfo, SystemType, Taint, VolumeKind, WorkloadInfo,
+    AdminState, Availability, Capacity, HostInfo, KubeVersion, Listing, NodeInfo, Observation,
+    OperState, PdbInfo, Personality, PodInfo, SystemType, Taint, VolumeKind, WorkloadInfo,
 };
 
 const OK: Verdict = Verdict::Ok;
@@ -19,17 +19,20 @@ const UNSAFE: Verdict = Verdict::Unsafe;
 
 /// Two controllers (tainted `control-plane:NoSchedule`) and three workers, each 8000m / 16384Mi,
 /// all unlocked/enabled/available and ready, with no pods.
-fn cluster() -> Observation {
-    let mut o = Observation {
-        system_type: SystemType::Standard,
-        hosts: Vec::new(),
-        nodes: Vec::new(),
-        control_plane_pods: Vec::new(),
+fn cluster() -> Listing {
+    let mut o = Listing {
+        obs: Observation {
+            system_type: SystemType::Standard,
+            hosts: Vec::new(),
+            nodes: Vec::new(),
+            control_plane_pods: Vec::new(),
+            alarms: Vec::new(),
+            applications: Vec::new(),
+            images: Vec::new(),
+            networking_version: None,
+            index: Default::default(),
+        },
         pods: Vec::new(),
-        alarms: Vec::new(),
-        applications: Vec::new(),
-        images: Vec::new(),
-        networking_version: None,
         workloads: Vec::new(),
         pdbs: Vec::new(),
     };
@@ -45,7 +48,7 @@ fn cluster() -> Observation {
     o
 }
 
-fn add_host(o: &mut Observation, name: &str) {
+fn add_host(o: &mut Listing, name: &str) {
     let personality = if name.starts_with("controller") {
         Personality::Controller
     } else if name.starts_with("storage") {
@@ -53,8 +56,9 @@ fn add_host(o: &mut Observation, name: &str) {
     } else {
         Personality::Worker
     };
+    let id = u32::try_from(o.hosts.len() + 1).unwrap();
     o.hosts.push(HostInfo {
-        id: u32::try_from(o.hosts.len() + 1).unwrap(),
+        id,
         uuid: format!("uuid-{name}"),
         hostname: name.into(),
         personality,
@@ -95,25 +99,25 @@ fn taint(key: &str, effect: &str) -> Taint {
     }
 }
 
-fn host<'a>(o: &'a mut Observation, name: &str) -> &'a mut HostInfo {
+fn host<'a>(o: &'a mut Listing, name: &str) -> &'a mut HostInfo {
     o.hosts.iter_mut().find(|h| h.hostname == name).unwrap()
 }
 
-fn node<'a>(o: &'a mut Observation, name: &str) -> &'a mut NodeInfo {
+fn node<'a>(o: &'a mut Listing, name: &str) -> &'a mut NodeInfo {
     o.nodes.iter_mut().find(|n| n.name == name).unwrap()
 }
 
-fn remove_host(o: &mut Observation, name: &str) {
+fn remove_host(o: &mut Listing, name: &str) {
     o.hosts.retain(|h| h.hostname != name);
     o.nodes.retain(|n| n.name != name);
 }
 
-fn role(o: &mut Observation, name: &str, r: &str) {
+fn role(o: &mut Listing, name: &str, r: &str) {
     host(o, name).roles.push(r.into());
 }
 
 /// A ready pod `ns/name` on `node`, owned by `kind owner`, labelled `app=<owner>`.
-fn pod(o: &mut Observation, ns_name: &str, node: &str, kind: &str, owner: &str) -> usize {
+fn pod(o: &mut Listing, ns_name: &str, node: &str, kind: &str, owner: &str) -> usize {
     let (ns, name) = ns_name.split_once('/').unwrap();
     o.pods.push(PodInfo {
         namespace: ns.into(),
@@ -134,7 +138,7 @@ fn pod(o: &mut Observation, ns_name: &str, node: &str, kind: &str, owner: &str) 
 
 /// `n` ready replicas of `kind ns/owner`, replica `i` on `nodes[i % len]`, with a matching
 /// workload record.
-fn workload(o: &mut Observation, kind: &str, ns_owner: &str, nodes: &[&str]) {
+fn workload(o: &mut Listing, kind: &str, ns_owner: &str, nodes: &[&str]) {
     let (ns, owner) = ns_owner.split_once('/').unwrap();
     for (i, n) in nodes.iter().enumerate() {
         pod(o, &format!("{ns}/{owner}-{i}"), n, kind, owner);
@@ -148,7 +152,7 @@ fn workload(o: &mut Observation, kind: &str, ns_owner: &str, nodes: &[&str]) {
     });
 }
 
-fn pod_mut<'a>(o: &'a mut Observation, ns_name: &str) -> &'a mut PodInfo {
+fn pod_mut<'a>(o: &'a mut Listing, ns_name: &str) -> &'a mut PodInfo {
     let (ns, name) = ns_name.split_once('/').unwrap();
     o.pods
         .iter_mut()
@@ -156,7 +160,7 @@ fn pod_mut<'a>(o: &'a mut Observation, ns_name: &str) -> &'a mut PodInfo {
         .unwrap()
 }
 
-fn requests(o: &mut Observation, ns_name: &str, cpu: u32, mem: u32) {
+fn requests(o: &mut Listing, ns_name: &str, cpu: u32, mem: u32) {
     pod_mut(o, ns_name).requests = Capacity {
         cpu_millis: cpu,
         memory_mib: mem,
@@ -165,7 +169,7 @@ fn requests(o: &mut Observation, ns_name: &str, cpu: u32, mem: u32) {
 
 /// A PDB selecting `app=<app>` in `ns`.
 fn pdb(
-    o: &mut Observation,
+    o: &mut Listing,
     ns_name: &str,
     app: &str,
     min_available: Option<u32>,
@@ -185,7 +189,7 @@ fn pdb(
 
 /// Fills a worker with a ready pod (of a replicated deployment spread over every worker)
 /// requesting `cpu`/`mem`, so it has less room left.
-fn fill(o: &mut Observation, node: &str, cpu: u32, mem: u32) {
+fn fill(o: &mut Listing, node: &str, cpu: u32, mem: u32) {
     let name = format!("default/filler-{node}");
     pod(o, &name, node, "Deployment", &format!("filler-{node}"));
     requests(o, &name, cpu, mem);
@@ -208,7 +212,7 @@ fn fill(o: &mut Observation, node: &str, cpu: u32, mem: u32) {
 
 struct Case {
     name: &'static str,
-    build: fn(&mut Observation),
+    build: fn(&mut Listing),
     /// The hosts taken down together.
     hosts: &'static [&'static str],
     verdict: Verdict,
@@ -221,7 +225,7 @@ fn check(case: &Case) {
     let mut o = cluster();
     (case.build)(&mut o);
 
-    let batch = analyze_batch(&o, case.hosts);
+    let batch = analyze_batch(&o, &o.index(), case.hosts);
     let got: Vec<String> = batch
         .findings
         .iter()
@@ -252,11 +256,14 @@ fn check(case: &Case) {
     assert_eq!(batch.hosts, hosts, "{name}: hosts");
 
     if let [one] = case.hosts {
-        let h = analyze_host(&o, one);
+        let h = analyze_host(&o, &o.index(), one);
         assert_eq!(h.host, *one, "{name}");
         assert_eq!(h.verdict, batch.verdict, "{name}: analyze_host verdict");
         assert_eq!(h.findings, batch.findings, "{name}: analyze_host findings");
-        if let Some(all) = analyze_all(&o).into_iter().find(|s| s.host == *one) {
+        if let Some(all) = analyze_all(&o, &o.index())
+            .into_iter()
+            .find(|s| s.host == *one)
+        {
             assert_eq!(all, h, "{name}: analyze_all entry");
         }
     }
@@ -1148,9 +1155,12 @@ fn batch_capacity_hosts_are_ok_alone() {
     requests(&mut o, "default/a-0", 5000, 0);
     requests(&mut o, "default/b-0", 5000, 0);
     for h in ["worker-0", "worker-1"] {
-        assert_eq!(analyze_host(&o, h).verdict, OK, "{h}");
+        assert_eq!(analyze_host(&o, &o.index(), h).verdict, OK, "{h}");
     }
-    assert_eq!(analyze_batch(&o, &["worker-0", "worker-1"]).verdict, UNSAFE);
+    assert_eq!(
+        analyze_batch(&o, &o.index(), &["worker-0", "worker-1"]).verdict,
+        UNSAFE
+    );
 }
 
 #[test]
@@ -1159,7 +1169,7 @@ fn analyze_all_is_sorted_by_id_and_matches_analyze_host() {
     workload(&mut o, "Deployment", "default/web", &["worker-0"]);
     role(&mut o, "worker-2", "ingress");
     o.hosts.reverse();
-    let all = analyze_all(&o);
+    let all = analyze_all(&o, &o.index());
     let names: Vec<&str> = all.iter().map(|h| h.host.as_str()).collect();
     assert_eq!(
         names,
@@ -1172,7 +1182,7 @@ fn analyze_all_is_sorted_by_id_and_matches_analyze_host() {
         ]
     );
     for h in &all {
-        assert_eq!(*h, analyze_host(&o, &h.host));
+        assert_eq!(*h, analyze_host(&o, &o.index(), &h.host));
     }
     assert_eq!(all[2].verdict, UNSAFE);
     assert_eq!(all[4].verdict, UNSAFE);
@@ -1188,7 +1198,7 @@ fn verdicts_display_and_serialize_as_kismatic_words() {
     assert!(OK < WARNING && WARNING < UNSAFE);
     let mut o = cluster();
     role(&mut o, "worker-0", "ingress");
-    let json = serde_json::to_value(analyze_host(&o, "worker-0")).unwrap();
+    let json = serde_json::to_value(analyze_host(&o, &o.index(), "worker-0")).unwrap();
     assert_eq!(json["verdict"], "UNSAFE");
     assert_eq!(json["roles"], serde_json::json!(["worker", "ingress"]));
     assert_eq!(json["findings"][0]["subject"], "host worker-0");
@@ -1201,7 +1211,7 @@ fn finding_order_is_worst_first_then_subject() {
     role(&mut o, "worker-1", "ingress");
     pod(&mut o, "default/z", "worker-0", "Pod", "z");
     pod(&mut o, "default/a", "worker-0", "Pod", "a");
-    let s = analyze_host(&o, "worker-0");
+    let s = analyze_host(&o, &o.index(), "worker-0");
     let subjects: Vec<&str> = s.findings.iter().map(|f| f.subject.as_str()).collect();
     assert_eq!(
         subjects,
@@ -1214,7 +1224,7 @@ fn finding_order_is_worst_first_then_subject() {
 
 struct ReadyCase {
     name: &'static str,
-    build: fn(&mut Observation),
+    build: fn(&mut Listing),
     host: &'static str,
     min_disk: u32,
     missing: &'static [&'static str],
@@ -1309,7 +1319,7 @@ fn readiness_checks() {
 /// 80 workers (more than the analysis resolves through its label index, so both of its search
 /// paths run), zone labels, a few tainted hosts, pods of varied size with and without
 /// selectors and tolerations.
-fn crowded() -> Observation {
+fn crowded() -> Listing {
     let mut o = cluster();
     remove_host(&mut o, "worker-0");
     remove_host(&mut o, "worker-1");
@@ -1348,7 +1358,7 @@ fn crowded() -> Observation {
 }
 
 /// First-fit decreasing written plainly: every remaining host checked for every pod.
-fn naive_unplaced(o: &Observation, down: &str) -> Vec<String> {
+fn naive_unplaced(o: &Listing, down: &str) -> Vec<String> {
     let mut hosts: Vec<&HostInfo> = o.hosts.iter().collect();
     hosts.sort_by_key(|h| h.id);
     let mut free: Vec<Option<(u32, u32)>> = hosts
@@ -1421,7 +1431,7 @@ fn naive_unplaced(o: &Observation, down: &str) -> Vec<String> {
 #[test]
 fn capacity_matches_a_naive_placement_on_every_host() {
     let mut o = crowded();
-    let all = analyze_all(&o);
+    let all = analyze_all(&o, &o.index());
     let mut some_unplaced = 0;
     for h in &all {
         let mut got: Vec<String> = h
@@ -1434,7 +1444,7 @@ fn capacity_matches_a_naive_placement_on_every_host() {
         assert_eq!(got, naive_unplaced(&o, &h.host), "{}", h.host);
         some_unplaced += usize::from(!got.is_empty());
         // analyze_all reuses one placement state and undoes each host's changes.
-        assert_eq!(*h, analyze_host(&o, &h.host), "{}", h.host);
+        assert_eq!(*h, analyze_host(&o, &o.index(), &h.host), "{}", h.host);
     }
 
     assert!(some_unplaced > 0, "the cluster should be crowded enough");
@@ -1447,7 +1457,7 @@ fn capacity_matches_a_naive_placement_on_every_host() {
     for h in &mut o.hosts {
         h.capacity.cpu_millis = 100_000;
     }
-    for h in analyze_all(&o) {
+    for h in analyze_all(&o, &o.index()) {
         assert!(
             h.findings.iter().all(|f| !f.reason.contains("fits on no")),
             "{}",

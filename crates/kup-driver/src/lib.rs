@@ -12,7 +12,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kup_types::{Observation, OpStatus, Operation};
+use std::sync::Arc;
+
+use kup_types::{Observation, OpStatus, Operation, Workloads};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
@@ -24,9 +26,14 @@ pub enum DriverError {
 
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
-    /// A consistent view of hosts, nodes, control-plane pods, pods, alarms, applications,
-    /// images and networking.
-    async fn observe(&self) -> Result<Observation, DriverError>;
+    /// A consistent view of hosts, nodes, control-plane pods, alarms, applications, images and
+    /// networking: everything whose size is the number of hosts. Shared, not copied: a driver
+    /// keeps it current and hands out the same snapshot until the cluster changes.
+    async fn observe(&self) -> Result<Arc<Observation>, DriverError>;
+
+    /// The pods, their owners and their PodDisruptionBudgets, indexed ([`Workloads`]); shared
+    /// like `observe`, and read only by what needs pods.
+    async fn workloads(&self) -> Result<Arc<Workloads>, DriverError>;
 
     /// Whether the cluster can be reached and the driver works, cheaply (for `/healthz`;
     /// reads nothing that grows with the cluster).

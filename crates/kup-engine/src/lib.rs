@@ -16,7 +16,7 @@ use kup_types::{
     Alarm, Event, HostInfo, HostPatchView, HostUpgradeRecord, IHost, KubeHostUpgradeView,
     KubeUpgradeView, KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, OpStatus,
     OperationRecord, PatchKind, PatchRecord, PatchState, PatchView, Snapshot, VersionMeta,
-    WriteBatch,
+    Workloads, WriteBatch,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -67,20 +67,20 @@ impl PatchRepo {
     }
 }
 
-/// What an accepted command left behind: the upgrade and host rows as committed (their live
-/// versions as the cluster showed them when the command was checked).
+/// What an accepted command left behind: the upgrade and, for a host command, the host and
+/// its upgrade row as committed (its live versions as the cluster showed them when the
+/// command was checked).
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub upgrade: Option<KubeUpgradeView>,
-    pub host_upgrades: Vec<KubeHostUpgradeView>,
     /// The host the command was about, for host commands.
     pub host: Option<HostInfo>,
+    host_upgrade: Option<KubeHostUpgradeView>,
 }
 
 impl Outcome {
     pub fn host_upgrade(&self) -> Option<&KubeHostUpgradeView> {
-        let h = self.host.as_ref()?;
-        self.host_upgrades.iter().find(|r| r.hostname == h.hostname)
+        self.host_upgrade.as_ref()
     }
 }
 
@@ -91,6 +91,10 @@ struct Inner {
     policy: Policy,
     patch_repo: Option<PatchRepo>,
     commands: tokio::sync::Mutex<()>,
+    /// The store's contents as last committed. The engine is the store's only writer (one
+    /// daemon per database), so every commit is applied here too, and reads never wait for
+    /// the database.
+    snap: Mutex<Arc<Snapshot>>,
     /// Number of operation tasks still running.
     running: watch::Sender<usize>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -118,40 +122,35 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let inner = Arc::new(Inner {
-            store,
+            store: Arc::clone(&store),
             driver,
             catalog: Catalog::new(config.catalog),
             policy: config.policy,
             patch_repo: config.patch_repo,
             commands: tokio::sync::Mutex::new(()),
+            snap: Mutex::new(Arc::new(store.snapshot().await?)),
             running: watch::channel(0).0,
             tasks: Mutex::new(Vec::new()),
         });
         {
             let _guard = inner.commands.lock().await;
-            let snap = inner.store.snapshot().await?;
             let obs = inner.driver.observe().await?;
+            let workloads = inner.driver.workloads().await?;
             let now = Timestamp::now();
-            let new_rows = missing_rows(&snap, &obs, now);
-            if !new_rows.is_empty() {
-                inner
-                    .store
-                    .commit(WriteBatch {
-                        hosts: new_rows,
-                        ..Default::default()
-                    })
-                    .await?;
-            }
-            let snap = inner.store.snapshot().await?;
-            let batch =
-                kup_core::recover(&inner.ctx(&inner.catalog_for(&snap), &snap, &obs, now, ""));
-            if !batch.is_empty() {
-                inner.store.commit(batch).await?;
-            }
+            inner.add_missing_rows(&obs, now).await?;
+            let snap = inner.snapshot();
+            let batch = kup_core::recover(&inner.ctx(
+                &inner.catalog_for(&snap),
+                &snap,
+                &obs,
+                &workloads,
+                now,
+                "",
+            ));
+            inner.commit(batch).await?;
         }
         if let Some(repo) = &inner.patch_repo {
-            let snap = inner.store.snapshot().await?;
-            clean_repository(repo, &snap);
+            clean_repository(repo, &inner.snapshot());
         }
         Ok(Engine { inner })
     }
@@ -182,15 +181,20 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn observe(&self) -> Result<Observation, EngineError> {
+    /// The cluster's hosts' view, as the driver shares it.
+    pub async fn observe(&self) -> Result<Arc<Observation>, EngineError> {
         Ok(self.inner.driver.observe().await?)
     }
 
-    async fn read(&self) -> Result<(Snapshot, Observation), EngineError> {
-        Ok((
-            self.inner.store.snapshot().await?,
-            self.inner.driver.observe().await?,
-        ))
+    /// The cluster's pods, owners and budgets, as the driver shares them.
+    pub async fn workloads(&self) -> Result<Arc<Workloads>, EngineError> {
+        Ok(self.inner.driver.workloads().await?)
+    }
+
+    /// The store as last committed, and the hosts' view: what reads are built from. Neither
+    /// copies anything.
+    async fn read(&self) -> Result<(Arc<Snapshot>, Arc<Observation>), EngineError> {
+        Ok((self.inner.snapshot(), self.inner.driver.observe().await?))
     }
 
     pub async fn kube_versions(&self) -> Result<Vec<KubeVersionSummary>, EngineError> {
@@ -214,9 +218,7 @@ impl Engine {
     pub async fn kube_upgrade(&self) -> Result<Option<KubeUpgradeView>, EngineError> {
         Ok(self
             .inner
-            .store
             .snapshot()
-            .await?
             .upgrade
             .as_ref()
             .map(KubeUpgradeView::from))
@@ -260,6 +262,7 @@ impl Engine {
         min_free_disk_gib: u32,
     ) -> Result<kup_core::plan::Plan, EngineError> {
         let (snap, obs) = self.read().await?;
+        let workloads = self.workloads().await?;
         let catalog = self.inner.catalog_for(&snap);
         let to = match to {
             Some(v) => KubeVersion::parse(v).map_err(Refusal::from)?,
@@ -275,15 +278,23 @@ impl Engine {
             },
         };
         let durations = self.inner.driver.step_durations();
-        Ok(kup_core::plan::plan(&kup_core::plan::PlanInput {
-            obs: &obs,
-            snap: &snap,
-            catalog: &catalog,
-            to,
-            max_parallel_worker_hosts: max_parallel_worker_hosts.max(1),
-            durations: &durations,
-            min_free_disk_gib,
-        }))
+        // Seconds of work at the largest sizes: off the async threads, so the daemon keeps
+        // answering meanwhile.
+        let plan = tokio::task::spawn_blocking(move || {
+            kup_core::plan::plan(&kup_core::plan::PlanInput {
+                obs: &obs,
+                workloads: &workloads,
+                snap: &snap,
+                catalog: &catalog,
+                to,
+                max_parallel_worker_hosts: max_parallel_worker_hosts.max(1),
+                durations: &durations,
+                min_free_disk_gib,
+            })
+        })
+        .await
+        .map_err(|e| EngineError::Stopped(e.to_string()))?;
+        Ok(plan)
     }
 
     /// `kup info`.
@@ -300,10 +311,12 @@ impl Engine {
     /// `health-query-kube-upgrade`; `relaxed` lets alarms that are not management-affecting pass.
     pub async fn health(&self, relaxed: bool) -> Result<HealthReport, EngineError> {
         let (snap, obs) = self.read().await?;
-        let mut obs = obs;
+        let workloads = self.workloads().await?;
+        let mut obs = Observation::clone(&obs);
         obs.alarms = kup_core::views::alarms(&snap, &obs);
         Ok(kup_core::kube_upgrade_health(
             &obs,
+            &workloads,
             relaxed,
             &self.inner.policy.alarm_ignore,
         ))
@@ -335,7 +348,7 @@ impl Engine {
     }
 
     pub async fn patches(&self) -> Result<Vec<PatchView>, EngineError> {
-        let snap = self.inner.store.snapshot().await?;
+        let snap = self.inner.snapshot();
         Ok(snap
             .patches
             .iter()
@@ -344,7 +357,7 @@ impl Engine {
     }
 
     pub async fn patch(&self, id: &str) -> Result<PatchView, EngineError> {
-        let snap = self.inner.store.snapshot().await?;
+        let snap = self.inner.snapshot();
         let p = snap
             .patch(id)
             .ok_or_else(|| Refusal::UnknownPatch(id.to_string()))?;
@@ -369,42 +382,83 @@ impl Engine {
 impl Inner {
     async fn execute(self: &Arc<Self>, cmd: Command) -> Result<Outcome, EngineError> {
         let _guard = self.commands.lock().await;
-        let mut snap = self.store.snapshot().await?;
         let obs = self.driver.observe().await?;
         let now = Timestamp::now();
-        let new_rows = missing_rows(&snap, &obs, now);
-        if !new_rows.is_empty() {
-            let batch = WriteBatch {
-                hosts: new_rows,
-                ..Default::default()
-            };
-            self.store.commit(batch.clone()).await?;
-            snap.apply(&batch);
-        }
+        self.add_missing_rows(&obs, now).await?;
         let cmd = resolve_host(&obs, cmd)?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let decision = kup_core::decide(
-            &self.ctx(&self.catalog_for(&snap), &snap, &obs, now, &uuid),
-            &cmd,
-        )?;
-        match self.store.commit(decision.batch.clone()).await {
-            Ok(_) => {}
+        let decision = {
+            let snap = self.snapshot();
+            let workloads = self.driver.workloads().await?;
+            kup_core::decide(
+                &self.ctx(
+                    &self.catalog_for(&snap),
+                    &snap,
+                    &obs,
+                    &workloads,
+                    now,
+                    &uuid,
+                ),
+                &cmd,
+            )?
+            // The pods are let go before the operations start, so a driver that changes them
+            // need not copy them for a reader that has finished.
+        };
+        match self.commit(decision.batch).await {
+            Ok(()) => {}
             // Only a start creates; the store has the last word on a racing one.
-            Err(StoreError::Conflict(_)) if matches!(cmd, Command::Start { .. }) => {
+            Err(EngineError::Store(StoreError::Conflict(_)))
+                if matches!(cmd, Command::Start { .. }) =>
+            {
                 return Err(Refusal::AlreadyInProgress.into());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
+        let snap = self.snapshot();
+        let host = command_host(&cmd).and_then(|h| obs.host(h)).cloned();
+        let outcome = Outcome {
+            upgrade: snap.upgrade.as_ref().map(KubeUpgradeView::from),
+            host_upgrade: host
+                .as_ref()
+                .and_then(|h| snap.host(&h.hostname))
+                .and_then(|row| kup_core::views::host_upgrade(row, &obs)),
+            host,
+        };
+        drop((snap, obs));
         for op in decision.ops {
             self.launch(op).await;
         }
-        snap.apply(&decision.batch);
-        let host = command_host(&cmd).and_then(|h| obs.host(h)).cloned();
-        Ok(Outcome {
-            upgrade: snap.upgrade.as_ref().map(KubeUpgradeView::from),
-            host_upgrades: kup_core::views::host_upgrades(&snap, &obs),
-            host,
+        Ok(outcome)
+    }
+
+    /// The store as last committed.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snap.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Commits a batch and, once it is durable, applies it to the cached snapshot (in place,
+    /// unless a reader still holds the previous one).
+    async fn commit(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(batch.clone()).await?;
+        let mut snap = self.snap.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::make_mut(&mut snap).apply(&batch);
+        Ok(())
+    }
+
+    /// Upgrade rows for hosts kup sees for the first time.
+    async fn add_missing_rows(&self, obs: &Observation, now: Timestamp) -> Result<(), EngineError> {
+        let new_rows = missing_rows(&self.snapshot(), obs, now);
+        if new_rows.is_empty() {
+            return Ok(());
+        }
+        self.commit(WriteBatch {
+            hosts: new_rows,
+            ..Default::default()
         })
+        .await
     }
 
     async fn patch_upload(self: &Arc<Self>, bytes: Vec<u8>) -> Result<String, EngineError> {
@@ -452,6 +506,7 @@ impl Inner {
         catalog: &'a Catalog,
         snap: &'a Snapshot,
         obs: &'a Observation,
+        workloads: &'a Workloads,
         now: Timestamp,
         fresh_uuid: &'a str,
     ) -> Ctx<'a> {
@@ -460,6 +515,7 @@ impl Inner {
             policy: &self.policy,
             snap,
             obs,
+            workloads,
             now,
             fresh_uuid,
         }
@@ -532,20 +588,26 @@ impl Inner {
         outcome: &OpStatus,
     ) -> Result<(), EngineError> {
         let _guard = self.commands.lock().await;
-        let snap = self.store.snapshot().await?;
+        let snap = self.snapshot();
         if snap.operation(&record.id).is_none() {
             return Ok(()); // Marked failed (and perhaps re-done) meanwhile: nothing to record.
         }
         let obs = self.driver.observe().await?;
+        let workloads = self.driver.workloads().await?;
         let batch = kup_core::finish(
-            &self.ctx(&self.catalog_for(&snap), &snap, &obs, Timestamp::now(), ""),
+            &self.ctx(
+                &self.catalog_for(&snap),
+                &snap,
+                &obs,
+                &workloads,
+                Timestamp::now(),
+                "",
+            ),
             record,
             outcome,
         );
-        if !batch.is_empty() {
-            self.store.commit(batch).await?;
-        }
-        Ok(())
+        drop((snap, obs, workloads));
+        self.commit(batch).await
     }
 }
 

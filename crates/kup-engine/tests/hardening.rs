@@ -79,10 +79,13 @@ async fn what_is_in_flight_is_read_from_the_store() {
 async fn a_start_waits_for_every_pod_to_be_ready() {
     let h = Harness::new(seed_cluster()).await;
     h.sim.mutate(|m| {
-        let mut pod = m.pods[0].clone();
+        let (_, first) = m.pods().iter().next().unwrap();
+        let mut pod = first.clone();
         pod.name = "web-stuck".into();
         pod.node = None; // Pending: nowhere to run.
-        m.pods.push(pod);
+        pod.ready = false;
+        pod.phase = kup_types::PodPhase::Pending;
+        m.add_pod(pod);
     });
     let r = h.run(start("v1.16.2")).await.unwrap_err();
     assert_eq!(
@@ -94,7 +97,7 @@ async fn a_start_waits_for_every_pod_to_be_ready() {
         report.contains("All kubernetes pods are ready: [Fail]\nKubernetes pods not ready: default/web-stuck (Pending)\n"),
         "{report}"
     );
-    h.sim.mutate(|m| m.pods.retain(|p| p.name != "web-stuck"));
+    h.sim.mutate(|m| m.remove_pods(|p| p.name == "web-stuck"));
     h.ok(start("v1.16.2")).await;
 }
 

@@ -254,10 +254,11 @@ async fn seed_procedure_on_the_default_standard_system() {
             .any(|a| a.alarm_id == "900.007")
     );
     let obs = h.engine.observe().await.unwrap();
+    let pods = h.engine.workloads().await.unwrap();
     assert!(
-        obs.pods.iter().all(|p| p.node.is_some() && p.ready),
+        pods.iter().all(|(_, p)| p.node.is_some() && p.ready),
         "{:?}",
-        obs.pods
+        pods.iter().collect::<Vec<_>>()
     );
     assert!(obs.hosts.iter().all(|h| h.is_unlocked_enabled_available()));
 

@@ -264,6 +264,46 @@ fn object_names(name: &Spanned<String>, what: &str, namespace: &str) -> Result<(
     Ok(())
 }
 
+/// The parser's limits for a file of `bytes` bytes: every YAML node takes at least two bytes
+/// of text, so a file that expands beyond these (aliases replayed over and over: an "alias
+/// bomb") is refused, while a genuine file of any size fits.
+fn parse_budget(bytes: usize) -> serde_saphyr::Budget {
+    let mut b = serde_saphyr::Budget::default();
+    b.max_nodes = b.max_nodes.max(bytes / 2);
+    b.max_events = b.max_events.max(bytes);
+    b.max_aliases = 1_000;
+    b.max_total_scalar_bytes = b.max_total_scalar_bytes.max(2 * bytes);
+    b
+}
+
+/// The error under the snippet and alias wrappers.
+fn innermost(e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    match e {
+        serde_saphyr::Error::WithSnippet { error, .. }
+        | serde_saphyr::Error::AliasError { error, .. } => innermost(error),
+        other => other,
+    }
+}
+
+fn budget_message(
+    breach: &serde_saphyr::budget::BudgetBreach,
+    b: &serde_saphyr::Budget,
+    bytes: usize,
+) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let limit = match breach {
+        B::Nodes { .. } => format!("{} YAML nodes", b.max_nodes),
+        B::Events { .. } => format!("{} YAML events", b.max_events),
+        B::Aliases { .. } => format!("{} aliases", b.max_aliases),
+        B::ScalarBytes { .. } => format!("{} bytes of values", b.max_total_scalar_bytes),
+        B::Depth { .. } => format!("a nesting depth of {}", b.max_depth),
+        other => format!("the parser's limits ({other:?})"),
+    };
+    format!(
+        "the file expands beyond {limit}, the limit for a file of {bytes} bytes (an alias counts each time it is used)"
+    )
+}
+
 /// The longest a step may be said to take (a year): longer is a mistake in the file.
 pub const MAX_STEP_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
@@ -282,7 +322,16 @@ pub fn default_duration(kind: StepKind) -> f64 {
 
 impl Inventory {
     pub fn parse(source: &str) -> Result<Inventory, InventoryError> {
-        let inv: Inventory = serde_saphyr::from_str(source).map_err(|e| {
+        let budget = parse_budget(source.len());
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget.clone());
+        let inv: Inventory = serde_saphyr::from_str_with_options(source, options).map_err(|e| {
+            if let serde_saphyr::Error::Budget { breach, location } = innermost(&e) {
+                return InventoryError {
+                    line: Some(location.line()).filter(|l| *l > 0),
+                    message: budget_message(breach, &budget, source.len()),
+                };
+            }
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
             let message = first.strip_prefix("error: ").unwrap_or(&first).to_string();
             // The message already names the line; keep it once.

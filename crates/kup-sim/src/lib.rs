@@ -5,8 +5,10 @@
 //! duration jitter) comes from one seeded generator and is drawn when an operation starts,
 //! in command order, so a run is repeatable for a given file and seed.
 
+pub mod generate;
 pub mod inventory;
 pub mod model;
+mod state_file;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kup_driver::{Driver, DriverError};
-use kup_types::{Observation, OpStatus, Operation, StepKind, VersionMeta};
+use kup_types::{Observation, OpStatus, Operation, StepKind, VersionMeta, Workloads};
 use tokio::sync::watch;
 
 pub use inventory::{FaultMode, Inventory, InventoryError};
@@ -78,26 +80,22 @@ struct State {
     rng: Rng,
     durations: BTreeMap<StepKind, f64>,
     time_scale: f64,
-    state_file: Option<PathBuf>,
+    state_file: Option<state_file::StateFile>,
     /// Set when the simulation process is considered dead: nothing changes any more.
     halted: bool,
 }
 
 impl State {
-    fn persist(&self) {
-        let Some(path) = &self.state_file else { return };
+    /// Records what changed (the journal of the state file, if there is one).
+    fn persist(&mut self) {
         if self.halted {
             return;
         }
-        // Written to a temporary file and renamed, so a crash never leaves half a file.
-        let tmp = path.with_extension("tmp");
-        let written = serde_json::to_vec_pretty(&self.model)
-            .map_err(std::io::Error::other)
-            .and_then(|json| std::fs::write(&tmp, json))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            // The simulation keeps running in memory; a later change retries the write.
-            tracing::warn!(error = %e, path = %path.display(), "cannot save the simulated cluster");
+        match &mut self.state_file {
+            Some(f) => f.record(&mut self.model),
+            None => {
+                self.model.take_changes();
+            }
         }
     }
 }
@@ -121,40 +119,25 @@ impl SimCluster {
         )
     }
 
-    /// Like `new`, but the cluster's state lives in `path`: loaded from it when it exists, and
-    /// rewritten after every change, so the cluster outlives the process that simulates it.
-    /// Operations that were running when the previous process died did not finish.
+    /// Like `new`, but the cluster's state lives in `path` (and its journal beside it): loaded
+    /// from it when it exists, and every change recorded, so the cluster outlives the process
+    /// that simulates it. Operations that were running when the previous process died did not
+    /// finish.
     pub fn with_state_file(
         inv: &Inventory,
         time_scale: f64,
         path: PathBuf,
     ) -> Result<SimCluster, InventoryError> {
-        let model = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let mut m: SimModel =
-                    serde_json::from_slice(&bytes).map_err(|e| InventoryError {
-                        line: None,
-                        message: format!("simulation state {} is unreadable: {e}", path.display()),
-                    })?;
-                for h in &mut m.hosts {
-                    h.task = None;
-                    h.control_plane_upgrading = false;
-                    h.kubelet_restarting = false;
-                }
-                m
-            }
-            Err(_) => SimModel::from_inventory(inv, Timestamp::now()),
-        };
-        let sim = Self::build(inv, time_scale, model, Some(path));
-        sim.lock().persist();
-        Ok(sim)
+        let (model, file) =
+            state_file::StateFile::open(path, || SimModel::from_inventory(inv, Timestamp::now()))?;
+        Ok(Self::build(inv, time_scale, model, Some(file)))
     }
 
     fn build(
         inv: &Inventory,
         time_scale: f64,
         model: SimModel,
-        state_file: Option<PathBuf>,
+        state_file: Option<state_file::StateFile>,
     ) -> Self {
         let faults = inv
             .faults
@@ -229,10 +212,15 @@ impl SimCluster {
     /// Changes the cluster directly, as something outside kup would (tests use this to set
     /// up preconditions: a locked host, an alarm, a failing pod).
     pub fn mutate<R>(&self, f: impl FnOnce(&mut SimModel) -> R) -> R {
-        let mut st = self.lock();
-        let r = f(&mut st.model);
-        st.persist();
-        drop(st);
+        let mut guard = self.lock();
+        let r = f(&mut guard.model);
+        // Anything may have changed: derive everything again and save it whole.
+        guard.model.rebuild();
+        let st = &mut *guard;
+        if let (Some(file), false) = (&mut st.state_file, st.halted) {
+            file.snapshot(&mut st.model);
+        }
+        drop(guard);
         self.changed.send_modify(|n| *n += 1);
         r
     }
@@ -258,76 +246,6 @@ impl SimCluster {
             fires |= hit;
         }
         fires
-    }
-
-    /// Visible effects while an operation runs.
-    fn begin(model: &mut SimModel, op: &Operation) {
-        match op {
-            Operation::UpgradeControlPlane { host, .. } => {
-                if let Some(h) = model.host_mut(host) {
-                    h.control_plane_upgrading = true;
-                }
-            }
-            Operation::UpgradeKubelet { host, .. } => {
-                if let Some(h) = model.host_mut(host) {
-                    h.kubelet_restarting = true;
-                }
-            }
-            Operation::Lock { host, .. } => set_task(model, host, "Locking"),
-            Operation::Unlock { host } => set_task(model, host, "Unlocking"),
-            Operation::Swact { host } => set_task(model, host, "Swacting"),
-            Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => {}
-        }
-    }
-
-    /// The end of an operation: its effect on success, a clean roll-back on failure.
-    fn end(model: &mut SimModel, op: &Operation, ok: bool) {
-        match op {
-            Operation::DownloadImages { images, .. } => {
-                if ok {
-                    model.images.extend(images.iter().cloned());
-                }
-            }
-            Operation::UpgradeControlPlane { host, version, .. } => {
-                if let Some(h) = model.host_mut(host) {
-                    h.control_plane_upgrading = false;
-                    if ok {
-                        h.control_plane_version = Some(*version);
-                    }
-                }
-            }
-            Operation::UpgradeNetworking { version } => {
-                if ok {
-                    model.networking_version = Some(*version);
-                }
-            }
-            Operation::UpgradeKubelet { host, version } => {
-                if let Some(h) = model.host_mut(host) {
-                    h.kubelet_restarting = false;
-                    if ok {
-                        h.kubelet_version = Some(*version);
-                    }
-                }
-            }
-            Operation::Lock { host, .. } => {
-                set_task_none(model, host);
-                if ok {
-                    model.lock(host, Timestamp::now());
-                }
-            }
-            Operation::Unlock { host } => {
-                set_task_none(model, host);
-                if ok {
-                    model.unlock(host);
-                }
-            }
-            Operation::Swact { host } => {
-                set_task_none(model, host);
-                if ok {
-                    model.swact(host);
-                }
-            }
-        }
     }
 }
 
@@ -385,22 +303,14 @@ fn precondition(model: &SimModel, op: &Operation, starting: bool) -> Result<(), 
     Ok(())
 }
 
-fn set_task(model: &mut SimModel, host: &str, task: &str) {
-    if let Some(h) = model.host_mut(host) {
-        h.task = Some(task.to_string());
-    }
-}
-
-fn set_task_none(model: &mut SimModel, host: &str) {
-    if let Some(h) = model.host_mut(host) {
-        h.task = None;
-    }
-}
-
 #[async_trait]
 impl Driver for SimCluster {
-    async fn observe(&self) -> Result<Observation, DriverError> {
-        Ok(self.lock().model.observe())
+    async fn observe(&self) -> Result<Arc<Observation>, DriverError> {
+        Ok(self.lock().model.observation())
+    }
+
+    async fn workloads(&self) -> Result<Arc<Workloads>, DriverError> {
+        Ok(self.lock().model.workload_view())
     }
 
     async fn check(&self) -> Result<(), DriverError> {
@@ -437,7 +347,7 @@ impl Driver for SimCluster {
             let jitter = 0.9 + 0.2 * st.rng.next_f64();
             let secs = st.durations[&op.kind()] * st.time_scale * jitter;
             st.ops.insert(op.clone(), OpStatus::Running);
-            Self::begin(&mut st.model, op);
+            st.model.begin(op);
             st.persist();
             (deadline_after(secs), fails)
         };
@@ -457,7 +367,8 @@ impl Driver for SimCluster {
                 } else {
                     OpStatus::Succeeded
                 };
-                Self::end(&mut st.model, &op, status == OpStatus::Succeeded);
+                st.model
+                    .end(&op, status == OpStatus::Succeeded, Timestamp::now());
                 st.ops.insert(op, status);
                 st.persist();
             }

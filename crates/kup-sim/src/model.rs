@@ -1,14 +1,28 @@
 //! The simulated cluster's state and what happens to it: scheduling, drain, lock, unlock.
-//! All fields are public so tests can set any precondition they need.
+//!
+//! Every change costs what it touches, so a cluster of thousands of hosts and a hundred
+//! thousand pods starts in seconds and runs a whole upgrade at the speed of kup's store:
+//! - the pods live in the same index kup reads ([`Workloads`]: pods and requested capacity by
+//!   host), shared with readers and changed in place;
+//! - schedulable hosts are kept ordered by free CPU, so placing a pod takes the first host
+//!   that fits, not a pass over every host and pod;
+//! - the hosts' view ([`Observation`]) is kept too, one host refreshed at a time;
+//! - a drain remembers which workloads it moved, and the unlock spreads only those back.
+//!
+//! Fields that describe the cluster are public so tests can set any precondition they need
+//! through [`crate::SimCluster::mutate`], after which everything derived is rebuilt.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use kup_types::{
     AdminState, Alarm, Application, Availability, Capacity, ControlPlanePod, HostInfo, KubeVersion,
-    NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, PodPhase, Severity,
-    SystemType, Taint, VolumeKind, WorkloadInfo,
+    NodeInfo, Observation, OperState, Operation, PdbInfo, Personality, PodId, PodInfo, PodPhase,
+    Severity, SystemType, Taint, VolumeKind, WorkloadInfo, Workloads,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Inventory, WorkloadKind};
@@ -21,18 +35,84 @@ const CP_COMPONENTS: [&str; 3] = [
 /// The alarm StarlingX raises while a host is administratively locked.
 pub const HOST_LOCKED_ALARM: &str = "200.001";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Above this many allowed hosts, a workload's pods are placed by scanning hosts by free CPU
+/// rather than its list.
+const DIRECT_CANDIDATES: usize = 64;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimModel {
     pub system_type: SystemType,
     pub hosts: Vec<SimHost>,
     pub workloads: Vec<SimWorkload>,
-    #[serde(default)]
-    pub pdbs: Vec<PdbInfo>,
-    pub pods: Vec<SimPod>,
     pub alarms: Vec<Alarm>,
     pub applications: Vec<Application>,
     pub images: BTreeSet<String>,
     pub networking_version: Option<KubeVersion>,
+    /// The pods, their owners and budgets, indexed; shared with readers.
+    pods: Arc<Workloads>,
+    /// Workloads whose pods each host's last drain moved away, spread back at its unlock.
+    #[serde(default)]
+    evicted: BTreeMap<String, BTreeSet<usize>>,
+    #[serde(skip)]
+    d: Derived,
+}
+
+/// What is computed from the model and kept current with it.
+#[derive(Clone, Debug, Default)]
+struct Derived {
+    host_ix: FxHashMap<String, usize>,
+    workload_ix: FxHashMap<(String, String), usize>,
+    /// Hosts a workload with no `nodes` of its own may use.
+    default_node: Vec<bool>,
+    /// Per workload: the hosts it may use, when it names them.
+    allowed: Vec<Option<FxHashSet<usize>>>,
+    by_workload: Vec<Vec<PodId>>,
+    pending: BTreeSet<PodId>,
+    /// Schedulable hosts by free CPU (most first), then id.
+    order: BTreeSet<(Reverse<u64>, u32, usize)>,
+    /// The key each host has in `order`, if it is there.
+    in_order: Vec<Option<u64>>,
+    obs: Arc<Observation>,
+    node_pos: Vec<Option<usize>>,
+    cp_pos: Vec<Option<usize>>,
+    dirty: Dirty,
+}
+
+/// What changed since the last [`SimModel::take_changes`].
+#[derive(Clone, Debug, Default)]
+struct Dirty {
+    hosts: BTreeSet<usize>,
+    pods: BTreeSet<PodId>,
+    alarms: bool,
+    images: bool,
+    networking: bool,
+    evicted: BTreeSet<String>,
+}
+
+/// One change to the model, as the state file's journal records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    Host {
+        host: Box<SimHost>,
+    },
+    Pod {
+        id: PodId,
+        pod: Option<Box<PodInfo>>,
+    },
+    Alarms {
+        alarms: Vec<Alarm>,
+    },
+    Images {
+        images: BTreeSet<String>,
+    },
+    Networking {
+        version: Option<KubeVersion>,
+    },
+    Evicted {
+        host: String,
+        workloads: BTreeSet<usize>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,7 +166,9 @@ pub struct SimWorkload {
     pub replicas: u32,
     pub requests: Capacity,
     pub volumes: Vec<VolumeKind>,
-    /// Hosts the pods may run on.
+    /// Hosts the pods may run on; empty: the workers (every host with a kubelet when there
+    /// is no worker).
+    #[serde(default)]
     pub nodes: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -94,16 +176,6 @@ pub struct SimWorkload {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub tolerations: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SimPod {
-    pub namespace: String,
-    pub name: String,
-    pub workload: String,
-    pub kind: WorkloadKind,
-    pub node: Option<String>,
-    pub requests: Capacity,
 }
 
 /// Whether a workload's pods may run on a host: node selector and taints (capacity aside).
@@ -199,23 +271,7 @@ impl SimModel {
                 }
             })
             .collect();
-        let default_nodes: Vec<String> = {
-            let workers: Vec<String> = hosts
-                .iter()
-                .filter(|h| h.personality == Personality::Worker)
-                .map(|h| h.name.clone())
-                .collect();
-            if workers.is_empty() {
-                hosts
-                    .iter()
-                    .filter(|h| h.personality.has_kubelet())
-                    .map(|h| h.name.clone())
-                    .collect()
-            } else {
-                workers
-            }
-        };
-        let workloads = inv
+        let workloads: Vec<SimWorkload> = inv
             .workloads
             .iter()
             .map(|w| SimWorkload {
@@ -225,11 +281,7 @@ impl SimModel {
                 replicas: w.replicas,
                 requests: w.requests,
                 volumes: w.volumes.clone(),
-                nodes: if w.nodes.is_empty() {
-                    default_nodes.clone()
-                } else {
-                    w.nodes.iter().map(|n| n.value.clone()).collect()
-                },
+                nodes: w.nodes.iter().map(|n| n.value.clone()).collect(),
                 labels: {
                     let mut l = w.labels.clone();
                     l.insert("app".into(), w.name.value.clone());
@@ -239,7 +291,7 @@ impl SimModel {
                 tolerations: w.tolerations.clone(),
             })
             .collect();
-        let pdbs = inv
+        let pdbs: Vec<PdbInfo> = inv
             .workloads
             .iter()
             .filter_map(|w| {
@@ -298,144 +350,555 @@ impl SimModel {
             system_type: inv.system_type,
             hosts,
             workloads,
-            pdbs,
-            pods: Vec::new(),
             alarms,
             applications,
             images,
             networking_version: Some(inv.networking_version.unwrap_or(inv.kubernetes_version)),
+            pods: Arc::new(Workloads::new(Vec::new(), Vec::new(), pdbs)),
+            evicted: BTreeMap::new(),
+            d: Derived::default(),
         };
+        model.rebuild();
         model.create_pods();
         model
     }
 
-    pub fn host(&self, name: &str) -> Option<&SimHost> {
-        self.hosts.iter().find(|h| h.name == name)
+    /// Computes everything derived from scratch: after loading, and after a test changed
+    /// fields directly.
+    pub fn rebuild(&mut self) {
+        let mut d = Derived {
+            host_ix: self
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.name.clone(), i))
+                .collect(),
+            workload_ix: self
+                .workloads
+                .iter()
+                .enumerate()
+                .map(|(i, w)| ((w.namespace.clone(), w.name.clone()), i))
+                .collect(),
+            ..Derived::default()
+        };
+        let workers = self
+            .hosts
+            .iter()
+            .any(|h| h.personality == Personality::Worker);
+        d.default_node = self
+            .hosts
+            .iter()
+            .map(|h| {
+                if workers {
+                    h.personality == Personality::Worker
+                } else {
+                    h.personality.has_kubelet()
+                }
+            })
+            .collect();
+        d.allowed = self
+            .workloads
+            .iter()
+            .map(|w| {
+                (!w.nodes.is_empty()).then(|| {
+                    w.nodes
+                        .iter()
+                        .filter_map(|n| d.host_ix.get(n).copied())
+                        .collect()
+                })
+            })
+            .collect();
+        d.by_workload = vec![Vec::new(); self.workloads.len()];
+        d.in_order = vec![None; self.hosts.len()];
+        self.d = d;
+        // Every pod's owner, readiness and pending state, from what the hosts are now.
+        let ids: Vec<PodId> = self.pods.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let p = self.pods.pod(id).expect("listed");
+            if let Some(&w) = self
+                .d
+                .workload_ix
+                .get(&(p.namespace.clone(), p.owner.clone()))
+            {
+                self.d.by_workload[w].push(id);
+            }
+            let up = p
+                .node
+                .as_deref()
+                .and_then(|n| self.host(n))
+                .map(SimHost::node_up);
+            match up {
+                None => {
+                    self.d.pending.insert(id);
+                }
+                Some(up) => {
+                    if self.pods.pod(id).is_some_and(|p| p.ready != up) {
+                        Arc::make_mut(&mut self.pods).set_ready(id, up);
+                    }
+                }
+            }
+        }
+        for i in 0..self.hosts.len() {
+            self.order_insert(i);
+        }
+        let infos = self.workload_infos();
+        Arc::make_mut(&mut self.pods).set_workloads(infos);
+        self.rebuild_observation();
     }
 
+    fn rebuild_observation(&mut self) {
+        let mut obs = Observation {
+            system_type: self.system_type,
+            hosts: (0..self.hosts.len()).map(|i| self.host_info(i)).collect(),
+            nodes: Vec::new(),
+            control_plane_pods: Vec::new(),
+            alarms: self.alarms.clone(),
+            applications: self.applications.clone(),
+            images: self.images.iter().cloned().collect(),
+            networking_version: self.networking_version,
+            index: Default::default(),
+        };
+        self.d.node_pos = vec![None; self.hosts.len()];
+        self.d.cp_pos = vec![None; self.hosts.len()];
+        for i in 0..self.hosts.len() {
+            if let Some(n) = self.node_info(i) {
+                self.d.node_pos[i] = Some(obs.nodes.len());
+                obs.nodes.push(n);
+            }
+            if self.hosts[i].control_plane_version.is_some() {
+                self.d.cp_pos[i] = Some(obs.control_plane_pods.len());
+                obs.control_plane_pods.extend(self.cp_pods(i));
+            }
+        }
+        obs.reindex();
+        self.d.obs = Arc::new(obs);
+    }
+
+    fn host_info(&self, i: usize) -> HostInfo {
+        let h = &self.hosts[i];
+        HostInfo {
+            id: h.id,
+            uuid: h.uuid.clone(),
+            hostname: h.name.clone(),
+            personality: h.personality,
+            subfunctions: match (h.personality, self.system_type) {
+                (Personality::Controller, SystemType::AioSimplex | SystemType::AioDuplex) => {
+                    vec!["controller".into(), "worker".into()]
+                }
+                (p, _) => vec![p.to_string()],
+            },
+            roles: h.roles.clone(),
+            administrative: h.administrative,
+            operational: h.operational,
+            availability: h.availability,
+            task: h.task.clone(),
+            active_controller: h.active,
+            capacity: h.capacity,
+            disk_free_gib: h.disk_free_gib,
+        }
+    }
+
+    fn node_info(&self, i: usize) -> Option<NodeInfo> {
+        let h = &self.hosts[i];
+        Some(NodeInfo {
+            name: h.name.clone(),
+            ready: h.node_up(),
+            unschedulable: h.administrative == AdminState::Locked,
+            kubelet_version: h.kubelet_version?,
+            labels: h.labels.clone(),
+            taints: h.taints.clone(),
+        })
+    }
+
+    fn cp_pods(&self, i: usize) -> Vec<ControlPlanePod> {
+        let h = &self.hosts[i];
+        let Some(v) = h.control_plane_version else {
+            return Vec::new();
+        };
+        let ready = h.availability != Availability::Offline
+            && h.control_plane_ready
+            && !h.control_plane_upgrading;
+        CP_COMPONENTS
+            .iter()
+            .map(|c| ControlPlanePod {
+                host: h.name.clone(),
+                component: c.to_string(),
+                version: v,
+                ready,
+            })
+            .collect()
+    }
+
+    pub fn host(&self, name: &str) -> Option<&SimHost> {
+        self.host_index(name).map(|i| &self.hosts[i])
+    }
+
+    /// For tests, through [`crate::SimCluster::mutate`] (which rebuilds what is derived).
     pub fn host_mut(&mut self, name: &str) -> Option<&mut SimHost> {
-        self.hosts.iter_mut().find(|h| h.name == name)
+        self.host_index(name).map(|i| &mut self.hosts[i])
+    }
+
+    fn host_index(&self, name: &str) -> Option<usize> {
+        match self.d.host_ix.get(name) {
+            Some(&i) if self.hosts.get(i).is_some_and(|h| h.name == name) => Some(i),
+            _ => self.hosts.iter().position(|h| h.name == name),
+        }
+    }
+
+    /// The pods, their owners and budgets.
+    pub fn pods(&self) -> &Workloads {
+        &self.pods
+    }
+
+    /// Adds a pod as given (tests: a pod stuck pending, say).
+    pub fn add_pod(&mut self, pod: PodInfo) -> PodId {
+        let id = Arc::make_mut(&mut self.pods).insert(pod);
+        self.d.dirty.pods.insert(id);
+        id
+    }
+
+    /// Moves the pods `f` picks onto `host`, capacity aside (tests).
+    pub fn move_pods(&mut self, f: impl Fn(&PodInfo) -> bool, host: &str) {
+        let Some(h) = self.host_index(host) else {
+            return;
+        };
+        let picked: Vec<PodId> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| f(p))
+            .map(|(id, _)| id)
+            .collect();
+        for id in picked {
+            self.put(id, Some(h));
+        }
+    }
+
+    /// Deletes the pods `f` picks (tests).
+    pub fn remove_pods(&mut self, f: impl Fn(&PodInfo) -> bool) {
+        let gone: Vec<PodId> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| f(p))
+            .map(|(id, _)| id)
+            .collect();
+        for id in gone {
+            self.delete_pod(id);
+        }
+    }
+
+    /// What a driver would read from this cluster: the hosts' view, shared.
+    pub fn observation(&self) -> Arc<Observation> {
+        Arc::clone(&self.d.obs)
+    }
+
+    /// The pods, owners and budgets, shared.
+    pub fn workload_view(&self) -> Arc<Workloads> {
+        Arc::clone(&self.pods)
+    }
+
+    /// The hosts' view, as a value.
+    pub fn observe(&self) -> Observation {
+        Observation::clone(&self.d.obs)
+    }
+
+    /// What a driver would read of the workloads, as a value.
+    pub fn workloads(&self) -> Workloads {
+        Workloads::clone(&self.pods)
+    }
+
+    fn workload_infos(&self) -> Vec<WorkloadInfo> {
+        self.workloads
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.kind != WorkloadKind::Pod)
+            .map(|(wi, w)| {
+                let replicas = if w.kind == WorkloadKind::DaemonSet {
+                    (0..self.hosts.len())
+                        .filter(|&i| self.allowed(wi, i) && fits_node(w, &self.hosts[i]))
+                        .count() as u32
+                } else {
+                    w.replicas
+                };
+                WorkloadInfo {
+                    namespace: w.namespace.clone(),
+                    name: w.name.clone(),
+                    kind: w.kind.as_str().to_string(),
+                    replicas,
+                    ready_replicas: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn allowed(&self, w: usize, h: usize) -> bool {
+        match &self.d.allowed[w] {
+            Some(set) => set.contains(&h),
+            None => self.d.default_node[h],
+        }
+    }
+
+    fn free(&self, h: usize) -> (u64, u64) {
+        let (cpu, mem) = self.pods.used(&self.hosts[h].name);
+        let cap = self.hosts[h].capacity;
+        (
+            u64::from(cap.cpu_millis).saturating_sub(cpu),
+            u64::from(cap.memory_mib).saturating_sub(mem),
+        )
+    }
+
+    fn order_remove(&mut self, h: usize) {
+        if let Some(k) = self.d.in_order[h].take() {
+            self.d.order.remove(&(Reverse(k), self.hosts[h].id, h));
+        }
+    }
+
+    fn order_insert(&mut self, h: usize) {
+        if self.hosts[h].schedulable() {
+            let k = self.free(h).0;
+            self.d.order.insert((Reverse(k), self.hosts[h].id, h));
+            self.d.in_order[h] = Some(k);
+        }
+    }
+
+    /// After a host changed: its entries in the hosts' view, its place among the schedulable
+    /// hosts, its pods' readiness.
+    fn touch_host(&mut self, h: usize) {
+        let info = self.host_info(h);
+        let node = self.node_info(h);
+        let cp = self.cp_pods(h);
+        // The same entries as before (a node gained or lost only through `mutate`): update them
+        // in place; otherwise the view is rebuilt.
+        let same_shape = self.d.node_pos[h].is_some() == node.is_some()
+            && match self.d.cp_pos[h] {
+                Some(_) => cp.len() == CP_COMPONENTS.len(),
+                None => cp.is_empty(),
+            };
+        if same_shape {
+            let (node_pos, cp_pos) = (self.d.node_pos[h], self.d.cp_pos[h]);
+            let obs = Arc::make_mut(&mut self.d.obs);
+            obs.hosts[h] = info;
+            if let (Some(p), Some(n)) = (node_pos, node) {
+                obs.nodes[p] = n;
+            }
+            if let Some(p) = cp_pos {
+                obs.control_plane_pods[p..p + cp.len()].clone_from_slice(&cp);
+            }
+        } else {
+            self.rebuild_observation();
+        }
+        self.order_remove(h);
+        self.order_insert(h);
+        let up = self.hosts[h].node_up();
+        let ids: Vec<PodId> = self.pods.on_host(&self.hosts[h].name).to_vec();
+        for id in ids {
+            if self.pods.pod(id).is_some_and(|p| p.ready != up) {
+                Arc::make_mut(&mut self.pods).set_ready(id, up);
+                self.d.dirty.pods.insert(id);
+            }
+        }
+        self.d.dirty.hosts.insert(h);
+    }
+
+    /// Moves a pod to a host, or leaves it pending; its readiness follows the host.
+    fn put(&mut self, id: PodId, to: Option<usize>) {
+        let from = self
+            .pods
+            .pod(id)
+            .and_then(|p| p.node.as_deref())
+            .and_then(|n| self.host_index(n));
+        for h in from.into_iter().chain(to) {
+            self.order_remove(h);
+        }
+        let pods = Arc::make_mut(&mut self.pods);
+        pods.set_node(id, to.map(|h| self.hosts[h].name.clone()));
+        if let Some(h) = to {
+            pods.set_ready(id, self.hosts[h].node_up());
+            self.d.pending.remove(&id);
+        } else {
+            self.d.pending.insert(id);
+        }
+        for h in from.into_iter().chain(to) {
+            self.order_insert(h);
+        }
+        self.d.dirty.pods.insert(id);
+    }
+
+    fn new_pod(&mut self, w: usize, name: String, node: Option<usize>) -> PodId {
+        let wl = &self.workloads[w];
+        let pod = PodInfo {
+            namespace: wl.namespace.clone(),
+            name,
+            node: None,
+            ready: false,
+            phase: PodPhase::Pending,
+            owner_kind: wl.kind.as_str().to_string(),
+            owner: wl.name.clone(),
+            labels: wl.labels.clone(),
+            volumes: wl.volumes.clone(),
+            requests: wl.requests,
+            node_selector: wl.node_selector.clone(),
+            tolerations: wl.tolerations.clone(),
+        };
+        let id = Arc::make_mut(&mut self.pods).insert(pod);
+        self.d.by_workload[w].push(id);
+        self.d.pending.insert(id);
+        self.d.dirty.pods.insert(id);
+        if node.is_some() {
+            self.put(id, node);
+        }
+        id
+    }
+
+    fn delete_pod(&mut self, id: PodId) {
+        let node = self
+            .pods
+            .pod(id)
+            .and_then(|p| p.node.as_deref())
+            .and_then(|n| self.host_index(n));
+        if let Some(h) = node {
+            self.order_remove(h);
+        }
+        if let Some(p) = Arc::make_mut(&mut self.pods).remove(id)
+            && let Some(&w) = self.d.workload_ix.get(&(p.namespace, p.owner))
+        {
+            self.d.by_workload[w].retain(|&q| q != id);
+        }
+        if let Some(h) = node {
+            self.order_insert(h);
+        }
+        self.d.pending.remove(&id);
+        self.d.dirty.pods.insert(id);
+    }
+
+    fn workload_of(&self, id: PodId) -> Option<usize> {
+        let p = self.pods.pod(id)?;
+        self.d
+            .workload_ix
+            .get(&(p.namespace.clone(), p.owner.clone()))
+            .copied()
     }
 
     fn create_pods(&mut self) {
-        for wi in 0..self.workloads.len() {
-            let w = self.workloads[wi].clone();
-            if w.kind == WorkloadKind::DaemonSet {
-                for node in w.nodes.clone() {
-                    self.add_daemon_pod(&w, &node);
+        for w in 0..self.workloads.len() {
+            if self.workloads[w].kind == WorkloadKind::DaemonSet {
+                for h in 0..self.hosts.len() {
+                    if self.allowed(w, h) {
+                        self.add_daemon_pod(w, h);
+                    }
                 }
             } else {
-                for i in 0..w.replicas {
-                    self.pods.push(SimPod {
-                        namespace: w.namespace.clone(),
-                        name: format!("{}-{i}", w.name),
-                        workload: w.name.clone(),
-                        kind: w.kind.clone(),
-                        node: None,
-                        requests: w.requests,
-                    });
-                    let idx = self.pods.len() - 1;
-                    self.place(idx);
+                for i in 0..self.workloads[w].replicas {
+                    let name = format!("{}-{i}", self.workloads[w].name);
+                    let id = self.new_pod(w, name, None);
+                    self.place(id);
                 }
             }
         }
     }
 
-    fn add_daemon_pod(&mut self, w: &SimWorkload, node: &str) {
-        let schedulable = self.host(node).is_some_and(SimHost::schedulable);
-        let exists = self
-            .pods
+    fn add_daemon_pod(&mut self, w: usize, h: usize) {
+        let name = self.hosts[h].name.clone();
+        let exists = self.d.by_workload[w]
             .iter()
-            .any(|p| p.workload == w.name && p.node.as_deref() == Some(node));
-        if schedulable && !exists {
-            self.pods.push(SimPod {
-                namespace: w.namespace.clone(),
-                name: format!("{}-{node}", w.name),
-                workload: w.name.clone(),
-                kind: WorkloadKind::DaemonSet,
-                node: Some(node.to_string()),
-                requests: w.requests,
-            });
+            .any(|&id| self.pods.pod(id).and_then(|p| p.node.as_deref()) == Some(&name));
+        if self.hosts[h].schedulable() && !exists {
+            let pod = format!("{}-{name}", self.workloads[w].name);
+            self.new_pod(w, pod, Some(h));
         }
     }
 
-    fn used(&self, node: &str) -> Capacity {
-        self.pods
+    /// Where a workload's pod needing `need` goes: the allowed, schedulable host with the most
+    /// free CPU (ties: the lowest id) that has room.
+    fn best_host(&self, w: usize, need: (u64, u64)) -> Option<usize> {
+        let wl = &self.workloads[w];
+        let ok = |h: usize| {
+            let (cpu, mem) = self.free(h);
+            self.hosts[h].schedulable()
+                && cpu >= need.0
+                && mem >= need.1
+                && fits_node(wl, &self.hosts[h])
+        };
+        if let Some(set) = &self.d.allowed[w]
+            && set.len() <= DIRECT_CANDIDATES
+        {
+            return set
+                .iter()
+                .copied()
+                .filter(|&h| ok(h))
+                .max_by_key(|&h| (self.free(h).0, Reverse(self.hosts[h].id)));
+        }
+        self.d
+            .order
             .iter()
-            .filter(|p| p.node.as_deref() == Some(node))
-            .fold(Capacity::default(), |acc, p| Capacity {
-                cpu_millis: acc.cpu_millis + p.requests.cpu_millis,
-                memory_mib: acc.memory_mib + p.requests.memory_mib,
-            })
+            .take_while(|(Reverse(cpu), _, _)| *cpu >= need.0)
+            .map(|&(_, _, h)| h)
+            .find(|&h| self.allowed(w, h) && ok(h))
     }
 
-    /// Schedules a pending pod on the allowed, schedulable host with the most free CPU (ties:
-    /// the lowest id). Leaves it pending when nothing fits.
-    fn place(&mut self, idx: usize) {
-        let pod = &self.pods[idx];
-        let allowed = self
-            .workloads
-            .iter()
-            .find(|w| w.name == pod.workload && w.namespace == pod.namespace)
-            .map(|w| w.nodes.clone())
-            .unwrap_or_default();
-        let req = pod.requests;
-        let workload = self.workload_of(pod).cloned();
-        let best = self
-            .hosts
-            .iter()
-            .filter(|h| h.schedulable() && allowed.contains(&h.name))
-            .filter(|h| workload.as_ref().is_none_or(|w| fits_node(w, h)))
-            .filter_map(|h| {
-                let used = self.used(&h.name);
-                let free_cpu = h
-                    .capacity
-                    .cpu_millis
-                    .checked_sub(used.cpu_millis + req.cpu_millis)?;
-                h.capacity
-                    .memory_mib
-                    .checked_sub(used.memory_mib + req.memory_mib)?;
-                Some((free_cpu, std::cmp::Reverse(h.id), h.name.clone()))
-            })
-            .max();
-        self.pods[idx].node = best.map(|(_, _, name)| name);
-    }
-
-    fn workload_of(&self, pod: &SimPod) -> Option<&SimWorkload> {
-        self.workloads
-            .iter()
-            .find(|w| w.name == pod.workload && w.namespace == pod.namespace)
+    /// Schedules a pending pod, or leaves it pending when nothing fits.
+    fn place(&mut self, id: PodId) {
+        let Some(w) = self.workload_of(id) else {
+            return;
+        };
+        let Some(p) = self.pods.pod(id) else { return };
+        let need = (
+            u64::from(p.requests.cpu_millis),
+            u64::from(p.requests.memory_mib),
+        );
+        if let Some(h) = self.best_host(w, need) {
+            self.put(id, Some(h));
+        }
     }
 
     fn schedule_pending(&mut self) {
-        for idx in 0..self.pods.len() {
-            if self.pods[idx].node.is_none() {
-                self.place(idx);
-            }
+        let pending: Vec<PodId> = self.d.pending.iter().copied().collect();
+        for id in pending {
+            self.place(id);
         }
     }
 
     /// Evicts the host's pods as a drain does: controller-managed pods are rescheduled
     /// elsewhere (or stay pending), DaemonSet pods stop, bare pods are deleted.
     pub fn drain(&mut self, host: &str) {
-        self.pods.retain(|p| {
-            p.node.as_deref() != Some(host)
-                || !matches!(p.kind, WorkloadKind::DaemonSet | WorkloadKind::Pod)
-        });
-        for idx in 0..self.pods.len() {
-            if self.pods[idx].node.as_deref() == Some(host) {
-                self.pods[idx].node = None;
-                self.place(idx);
+        let Some(h) = self.host_index(host) else {
+            return;
+        };
+        let mut ids: Vec<PodId> = self.pods.on_host(host).to_vec();
+        ids.sort_unstable();
+        let mut moved = BTreeSet::new();
+        for id in ids {
+            let kind = self.workload_of(id).map(|w| self.workloads[w].kind.clone());
+            match kind {
+                Some(WorkloadKind::DaemonSet | WorkloadKind::Pod) | None => self.delete_pod(id),
+                Some(_) => {
+                    if let Some(w) = self.workload_of(id) {
+                        moved.insert(w);
+                    }
+                    self.put(id, None);
+                    self.place(id);
+                }
             }
+        }
+        if !moved.is_empty() {
+            self.evicted
+                .entry(self.hosts[h].name.clone())
+                .or_default()
+                .extend(moved);
+            self.d.dirty.evicted.insert(self.hosts[h].name.clone());
         }
     }
 
     pub fn lock(&mut self, host: &str, now: Timestamp) {
-        if let Some(h) = self.host_mut(host) {
-            h.administrative = AdminState::Locked;
-            h.operational = OperState::Disabled;
-            h.availability = Availability::Online;
+        let Some(h) = self.host_index(host) else {
+            return;
+        };
+        {
+            let x = &mut self.hosts[h];
+            x.administrative = AdminState::Locked;
+            x.operational = OperState::Disabled;
+            x.availability = Availability::Online;
         }
+        self.touch_host(h);
         // Drained once unschedulable, so nothing is placed back on it.
         self.drain(host);
         let entity = format!("host={host}");
@@ -455,81 +918,93 @@ impl SimModel {
                 management_affecting: false,
                 timestamp: now,
             });
+            self.alarms_changed();
         }
     }
 
     pub fn unlock(&mut self, host: &str) {
-        if let Some(h) = self.host_mut(host) {
-            h.administrative = AdminState::Unlocked;
-            h.operational = OperState::Enabled;
-            h.availability = Availability::Available;
+        let Some(h) = self.host_index(host) else {
+            return;
+        };
+        {
+            let x = &mut self.hosts[h];
+            x.administrative = AdminState::Unlocked;
+            x.operational = OperState::Enabled;
+            x.availability = Availability::Available;
         }
+        self.touch_host(h);
         let entity = format!("host={host}");
+        let before = self.alarms.len();
         self.alarms
             .retain(|a| !(a.alarm_id == HOST_LOCKED_ALARM && a.entity_instance_id == entity));
-        for w in self.workloads.clone() {
-            if w.kind == WorkloadKind::DaemonSet && w.nodes.iter().any(|n| n == host) {
-                self.add_daemon_pod(&w, host);
+        if self.alarms.len() != before {
+            self.alarms_changed();
+        }
+        for w in 0..self.workloads.len() {
+            if self.workloads[w].kind == WorkloadKind::DaemonSet && self.allowed(w, h) {
+                self.add_daemon_pod(w, h);
             }
         }
         self.schedule_pending();
-        self.rebalance();
+        self.rebalance(h);
     }
 
-    /// The simulated cluster runs a descheduler: after an unlock, each workload's replicas are
-    /// spread back evenly over the hosts they may use (one pod moved at a time, where it fits),
-    /// as `RemoveDuplicates`/topology spreading would. Without it every drain piles replicas
-    /// onto the remaining hosts, and the next host can no longer be drained safely.
-    fn rebalance(&mut self) {
-        for wi in 0..self.workloads.len() {
-            let w = self.workloads[wi].clone();
-            if matches!(w.kind, WorkloadKind::DaemonSet | WorkloadKind::Pod) {
-                continue;
-            }
-            loop {
-                let hosts: Vec<String> = self
-                    .hosts
-                    .iter()
-                    .filter(|h| h.schedulable() && w.nodes.contains(&h.name) && fits_node(&w, h))
-                    .map(|h| h.name.clone())
-                    .collect();
-                let count = |n: &str| {
-                    self.pods
-                        .iter()
-                        .filter(|p| p.workload == w.name && p.namespace == w.namespace)
-                        .filter(|p| p.node.as_deref() == Some(n))
-                        .count()
-                };
-                let (Some(most), Some(least)) = (
-                    hosts
-                        .iter()
-                        .max_by_key(|h| (count(h), std::cmp::Reverse((*h).clone()))),
-                    hosts.iter().min_by_key(|h| (count(h), (*h).clone())),
-                ) else {
-                    break;
-                };
-                if count(most) <= count(least) + 1 {
-                    break;
+    /// The simulated cluster runs a descheduler: after an unlock, the workloads the host's
+    /// drain moved away are spread back onto it (one pod moved at a time, while the busiest
+    /// host has two pods more than it and the pod fits), as `RemoveDuplicates`/topology
+    /// spreading would. Without it every drain piles replicas onto the remaining hosts, and
+    /// the next host can no longer be drained safely.
+    fn rebalance(&mut self, h: usize) {
+        let name = self.hosts[h].name.clone();
+        let Some(moved) = self.evicted.remove(&name) else {
+            return;
+        };
+        self.d.dirty.evicted.insert(name);
+        for w in moved {
+            self.spread_onto(w, h);
+        }
+    }
+
+    fn spread_onto(&mut self, w: usize, h: usize) {
+        if w >= self.workloads.len()
+            || !self.hosts[h].schedulable()
+            || !self.allowed(w, h)
+            || !fits_node(&self.workloads[w], &self.hosts[h])
+        {
+            return;
+        }
+        loop {
+            let mut count: BTreeMap<&str, (usize, PodId)> = BTreeMap::new();
+            for &id in &self.d.by_workload[w] {
+                if let Some(n) = self.pods.pod(id).and_then(|p| p.node.as_deref()) {
+                    let e = count.entry(n).or_insert((0, id));
+                    e.0 += 1;
+                    e.1 = e.1.min(id);
                 }
-                let target = self.host(least).expect("a listed host").clone();
-                let used = self.used(least);
-                let idx = self
-                    .pods
-                    .iter()
-                    .position(|p| {
-                        p.workload == w.name
-                            && p.namespace == w.namespace
-                            && p.node.as_deref() == Some(most.as_str())
-                    })
-                    .expect("the busiest host has a pod");
-                let req = self.pods[idx].requests;
-                let fits = used.cpu_millis + req.cpu_millis <= target.capacity.cpu_millis
-                    && used.memory_mib + req.memory_mib <= target.capacity.memory_mib;
-                if !fits {
-                    break;
-                }
-                self.pods[idx].node = Some(least.clone());
             }
+            let here = count.get(self.hosts[h].name.as_str()).map_or(0, |c| c.0);
+            // The busiest host: most pods, then the first by name.
+            let Some((_, &(most, pod))) = count
+                .iter()
+                .filter(|(n, _)| **n != self.hosts[h].name)
+                .max_by_key(|(n, c)| (c.0, Reverse(**n)))
+            else {
+                return;
+            };
+            if most <= here + 1 {
+                return;
+            }
+            let need = self.pods.pod(pod).map_or((0, 0), |p| {
+                (
+                    u64::from(p.requests.cpu_millis),
+                    u64::from(p.requests.memory_mib),
+                )
+            });
+            let free = self.free(h);
+            if free.0 < need.0 || free.1 < need.1 {
+                return;
+            }
+            self.put(pod, Some(h));
         }
     }
 
@@ -537,137 +1012,174 @@ impl SimModel {
         let to = self
             .hosts
             .iter()
-            .find(|h| h.personality == Personality::Controller && h.name != from)
-            .map(|h| h.name.clone());
+            .position(|h| h.personality == Personality::Controller && h.name != from);
         if let Some(to) = to {
-            for h in &mut self.hosts {
-                h.active = h.name == to;
+            for i in 0..self.hosts.len() {
+                let active = i == to;
+                if self.hosts[i].active != active {
+                    self.hosts[i].active = active;
+                    self.touch_host(i);
+                }
             }
         }
     }
 
-    /// What a driver would read from this cluster.
-    pub fn observe(&self) -> Observation {
-        let hosts = self
-            .hosts
-            .iter()
-            .map(|h| HostInfo {
-                id: h.id,
-                uuid: h.uuid.clone(),
-                hostname: h.name.clone(),
-                personality: h.personality,
-                subfunctions: match (h.personality, self.system_type) {
-                    (Personality::Controller, SystemType::AioSimplex | SystemType::AioDuplex) => {
-                        vec!["controller".into(), "worker".into()]
+    fn alarms_changed(&mut self) {
+        Arc::make_mut(&mut self.d.obs).alarms = self.alarms.clone();
+        self.d.dirty.alarms = true;
+    }
+
+    /// Visible effects while an operation runs.
+    pub fn begin(&mut self, op: &Operation) {
+        let (host, f): (&str, fn(&mut SimHost)) = match op {
+            Operation::UpgradeControlPlane { host, .. } => {
+                (host, |h| h.control_plane_upgrading = true)
+            }
+            Operation::UpgradeKubelet { host, .. } => (host, |h| h.kubelet_restarting = true),
+            Operation::Lock { host, .. } => (host, |h| h.task = Some("Locking".into())),
+            Operation::Unlock { host } => (host, |h| h.task = Some("Unlocking".into())),
+            Operation::Swact { host } => (host, |h| h.task = Some("Swacting".into())),
+            Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => return,
+        };
+        if let Some(h) = self.host_index(host) {
+            f(&mut self.hosts[h]);
+            self.touch_host(h);
+        }
+    }
+
+    /// The end of an operation: its effect on success, a clean roll-back on failure.
+    pub fn end(&mut self, op: &Operation, ok: bool, now: Timestamp) {
+        match op {
+            Operation::DownloadImages { images, .. } => {
+                if ok {
+                    self.images.extend(images.iter().cloned());
+                    Arc::make_mut(&mut self.d.obs).images = self.images.iter().cloned().collect();
+                    self.d.dirty.images = true;
+                }
+            }
+            Operation::UpgradeControlPlane { host, version, .. } => {
+                if let Some(h) = self.host_index(host) {
+                    let x = &mut self.hosts[h];
+                    x.control_plane_upgrading = false;
+                    if ok {
+                        x.control_plane_version = Some(*version);
                     }
-                    (p, _) => vec![p.to_string()],
-                },
-                roles: h.roles.clone(),
-                administrative: h.administrative,
-                operational: h.operational,
-                availability: h.availability,
-                task: h.task.clone(),
-                active_controller: h.active,
-                capacity: h.capacity,
-                disk_free_gib: h.disk_free_gib,
-            })
-            .collect();
-        let up = |h: &SimHost| h.availability != Availability::Offline;
-        let nodes = self
-            .hosts
-            .iter()
-            .filter_map(|h| {
-                Some(NodeInfo {
-                    name: h.name.clone(),
-                    ready: h.node_up(),
-                    unschedulable: h.administrative == AdminState::Locked,
-                    kubelet_version: h.kubelet_version?,
-                    labels: h.labels.clone(),
-                    taints: h.taints.clone(),
-                })
-            })
-            .collect();
-        let control_plane_pods = self
-            .hosts
-            .iter()
-            .filter_map(|h| Some((h, h.control_plane_version?)))
-            .flat_map(|(h, v)| {
-                CP_COMPONENTS.iter().map(move |c| ControlPlanePod {
-                    host: h.name.clone(),
-                    component: c.to_string(),
-                    version: v,
-                    ready: up(h) && h.control_plane_ready && !h.control_plane_upgrading,
-                })
-            })
-            .collect();
-        let pods = self
-            .pods
-            .iter()
-            .map(|p| {
-                let w = self.workload_of(p);
-                PodInfo {
-                    namespace: p.namespace.clone(),
-                    name: p.name.clone(),
-                    node: p.node.clone(),
-                    ready: p
-                        .node
-                        .as_deref()
-                        .and_then(|n| self.host(n))
-                        .is_some_and(SimHost::node_up),
-                    phase: if p.node.is_some() {
-                        PodPhase::Running
-                    } else {
-                        PodPhase::Pending
-                    },
-                    owner_kind: p.kind.as_str().to_string(),
-                    owner: p.workload.clone(),
-                    labels: w.map(|w| w.labels.clone()).unwrap_or_default(),
-                    volumes: w.map(|w| w.volumes.clone()).unwrap_or_default(),
-                    requests: p.requests,
-                    node_selector: w.map(|w| w.node_selector.clone()).unwrap_or_default(),
-                    tolerations: w.map(|w| w.tolerations.clone()).unwrap_or_default(),
+                    self.touch_host(h);
                 }
-            })
-            .collect::<Vec<PodInfo>>();
-        let workloads = self
-            .workloads
-            .iter()
-            .filter(|w| w.kind != WorkloadKind::Pod)
-            .map(|w| {
-                let replicas = if w.kind == WorkloadKind::DaemonSet {
-                    let eligible = self
-                        .hosts
-                        .iter()
-                        .filter(|h| w.nodes.contains(&h.name) && fits_node(w, h));
-                    eligible.count() as u32
+            }
+            Operation::UpgradeNetworking { version } => {
+                if ok {
+                    self.networking_version = Some(*version);
+                    Arc::make_mut(&mut self.d.obs).networking_version = Some(*version);
+                    self.d.dirty.networking = true;
+                }
+            }
+            Operation::UpgradeKubelet { host, version } => {
+                if let Some(h) = self.host_index(host) {
+                    let x = &mut self.hosts[h];
+                    x.kubelet_restarting = false;
+                    if ok {
+                        x.kubelet_version = Some(*version);
+                    }
+                    self.touch_host(h);
+                }
+            }
+            Operation::Lock { host, .. }
+            | Operation::Unlock { host }
+            | Operation::Swact { host } => {
+                if let Some(h) = self.host_index(host) {
+                    self.hosts[h].task = None;
+                    self.touch_host(h);
+                }
+                if ok {
+                    match op {
+                        Operation::Lock { .. } => self.lock(host, now),
+                        Operation::Unlock { .. } => self.unlock(host),
+                        _ => self.swact(host),
+                    }
+                }
+            }
+        }
+    }
+
+    /// What changed since the last call, for the state file's journal.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let dirty = std::mem::take(&mut self.d.dirty);
+        let mut out = Vec::new();
+        for h in dirty.hosts {
+            if let Some(host) = self.hosts.get(h) {
+                out.push(Change::Host {
+                    host: Box::new(host.clone()),
+                });
+            }
+        }
+        for id in dirty.pods {
+            out.push(Change::Pod {
+                id,
+                pod: self.pods.pod(id).cloned().map(Box::new),
+            });
+        }
+        if dirty.alarms {
+            out.push(Change::Alarms {
+                alarms: self.alarms.clone(),
+            });
+        }
+        if dirty.images {
+            out.push(Change::Images {
+                images: self.images.clone(),
+            });
+        }
+        if dirty.networking {
+            out.push(Change::Networking {
+                version: self.networking_version,
+            });
+        }
+        for host in dirty.evicted {
+            out.push(Change::Evicted {
+                workloads: self.evicted.get(&host).cloned().unwrap_or_default(),
+                host,
+            });
+        }
+        out
+    }
+
+    /// Replays a journal entry on a model just loaded (call [`SimModel::rebuild`] after the
+    /// last one).
+    pub fn apply_change(&mut self, c: Change) {
+        match c {
+            Change::Host { host } => {
+                if let Some(h) = self.hosts.iter_mut().find(|h| h.name == host.name) {
+                    *h = *host;
+                }
+            }
+            Change::Pod { id, pod } => {
+                let pods = Arc::make_mut(&mut self.pods);
+                match pod {
+                    Some(p) => pods.insert_at(id, *p),
+                    None => {
+                        pods.remove(id);
+                    }
+                }
+            }
+            Change::Alarms { alarms } => self.alarms = alarms,
+            Change::Images { images } => self.images = images,
+            Change::Networking { version } => self.networking_version = version,
+            Change::Evicted { host, workloads } => {
+                if workloads.is_empty() {
+                    self.evicted.remove(&host);
                 } else {
-                    w.replicas
-                };
-                let ready = pods
-                    .iter()
-                    .filter(|p| p.owner == w.name && p.namespace == w.namespace && p.ready)
-                    .count() as u32;
-                WorkloadInfo {
-                    namespace: w.namespace.clone(),
-                    name: w.name.clone(),
-                    kind: w.kind.as_str().to_string(),
-                    replicas,
-                    ready_replicas: ready,
+                    self.evicted.insert(host, workloads);
                 }
-            })
-            .collect();
-        Observation {
-            system_type: self.system_type,
-            hosts,
-            nodes,
-            control_plane_pods,
-            pods,
-            alarms: self.alarms.clone(),
-            applications: self.applications.clone(),
-            images: self.images.iter().cloned().collect(),
-            networking_version: self.networking_version,
-            workloads,
-            pdbs: self.pdbs.clone(),
+            }
+        }
+    }
+
+    /// Forgets what was in progress: the process that ran it is gone.
+    pub fn settle_after_restart(&mut self) {
+        for h in &mut self.hosts {
+            h.task = None;
+            h.control_plane_upgrading = false;
+            h.kubelet_restarting = false;
         }
     }
 }

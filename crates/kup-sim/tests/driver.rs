@@ -126,11 +126,10 @@ async fn probability_faults_are_deterministic_for_a_seed() {
 #[tokio::test]
 async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
     let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
-    let before = sim.observe().await.unwrap();
-    let on = |obs: &kup_types::Observation, n: &str| {
-        obs.pods
-            .iter()
-            .filter(|p| p.node.as_deref() == Some(n))
+    let before = sim.workloads().await.unwrap();
+    let on = |pods: &kup_types::Workloads, n: &str| {
+        pods.iter()
+            .filter(|(_, p)| p.node.as_deref() == Some(n))
             .count()
     };
     assert!(on(&before, "worker-1") > 0);
@@ -151,25 +150,24 @@ async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
     );
     assert_eq!(sim.wait(&lock).await.unwrap(), OpStatus::Succeeded);
     let locked = sim.observe().await.unwrap();
+    let pods = sim.workloads().await.unwrap();
     let w1 = locked.host("worker-1").unwrap();
     assert_eq!(
         (w1.administrative, w1.task.clone()),
         (AdminState::Locked, None)
     );
-    assert_eq!(on(&locked, "worker-1"), 0, "drained");
+    assert_eq!(on(&pods, "worker-1"), 0, "drained");
     assert!(locked.alarms.iter().any(|a| a.alarm_id == "200.001"));
     // web (Deployment) moved to worker-0; the DaemonSet pod of worker-1 stopped.
-    let web_on_0 = locked
-        .pods
+    let web_on_0 = pods
         .iter()
-        .filter(|p| p.owner == "web" && p.node.as_deref() == Some("worker-0"))
+        .filter(|(_, p)| p.owner == "web" && p.node.as_deref() == Some("worker-0"))
         .count();
     assert_eq!(web_on_0, 4);
     assert!(
-        !locked
-            .pods
+        !pods
             .iter()
-            .any(|p| p.owner == "node-exporter" && p.node.as_deref() == Some("worker-1"))
+            .any(|(_, p)| p.owner == "node-exporter" && p.node.as_deref() == Some("worker-1"))
     );
 
     let unlock = Operation::Unlock {
@@ -178,6 +176,7 @@ async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
     sim.start(&unlock).await.unwrap();
     assert_eq!(sim.wait(&unlock).await.unwrap(), OpStatus::Succeeded);
     let after = sim.observe().await.unwrap();
+    let pods = sim.workloads().await.unwrap();
     assert!(
         after
             .host("worker-1")
@@ -185,11 +184,15 @@ async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
             .is_unlocked_enabled_available()
     );
     assert!(
-        after
-            .pods
-            .iter()
-            .any(|p| p.owner == "node-exporter" && p.node.as_deref() == Some("worker-1"))
+        pods.iter()
+            .any(|(_, p)| p.owner == "node-exporter" && p.node.as_deref() == Some("worker-1"))
     );
+    // The descheduler spread web back: two replicas on each worker.
+    let web_on_1 = pods
+        .iter()
+        .filter(|(_, p)| p.owner == "web" && p.node.as_deref() == Some("worker-1"))
+        .count();
+    assert_eq!(web_on_1, 2);
     assert!(!after.alarms.iter().any(|a| a.alarm_id == "200.001"));
 }
 
@@ -211,14 +214,13 @@ async fn pods_that_fit_nowhere_stay_pending() {
     };
     sim.start(&lock).await.unwrap();
     sim.wait(&lock).await.unwrap();
-    let obs = sim.observe().await.unwrap();
-    let pending: Vec<_> = obs
-        .pods
+    let pods = sim.workloads().await.unwrap();
+    let pending: Vec<_> = pods
         .iter()
-        .filter(|p| p.owner == "postgres" && p.node.is_none())
+        .filter(|(_, p)| p.owner == "postgres" && p.node.is_none())
         .collect();
-    assert!(!pending.is_empty(), "{:?}", obs.pods);
-    assert!(pending.iter().all(|p| !p.ready));
+    assert!(!pending.is_empty());
+    assert!(pending.iter().all(|(_, p)| !p.ready));
 }
 
 #[tokio::test]

@@ -178,13 +178,16 @@ impl Store for SqliteStore {
         .map(operation_from_row)
         .collect::<Result<_, StoreError>>()?;
         tx.commit().await?;
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             upgrade,
             hosts,
             patches,
             installs,
             operations,
-        })
+            index: Default::default(),
+        };
+        snap.reindex();
+        Ok(snap)
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError> {

@@ -5,33 +5,80 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::index::NameIndex;
 use crate::{AdminState, Availability, KubeVersion, OperState, Personality, Severity, SystemType};
 
+/// What the engine reads of a cluster for every command and query: hosts, nodes, control-plane
+/// pods, alarms, applications, images and networking; everything whose size is the number of
+/// hosts. The pods, their owners and their budgets are the driver's other, larger view
+/// ([`crate::workloads::Workloads`]), read only by what needs it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub system_type: SystemType,
     pub hosts: Vec<HostInfo>,
     pub nodes: Vec<NodeInfo>,
     pub control_plane_pods: Vec<ControlPlanePod>,
-    pub pods: Vec<PodInfo>,
     pub alarms: Vec<Alarm>,
     pub applications: Vec<Application>,
     /// Container images present in the cluster's local registry.
     pub images: Vec<String>,
     /// Version of the networking manifests (CNI, CoreDNS) the cluster runs.
     pub networking_version: Option<KubeVersion>,
-    #[serde(default)]
-    pub workloads: Vec<WorkloadInfo>,
-    #[serde(default)]
-    pub pdbs: Vec<PdbInfo>,
+    /// Positions of hosts and nodes by name (see [`Observation::reindex`]).
+    #[serde(skip)]
+    pub index: ObservationIndex,
+}
+
+/// Where each host and node is in an [`Observation`], by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservationIndex {
+    hosts: NameIndex,
+    nodes: NameIndex,
+}
+
+impl Default for Observation {
+    /// An empty cluster.
+    fn default() -> Self {
+        Observation {
+            system_type: SystemType::Standard,
+            hosts: Vec::new(),
+            nodes: Vec::new(),
+            control_plane_pods: Vec::new(),
+            alarms: Vec::new(),
+            applications: Vec::new(),
+            images: Vec::new(),
+            networking_version: None,
+            index: ObservationIndex::default(),
+        }
+    }
 }
 
 impl Observation {
+    /// Builds the name index; drivers call it once the hosts and nodes are listed.
+    pub fn reindex(&mut self) {
+        self.index.hosts = NameIndex::build(self.hosts.iter().map(|h| h.hostname.as_str()));
+        self.index.nodes = NameIndex::build(self.nodes.iter().map(|n| n.name.as_str()));
+    }
+
+    /// The position of a host in `hosts`.
+    pub fn host_position(&self, name: &str) -> Option<usize> {
+        self.index
+            .hosts
+            .find(&self.hosts, name, |h| h.hostname.as_str())
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostInfo> {
-        self.hosts.iter().find(|h| h.hostname == name)
+        self.host_position(name).map(|i| &self.hosts[i])
+    }
+    pub fn host_mut(&mut self, name: &str) -> Option<&mut HostInfo> {
+        self.host_position(name).map(|i| &mut self.hosts[i])
     }
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.iter().find(|n| n.name == name)
+        let i = self
+            .index
+            .nodes
+            .find(&self.nodes, name, |n| n.name.as_str())?;
+        Some(&self.nodes[i])
     }
     /// The control-plane version of a controller: the lowest of its component versions, as
     /// sysinv computes it; `None` when none of its control-plane pods is seen.

@@ -5,11 +5,13 @@ pub mod api;
 pub mod catalog;
 pub mod cluster;
 mod enums;
+pub mod index;
 pub mod names;
 pub mod operation;
 pub mod records;
 pub mod time;
 mod version;
+pub mod workloads;
 
 pub use api::{
     AlarmList, AlarmView, ClusterInfo, ErrorBody, EventList, EventView, HostPatchList,
@@ -19,8 +21,8 @@ pub use api::{
 };
 pub use catalog::VersionMeta;
 pub use cluster::{
-    Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation, PdbInfo,
-    PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
+    Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation,
+    ObservationIndex, PdbInfo, PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
 };
 pub use enums::{
     AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, PatchKind,
@@ -33,3 +35,4 @@ pub use records::{
     WriteBatch,
 };
 pub use version::{KubeVersion, VersionError};
+pub use workloads::{Listing, PdbId, PodId, Workloads};

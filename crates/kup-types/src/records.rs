@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::index::NameIndex;
 use crate::{
     HostUpgradeStatus, KubeUpgradeState, KubeVersion, Operation, PatchKind, PatchState, VersionMeta,
 };
@@ -119,11 +120,22 @@ pub struct Snapshot {
     /// as history but are not part of the snapshot).
     #[serde(default)]
     pub operations: Vec<OperationRecord>,
+    /// Host rows by hostname (see [`Snapshot::reindex`]).
+    #[serde(skip)]
+    pub index: NameIndex,
 }
 
 impl Snapshot {
+    /// Builds the hostname index; the store calls it once the rows are read.
+    pub fn reindex(&mut self) {
+        self.index = NameIndex::build(self.hosts.iter().map(|h| h.hostname.as_str()));
+    }
+
     pub fn host(&self, hostname: &str) -> Option<&HostUpgradeRecord> {
-        self.hosts.iter().find(|h| h.hostname == hostname)
+        let i = self
+            .index
+            .find(&self.hosts, hostname, |h| h.hostname.as_str())?;
+        Some(&self.hosts[i])
     }
 
     pub fn patch(&self, id: &str) -> Option<&PatchRecord> {
@@ -148,13 +160,19 @@ impl Snapshot {
             Some(UpgradeWrite::Delete) => self.upgrade = None,
             None => {}
         }
+        let mut added = false;
         for row in &batch.hosts {
-            match self.hosts.iter_mut().find(|h| h.id == row.id) {
-                Some(h) => *h = row.clone(),
-                None => self.hosts.push(row.clone()),
+            match self.hosts.binary_search_by_key(&row.id, |h| h.id) {
+                Ok(i) => self.hosts[i] = row.clone(),
+                Err(i) => {
+                    self.hosts.insert(i, row.clone());
+                    added = true;
+                }
             }
         }
-        self.hosts.sort_by_key(|h| h.id);
+        if added {
+            self.reindex();
+        }
         for w in &batch.patches {
             match w {
                 PatchWrite::Put(p) => match self.patches.iter_mut().find(|q| q.id == p.id) {

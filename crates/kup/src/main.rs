@@ -34,6 +34,20 @@ enum Top {
               value_parser = serve::parse_scale, allow_negative_numbers = true)]
         time_scale: f64,
     },
+    /// Print a generated cluster file: a standard system with WORKERS workers and realistic
+    /// workloads (about 30 pods per worker, a PodDisruptionBudget per 15 pods, 65% of the CPU
+    /// requested), for `kup serve --cluster FILE`.
+    GenCluster {
+        /// How many workers (besides two controllers and two storage hosts).
+        #[arg(long, value_name = "N")]
+        workers: u32,
+        /// Seed of every random choice: the same seed gives the same file.
+        #[arg(long, default_value_t = 1, value_name = "S")]
+        seed: u64,
+        /// Pods per worker, a DaemonSet's included.
+        #[arg(long, default_value_t = 30, value_name = "N")]
+        pods_per_node: u32,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -66,6 +80,25 @@ fn main() -> ExitCode {
         Top::Demo { time_scale } => rt
             .block_on(demo::run(time_scale))
             .map_or_else(fail, |()| ExitCode::SUCCESS),
+        Top::GenCluster {
+            workers,
+            seed,
+            pods_per_node,
+        } => {
+            let spec = kup_sim::generate::GenSpec {
+                workers,
+                seed,
+                pods_per_node,
+                ..Default::default()
+            };
+            match kup_sim::generate::generate(&spec) {
+                Ok(text) => {
+                    term::out(&text);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e.to_string()),
+            }
+        }
         Top::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "kup", &mut script);

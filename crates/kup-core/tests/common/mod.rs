@@ -41,13 +41,11 @@ pub fn obs(hosts: &[HostSpec<'_>]) -> Observation {
         hosts: Vec::new(),
         nodes: Vec::new(),
         control_plane_pods: Vec::new(),
-        pods: Vec::new(),
         alarms: Vec::new(),
         applications: Vec::new(),
         images: Vec::new(),
         networking_version: None,
-        workloads: Vec::new(),
-        pdbs: Vec::new(),
+        index: Default::default(),
     };
     for (i, (name, personality, cp, kubelet)) in hosts.iter().enumerate() {
         let personality: Personality = personality

@@ -628,9 +628,7 @@ pub fn cases() -> Vec<Case> {
         c(
             "lock a host whose drain breaks a budget",
             vec![Step::Mutate(|m| {
-                for p in m.pods.iter_mut().filter(|p| p.workload == "web") {
-                    p.node = Some("worker-0".into());
-                }
+                m.move_pods(|p| p.owner == "web", "worker-0")
             })],
             lock("worker-0"),
             |r| matches!(r, R::LockUnsafe { .. }),
