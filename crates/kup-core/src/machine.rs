@@ -41,9 +41,9 @@ pub struct Ctx<'a> {
     pub policy: &'a Policy,
     pub snap: &'a Snapshot,
     pub obs: &'a Observation,
-    /// The pods, their owners and budgets: read by the checks that need them (a lock's
-    /// safety, the start's health), shared, never copied.
-    pub workloads: &'a Workloads,
+    /// The pods, their owners and budgets: given for the commands that read them
+    /// ([`Command::reads_pods`]: a lock's safety, the start's health), shared, never copied.
+    pub workloads: Option<&'a Workloads>,
     pub now: Timestamp,
     /// A fresh uuid, used if the command creates an upgrade or starts an operation.
     pub fresh_uuid: &'a str,
@@ -98,6 +98,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether deciding the command reads the cluster's pods: the callers read them (the
+    /// largest part of a cluster) only then.
+    pub fn reads_pods(&self) -> bool {
+        matches!(
+            self,
+            Command::Start { .. } | Command::Lock { force: false, .. }
+        )
+    }
+
     /// The `PATCH /v1/kube_upgrade` dispatcher: a requested `/state` value to a command.
     pub fn from_patch_state(value: &str) -> Result<Command, Refusal> {
         match value.parse::<S>() {
@@ -328,6 +337,12 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// The pods, for a command that [`Command::reads_pods`].
+fn pods<'a>(ctx: &Ctx<'a>) -> &'a Workloads {
+    ctx.workloads
+        .expect("the caller reads the pods for every command that reads_pods()")
+}
+
 fn upgrade<'a>(ctx: &'a Ctx<'_>) -> Result<&'a KubeUpgradeRecord, Refusal> {
     ctx.snap.upgrade.as_ref().ok_or(Refusal::NotInProgress)
 }
@@ -509,7 +524,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 let mut batch = locks_in_flight(ctx);
                 batch.retain(|h| *h != name.as_str());
                 batch.push(name);
-                let safety = crate::safety::analyze_batch(ctx.obs, ctx.workloads, &batch);
+                let safety = crate::safety::analyze_batch(ctx.obs, pods(ctx), &batch);
                 if safety.verdict == crate::safety::Verdict::Unsafe {
                     let reasons: Vec<String> = safety
                         .findings
@@ -702,7 +717,7 @@ fn start(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let health = kube_upgrade_health(ctx.obs, ctx.workloads, force, &ignore);
+    let health = kube_upgrade_health(ctx.obs, pods(ctx), force, &ignore);
     if !health.ok() {
         return Err(Refusal::Unhealthy(health.failures()));
     }

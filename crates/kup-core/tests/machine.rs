@@ -45,7 +45,7 @@ impl World {
             policy: &self.policy,
             snap: &self.snap,
             obs: &self.obs,
-            workloads: &Workloads::default(),
+            workloads: Some(&Workloads::default()),
             now: now(),
             fresh_uuid: FRESH_UUID,
         };
@@ -728,7 +728,7 @@ fn host_steps_need_their_binaries_installed() {
         policy: &policy,
         snap,
         obs: &o,
-        workloads: &no_pods,
+        workloads: Some(&no_pods),
         now: jiff::Timestamp::UNIX_EPOCH,
         fresh_uuid: "u",
     };

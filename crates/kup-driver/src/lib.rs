@@ -35,6 +35,12 @@ pub trait Driver: Send + Sync + 'static {
     /// like `observe`, and read only by what needs pods.
     async fn workloads(&self) -> Result<Arc<Workloads>, DriverError>;
 
+    /// Calls `f` with the hosts' view and the pods as they are now, while the driver holds
+    /// them still: how the engine reads them to decide, in place. Holding a shared snapshot
+    /// instead would make the driver copy it to change it meanwhile, and the pods of a large
+    /// cluster are a hundred megabytes. `f` must be quick and must not block.
+    fn with_views(&self, f: &mut dyn FnMut(&Observation, &Workloads)) -> Result<(), DriverError>;
+
     /// Whether the cluster can be reached and the driver works, cheaply (for `/healthz`;
     /// reads nothing that grows with the cluster).
     async fn check(&self) -> Result<(), DriverError> {

@@ -13,10 +13,10 @@ use kup_core::{Catalog, Command, Ctx, HealthReport, Policy, Refusal};
 use kup_driver::{Driver, DriverError};
 use kup_store::{Store, StoreError};
 use kup_types::{
-    Alarm, Event, HostInfo, HostPatchView, HostUpgradeRecord, IHost, KubeHostUpgradeView,
-    KubeUpgradeView, KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, OpStatus,
-    OperationRecord, PatchKind, PatchRecord, PatchState, PatchView, Snapshot, VersionMeta,
-    Workloads, WriteBatch,
+    Alarm, Event, HostInfo, HostPatchView, HostUpgradeRecord, HostsToken, IHost,
+    KubeHostUpgradeView, KubeUpgradeView, KubeVersion, KubeVersionDetail, KubeVersionSummary,
+    Observation, OpStatus, OperationRecord, PatchKind, PatchRecord, PatchState, PatchView,
+    Snapshot, VersionMeta, Workloads, WriteBatch,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -95,6 +95,8 @@ struct Inner {
     /// daemon per database), so every commit is applied here too, and reads never wait for
     /// the database.
     snap: Mutex<Arc<Snapshot>>,
+    /// The driver's host list as last checked for hosts without an upgrade row.
+    checked_hosts: Mutex<HostsToken>,
     /// Number of operation tasks still running.
     running: watch::Sender<usize>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -129,24 +131,21 @@ impl Engine {
             patch_repo: config.patch_repo,
             commands: tokio::sync::Mutex::new(()),
             snap: Mutex::new(Arc::new(store.snapshot().await?)),
+            checked_hosts: Mutex::new(HostsToken::default()),
             running: watch::channel(0).0,
             tasks: Mutex::new(Vec::new()),
         });
         {
             let _guard = inner.commands.lock().await;
-            let obs = inner.driver.observe().await?;
-            let workloads = inner.driver.workloads().await?;
             let now = Timestamp::now();
-            inner.add_missing_rows(&obs, now).await?;
+            inner.add_missing_rows(now).await?;
             let snap = inner.snapshot();
-            let batch = kup_core::recover(&inner.ctx(
-                &inner.catalog_for(&snap),
-                &snap,
-                &obs,
-                &workloads,
-                now,
-                "",
-            ));
+            let catalog = inner.catalog_for(&snap);
+            let mut batch = WriteBatch::default();
+            inner.driver.with_views(&mut |obs, _| {
+                batch = kup_core::recover(&inner.ctx(&catalog, &snap, obs, None, now, ""));
+            })?;
+            drop(snap);
             inner.commit(batch).await?;
         }
         if let Some(repo) = &inner.patch_repo {
@@ -382,28 +381,28 @@ impl Engine {
 impl Inner {
     async fn execute(self: &Arc<Self>, cmd: Command) -> Result<Outcome, EngineError> {
         let _guard = self.commands.lock().await;
-        let obs = self.driver.observe().await?;
         let now = Timestamp::now();
-        self.add_missing_rows(&obs, now).await?;
-        let cmd = resolve_host(&obs, cmd)?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let decision = {
-            let snap = self.snapshot();
-            let workloads = self.driver.workloads().await?;
-            kup_core::decide(
-                &self.ctx(
-                    &self.catalog_for(&snap),
+        self.add_missing_rows(now).await?;
+        // Decided on the driver's views in place: nothing of the cluster is copied or held.
+        let snap = self.snapshot();
+        let catalog = self.catalog_for(&snap);
+        let mut decided = None;
+        self.driver.with_views(&mut |obs, workloads| {
+            decided = Some(resolve_host(obs, cmd.clone()).and_then(|cmd| {
+                let ctx = self.ctx(
+                    &catalog,
                     &snap,
-                    &obs,
-                    &workloads,
+                    obs,
+                    cmd.reads_pods().then_some(workloads),
                     now,
                     &uuid,
-                ),
-                &cmd,
-            )?
-            // The pods are let go before the operations start, so a driver that changes them
-            // need not copy them for a reader that has finished.
-        };
+                );
+                kup_core::decide(&ctx, &cmd).map(|d| (cmd, d))
+            }));
+        })?;
+        drop(snap);
+        let (cmd, decision) = decided.expect("the driver calls back")?;
         match self.commit(decision.batch).await {
             Ok(()) => {}
             // Only a start creates; the store has the last word on a racing one.
@@ -415,16 +414,20 @@ impl Inner {
             Err(e) => return Err(e),
         }
         let snap = self.snapshot();
-        let host = command_host(&cmd).and_then(|h| obs.host(h)).cloned();
-        let outcome = Outcome {
+        let mut outcome = Outcome {
             upgrade: snap.upgrade.as_ref().map(KubeUpgradeView::from),
-            host_upgrade: host
-                .as_ref()
-                .and_then(|h| snap.host(&h.hostname))
-                .and_then(|row| kup_core::views::host_upgrade(row, &obs)),
-            host,
+            host: None,
+            host_upgrade: None,
         };
-        drop((snap, obs));
+        if let Some(name) = command_host(&cmd) {
+            self.driver.with_views(&mut |obs, _| {
+                outcome.host = obs.host(name).cloned();
+                outcome.host_upgrade = snap
+                    .host(name)
+                    .and_then(|row| kup_core::views::host_upgrade(row, obs));
+            })?;
+        }
+        drop(snap);
         for op in decision.ops {
             self.launch(op).await;
         }
@@ -448,17 +451,37 @@ impl Inner {
         Ok(())
     }
 
-    /// Upgrade rows for hosts kup sees for the first time.
-    async fn add_missing_rows(&self, obs: &Observation, now: Timestamp) -> Result<(), EngineError> {
-        let new_rows = missing_rows(&self.snapshot(), obs, now);
-        if new_rows.is_empty() {
+    /// Upgrade rows for hosts kup sees for the first time; skipped while the driver's host
+    /// list is the one last checked.
+    async fn add_missing_rows(&self, now: Timestamp) -> Result<(), EngineError> {
+        let snap = self.snapshot();
+        let mut found = None;
+        self.driver.with_views(&mut |obs, _| {
+            let token = obs.hosts_token();
+            let checked = self
+                .checked_hosts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *checked != token {
+                found = Some((missing_rows(&snap, obs, now), token));
+            }
+        })?;
+        drop(snap);
+        let Some((new_rows, token)) = found else {
             return Ok(());
+        };
+        if !new_rows.is_empty() {
+            self.commit(WriteBatch {
+                hosts: new_rows,
+                ..Default::default()
+            })
+            .await?;
         }
-        self.commit(WriteBatch {
-            hosts: new_rows,
-            ..Default::default()
-        })
-        .await
+        *self
+            .checked_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = token;
+        Ok(())
     }
 
     async fn patch_upload(self: &Arc<Self>, bytes: Vec<u8>) -> Result<String, EngineError> {
@@ -506,7 +529,7 @@ impl Inner {
         catalog: &'a Catalog,
         snap: &'a Snapshot,
         obs: &'a Observation,
-        workloads: &'a Workloads,
+        workloads: Option<&'a Workloads>,
         now: Timestamp,
         fresh_uuid: &'a str,
     ) -> Ctx<'a> {
@@ -592,21 +615,16 @@ impl Inner {
         if snap.operation(&record.id).is_none() {
             return Ok(()); // Marked failed (and perhaps re-done) meanwhile: nothing to record.
         }
-        let obs = self.driver.observe().await?;
-        let workloads = self.driver.workloads().await?;
-        let batch = kup_core::finish(
-            &self.ctx(
-                &self.catalog_for(&snap),
-                &snap,
-                &obs,
-                &workloads,
-                Timestamp::now(),
-                "",
-            ),
-            record,
-            outcome,
-        );
-        drop((snap, obs, workloads));
+        let catalog = self.catalog_for(&snap);
+        let mut batch = WriteBatch::default();
+        self.driver.with_views(&mut |obs, _| {
+            batch = kup_core::finish(
+                &self.ctx(&catalog, &snap, obs, None, Timestamp::now(), ""),
+                record,
+                outcome,
+            );
+        })?;
+        drop(snap);
         self.commit(batch).await
     }
 }
@@ -696,10 +714,14 @@ fn missing_rows(snap: &Snapshot, obs: &Observation, now: Timestamp) -> Vec<HostU
         .collect()
 }
 
+/// By name (the usual case, through the index), else by numeric id or uuid.
 fn find_host<'a>(obs: &'a Observation, key: &str) -> Result<&'a HostInfo, Refusal> {
-    obs.hosts
-        .iter()
-        .find(|h| h.hostname == key || h.uuid == key || key.parse::<u32>() == Ok(h.id))
+    obs.host(key)
+        .or_else(|| {
+            obs.hosts
+                .iter()
+                .find(|h| h.uuid == key || key.parse::<u32>() == Ok(h.id))
+        })
         .ok_or_else(|| Refusal::UnknownHost(key.to_string()))
 }
 

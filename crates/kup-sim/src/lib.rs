@@ -93,9 +93,7 @@ impl State {
         }
         match &mut self.state_file {
             Some(f) => f.record(&mut self.model),
-            None => {
-                self.model.take_changes();
-            }
+            None => self.model.forget_changes(),
         }
     }
 }
@@ -313,6 +311,12 @@ impl Driver for SimCluster {
         Ok(self.lock().model.workload_view())
     }
 
+    fn with_views(&self, f: &mut dyn FnMut(&Observation, &Workloads)) -> Result<(), DriverError> {
+        let st = self.lock();
+        f(st.model.observation_ref(), st.model.pods());
+        Ok(())
+    }
+
     async fn check(&self) -> Result<(), DriverError> {
         if self.lock().halted {
             return Err(DriverError::Unreachable(
@@ -354,7 +358,12 @@ impl Driver for SimCluster {
         let this = self.clone();
         let op = op.clone();
         tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
+            // An instant step (time scale 0) need not wait for the timer's next tick.
+            if deadline > tokio::time::Instant::now() {
+                tokio::time::sleep_until(deadline).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
             {
                 let mut st = this.lock();
                 if st.halted {

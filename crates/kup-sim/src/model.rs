@@ -67,6 +67,7 @@ struct Derived {
     /// Per workload: the hosts it may use, when it names them.
     allowed: Vec<Option<FxHashSet<usize>>>,
     by_workload: Vec<Vec<PodId>>,
+    daemon_sets: Vec<usize>,
     pending: BTreeSet<PodId>,
     /// Schedulable hosts by free CPU (most first), then id.
     order: BTreeSet<(Reverse<u64>, u32, usize)>,
@@ -409,6 +410,9 @@ impl SimModel {
             })
             .collect();
         d.by_workload = vec![Vec::new(); self.workloads.len()];
+        d.daemon_sets = (0..self.workloads.len())
+            .filter(|&w| self.workloads[w].kind == WorkloadKind::DaemonSet)
+            .collect();
         d.in_order = vec![None; self.hosts.len()];
         self.d = d;
         // Every pod's owner, readiness and pending state, from what the hosts are now.
@@ -589,6 +593,11 @@ impl SimModel {
     /// What a driver would read from this cluster: the hosts' view, shared.
     pub fn observation(&self) -> Arc<Observation> {
         Arc::clone(&self.d.obs)
+    }
+
+    /// The hosts' view, borrowed.
+    pub fn observation_ref(&self) -> &Observation {
+        &self.d.obs
     }
 
     /// The pods, owners and budgets, shared.
@@ -798,9 +807,12 @@ impl SimModel {
 
     fn add_daemon_pod(&mut self, w: usize, h: usize) {
         let name = self.hosts[h].name.clone();
-        let exists = self.d.by_workload[w]
-            .iter()
-            .any(|&id| self.pods.pod(id).and_then(|p| p.node.as_deref()) == Some(&name));
+        let wl = &self.workloads[w];
+        let exists = self.pods.on_host(&name).iter().any(|&id| {
+            self.pods
+                .pod(id)
+                .is_some_and(|p| p.owner == wl.name && p.namespace == wl.namespace)
+        });
         if self.hosts[h].schedulable() && !exists {
             let pod = format!("{}-{name}", self.workloads[w].name);
             self.new_pod(w, pod, Some(h));
@@ -940,8 +952,8 @@ impl SimModel {
         if self.alarms.len() != before {
             self.alarms_changed();
         }
-        for w in 0..self.workloads.len() {
-            if self.workloads[w].kind == WorkloadKind::DaemonSet && self.allowed(w, h) {
+        for w in self.d.daemon_sets.clone() {
+            if self.allowed(w, h) {
                 self.add_daemon_pod(w, h);
             }
         }
@@ -1100,6 +1112,11 @@ impl SimModel {
                 }
             }
         }
+    }
+
+    /// Forgets what changed (nothing records it).
+    pub fn forget_changes(&mut self) {
+        self.d.dirty = Dirty::default();
     }
 
     /// What changed since the last call, for the state file's journal.

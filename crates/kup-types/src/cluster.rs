@@ -29,11 +29,26 @@ pub struct Observation {
     pub index: ObservationIndex,
 }
 
-/// Where each host and node is in an [`Observation`], by name.
+/// Where each host and node is in an [`Observation`], by name. Shared between copies of an
+/// observation (a copy costs no rehashing), and replaced, never changed, by `reindex`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservationIndex {
-    hosts: NameIndex,
-    nodes: NameIndex,
+    hosts: std::sync::Arc<NameIndex>,
+    nodes: std::sync::Arc<NameIndex>,
+}
+
+/// See [`Observation::hosts_token`]. Holding one keeps the index alive, so a new index can
+/// never be taken for it.
+#[derive(Clone, Debug, Default)]
+pub struct HostsToken(Option<std::sync::Arc<NameIndex>>);
+
+impl PartialEq for HostsToken {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Default for Observation {
@@ -56,8 +71,21 @@ impl Default for Observation {
 impl Observation {
     /// Builds the name index; drivers call it once the hosts and nodes are listed.
     pub fn reindex(&mut self) {
-        self.index.hosts = NameIndex::build(self.hosts.iter().map(|h| h.hostname.as_str()));
-        self.index.nodes = NameIndex::build(self.nodes.iter().map(|n| n.name.as_str()));
+        self.index.hosts = std::sync::Arc::new(NameIndex::build(
+            self.hosts.iter().map(|h| h.hostname.as_str()),
+        ));
+        self.index.nodes =
+            std::sync::Arc::new(NameIndex::build(self.nodes.iter().map(|n| n.name.as_str())));
+    }
+
+    /// The host list as last indexed: equal tokens mean the same hosts in the same places (a
+    /// driver reindexes when hosts come or go), so a caller can skip re-checking them. A list
+    /// that was not indexed equals nothing.
+    pub fn hosts_token(&self) -> HostsToken {
+        HostsToken(
+            (self.index.hosts.len() == self.hosts.len() && !self.hosts.is_empty())
+                .then(|| std::sync::Arc::clone(&self.index.hosts)),
+        )
     }
 
     /// The position of a host in `hosts`.

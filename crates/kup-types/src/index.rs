@@ -12,6 +12,14 @@ impl NameIndex {
         Self(names.enumerate().map(|(i, n)| (n.to_string(), i)).collect())
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The position of `name` in `items`, whose names `key` gives.
     pub fn find<T>(&self, items: &[T], name: &str, key: impl Fn(&T) -> &str) -> Option<usize> {
         match self.0.get(name) {

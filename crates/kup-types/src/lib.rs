@@ -21,7 +21,7 @@ pub use api::{
 };
 pub use catalog::VersionMeta;
 pub use cluster::{
-    Alarm, Application, Capacity, ControlPlanePod, HostInfo, NodeInfo, Observation,
+    Alarm, Application, Capacity, ControlPlanePod, HostInfo, HostsToken, NodeInfo, Observation,
     ObservationIndex, PdbInfo, PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
 };
 pub use enums::{
