@@ -21,8 +21,8 @@ use kup_sim::inventory::default_duration;
 use kup_sim::{Inventory, SimModel};
 use kup_types::{
     AdminState, Availability, Capacity, ControlPlanePod, HostInfo, KubeUpgradeState, KubeVersion,
-    Listing, NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, Snapshot, StepKind,
-    SystemType, Taint, VersionMeta, WorkloadInfo,
+    Listing, NodeInfo, Observation, OperState, PdbInfo, Personality, PodInfo, PodPhase, Snapshot,
+    StepKind, SystemType, Taint, VersionMeta, WorkloadInfo,
 };
 
 // ---- the examples --------------------------------------------------------------------------
@@ -1091,4 +1091,105 @@ fn property_batches_keep_budgets_and_place_every_pod() {
         unsafe_alone >= 50,
         "too few unsafe workers to mean much: {unsafe_alone}"
     );
+}
+
+/// The incremental batch evaluation (one index, hosts added and taken out again, budgets and
+/// counts as running sums) judges every batch exactly as the straightforward one does (the
+/// cluster indexed afresh and the batch analysed at once).
+#[test]
+fn property_incremental_batch_evaluation_equals_the_straightforward_one() {
+    use kup_core::safety::{Analyzer, BatchEval, analyze_batch};
+    let mut rng = Rng(0x696e_6372_656d_656e);
+    let mut compared = 0;
+    for case in 0..200 {
+        let o = random_cluster(&mut rng);
+        let wl = o.index();
+        let mut an = Analyzer::new(&o, &wl);
+        let mut eval = BatchEval::new();
+        let mut batch: Vec<String> = Vec::new();
+        let names: Vec<String> = o.hosts.iter().map(|h| h.hostname.clone()).collect();
+        for step in 0..12 {
+            if !batch.is_empty() && rng.one_in(3) {
+                eval.pop();
+                batch.pop();
+            } else {
+                let h = names[rng.range(0, names.len() as u32 - 1) as usize].clone();
+                if batch.contains(&h) {
+                    continue;
+                }
+                eval.add(&an, &h);
+                batch.push(h);
+            }
+            let incremental = eval.evaluate(&mut an);
+            let hosts: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let straight = analyze_batch(&o, &o.index(), &hosts);
+            assert_eq!(incremental, straight, "case {case}, step {step}: {hosts:?}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 1500, "{compared} batches compared");
+}
+
+/// The index a driver keeps current through small changes (pods placed, moved, deleted,
+/// ready or not) gives the same analysis as one built afresh from the changed listing.
+#[test]
+fn property_a_maintained_index_equals_a_fresh_one() {
+    let mut rng = Rng(0x6d61_696e_7461_696e);
+    for case in 0..100 {
+        let mut o = random_cluster(&mut rng);
+        let mut wl = o.index();
+        let nodes: Vec<String> = o.nodes.iter().map(|n| n.name.clone()).collect();
+        // The listing's pods have the ids the index gave them, in order.
+        let mut ids: Vec<Option<kup_types::PodId>> = (0..o.pods.len())
+            .map(|i| Some(i as kup_types::PodId))
+            .collect();
+        for _ in 0..40 {
+            let i = rng.range(0, o.pods.len() as u32 - 1) as usize;
+            let Some(id) = ids[i] else { continue };
+            match rng.range(0, 3) {
+                0 => {
+                    let node = (!rng.one_in(4))
+                        .then(|| nodes[rng.range(0, nodes.len() as u32 - 1) as usize].clone());
+                    wl.set_node(id, node.clone());
+                    o.pods[i].phase = if node.is_some() {
+                        PodPhase::Running
+                    } else {
+                        o.pods[i].ready = false;
+                        PodPhase::Pending
+                    };
+                    o.pods[i].node = node;
+                }
+                1 => {
+                    let ready = rng.one_in(2);
+                    wl.set_ready(id, ready);
+                    o.pods[i].ready = ready && o.pods[i].node.is_some();
+                }
+                2 => {
+                    wl.remove(id);
+                    ids[i] = None;
+                }
+                _ => {
+                    let mut p = o.pods[i].clone();
+                    p.name = format!("{}-copy", p.name);
+                    let new = wl.insert(p.clone());
+                    o.pods.push(p);
+                    ids.push(Some(new));
+                }
+            }
+        }
+        let kept: Vec<PodInfo> = o
+            .pods
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        o.pods = kept;
+        assert_eq!(wl.len(), o.pods.len(), "case {case}");
+        assert_eq!(
+            analyze_all(&o, &wl),
+            analyze_all(&o, &o.index()),
+            "case {case}"
+        );
+    }
 }

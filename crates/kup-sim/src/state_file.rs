@@ -83,7 +83,8 @@ impl StateFile {
 
     /// Writes the whole model (to a temporary file, renamed) and starts an empty journal.
     pub fn snapshot(&mut self, model: &mut SimModel) {
-        model.take_changes();
+        // The snapshot holds every change: none is journaled (nor copied to be dropped).
+        model.forget_changes();
         let tmp = self.path.with_extension("tmp");
         let written = File::create(&tmp)
             .and_then(|f| {

@@ -408,21 +408,36 @@ impl std::ops::DerefMut for Listing {
 }
 
 /// As stored: the pods with their ids, the workloads, the budgets; the counts are rebuilt.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     pods: Vec<(PodId, PodInfo)>,
     workloads: Vec<WorkloadInfo>,
     pdbs: Vec<PdbInfo>,
 }
 
+/// A sequence written straight from an iterator (a copy of 150,000 pods is 100 MB).
+struct Seq<I>(std::cell::RefCell<Option<I>>);
+
+impl<I: Iterator<Item = T>, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let items = self.0.borrow_mut().take().expect("serialised once");
+        s.collect_seq(items)
+    }
+}
+
 impl Serialize for Workloads {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Stored {
-            pods: self.iter().map(|(i, p)| (i, p.clone())).collect(),
-            workloads: self.workloads.clone(),
-            pdbs: self.budgets.iter().map(|b| b.pdb.clone()).collect(),
-        }
-        .serialize(s)
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Workloads", 3)?;
+        st.serialize_field("pods", &Seq(std::cell::RefCell::new(Some(self.iter()))))?;
+        st.serialize_field("workloads", &self.workloads)?;
+        st.serialize_field(
+            "pdbs",
+            &Seq(std::cell::RefCell::new(Some(
+                self.budgets.iter().map(|b| &b.pdb),
+            ))),
+        )?;
+        st.end()
     }
 }
 
