@@ -101,6 +101,23 @@ pub fn apply(
     if let Some(meta) = &p.version_meta {
         one_delivery(snap, catalog, p, meta.version)?;
     }
+    // Likewise the kubeadm or the kubelet of a version: one patch, or a host step could
+    // install one and run the other's.
+    if let (PatchKind::Kubeadm | PatchKind::Kubelet, Some(v)) = (p.kind, p.delivers)
+        && let Some(q) = snap.patches.iter().find(|q| {
+            q.id != p.id
+                && q.kind == p.kind
+                && q.delivers == Some(v)
+                && q.state != PatchState::Available
+        })
+    {
+        return Err(Refusal::BinariesDeliveredByPatch {
+            id: id.into(),
+            kind: p.kind,
+            version: v,
+            by: q.id.clone(),
+        });
+    }
     for req in &p.requires {
         let ok = snap
             .patch(req)

@@ -55,6 +55,15 @@ pub enum Refusal {
         by: String,
     },
     #[error(
+        "Patch {id} can not be applied: the {kind} of {version} is already delivered by patch {by} (remove {by} first)"
+    )]
+    BinariesDeliveredByPatch {
+        id: String,
+        kind: PatchKind,
+        version: KubeVersion,
+        by: String,
+    },
+    #[error(
         "Patch {id} can not be applied: {version} is already in the platform's version catalog, and a platform patch may not change a known version's metadata"
     )]
     VersionAlreadyKnown { id: String, version: KubeVersion },

@@ -714,14 +714,16 @@ fn missing_rows(snap: &Snapshot, obs: &Observation, now: Timestamp) -> Vec<HostU
         .collect()
 }
 
-/// By name (the usual case, through the index), else by numeric id or uuid.
+/// By name (the usual case, through the index), else by numeric id (written plainly: `5`,
+/// not `05` or `+5`) or uuid.
 fn find_host<'a>(obs: &'a Observation, key: &str) -> Result<&'a HostInfo, Refusal> {
+    let id = (!key.is_empty()
+        && key.bytes().all(|b| b.is_ascii_digit())
+        && (key == "0" || !key.starts_with('0')))
+    .then(|| key.parse::<u32>().ok())
+    .flatten();
     obs.host(key)
-        .or_else(|| {
-            obs.hosts
-                .iter()
-                .find(|h| h.uuid == key || key.parse::<u32>() == Ok(h.id))
-        })
+        .or_else(|| obs.hosts.iter().find(|h| h.uuid == key || Some(h.id) == id))
         .ok_or_else(|| Refusal::UnknownHost(key.to_string()))
 }
 

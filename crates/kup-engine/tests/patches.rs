@@ -686,3 +686,29 @@ async fn bundles_left_by_a_crash_are_settled_at_restart() {
     assert_eq!(files, ["PLATFORM.1.patch"]);
     assert_eq!(state(&h, "PLATFORM.1").await, "available");
 }
+
+/// The kubeadm (or kubelet) of a version comes from one patch too: a second one delivering
+/// the same binaries is refused at apply, naming the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versions_binaries_come_from_one_patch() {
+    let h = Harness::new(before_patches()).await;
+    let [platform, kubeadm, _] = seed_patches(h.dir.path());
+    h.engine.patch_upload(platform).await.unwrap();
+    h.ok(apply("PLATFORM.1")).await;
+    h.engine.patch_upload(kubeadm).await.unwrap();
+    h.ok(apply("KUBEADM.1")).await;
+    let key = kup_patch::testkey::insecure_signing_key();
+    let again = bundle(
+        h.dir.path(),
+        json!({"id": "KUBEADM.2", "summary": "kubeadm v1.16.2, again", "kind": "kubeadm",
+               "requires": ["PLATFORM.1"], "delivers": "v1.16.2"}),
+        &[("bin/kubeadm", "another kubeadm v1.16.2")],
+        &key,
+    );
+    h.engine.patch_upload(again).await.unwrap();
+    let r = refusal(&h, apply("KUBEADM.2")).await;
+    assert_eq!(
+        r.to_string(),
+        "Patch KUBEADM.2 can not be applied: the kubeadm of v1.16.2 is already delivered by patch KUBEADM.1 (remove KUBEADM.1 first)"
+    );
+}

@@ -244,6 +244,85 @@ pub struct FaultSpec {
     pub probability: Option<Spanned<f64>>,
 }
 
+/// At most this many pods (Kubernetes supports 150,000): a typo of a replica count must not
+/// make the simulator place billions.
+pub const MAX_PODS: u64 = 1_000_000;
+
+impl Inventory {
+    /// Free text that reaches terminals and reports (roles, labels, taints, alarms,
+    /// applications) holds no control or invisible formatting character: none could forge
+    /// a line of a report.
+    fn validate_text(&self) -> Result<(), InventoryError> {
+        let check = |line: Option<u64>, what: &str, text: &str| match names::text_problem(text) {
+            None => Ok(()),
+            Some(why) => Err(InventoryError {
+                line,
+                message: format!("{what} {text:?} is not valid: {why}"),
+            }),
+        };
+        let map = |line, what: &str, m: &BTreeMap<String, String>| {
+            m.iter().try_for_each(|(k, v)| {
+                check(line, &format!("{what} key"), k)?;
+                check(line, &format!("{what} value"), v)
+            })
+        };
+        for h in &self.hosts {
+            let line = Some(h.name.referenced.line());
+            h.roles.iter().try_for_each(|r| check(line, "role", r))?;
+            map(line, "label", &h.labels)?;
+            for t in &h.taints {
+                check(line, "taint key", &t.key)?;
+                check(line, "taint effect", &t.effect)?;
+            }
+        }
+        for w in &self.workloads {
+            let line = Some(w.name.referenced.line());
+            map(line, "label", &w.labels)?;
+            map(line, "node selector", &w.node_selector)?;
+            w.tolerations
+                .iter()
+                .try_for_each(|t| check(line, "toleration", t))?;
+        }
+        for p in &self.pdbs {
+            map(Some(p.name.referenced.line()), "selector", &p.selector)?;
+        }
+        for a in &self.alarms {
+            check(None, "alarm id", &a.id)?;
+            check(None, "alarm entity", &a.entity)?;
+            check(None, "alarm reason", &a.reason)?;
+        }
+        for a in &self.applications {
+            check(None, "application name", &a.name)?;
+            check(None, "application version", &a.version)?;
+            check(None, "application status", &a.status)?;
+        }
+        Ok(())
+    }
+
+    /// The pods the file asks for, at most [`MAX_PODS`].
+    fn validate_sizes(&self) -> Result<(), InventoryError> {
+        let hosts = self.hosts.len() as u64;
+        let mut pods: u64 = 0;
+        for w in &self.workloads {
+            pods += if w.kind == WorkloadKind::DaemonSet {
+                hosts
+            } else {
+                u64::from(w.replicas)
+            };
+            if pods > MAX_PODS {
+                return Err(at(
+                    &w.name,
+                    format!(
+                        "the workloads ask for more than {MAX_PODS} pods (workload {} has {} replicas)",
+                        w.name.value, w.replicas
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A workload's or PDB's name (a DNS-1123 subdomain) and namespace (a DNS-1123 label).
 fn object_names(name: &Spanned<String>, what: &str, namespace: &str) -> Result<(), InventoryError> {
     if let Some(why) = names::subdomain_problem(&name.value) {
@@ -512,6 +591,8 @@ impl Inventory {
                 ));
             }
         }
+        self.validate_text()?;
+        self.validate_sizes()?;
         for (kind, secs) in &self.durations {
             if !secs.is_finite() || !(0.0..=MAX_STEP_SECONDS).contains(secs) {
                 return Err(whole(format!(

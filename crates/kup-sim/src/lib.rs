@@ -24,6 +24,11 @@ use tokio::sync::watch;
 pub use inventory::{FaultMode, Inventory, InventoryError};
 pub use model::SimModel;
 
+/// The simulated cluster's state file cannot be read or written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StateError(String);
+
 /// A fault to inject: `step` on `host` (or anywhere) fails once, always, or with a probability.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
@@ -86,6 +91,19 @@ struct State {
 }
 
 impl State {
+    /// Whether the simulation runs and can keep its state.
+    fn check(&mut self) -> Result<(), DriverError> {
+        if self.halted {
+            return Err(DriverError::Unreachable(
+                "the simulation has stopped".into(),
+            ));
+        }
+        if let Some(f) = &mut self.state_file {
+            f.check(&mut self.model).map_err(DriverError::Unreachable)?;
+        }
+        Ok(())
+    }
+
     /// Records what changed (the journal of the state file, if there is one).
     fn persist(&mut self) {
         if self.halted {
@@ -125,9 +143,10 @@ impl SimCluster {
         inv: &Inventory,
         time_scale: f64,
         path: PathBuf,
-    ) -> Result<SimCluster, InventoryError> {
+    ) -> Result<SimCluster, StateError> {
         let (model, file) =
-            state_file::StateFile::open(path, || SimModel::from_inventory(inv, Timestamp::now()))?;
+            state_file::StateFile::open(path, || SimModel::from_inventory(inv, Timestamp::now()))
+                .map_err(StateError)?;
         Ok(Self::build(inv, time_scale, model, Some(file)))
     }
 
@@ -340,6 +359,9 @@ impl Driver for SimCluster {
             if st.ops.get(op) == Some(&OpStatus::Running) {
                 return Ok(()); // Attach to the run in progress.
             }
+            // A step whose effect could not be kept is not started: like a cluster that
+            // cannot be reached.
+            st.check()?;
             if let Err(reason) = precondition(&st.model, op, true) {
                 return Err(DriverError::Rejected {
                     op: op.to_string(),

@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::InventoryError;
 use crate::model::{Change, SimModel};
 
 /// A journal longer than this is folded into a new snapshot.
@@ -18,16 +17,15 @@ pub struct StateFile {
     journal_path: PathBuf,
     journal: Option<File>,
     journal_bytes: u64,
+    /// Why the last change could not be saved, until a save succeeds again.
+    failed: Option<String>,
 }
 
-fn unreadable(path: &Path, why: impl std::fmt::Display) -> InventoryError {
-    InventoryError {
-        line: None,
-        message: format!(
-            "simulation state {} is unreadable: {why} (delete it to start the simulated cluster afresh)",
-            path.display()
-        ),
-    }
+fn unreadable(path: &Path, why: impl std::fmt::Display) -> String {
+    format!(
+        "simulation state {} is unreadable: {why} (delete it and its journal to start the simulated cluster afresh)",
+        path.display()
+    )
 }
 
 impl StateFile {
@@ -36,7 +34,7 @@ impl StateFile {
     pub fn open(
         path: PathBuf,
         fresh: impl FnOnce() -> SimModel,
-    ) -> Result<(SimModel, StateFile), InventoryError> {
+    ) -> Result<(SimModel, StateFile), String> {
         let mut journal_path = path.clone().into_os_string();
         journal_path.push(".journal");
         let mut file = StateFile {
@@ -44,6 +42,7 @@ impl StateFile {
             journal_path: journal_path.into(),
             journal: None,
             journal_bytes: 0,
+            failed: None,
         };
         let mut model = match File::open(&file.path) {
             Ok(f) => {
@@ -58,10 +57,33 @@ impl StateFile {
             Err(e) => return Err(unreadable(&file.path, e)),
         };
         file.snapshot(&mut model);
+        // A cluster whose state cannot be kept would forget, at the next start, steps kup
+        // recorded as done: refused now rather than found out then.
+        if let Some(why) = file.failed.take() {
+            return Err(format!(
+                "cannot save the simulated cluster to {}: {why}",
+                file.path.display()
+            ));
+        }
         Ok((model, file))
     }
 
-    fn replay(&self, m: &mut SimModel) -> Result<(), InventoryError> {
+    /// Why the last change could not be saved, if it could not (a full disk, say). Saving is
+    /// tried again first, the whole model at once.
+    pub fn check(&mut self, model: &mut SimModel) -> Result<(), String> {
+        if self.failed.is_some() {
+            self.snapshot(model);
+        }
+        match &self.failed {
+            Some(why) => Err(format!(
+                "the simulated cluster cannot save its state to {}: {why}",
+                self.path.display()
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn replay(&self, m: &mut SimModel) -> Result<(), String> {
         let f = match File::open(&self.journal_path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -98,11 +120,14 @@ impl StateFile {
             Ok(journal) => {
                 self.journal = Some(journal);
                 self.journal_bytes = 0;
+                self.failed = None;
             }
-            // The simulation keeps running in memory; the next change writes a snapshot.
+            // The simulation keeps running in memory, refusing new steps until it can save
+            // again (see `check`); the next change writes a snapshot.
             Err(e) => {
                 self.journal = None;
                 tracing::warn!(error = %e, path = %self.path.display(), "cannot save the simulated cluster");
+                self.failed = Some(e.to_string());
             }
         }
     }
@@ -127,6 +152,7 @@ impl StateFile {
             Err(e) => {
                 tracing::warn!(error = %e, path = %self.journal_path.display(), "cannot append to the simulated cluster's journal");
                 self.journal = None;
+                self.failed = Some(e.to_string());
             }
         }
     }

@@ -236,6 +236,40 @@ fn bad_input_is_refused_with_its_line() {
             "namespace \"my_ns\" of workload web is not valid",
         ),
         (
+            "a newline in an alarm's reason",
+            format!(
+                "{GOOD}alarms:\n  - id: \"100.101\"\n    entity: host=worker-0\n    reason: \"fine\\nSystem Health: [OK]\"\n    severity: minor\n"
+            ),
+            None,
+            "alarm reason \"fine\\nSystem Health: [OK]\" is not valid: it holds a control or invisible formatting character",
+        ),
+        (
+            "a bidirectional override in a role",
+            GOOD.replace(
+                "personality: worker",
+                "personality: worker\n    roles: [\"ingress\\u202e\"]",
+            ),
+            Some(8),
+            "role \"ingress\\u{202e}\" is not valid",
+        ),
+        (
+            "billions of replicas",
+            format!(
+                "{GOOD}workloads:\n  - name: web\n    kind: Deployment\n    replicas: 4294967295\n"
+            ),
+            Some(11),
+            "the workloads ask for more than 1000000 pods (workload web has 4294967295 replicas)",
+        ),
+        (
+            "a host named like a uuid",
+            GOOD.replace(
+                "name: worker-0",
+                "name: fe0afd76-1c2b-4d3e-8f90-a1b2c3d4e5f6",
+            ),
+            Some(8),
+            "shaped like a uuid",
+        ),
+        (
             "a step that would take forever",
             format!("{GOOD}durations:\n  download-images: 1e300\n"),
             None,

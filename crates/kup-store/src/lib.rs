@@ -40,6 +40,11 @@ pub enum StoreError {
         .0.display()
     )]
     ReadOnly(PathBuf),
+    #[error(
+        "database {} is not kup's: {why}; restore kup's database from a backup, or move this file away and start with --init",
+        path.display()
+    )]
+    NotAStore { path: PathBuf, why: &'static str },
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]

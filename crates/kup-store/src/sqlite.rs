@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Decode, Row, Sqlite, Type};
+use sqlx::{Connection, Decode, Row, Sqlite, Type};
 
 use crate::{Store, StoreError};
 
@@ -26,10 +26,13 @@ const UPGRADE_COLUMNS: &str =
 const HOST_COLUMNS: &str = "SELECT id, uuid, host_id, hostname, target_version, status, \
      created_at, updated_at FROM kube_host_upgrade ORDER BY id";
 
-/// A [`Store`] in one SQLite file (WAL, `synchronous = FULL`), through a single connection.
+/// A [`Store`] in one SQLite file (WAL, `synchronous = FULL`): writes through a single
+/// connection, reads of the event log through their own read-only connections, so a read
+/// never waits behind a write.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: SqlitePool,
 }
 
 impl SqliteStore {
@@ -49,7 +52,17 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal);
-        Self::connect(options, path).await
+        let mut store = Self::connect(options.clone(), path, !create).await?;
+        store.readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .connect_with(options.read_only(true).create_if_missing(false))
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(store)
     }
 
     /// A private, empty in-memory database, for tests.
@@ -61,7 +74,8 @@ impl SqliteStore {
                 source,
             }
         })?;
-        Self::connect(options, path).await
+        // An in-memory database lives in its one connection: reads share it.
+        Self::connect(options, path, false).await
     }
 
     /// Waits for the connection to close (checkpointing the WAL).
@@ -69,7 +83,13 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn connect(options: SqliteConnectOptions, path: &Path) -> Result<Self, StoreError> {
+    /// `existing`: the file must already hold a kup store (its schema), so that a database
+    /// whose write-ahead log was lost, or another program's, is never taken for an empty one.
+    async fn connect(
+        options: SqliteConnectOptions,
+        path: &Path,
+        existing: bool,
+    ) -> Result<Self, StoreError> {
         let options = options
             // FULL fsyncs the WAL on every commit: acknowledged means durable.
             .synchronous(SqliteSynchronous::Full)
@@ -91,6 +111,22 @@ impl SqliteStore {
                     source,
                 })
             })?;
+        if existing {
+            let tables: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&pool)
+                    .await?;
+            if !tables.iter().any(|t| t == "_sqlx_migrations") {
+                return Err(StoreError::NotAStore {
+                    path: path.to_owned(),
+                    why: if tables.is_empty() {
+                        "it holds no kup store (was its -wal file lost?)"
+                    } else {
+                        "it holds another program's tables"
+                    },
+                });
+            }
+        }
         MIGRATOR.run(&pool).await.map_err(|e| match &e {
             sqlx::migrate::MigrateError::Execute(inner) => {
                 read_only(inner).unwrap_or(StoreError::Migrate(e))
@@ -118,7 +154,10 @@ impl SqliteStore {
         tx.commit()
             .await
             .map_err(|e| read_only(&e).unwrap_or(StoreError::Database(e)))?;
-        Ok(Self { pool })
+        Ok(Self {
+            readers: pool.clone(),
+            pool,
+        })
     }
 
     #[cfg(test)]
@@ -194,9 +233,75 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // IMMEDIATE takes the write lock up front, so the transaction cannot fail halfway
-        // on a lock upgrade. Dropping `tx` on any error rolls the whole batch back.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.pool.acquire().await?;
+        let result = write(&mut conn, batch).await;
+        if result.is_err() {
+            settle(conn).await;
+        }
+        result
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // A real, tiny write: a store that can be read but not written is not healthy.
+        self.commit_probe().await
+    }
+
+    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        sqlx::query(
+            "SELECT seq, at, kind, subject, message FROM events \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+}
+
+impl SqliteStore {
+    async fn commit_probe(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let now = time::format(&jiff::Timestamp::now());
+        let probe = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('checked_at', ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = probe {
+            settle(conn).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// After a failed transaction: the rollback its drop queued runs before any next statement;
+/// if the connection is still in a transaction then (SQLite rolled back by itself, say after
+/// a full disk refused the COMMIT, and the second rollback failed), the connection is closed
+/// so that the next write gets a clean one instead of failing for ever.
+async fn settle(mut conn: sqlx::pool::PoolConnection<Sqlite>) {
+    let settled = sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok();
+    if !settled || conn.is_in_transaction() {
+        tracing::warn!("closing a database connection left in a failed transaction");
+        let _ = conn.close().await;
+    }
+}
+
+/// One batch in one transaction. IMMEDIATE takes the write lock up front, so the transaction
+/// cannot fail halfway on a lock upgrade; any error rolls the whole batch back.
+async fn write(conn: &mut SqliteConnection, batch: WriteBatch) -> Result<Vec<Event>, StoreError> {
+    {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         match &batch.upgrade {
             Some(UpgradeWrite::Create(record)) => create_upgrade(&mut tx, record).await?,
             Some(UpgradeWrite::Put(record)) => put_upgrade(&mut tx, record).await?,
@@ -262,25 +367,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(events)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
-        sqlx::query(
-            "SELECT seq, at, kind, subject, message FROM events \
-             WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(event_from_row)
-        .collect()
     }
 }
 

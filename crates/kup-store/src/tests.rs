@@ -397,3 +397,76 @@ async fn concurrent_commits_get_seqs_1_to_32() {
     assert_eq!(got, (1..=32).collect::<Vec<i64>>());
     assert_eq!(seqs(&stores[0], 0, 100).await, got);
 }
+
+/// A full database refuses a batch; once there is room again, the next write succeeds (a
+/// failed transaction never leaves the connection stuck), and the health probe says so.
+#[tokio::test]
+async fn writes_work_again_after_the_database_was_full() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(&dir.path().join("kup.db")).await.unwrap();
+    store.commit(events_batch(&["before"])).await.unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA max_page_count = {pages}"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let big = "x".repeat(64 * 1024);
+    let err = store.commit(events_batch(&[&big])).await.unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    sqlx::query("PRAGMA max_page_count = 1073741823")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    store.commit(events_batch(&["after"])).await.unwrap();
+    let messages: Vec<String> = store
+        .events(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        messages,
+        ["before", "after"],
+        "nothing of the refused batch"
+    );
+}
+
+/// A database file without kup's schema (its write-ahead log lost, or another program's) is
+/// not taken for an empty store.
+#[tokio::test]
+async fn a_file_without_kups_schema_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let other = SqliteStore::open(&dir.path().join("scratch.db"))
+            .await
+            .unwrap();
+        drop(other);
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::query("CREATE TABLE someone_elses (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let err = SqliteStore::open_existing(&path).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("it holds another program's tables"),
+        "{err}"
+    );
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    let err = SqliteStore::open_existing(&empty).await.unwrap_err();
+    assert!(err.to_string().contains("it holds no kup store"), "{err}");
+}

@@ -88,6 +88,7 @@ pub struct Daemon {
     listener: tokio::net::TcpListener,
     tokens: Tokens,
     limits: Limits,
+    store: SqliteStore,
     /// Held until the daemon is dropped: no second daemon on the same directory or database.
     _locks: datadir::Locks,
 }
@@ -102,6 +103,15 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
             {
                 if path.is_empty() {
                     return Err(format!("--db {url}: the SQLite URL names no file"));
+                }
+                // kup's state must outlive the process, in the file named.
+                if path == ":memory:" || path.contains('?') || path.starts_with("file:") {
+                    return Err(format!(
+                        "--db {url}: name a database file (no in-memory database, no options)"
+                    ));
+                }
+                if Path::new(path).is_dir() {
+                    return Err(format!("--db {url}: {path} is a directory"));
                 }
                 PathBuf::from(path)
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -136,6 +146,12 @@ struct Inputs {
 
 impl Inputs {
     fn read(args: &ServeArgs) -> Result<Inputs, String> {
+        if args.data_dir.exists() && !args.data_dir.is_dir() {
+            return Err(format!(
+                "data directory {} is not a directory",
+                args.data_dir.display()
+            ));
+        }
         let inv = match &args.cluster {
             None => Inventory::default_cluster(),
             Some(file) => {
@@ -169,9 +185,10 @@ impl Inputs {
 }
 
 /// The lock files: the data directory's, and the database's beside it (another data
-/// directory may name the same database with `--db`).
+/// directory may name the same database with `--db`), by its real path (a symbolic link to
+/// it takes the same lock).
 fn lock_targets(dir: &Path, db: &Path) -> Vec<(PathBuf, String)> {
-    let mut db_lock = db.as_os_str().to_owned();
+    let mut db_lock = datadir::real_path(db).into_os_string();
     db_lock.push(".lock");
     vec![
         (
@@ -184,44 +201,76 @@ fn lock_targets(dir: &Path, db: &Path) -> Vec<(PathBuf, String)> {
 
 impl Daemon {
     /// Opens everything and binds the listener; nothing is served until `run`. Every input,
-    /// the port included, is checked before anything is created, recovered or written.
+    /// the port included, is checked before anything is created, recovered or written; a start
+    /// refused after that leaves nothing it created behind.
     pub async fn open(args: &ServeArgs) -> Result<Daemon, String> {
         let inputs = Inputs::read(args)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&args.data_dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create data directory {}: {e}",
-                    args.data_dir.display()
-                )
-            })?;
-        let locks = datadir::lock(&lock_targets(&args.data_dir, &inputs.db))?;
-        let open = datadir::store_open(&args.data_dir, &inputs.db, args.init)?;
-        let (tokens, admin_token) = match inputs.tokens {
-            Some(t) => t,
-            None => {
-                let t = tokens::write_admin_token(&args.data_dir.join("admin-token"))?;
-                (Tokens::new([(Role::Admin, t.clone())]), Some(t))
-            }
-        };
+        let mut created = datadir::Created::default();
+        let opened = Self::open_in(args, inputs, listener, &mut created).await;
+        if opened.is_err() {
+            created.remove();
+        }
+        opened
+    }
+
+    async fn open_in(
+        args: &ServeArgs,
+        inputs: Inputs,
+        listener: tokio::net::TcpListener,
+        created: &mut datadir::Created,
+    ) -> Result<Daemon, String> {
+        let dir = &args.data_dir;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+            created.dir = Some(dir.clone());
+        }
+        let targets = lock_targets(dir, &inputs.db);
+        created.files.extend(
+            targets
+                .iter()
+                .map(|(p, _)| p.clone())
+                .filter(|p| !p.exists()),
+        );
+        let mut locks = datadir::lock(&targets)?;
+        let open = datadir::store_open(dir, &inputs.db, args.init)?;
+        datadir::check_layout(dir)?;
+        // A hard link to a database in use has a lock file of its own: the database file
+        // itself is locked too, before anything reads it.
+        if open == datadir::StoreOpen::Existing {
+            locks.hold_file(&inputs.db, &format!("database {}", inputs.db.display()))?;
+        } else {
+            created.files.push(inputs.db.clone());
+        }
         let store = match open {
             datadir::StoreOpen::Existing => SqliteStore::open_existing(&inputs.db).await,
             datadir::StoreOpen::Create => SqliteStore::open(&inputs.db).await,
         }
         .map_err(|e| e.to_string())?;
+        if open == datadir::StoreOpen::Create {
+            locks.hold_file(&inputs.db, &format!("database {}", inputs.db.display()))?;
+        }
+        let (tokens, admin_token) = match inputs.tokens {
+            Some(t) => t,
+            None => {
+                let t = tokens::write_admin_token(&dir.join("admin-token"))?;
+                (Tokens::new([(Role::Admin, t.clone())]), Some(t))
+            }
+        };
         let sim = SimCluster::with_state_file(
             &inputs.inv,
             args.time_scale,
-            args.data_dir.join("cluster-state.json"),
+            dir.join("cluster-state.json"),
         )
         .map_err(|e| e.to_string())?;
         let patch_repo = (!inputs.trusted.is_empty()).then(|| kup_engine::PatchRepo {
-            dir: args.data_dir.join("patches"),
+            dir: dir.join("patches"),
             trusted: inputs.trusted,
             limits: kup_patch::Limits::default(),
         });
@@ -230,11 +279,14 @@ impl Daemon {
             policy: Policy::default(),
             patch_repo,
         };
-        let engine = Engine::open(Arc::new(store), Arc::new(sim), config)
+        let engine = Engine::open(Arc::new(store.clone()), Arc::new(sim), config)
             .await
             .map_err(|e| format!("cannot open the engine: {e}"))?;
+        // Nothing can fail after the recovery the engine just ran: the address is known, and
+        // check_layout made sure its file can be written.
+        created.forget();
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let addr_file = args.data_dir.join("listen-address");
+        let addr_file = dir.join("listen-address");
         std::fs::write(&addr_file, format!("{addr}\n"))
             .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
         tracing::info!(%addr, db = %inputs.db.display(), "kup is listening");
@@ -245,11 +297,13 @@ impl Daemon {
             listener,
             tokens,
             limits: args.limits(),
+            store,
             _locks: locks,
         })
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in progress.
+    /// Serves until `shutdown` resolves, then finishes the requests in progress and closes
+    /// the database (which folds its write-ahead log into it).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -257,6 +311,7 @@ impl Daemon {
         let app = kup_api::router(self.engine, self.tokens)
             .layer(tower_http::trace::TraceLayer::new_for_http());
         http::serve(self.listener, app, self.limits, shutdown).await;
+        self.store.close().await;
         drop(self._locks);
         Ok(())
     }

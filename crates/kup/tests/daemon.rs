@@ -104,7 +104,7 @@ fn a_lost_database_is_refused_until_init() {
     assert_eq!(
         err,
         format!(
-            "Error: database {} is empty, but data directory {} was in use (it holds cluster-state.json, admin-token, patches): the upgrade's state, patches and history would be lost; restore the database from a backup, or start with --init to begin again with an empty store\n",
+            "Error: database {} is empty, but data directory {} was in use (it holds cluster-state.json, cluster-state.json.journal, patches): the upgrade's state, patches and history would be lost; restore the database from a backup, or start with --init to begin again with an empty store\n",
             db.display(),
             data.display()
         )
@@ -378,4 +378,187 @@ fn confirmations_follow_the_requested_format() {
         ok(&d, &format!("sw-patch upload {platform}")),
         "K8S-1.16.2-PLATFORM is now uploaded\n"
     );
+}
+
+/// Every other name of a database in use meets the same lock: a symbolic link to it (its
+/// real path's lock file) and a hard link (the database file itself is locked).
+#[test]
+fn other_names_of_a_database_in_use_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    let db = dir.path().join("kup-data/kup.db");
+    let symlink = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&db, &symlink).unwrap();
+    let hardlink = dir.path().join("hard.db");
+    std::fs::hard_link(&db, &hardlink).unwrap();
+    for (name, other) in [(&symlink, "d2"), (&hardlink, "d3")] {
+        let url = format!("sqlite://{}", name.display());
+        let err = serve_refused(&[
+            os("--data-dir"),
+            dir.path().join(other).as_os_str(),
+            os("--db"),
+            os(&url),
+        ]);
+        assert!(err.contains("is in use by"), "{name:?}: {err}");
+        assert!(
+            !dir.path().join(other).exists(),
+            "{other}: nothing left behind"
+        );
+    }
+    assert_eq!(events(&d).len(), events(&d).len());
+    drop(d);
+}
+
+/// A refused start leaves nothing behind, whatever step refused it, and never runs recovery
+/// before a step that can still fail.
+#[test]
+fn a_refused_start_leaves_nothing_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    // A garbage database in a fresh directory: refused, and no token or state is written.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("kup.db"), vec![0x5a; 10_000]).unwrap();
+    let err = serve_refused(&[os("--data-dir"), data.as_os_str()]);
+    assert!(err.contains("kup.db"), "{err}");
+    assert_eq!(files_in(&data), ["kup.db"], "nothing else written");
+    std::fs::remove_dir_all(&data).unwrap();
+    // An in-memory or optioned database would lose everything at exit.
+    for db in ["sqlite://:memory:", "sqlite://x.db?mode=memory"] {
+        let err = serve_refused(&[os("--data-dir"), data.as_os_str(), os("--db"), os(db)]);
+        assert!(err.contains("name a database file"), "{db}: {err}");
+        assert!(!data.exists());
+    }
+    // A used directory, killed mid-lock, whose listen-address is in the way: refused before
+    // recovery marks anything failed.
+    let mut d = serve(dir.path(), "1");
+    ok(&d, "host-lock worker-0");
+    let before = events(&d).len();
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    drop(d);
+    std::fs::remove_file(data.join("listen-address")).unwrap();
+    std::fs::create_dir(data.join("listen-address")).unwrap();
+    let err = serve_refused(&[os("--data-dir"), data.as_os_str()]);
+    assert!(err.contains("listen-address"), "{err}");
+    std::fs::remove_dir(data.join("listen-address")).unwrap();
+    let d = serve(dir.path(), "0");
+    let log = events(&d);
+    assert_eq!(
+        log.iter().filter(|e| e["kind"] == "recovery").count(),
+        1,
+        "recovered once, by the start that went through: {log:?}"
+    );
+    assert_eq!(log.len(), before + 1, "only the recovery's event");
+}
+
+/// A daemon whose stderr reader went away keeps serving, and stops cleanly.
+#[test]
+fn a_closed_stderr_does_not_stop_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    let mut child = Command::new(KUP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--time-scale", "0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("KUP_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take()); // the reader is gone: every log line now meets EPIPE
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !data.join("listen-address").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kup serve did not start"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "kup serve exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!(
+        "http://{}",
+        std::fs::read_to_string(data.join("listen-address"))
+            .unwrap()
+            .trim()
+    );
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let out = Command::new(KUP)
+        .args([
+            "host-show",
+            "worker-9",
+            "--url",
+            &url,
+            "--token",
+            token.trim(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: Host worker-9 not found\n"
+    );
+    // SIGTERM: a graceful stop, exit status 0.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// A full disk: writes are refused with the reason and `/healthz` says so; once there is room
+/// again, everything works without a restart. Needs a tmpfs mount (root); skipped otherwise.
+#[test]
+fn a_full_disk_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let d = serve(&mnt, "0");
+    ok(&d, "host-lock worker-0 --wait");
+    ok(&d, "host-unlock worker-0 --wait");
+    let healthz = |d: &Daemon| {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{}/healthz", d.url))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    // Fill the disk.
+    let _ = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", mnt.join("fill").display()))
+        .args(["bs=4k", "status=none"])
+        .status();
+    let r = kup(&d, "host-lock worker-0");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("full") || r.stderr.contains("space"),
+        "{}",
+        r.stderr
+    );
+    if Command::new("curl").arg("--version").output().is_ok() {
+        assert_eq!(healthz(&d), "503");
+    }
+    std::fs::remove_file(mnt.join("fill")).unwrap();
+    ok(&d, "host-lock worker-0 --wait");
+    ok(&d, "host-unlock worker-0 --wait");
+    if Command::new("curl").arg("--version").output().is_ok() {
+        assert_eq!(healthz(&d), "200");
+    }
 }

@@ -10,7 +10,100 @@ use std::path::{Path, PathBuf};
 /// however it exits).
 #[derive(Debug)]
 pub struct Locks {
-    _files: Vec<File>,
+    files: Vec<File>,
+}
+
+impl Locks {
+    /// Also locks `path` itself (`flock`, which SQLite's own `fcntl` locks do not touch):
+    /// every name of the file, hard links included, then meets the same lock. The file is
+    /// kept open until the daemon exits.
+    pub fn hold_file(&mut self, path: &Path, what: &str) -> Result<(), String> {
+        let f = File::open(path).map_err(|e| format!("cannot open {what}: {e}"))?;
+        match f.try_lock() {
+            Ok(()) => {
+                self.files.push(f);
+                Ok(())
+            }
+            Err(TryLockError::WouldBlock) => Err(format!("{what} is in use by another process")),
+            Err(TryLockError::Error(e)) => Err(format!("cannot lock {what}: {e}")),
+        }
+    }
+}
+
+/// A path with its symbolic links resolved (a file that does not exist yet: its directory's).
+pub fn real_path(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// What a start created, removed again if the start is refused: a refused start leaves
+/// nothing behind (a half-made data directory would be taken for a used one next time).
+#[derive(Debug, Default)]
+pub struct Created {
+    pub dir: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
+}
+
+impl Created {
+    pub fn remove(&mut self) {
+        for f in self.files.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// The start went through: everything stays.
+    pub fn forget(&mut self) {
+        self.dir = None;
+        self.files.clear();
+    }
+}
+
+/// The data directory's entries that kup writes must be what kup writes: checked before any
+/// state is read, so that no start fails after recovering the engine. A stale
+/// `listen-address` (from the last run) is removed: it is written again once kup listens.
+pub fn check_layout(dir: &Path) -> Result<(), String> {
+    for (name, want_dir) in [
+        ("patches", true),
+        ("cluster-state.json", false),
+        ("admin-token.tmp", false),
+    ] {
+        let p = dir.join(name);
+        if let Ok(m) = std::fs::symlink_metadata(&p)
+            && m.is_dir() != want_dir
+        {
+            return Err(format!(
+                "{} is in the way: kup keeps a {} there; move it away",
+                p.display(),
+                if want_dir { "directory" } else { "file" }
+            ));
+        }
+    }
+    let addr = dir.join("listen-address");
+    match std::fs::remove_file(&addr) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "cannot replace {} (kup writes its address there): {e}",
+            addr.display()
+        )),
+    }
 }
 
 /// Takes an exclusive lock on each `(lock file, what it guards)`; the first one held by
@@ -20,7 +113,7 @@ pub fn lock(targets: &[(PathBuf, String)]) -> Result<Locks, String> {
     for (path, what) in targets {
         files.push(lock_one(path, what)?);
     }
-    Ok(Locks { _files: files })
+    Ok(Locks { files })
 }
 
 fn lock_one(path: &Path, what: &str) -> Result<File, String> {
@@ -54,8 +147,13 @@ fn lock_one(path: &Path, what: &str) -> Result<File, String> {
     Ok(f)
 }
 
-/// Files a daemon leaves in its data directory: any of them means the directory was used.
-const TRACES: [&str; 3] = ["cluster-state.json", "admin-token", "patches"];
+/// What a daemon that ran leaves in its data directory besides the database: any of them
+/// means the directory was used. (Not the admin token: an operator may provision it.)
+const TRACES: [&str; 3] = [
+    "cluster-state.json",
+    "cluster-state.json.journal",
+    "patches",
+];
 
 /// What to do about the store at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
