@@ -340,6 +340,19 @@ fn closed_pipes_and_control_characters() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+    // Any other write error is one: the output a script relies on would be cut short.
+    let full = Command::new(KUP)
+        .args(["completions", "bash"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&full.stderr)
+            .starts_with("Error: cannot write the output: No space left on device"),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = serve(dir.path(), "0");
     let r = kup(&d, "host-show \u{1b}[31mRED\u{7}");
