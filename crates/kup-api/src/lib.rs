@@ -54,6 +54,17 @@ pub struct Limits {
     pub max_concurrent_uploads: usize,
     /// How long a further upload waits for one of them to finish before it is refused (503).
     pub upload_wait: Duration,
+    /// The time an upload's whole body is given to arrive, once it has a slot: this, plus its
+    /// announced length at `upload_min_rate`, at most `upload_max_body_time`. A body that takes
+    /// longer is refused (408) and its slot freed, so that a client sending a byte now and
+    /// then cannot hold a slot for ever.
+    pub upload_body_time: Duration,
+    /// The slowest rate an upload's body is allowed, in bytes per second (0: only
+    /// `upload_max_body_time` bounds it).
+    pub upload_min_rate: u64,
+    /// The longest any upload's body is given, whatever its length; also the time of a body
+    /// whose length is not announced.
+    pub upload_max_body_time: Duration,
 }
 
 impl Default for Limits {
@@ -61,6 +72,9 @@ impl Default for Limits {
         Limits {
             max_concurrent_uploads: 2,
             upload_wait: Duration::from_secs(5),
+            upload_body_time: Duration::from_secs(60),
+            upload_min_rate: 64 * 1024,
+            upload_max_body_time: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -111,9 +125,56 @@ fn open() -> OpenApiRouter<routes::Shared> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = v1().split_for_parts();
     doc.merge(open().into_openapi());
+    widen_unsigned_integers(&mut doc);
     declare_rejections(&mut doc);
     auth::declare(&mut doc);
     doc
+}
+
+/// utoipa declares a `u32` as `int32` with `minimum: 0`, although its values go to 4294967295;
+/// the schemas of `components` (kup-types' views, which only replies carry integers in) are
+/// declared as what they can hold: `int64` from 0 to `u32::MAX`. (An `i32` with a minimum of 0
+/// gets the same, which is still true of every value a reply can carry.) Query parameters
+/// declare their exact bounds where they are defined (`format = Int64`, `maximum`), and the
+/// conformance test holds the server to them.
+fn widen_unsigned_integers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::Number;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat};
+    fn visit(schema: &mut RefOr<Schema>) {
+        let RefOr::T(schema) = schema else { return };
+        match schema {
+            Schema::Object(o) => {
+                let int32 = matches!(
+                    o.format,
+                    Some(SchemaFormat::KnownFormat(KnownFormat::Int32))
+                );
+                let non_negative = match o.minimum {
+                    Some(Number::Int(n)) => n >= 0,
+                    Some(Number::UInt(_)) => true,
+                    Some(Number::Float(x)) => x >= 0.0,
+                    _ => false,
+                };
+                if int32 && non_negative && o.maximum.is_none() {
+                    o.format = Some(SchemaFormat::KnownFormat(KnownFormat::Int64));
+                    o.maximum = Some(Number::UInt(u32::MAX as usize));
+                }
+                o.properties.values_mut().for_each(visit);
+            }
+            Schema::Array(a) => {
+                if let ArrayItems::RefOrSchema(items) = &mut a.items {
+                    visit(items);
+                }
+            }
+            Schema::OneOf(x) => x.items.iter_mut().for_each(visit),
+            Schema::AllOf(x) => x.items.iter_mut().for_each(visit),
+            Schema::AnyOf(x) => x.items.iter_mut().for_each(visit),
+            _ => {}
+        }
+    }
+    if let Some(components) = doc.components.as_mut() {
+        components.schemas.values_mut().for_each(visit);
+    }
 }
 
 /// Declares the answers every operation can give because of what reads its request, not
@@ -193,7 +254,7 @@ pub fn router_with(engine: Arc<Engine>, tokens: Tokens, limits: Limits) -> Route
         .expect("the OpenAPI document serializes");
     let state = routes::Shared {
         engine,
-        uploads: uploads::UploadGate::new(limits.max_concurrent_uploads, limits.upload_wait),
+        uploads: uploads::UploadGate::new(&limits),
         doc: routes::DocJson(Arc::from(doc)),
     };
     let (v1, _) = v1().split_for_parts();

@@ -393,7 +393,7 @@ pub struct EventQuery {
     #[param(minimum = 0, example = 0)]
     pub after: i64,
     /// At most this many (default 10000; more is taken as 10000).
-    #[param(minimum = 1, example = 100)]
+    #[param(format = Int64, minimum = 1, maximum = 4294967295_u64, example = 100)]
     pub limit: Option<u32>,
 }
 
@@ -434,12 +434,15 @@ pub struct Bundle(#[allow(dead_code)] Vec<u8>);
 
 /// `sw-patch upload`: the body is the bundle file itself. It is verified completely (trusted
 /// signature, every file's sha256 and size, every path) before anything is written. Only a
-/// few uploads run at once; a further one waits briefly, then gets a 503 to retry.
+/// few uploads run at once; a further one waits briefly, then gets a 503 to retry. Once it
+/// has a slot, the body must arrive whole within a deadline (60 s plus its announced size at
+/// 64 KiB/s, at most 30 minutes, by default), or it gets a 408 and its slot is freed.
 #[utoipa::path(post, path = "/v1/patches", tag = "patches",
     request_body(content = inline(Bundle), content_type = "application/octet-stream",
                  description = "The bundle file, at most 256 MiB"),
     responses((status = 200, description = "The patch, available", body = PatchView),
               (status = 400, description = "The bundle is refused (signature, contents, an existing patch)", body = ErrorBody),
+              (status = 408, description = "The body did not arrive whole within its deadline (send it faster)", body = ErrorBody),
               (status = 503, description = "Too many uploads in progress (try again), the cluster cannot be reached, or the daemon is stopping", body = ErrorBody)))]
 pub async fn patches_upload(
     State(e): State<AppState>,
@@ -455,8 +458,12 @@ pub async fn patches_upload(
         return Err(crate::extract::too_large(crate::MAX_BUNDLE_BODY));
     }
     let slot = uploads.enter().await?;
-    let body = Bytes::from_request(req, &())
+    // The deadline is for the whole body: a client sending a byte now and then would
+    // otherwise hold the slot for ever (a timeout between pieces never fires on it).
+    let deadline = uploads.body_deadline(announced);
+    let body = tokio::time::timeout(deadline, Bytes::from_request(req, &()))
         .await
+        .map_err(|_| uploads.too_slow(deadline))?
         .map_err(|r| crate::extract::body_rejection(r, crate::MAX_BUNDLE_BODY))?;
     // The slot goes with the bundle until it is verified and stored, even if the client
     // goes away meanwhile: only then is its memory free again.
@@ -578,10 +585,10 @@ pub struct PlanQuery {
     #[param(example = "v1.16.2")]
     pub to: Option<String>,
     /// The largest worker batch (default 1).
-    #[param(minimum = 1, example = 2)]
+    #[param(format = Int64, minimum = 1, maximum = 4294967295_u64, example = 2)]
     pub max_parallel_worker_hosts: Option<u32>,
     /// A host with less free disk (GiB) is not ready (default 1).
-    #[param(example = 1)]
+    #[param(format = Int64, minimum = 0, maximum = 4294967295_u64, example = 1)]
     pub min_free_disk_gib: Option<u32>,
 }
 

@@ -1,6 +1,8 @@
 //! The API over real HTTP on loopback: every refusal, bad input, races, auth, the OpenAPI
 //! document (committed, and every operation answering as the served one says), every
-//! rejection as the JSON error body, and the cap on concurrent uploads.
+//! rejection as the JSON error body, integer parameters accepted exactly within their declared
+//! bounds, the cap on concurrent uploads and the deadline of an upload's body, and names sent
+//! by the client arriving exactly as given.
 
 #[path = "../../kup-engine/tests/common/mod.rs"]
 mod common;
@@ -1074,6 +1076,7 @@ async fn a_third_concurrent_upload_is_told_to_retry() {
     let limits = kup_api::Limits {
         max_concurrent_uploads: 2,
         upload_wait: std::time::Duration::from_millis(200),
+        ..kup_api::Limits::default()
     };
     let app = kup_api::router_with(Arc::clone(&h.engine), tokens, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1188,6 +1191,276 @@ async fn a_third_concurrent_upload_is_told_to_retry() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// Every integer query parameter of the document is accepted exactly within the bounds the
+/// document gives it (its `minimum` and `maximum`, else its format's): the least and the
+/// largest value are not refused for their form, one beyond either is a 400. (A parameter
+/// declared `int32` but read as a `u32` took 2147483648; one read as a `u32` but declared
+/// without a maximum would refuse 4294967296 that the document allows.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_integer_parameter_is_accepted_exactly_within_its_declared_bounds() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let doc = serde_json::to_value(kup_api::openapi()).unwrap();
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let schema = &p["schema"];
+                if schema["type"] != "integer" || p["in"] != "query" {
+                    continue;
+                }
+                assert_eq!(method, "get", "{path}: only reads take integer parameters");
+                let name = p["name"].as_str().unwrap();
+                let (format_lo, format_hi) = match schema["format"].as_str() {
+                    Some("int32") => (i128::from(i32::MIN), i128::from(i32::MAX)),
+                    Some("int64") => (i128::from(i64::MIN), i128::from(i64::MAX)),
+                    other => panic!("{path} ?{name}: format {other:?}"),
+                };
+                let bound = |key: &str, default: i128| {
+                    schema.get(key).map_or(default, |b| {
+                        b.as_i64()
+                            .map(i128::from)
+                            .or(b.as_u64().map(i128::from))
+                            .unwrap_or_else(|| panic!("{path} ?{name}: {key} {b}"))
+                    })
+                };
+                let (lo, hi) = (bound("minimum", format_lo), bound("maximum", format_hi));
+                assert!(lo <= hi, "{path} ?{name}: {schema}");
+                let get = |value: i128| {
+                    let base = base.clone();
+                    let target = format!("{path}?{name}={value}");
+                    async move {
+                        let r = send(&base, Some(ADMIN), Method::GET, &target, None).await;
+                        (target, r)
+                    }
+                };
+                for value in [lo, hi] {
+                    let (target, r) = get(value).await;
+                    if r.status == 400 {
+                        let reason = r.reason();
+                        assert!(
+                            !FORM_ERRORS.iter().any(|f| reason.contains(f)),
+                            "{target}: the document allows it, the server refused it: {reason}"
+                        );
+                    }
+                    assert!(r.status < 500, "{target}: {:?}", r.body);
+                }
+                for value in [lo - 1, hi + 1] {
+                    let (target, r) = get(value).await;
+                    assert_eq!(
+                        r.status, 400,
+                        "{target}: the document does not allow it, the server took it: {:?}",
+                        r.body
+                    );
+                    assert!(
+                        r.reason().contains("Invalid query"),
+                        "{target}: {}",
+                        r.reason()
+                    );
+                }
+                checked.push(format!("{path} ?{name} {lo}..={hi}"));
+            }
+        }
+    }
+    assert_eq!(
+        checked.len(),
+        4,
+        "after, limit, max_parallel_worker_hosts, min_free_disk_gib: {checked:?}"
+    );
+}
+
+/// A response read off a raw connection: its status line and its error reason.
+async fn raw_reply(tcp: &mut tokio::net::tcp::OwnedReadHalf) -> (String, String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Until the server closes; a reset after the reply (the body it did not read) ends it too.
+    while let Ok(n) = tcp.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    let reply = String::from_utf8(reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let reason = serde_json::from_str::<kup_types::ErrorBody>(body)
+        .map(|b| b.reason())
+        .unwrap_or_else(|_| body.to_string());
+    (status, content_type, reason)
+}
+
+/// An upload's body has a deadline, whole: two uploads that announce 1000 bytes and send one
+/// now and then (never pausing long enough for a timeout between pieces) hold both slots only
+/// until it passes, get a 408 with the JSON error body, and free their slots, so the next
+/// upload goes through. The 408 is in the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_trickling_past_its_deadline_is_a_408_and_frees_its_slot() {
+    use tokio::io::AsyncWriteExt;
+    let h = harness_trusting_the_demo_key().await;
+    let tokens = Tokens::new([(Role::Admin, ADMIN.into()), (Role::Reader, READER.into())]);
+    let body_time = std::time::Duration::from_millis(500);
+    let limits = kup_api::Limits {
+        max_concurrent_uploads: 2,
+        upload_wait: std::time::Duration::from_millis(200),
+        upload_body_time: body_time,
+        upload_min_rate: 64 * 1024,
+        upload_max_body_time: std::time::Duration::from_secs(2),
+    };
+    let app = kup_api::router_with(Arc::clone(&h.engine), tokens, limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let began = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = tcp.into_split();
+        let head = format!(
+            "POST /v1/patches HTTP/1.1\r\nHost: kup\r\nX-Auth-Token: {ADMIN}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n"
+        );
+        write.write_all(head.as_bytes()).await.unwrap();
+        // A byte every 50 ms: 1000 of them would take 50 s.
+        let trickle = tokio::spawn(async move {
+            loop {
+                if write.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        let reply = tokio::spawn(async move {
+            let reply = raw_reply(&mut read).await;
+            (reply, began.elapsed())
+        });
+        slow.push((trickle, reply));
+    }
+    for (trickle, reply) in slow {
+        // (The timeout only turns a regression into a failure instead of a hang.)
+        let ((status, content_type, reason), took) =
+            tokio::time::timeout(std::time::Duration::from_secs(20), reply)
+                .await
+                .expect("an upload trickling its body held its slot past its deadline")
+                .unwrap();
+        trickle.abort();
+        assert!(status.starts_with("HTTP/1.1 408"), "{status}: {reason}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
+        assert!(
+            reason.starts_with("The upload's body did not arrive in time: a bundle is given 0.5 s plus its size at 65536 bytes per second (at most 2 s), 0.5 s for this one"),
+            "{reason}"
+        );
+        assert!(took >= body_time, "refused after {took:?}");
+    }
+    // Both slots are free again: a bundle uploads at once.
+    let bundle = std::fs::read(examples_dir().join("patches/K8S-1.16.2-PLATFORM.patch")).unwrap();
+    let r = send_bytes(
+        &base,
+        Some(ADMIN),
+        Method::POST,
+        "/v1/patches",
+        Some(("application/octet-stream", bundle)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let doc = serde_json::to_value(kup_api::openapi()).unwrap();
+    assert!(
+        doc["paths"]["/v1/patches"]["post"]["responses"]["408"]["content"]["application/json"]
+            .is_object(),
+        "the 408 is declared"
+    );
+}
+
+/// The client sends every name exactly as given, and the server looks up exactly that: a
+/// host or patch name with a tab, CR or LF in it (which a URL parser silently drops), or with
+/// characters a URL reads as structure, is nobody's, so it is refused with the name as given,
+/// and nothing is locked. Names no URL path can carry (empty, `.`, `..`) are refused by the
+/// client before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_reach_the_server_exactly_as_the_client_was_given_them() {
+    let h = harness_trusting_the_demo_key().await;
+    let base = serve(&h).await;
+    let c = kup_client::Client::new(&base, ADMIN).unwrap();
+    let bundle = std::fs::read(examples_dir().join("patches/K8S-1.16.2-PLATFORM.patch")).unwrap();
+    c.patch_upload(bundle).await.unwrap();
+    let events = h.events().await.len();
+    for suffix in [
+        "\t",
+        "\r",
+        "\n",
+        "\nError: all good",
+        "\r\n",
+        " ",
+        "/",
+        "/apply",
+        "?x=1",
+        "#x",
+        "\\",
+        "%00",
+        "%2F",
+        "/..",
+    ] {
+        let host = format!("worker-0{suffix}");
+        let shown = format!("{host:?}");
+        for e in [
+            c.host_action(&host, "lock").await.unwrap_err(),
+            c.host(&host).await.unwrap_err(),
+            c.kube_upgrade_kubelet(&host, false).await.unwrap_err(),
+            c.patch_host_install(&host).await.unwrap_err(),
+        ] {
+            assert_eq!(e.status(), Some(404), "{shown}: {e}");
+            assert_eq!(e.to_string(), format!("Host {host} not found"), "{shown}");
+        }
+        let patch = format!("K8S-1.16.2-PLATFORM{suffix}");
+        for e in [
+            c.patch(&patch).await.unwrap_err(),
+            c.patch_apply(&patch).await.unwrap_err(),
+        ] {
+            assert_eq!(e.status(), Some(404), "{patch:?}: {e}");
+            assert_eq!(
+                e.to_string(),
+                format!("Patch {patch} not found"),
+                "{patch:?}"
+            );
+        }
+        let version = format!("v1.16.2{suffix}");
+        let e = c.kube_version(&version).await.unwrap_err();
+        assert!(matches!(e.status(), Some(400 | 404)), "{version:?}: {e}");
+    }
+    // The names themselves are found, and nothing above changed anything.
+    assert_eq!(c.host("worker-0").await.unwrap().hostname, "worker-0");
+    assert_eq!(
+        c.patch("K8S-1.16.2-PLATFORM").await.unwrap().state.as_str(),
+        "available"
+    );
+    assert_eq!(
+        h.events().await.len(),
+        events,
+        "nothing was locked or applied"
+    );
+    for name in ["", ".", ".."] {
+        let e = c.host_action(name, "lock").await.unwrap_err();
+        assert!(
+            matches!(e, kup_client::ClientError::Config(_)),
+            "{name:?}: {e:?}"
+        );
+    }
+    assert_eq!(h.events().await.len(), events);
 }
 
 /// The first of several tasks to finish: its output, its index, and the others.

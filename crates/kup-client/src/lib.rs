@@ -11,7 +11,7 @@ use kup_types::{
     KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
     KubeVersionSummary, PatchList, PatchOp, PatchView,
 };
-use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -73,49 +73,128 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// The refusal reason of a non-2xx reply: sysinv's `error_message` faultstring when the body
-/// has that form, else the body text, else the status text.
-pub fn error_reason(status: u16, body: &str) -> String {
-    if let Ok(parsed) = serde_json::from_str::<ErrorBody>(body) {
+/// The most of an error reply's body that is read: kup's error bodies are a few hundred
+/// bytes, and what is not one of them is only quoted in part.
+pub const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// The most of a reply that is not kup's (an HTML error page, a proxy's text) a message
+/// quotes, in characters.
+pub const QUOTED_CHARS: usize = 200;
+
+/// The most of a refusal reason that is kept, in characters: kup's own are one short line.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// What a non-2xx reply says, as it came: its status, content type and (the start of) its body.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorReply<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    /// The body, or its first [`MAX_ERROR_BODY`] bytes.
+    pub body: &'a [u8],
+    /// The body's whole length, when known (it may be longer than `body`).
+    pub length: Option<u64>,
+}
+
+/// The refusal reason of a non-2xx reply: sysinv's `error_message` (its faultstring when it
+/// has the nested form) when the body is that JSON object; otherwise what the server answered:
+/// its status, its content type and at most [`QUOTED_CHARS`] characters of its body (an HTML
+/// error page of a proxy is not worth more).
+pub fn error_reason(reply: &ErrorReply<'_>) -> String {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(reply.body) {
         let reason = parsed.reason();
         if !reason.trim().is_empty() {
-            return reason;
+            return shorten(reason.trim(), MAX_REASON_CHARS);
         }
     }
-    let text = body.trim();
-    if !text.is_empty() {
-        return text.to_string();
-    }
-    match StatusCode::from_u16(status)
+    let status = match StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())
     {
-        Some(name) => format!("HTTP {status} {name}"),
-        None => format!("HTTP {status}"),
+        Some(name) => format!("HTTP {} {name}", reply.status),
+        None => format!("HTTP {}", reply.status),
+    };
+    let text = String::from_utf8_lossy(reply.body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return format!("the server answered {status} with an empty body");
+    }
+    let content_type = reply
+        .content_type
+        .map(|t| shorten(t.trim(), 100))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "no content type".into());
+    let length = reply
+        .length
+        .unwrap_or(reply.body.len() as u64)
+        .max(reply.body.len() as u64);
+    format!(
+        "the server answered {status} ({content_type}, {length} bytes), not kup's error body: {}",
+        shorten(&text, QUOTED_CHARS)
+    )
+}
+
+/// `text` cut to at most `max` characters, with `…` where it was cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
     }
 }
 
-/// `base` with `/v1` appended unless it already ends with it (a path prefix is kept, as
-/// StarlingX's client does), then each segment of `segments` percent-encoded.
-pub fn api_url(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
-    let mut url = base.clone();
-    {
-        let mut path = url
-            .path_segments_mut()
-            .map_err(|()| ClientError::Config(format!("{base} cannot be a base URL")))?;
-        path.pop_if_empty();
-        path.extend(segments);
+/// `url` with its userinfo (`user:password@`) replaced by `***@`, for messages: a URL is
+/// printed, its credentials never. Works on text that does not parse as a URL too.
+pub fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    // Up to the last `@` anywhere: a password with a `/`, `?` or `#` in it (not a valid URL,
+    // but typed) is hidden too. No path or query kup builds has an `@` in it (both escape it).
+    match rest.rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
     }
+}
+
+/// `base` with `segments` appended to its path, each percent-encoded whole: every byte but
+/// the unreserved characters (`A-Z a-z 0-9 - . _ ~`) is escaped, so the server receives each
+/// segment exactly as given. (`Url::path_segments_mut` would not do: the URL parser drops
+/// tab, CR and LF from what it pushes, and skips `.` and `..`.) A segment that no URL path can
+/// carry as itself (empty, `.`, `..`) is refused.
+pub fn api_url(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
+    if base.cannot_be_a_base() {
+        return Err(ClientError::Config(format!(
+            "{} cannot be a base URL",
+            redact_url(base.as_str())
+        )));
+    }
+    let mut path = base.path().trim_end_matches('/').to_string();
+    for segment in segments {
+        if segment.is_empty() || *segment == "." || *segment == ".." {
+            return Err(ClientError::Config(format!(
+                "{segment:?} is not a name that can be looked up"
+            )));
+        }
+        path.push('/');
+        for b in segment.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                path.push(char::from(b));
+            } else {
+                path.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let mut url = base.clone();
+    url.set_path(&path);
     Ok(url)
 }
 
 /// Parses and normalises the base URL: http(s) only, no query, always ending in `/v1`.
 pub fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
-    let bad = |why: &str| ClientError::Config(format!("invalid --url {base_url:?}: {why}"));
+    let shown = redact_url(base_url);
+    let bad = |why: &str| ClientError::Config(format!("invalid --url {shown:?}: {why}"));
     if !base_url.contains("://") {
         return Err(bad(&format!(
             "it needs a scheme, e.g. http://{}",
-            base_url.trim()
+            redact_url(base_url.trim())
         )));
     }
     let mut url = Url::parse(base_url.trim()).map_err(|e| bad(&e.to_string()))?;
@@ -150,7 +229,7 @@ pub struct Client {
     http: reqwest::Client,
     /// Always ends in `/v1`, without a trailing slash.
     base: Url,
-    /// What the user typed, for messages.
+    /// What the user typed, for messages, without its credentials.
     display_url: String,
 }
 
@@ -162,7 +241,8 @@ impl Client {
         if base.scheme() == "https" {
             // reqwest is built without a TLS stack; fail here rather than with a cryptic error.
             return Err(ClientError::Config(format!(
-                "invalid --url {base_url:?}: this build of kup speaks plain http only"
+                "invalid --url {:?}: this build of kup speaks plain http only",
+                redact_url(base_url)
             )));
         }
         let mut token_value = HeaderValue::from_str(token.trim()).map_err(|_| {
@@ -181,7 +261,7 @@ impl Client {
         Ok(Client {
             http,
             base,
-            display_url: base_url.trim().trim_end_matches('/').to_string(),
+            display_url: redact_url(base_url.trim().trim_end_matches('/')),
         })
     }
 
@@ -410,9 +490,10 @@ impl Client {
         segments: &[&str],
         bytes: &[u8],
     ) -> Result<T, ClientError> {
+        // serde quotes what it did not expect, which may be a whole (large) string.
         serde_json::from_slice(bytes).map_err(|e| ClientError::Decode {
             url: self.url_for_message(segments),
-            message: e.to_string(),
+            message: shorten(&e.to_string(), QUOTED_CHARS),
         })
     }
 
@@ -441,22 +522,42 @@ impl Client {
         req: reqwest::RequestBuilder,
         segments: &[&str],
     ) -> Result<Vec<u8>, ClientError> {
-        let resp = req.send().await.map_err(|e| self.transport(segments, e))?;
+        let mut resp = req.send().await.map_err(|e| self.transport(segments, e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport(segments, e))?;
+        if status.is_success() {
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.transport(segments, e))?;
+            return Ok(bytes.to_vec());
+        }
         if status == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized);
         }
-        if !status.is_success() {
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                reason: error_reason(status.as_u16(), &String::from_utf8_lossy(&bytes)),
-            });
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let length = resp.content_length();
+        // An error body is read only up to a limit: a proxy's error page can be megabytes.
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                // What came is what there is to show.
+                Ok(None) | Err(_) => break,
+            }
         }
-        Ok(bytes.to_vec())
+        body.truncate(MAX_ERROR_BODY);
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            reason: error_reason(&ErrorReply {
+                status: status.as_u16(),
+                content_type: content_type.as_deref(),
+                body: &body,
+                length,
+            }),
+        })
     }
 
     fn transport(&self, segments: &[&str], source: reqwest::Error) -> ClientError {
@@ -474,7 +575,8 @@ impl Client {
     }
 
     fn url_for_message(&self, segments: &[&str]) -> String {
-        api_url(&self.base, segments).map_or_else(|_| self.display_url.clone(), |u| u.to_string())
+        api_url(&self.base, segments)
+            .map_or_else(|_| self.display_url.clone(), |u| redact_url(u.as_str()))
     }
 }
 

@@ -6,26 +6,106 @@ use tokio::net::TcpListener;
 
 use super::*;
 
+fn reply<'a>(status: u16, content_type: Option<&'a str>, body: &'a str) -> ErrorReply<'a> {
+    ErrorReply {
+        status,
+        content_type,
+        body: body.as_bytes(),
+        length: None,
+    }
+}
+
 #[test]
 fn error_reason_reads_the_sysinv_faultstring() {
     let body =
         serde_json::to_string(&ErrorBody::new("Client", "Host controller-1 is locked.")).unwrap();
-    assert_eq!(error_reason(400, &body), "Host controller-1 is locked.");
+    assert_eq!(
+        error_reason(&reply(400, Some("application/json"), &body)),
+        "Host controller-1 is locked."
+    );
+    // `error_message` that is not the nested JSON form: the text itself.
+    assert_eq!(
+        error_reason(&reply(400, None, r#"{"error_message": "plain words"}"#)),
+        "plain words"
+    );
+}
+
+/// What is not kup's (or sysinv's) error body is described, and quoted only in part.
+#[test]
+fn error_reason_describes_any_other_body_and_quotes_200_characters_at_most() {
+    assert_eq!(
+        error_reason(&reply(
+            502,
+            Some("text/plain"),
+            "  bad gateway\n from proxy\n"
+        )),
+        "the server answered HTTP 502 Bad Gateway (text/plain, 26 bytes), not kup's error body: \
+         bad gateway from proxy"
+    );
+    assert_eq!(
+        error_reason(&reply(404, None, "")),
+        "the server answered HTTP 404 Not Found with an empty body"
+    );
+    assert_eq!(
+        error_reason(&reply(599, Some("text/html"), " \n")),
+        "the server answered HTTP 599 with an empty body"
+    );
+    let page = format!("<html><body>{}</body></html>", "x".repeat(2_000_000));
+    let reason = error_reason(&ErrorReply {
+        length: Some(2_000_036),
+        ..reply(
+            500,
+            Some("text/html; charset=utf-8"),
+            &page[..MAX_ERROR_BODY],
+        )
+    });
+    assert_eq!(
+        reason,
+        format!(
+            "the server answered HTTP 500 Internal Server Error (text/html; charset=utf-8, \
+             2000036 bytes), not kup's error body: <html><body>{}…",
+            "x".repeat(QUOTED_CHARS - 12)
+        )
+    );
+    // JSON that is not the error body, and an error body whose reason is absurdly long.
+    assert!(
+        error_reason(&reply(500, Some("application/json"), r#"{"detail": "x"}"#))
+            .ends_with(r#"(application/json, 15 bytes), not kup's error body: {"detail": "x"}"#)
+    );
+    let long = serde_json::to_string(&ErrorBody::new("Client", &"y".repeat(100_000))).unwrap();
+    let reason = error_reason(&reply(400, Some("application/json"), &long));
+    assert_eq!(reason.chars().count(), MAX_REASON_CHARS + 1);
+    assert!(reason.ends_with("y…"));
 }
 
 #[test]
-fn error_reason_falls_back_to_the_raw_text_then_the_status() {
-    // `error_message` that is not the nested JSON form: the text itself.
-    assert_eq!(
-        error_reason(400, r#"{"error_message": "plain words"}"#),
-        "plain words"
+fn credentials_in_a_url_are_never_shown() {
+    for (url, shown) in [
+        ("http://user:pw@host:1/v1", "http://***@host:1/v1"),
+        ("http://user@host", "http://***@host"),
+        ("http://u:p@ss@host/x", "http://***@host/x"),
+        ("http://u:p/w?#@host/x", "http://***@host/x"),
+        ("user:pw@host:1", "***@host:1"),
+        ("http://host:1/v1/ihosts/a", "http://host:1/v1/ihosts/a"),
+    ] {
+        assert_eq!(redact_url(url), shown, "{url}");
+    }
+    for input in [
+        "user:pw@host:1",
+        "ftp://user:pw@h/",
+        "http://user:pw@h:99999",
+    ] {
+        let err = parse_base_url(input).unwrap_err().to_string();
+        assert!(!err.contains("pw"), "{input}: {err}");
+        assert!(err.contains("***@"), "{input}: {err}");
+    }
+    let err = Client::new("https://user:pw@h:1", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("pw") && err.contains("https://***@h:1"),
+        "{err}"
     );
-    assert_eq!(
-        error_reason(502, "  bad gateway from proxy\n"),
-        "bad gateway from proxy"
-    );
-    assert_eq!(error_reason(404, ""), "HTTP 404 Not Found");
-    assert_eq!(error_reason(599, " "), "HTTP 599");
 }
 
 #[test]
@@ -99,9 +179,21 @@ impl Seen {
     }
 }
 
-/// A one-request-per-connection HTTP server answering every request with `reply(&seen)`.
+/// A one-request-per-connection HTTP server answering every request with `reply(&seen)`, as
+/// JSON.
 async fn serve(
     reply: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    serve_typed(move |seen| {
+        let (status, body) = reply(seen);
+        (status, "application/json".into(), body)
+    })
+    .await
+}
+
+/// As `serve`, with the content type of each reply.
+async fn serve_typed(
+    reply: impl Fn(&Seen) -> (u16, String, String) + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -152,13 +244,14 @@ async fn serve(
                     headers,
                     body,
                 };
-                let (status, body) = reply(&req);
+                let (status, content_type, body) = reply(&req);
                 log.lock().unwrap().push(req);
                 let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                sock.write_all(resp.as_bytes()).await.unwrap();
+                // The client may stop reading a long error body: not an error here.
+                let _ = sock.write_all(resp.as_bytes()).await;
                 sock.shutdown().await.ok();
             });
         }
@@ -286,7 +379,105 @@ async fn maps_refusals_401_and_bad_bodies() {
             .starts_with(&format!("unexpected reply from {url}/v1/alarms: ")),
         "{e}"
     );
-    assert_eq!(c.kube_versions().await.unwrap_err().to_string(), "boom");
+    assert_eq!(
+        c.kube_versions().await.unwrap_err().to_string(),
+        "the server answered HTTP 500 Internal Server Error (application/json, 4 bytes), not \
+         kup's error body: boom"
+    );
+}
+
+/// A proxy's (or any other server's) 2 MB HTML error page becomes a short message that says
+/// what came: the status, the content type, the size and the page's first 200 characters.
+#[tokio::test]
+async fn an_html_error_page_is_described_not_printed() {
+    let page = format!(
+        "<!DOCTYPE html>\n<html>\n  <body>{}</body></html>",
+        "Bad gateway. ".repeat(160_000)
+    );
+    let size = page.len();
+    assert!(size > 2_000_000);
+    let (url, _) = serve_typed(move |_| (502, "text/html".into(), page.clone())).await;
+    let e = Client::new(&url, "t").unwrap().hosts().await.unwrap_err();
+    assert_eq!(e.status(), Some(502));
+    let message = e.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "the server answered HTTP 502 Bad Gateway (text/html, {size} bytes), not kup's \
+             error body: <!DOCTYPE html> <html> <body>Bad gateway. Bad gateway."
+        )),
+        "{message}"
+    );
+    assert!(message.ends_with('…'), "{message}");
+    assert!(message.chars().count() < 300, "{} chars", message.len());
+}
+
+/// A 2xx reply that is not what the endpoint returns is described briefly too (serde would
+/// quote a whole string it did not expect).
+#[tokio::test]
+async fn an_unexpected_reply_is_quoted_briefly_without_credentials() {
+    let huge = serde_json::to_string(&"z".repeat(1_000_000)).unwrap();
+    let (url, _) = serve(move |_| (200, huge.clone())).await;
+    let with_credentials = url.replace("http://", "http://user:secret-pw@");
+    let e = Client::new(&with_credentials, "t")
+        .unwrap()
+        .hosts()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Decode { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(message.chars().count() < 300, "{} chars", message.len());
+    assert!(!message.contains("secret-pw"), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "unexpected reply from {}/v1/ihosts: ",
+            url.replace("http://", "http://***@")
+        )),
+        "{message}"
+    );
+}
+
+/// Every name is sent exactly as given: the characters the URL parser would drop (tab, CR,
+/// LF), or read as structure (`/`, `?`, `#`, `%`, `\\`), arrive percent-encoded, and a name
+/// no URL path can carry as itself is refused before anything is sent.
+#[tokio::test]
+async fn names_are_sent_exactly_as_given() {
+    let (url, seen) = serve(|req| {
+        (
+            404,
+            serde_json::to_string(&ErrorBody::new("Client", &format!("no {}", req.target)))
+                .unwrap(),
+        )
+    })
+    .await;
+    let c = Client::new(&format!("{url}/prefix/"), "t").unwrap();
+    for (name, target) in [
+        ("worker-0\t", "/prefix/v1/ihosts/worker-0%09"),
+        ("worker-0\r\n", "/prefix/v1/ihosts/worker-0%0D%0A"),
+        (
+            "worker-9\nError: all good",
+            "/prefix/v1/ihosts/worker-9%0AError%3A%20all%20good",
+        ),
+        ("a/b?c#d", "/prefix/v1/ihosts/a%2Fb%3Fc%23d"),
+        ("%2e%2e", "/prefix/v1/ihosts/%252e%252e"),
+        ("..\\x", "/prefix/v1/ihosts/..%5Cx"),
+        ("...", "/prefix/v1/ihosts/..."),
+        ("wörker", "/prefix/v1/ihosts/w%C3%B6rker"),
+    ] {
+        let e = c.host_action(name, "lock").await.unwrap_err();
+        assert_eq!(e.to_string(), format!("no {target}"), "{name:?}");
+    }
+    let before = seen.lock().unwrap().len();
+    for name in ["", ".", ".."] {
+        for e in [
+            c.host_action(name, "lock").await.unwrap_err(),
+            c.kube_version(name).await.unwrap_err(),
+            c.patch_apply(name).await.unwrap_err(),
+        ] {
+            assert!(matches!(e, ClientError::Config(_)), "{name:?}: {e:?}");
+            assert!(e.to_string().contains("is not a name"), "{e}");
+        }
+    }
+    assert_eq!(seen.lock().unwrap().len(), before, "nothing was sent");
 }
 
 #[tokio::test]
@@ -299,7 +490,7 @@ async fn an_unreachable_daemon_is_a_connect_error() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let e = Client::new(&url, "t")
+    let e = Client::new(&url.replace("http://", "http://user:pw@"), "t")
         .unwrap()
         .kube_versions()
         .await
@@ -307,8 +498,12 @@ async fn an_unreachable_daemon_is_a_connect_error() {
     assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.starts_with(&format!("cannot reach kup at {url}: ")),
+        msg.starts_with(&format!(
+            "cannot reach kup at {}: ",
+            url.replace("http://", "http://***@")
+        )),
         "{msg}"
     );
+    assert!(!msg.contains("pw"), "{msg}");
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
 }

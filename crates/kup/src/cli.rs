@@ -100,11 +100,13 @@ pub enum ClientCommand {
     /// Show a Kubernetes version: upgrade paths and required patches.
     KubeVersionShow {
         /// The version, e.g. v1.16.2.
+        #[arg(value_parser = name_arg)]
         version: String,
     },
     /// Start a Kubernetes upgrade to VERSION, after the health checks.
     KubeUpgradeStart {
         /// The version to upgrade to, e.g. v1.16.2.
+        #[arg(value_parser = name_arg)]
         version: String,
         /// Ignore alarms that are not management-affecting.
         #[arg(short, long)]
@@ -122,6 +124,7 @@ pub enum ClientCommand {
     /// Upgrade a host's control plane or kubelet (asynchronous).
     KubeHostUpgrade {
         /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
         host: String,
         /// What to upgrade.
         #[arg(value_enum)]
@@ -149,11 +152,13 @@ pub enum ClientCommand {
     /// Show a host.
     HostShow {
         /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
         host: String,
     },
     /// Lock a host (asynchronous).
     HostLock {
         /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
         host: String,
         /// Lock even if it is unsafe.
         #[arg(short, long)]
@@ -162,6 +167,7 @@ pub enum ClientCommand {
     /// Unlock a host (asynchronous).
     HostUnlock {
         /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
         host: String,
         /// Unlock even if some checks fail.
         #[arg(short, long)]
@@ -170,6 +176,7 @@ pub enum ClientCommand {
     /// Swact: move the active controller role away from this controller (asynchronous).
     HostSwact {
         /// Hostname, numeric id or uuid of the active controller.
+        #[arg(value_parser = name_arg)]
         host: String,
     },
     /// List the active alarms.
@@ -177,10 +184,12 @@ pub enum ClientCommand {
     /// List the event log.
     EventList {
         /// Only events with a sequence number greater than this.
-        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        #[arg(long, default_value_t = 0, value_name = "SEQ",
+              value_parser = clap::value_parser!(i64).range(0..))]
         after: i64,
         /// At most this many events.
-        #[arg(long, default_value_t = 1000, value_name = "N")]
+        #[arg(long, default_value_t = 1000, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
     /// Software patches: upload, apply, install on hosts, remove, delete; keygen and build.
@@ -199,7 +208,7 @@ pub enum UpgradeCommand {
     /// per host, and the predicted duration.
     Plan {
         /// The target version (default: the upgrade in progress, else the highest available).
-        #[arg(long, value_name = "V")]
+        #[arg(long, value_name = "V", value_parser = name_arg)]
         to: Option<String>,
         /// The largest number of workers upgraded at once.
         #[arg(long, default_value_t = 1, value_name = "N",
@@ -219,17 +228,32 @@ pub enum SwPatchCommand {
         files: Vec<std::path::PathBuf>,
     },
     /// Apply a patch: hosts that need it can then install it.
-    Apply { id: String },
+    Apply {
+        #[arg(value_parser = name_arg)]
+        id: String,
+    },
     /// Remove an applied patch: hosts then uninstall it.
-    Remove { id: String },
+    Remove {
+        #[arg(value_parser = name_arg)]
+        id: String,
+    },
     /// Delete an available (not applied) patch from the repository.
-    Delete { id: String },
+    Delete {
+        #[arg(value_parser = name_arg)]
+        id: String,
+    },
     /// Install the applied patches a host needs, and uninstall those being removed.
-    HostInstall { host: String },
+    HostInstall {
+        #[arg(value_parser = name_arg)]
+        host: String,
+    },
     /// List the patches and their states.
     Query,
     /// Show one patch.
-    Show { id: String },
+    Show {
+        #[arg(value_parser = name_arg)]
+        id: String,
+    },
     /// List the hosts: installed patches and whether each is patch current.
     QueryHosts,
     /// Create a signing key pair: NAME.secret (mode 0600) and NAME.pub (give this one to the
@@ -247,6 +271,17 @@ pub enum SwPatchCommand {
         #[arg(short, long, value_name = "FILE")]
         out: std::path::PathBuf,
     },
+}
+
+/// A host, version or patch named on the command line. The daemon looks it up by exactly this
+/// text (the client percent-encodes it whole), so only what no URL path can carry as itself
+/// is refused here, as a usage error: an empty name, `.` and `..`.
+fn name_arg(s: &str) -> Result<String, String> {
+    match s {
+        "" => Err("a name cannot be empty".into()),
+        "." | ".." => Err(format!("{s:?} cannot be a name")),
+        _ => Ok(s.to_string()),
+    }
 }
 
 impl ClientCommand {
@@ -337,11 +372,18 @@ impl Outcome {
         }
     }
 
-    /// The stderr line, if any: exactly one line, even if the server's reason had several.
+    /// The stderr line, if any: exactly one line, even if the server's reason had several
+    /// (each run of spaces and line breaks becomes one space). Any other control character
+    /// (a tab in a name the server quotes back) is kept, for `term` to show escaped: a name
+    /// with a tab must not read as the name without it.
     pub fn error_line(&self) -> Option<String> {
         self.error.as_ref().map(|e| {
             let text = e.to_string();
-            let one: Vec<&str> = text.split_whitespace().collect();
+            let one: Vec<&str> = text
+                .split(|c: char| c == '\n' || (c.is_whitespace() && !c.is_control()))
+                .map(|part| part.strip_suffix('\r').unwrap_or(part))
+                .filter(|part| !part.is_empty())
+                .collect();
             format!("Error: {}", one.join(" "))
         })
     }
@@ -354,7 +396,7 @@ pub async fn run(cmd: ClientCommand, opts: ClientOpts) -> ExitCode {
         // The producer's tools need no daemon.
         ClientCommand::SwPatch(
             p @ (SwPatchCommand::Keygen { .. } | SwPatchCommand::Build { .. }),
-        ) => match local_sw_patch(p) {
+        ) => match local_sw_patch(p, opts.format) {
             Ok(text) => Outcome::done(text),
             Err(e) => Outcome::failed(e),
         },
@@ -546,7 +588,7 @@ impl Runner {
             SwPatchCommand::Query => output::patch_list(&c.patches().await?, f)?,
             SwPatchCommand::Show { id } => output::patch_show(&c.patch(id).await?, f)?,
             SwPatchCommand::QueryHosts => output::host_patch_list(&c.patch_hosts().await?, f)?,
-            SwPatchCommand::Keygen { .. } | SwPatchCommand::Build { .. } => local_sw_patch(cmd)?,
+            SwPatchCommand::Keygen { .. } | SwPatchCommand::Build { .. } => local_sw_patch(cmd, f)?,
         })
     }
 
@@ -757,8 +799,9 @@ impl Drop for Spinner {
 #[cfg(test)]
 mod tests;
 
-/// `sw-patch keygen` and `sw-patch build`: local files only.
-fn local_sw_patch(cmd: &SwPatchCommand) -> Result<String, CliError> {
+/// `sw-patch keygen` and `sw-patch build`: local files only. The confirmation is a sentence
+/// in a table's stead, the files written (and the key id, the patch id) in JSON or YAML.
+fn local_sw_patch(cmd: &SwPatchCommand, format: Format) -> Result<String, CliError> {
     let fail = |what: String| CliError::Refused(what);
     match cmd {
         SwPatchCommand::Keygen { out } => {
@@ -776,10 +819,17 @@ fn local_sw_patch(cmd: &SwPatchCommand) -> Result<String, CliError> {
                 .map_err(|e| fail(format!("cannot write {secret}: {e}")))?;
             std::fs::write(&public, kup_patch::format_public_key(&key.verifying_key()))
                 .map_err(|e| fail(format!("cannot write {public}: {e}")))?;
-            Ok(format!(
-                "wrote {secret} (keep it secret) and {public} (key id {})\n",
-                kup_patch::key_id(&key.verifying_key())
-            ))
+            let key_id = kup_patch::key_id(&key.verifying_key());
+            let written = serde_json::json!({
+                "secret_key_file": secret,
+                "public_key_file": public,
+                "key_id": key_id,
+            });
+            Ok(output::confirmation(
+                &format!("wrote {secret} (keep it secret) and {public} (key id {key_id})"),
+                &written,
+                format,
+            )?)
         }
         SwPatchCommand::Build { dir, key, out } => {
             let text = std::fs::read_to_string(key)
@@ -789,7 +839,22 @@ fn local_sw_patch(cmd: &SwPatchCommand) -> Result<String, CliError> {
             let bytes = kup_patch::build(dir, &key).map_err(|e| fail(e.to_string()))?;
             std::fs::write(out, &bytes)
                 .map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
-            Ok(format!("wrote {} ({} bytes)\n", out.display(), bytes.len()))
+            // The id the bundle was built with (the build read and checked the same file).
+            let patch_id = std::fs::read(dir.join(kup_patch::PATCH_SPEC_FILE))
+                .ok()
+                .and_then(|spec| serde_json::from_slice::<kup_patch::PatchSpec>(&spec).ok())
+                .map(|spec| spec.id);
+            let written = serde_json::json!({
+                "bundle_file": out.display().to_string(),
+                "bytes": bytes.len(),
+                "patch_id": patch_id,
+                "key_id": kup_patch::key_id(&key.verifying_key()),
+            });
+            Ok(output::confirmation(
+                &format!("wrote {} ({} bytes)", out.display(), bytes.len()),
+                &written,
+                format,
+            )?)
         }
         _ => Err(fail("not a local command".into())),
     }

@@ -182,10 +182,249 @@ fn usage_errors_are_clap_errors() {
 fn error_lines_are_one_line() {
     let o = Outcome::failed(CliError::Client(ClientError::Api {
         status: 400,
-        reason: "first line\nsecond  line ".into(),
+        reason: "first line\nsecond  line \r\nthird\u{a0}line".into(),
     }));
-    assert_eq!(o.error_line().unwrap(), "Error: first line second line");
+    assert_eq!(
+        o.error_line().unwrap(),
+        "Error: first line second line third line"
+    );
     assert_eq!(o.exit_code(), ExitCode::from(1));
+    // A tab is not a space: the name it is part of is shown with it, escaped.
+    let o = Outcome::failed(CliError::Client(ClientError::Api {
+        status: 404,
+        reason: "Host worker-0\t not found".into(),
+    }));
+    let line = o.error_line().unwrap();
+    assert_eq!(line, "Error: Host worker-0\t not found");
+    assert_eq!(
+        crate::term::safe(&line),
+        "Error: Host worker-0\\u0009 not found"
+    );
+}
+
+/// Every positional argument that names a host, a version or a patch (whatever the command)
+/// refuses what no URL path can carry as itself (an empty name, `.`, `..`) as a usage error,
+/// before any request; any other text is taken as it is, for the daemon to look up.
+#[test]
+fn an_empty_name_is_a_usage_error_for_every_command_that_takes_one() {
+    fn walk(cmd: &clap::Command, path: Vec<String>, found: &mut Vec<(Vec<String>, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            if sub.has_subcommands() {
+                walk(sub, p, found);
+            } else {
+                found.push((p, sub.clone()));
+            }
+        }
+    }
+    let mut commands = Vec::new();
+    walk(&TestCli::command(), Vec::new(), &mut commands);
+    let mut checked = Vec::new();
+    for (path, cmd) in &commands {
+        let positionals: Vec<&clap::Arg> = cmd.get_positionals().collect();
+        for (i, arg) in positionals.iter().enumerate() {
+            let id = arg.get_id().as_str();
+            if !["host", "version", "id"].contains(&id) {
+                continue;
+            }
+            let args_with = |value: &str| {
+                let mut args: Vec<String> = path.clone();
+                for (j, other) in positionals.iter().enumerate() {
+                    args.push(if i == j {
+                        value.to_string()
+                    } else {
+                        match other.get_id().as_str() {
+                            "component" => "kubelet".into(),
+                            other => panic!("{path:?}: no value for <{other}>: teach the test"),
+                        }
+                    });
+                }
+                args
+            };
+            for bad in ["", ".", ".."] {
+                let args = args_with(bad);
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let e = parse(&refs).unwrap_err();
+                assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+                assert!(e.to_string().contains("cannot"), "{args:?}: {e}");
+            }
+            for good in ["worker-0", "worker-0\t", " ", "..."] {
+                let args = args_with(good);
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                assert!(parse(&refs).is_ok(), "{args:?}");
+            }
+            checked.push(path.join(" "));
+        }
+    }
+    assert_eq!(
+        checked,
+        [
+            "kube-version-show",
+            "kube-upgrade-start",
+            "kube-host-upgrade",
+            "host-show",
+            "host-lock",
+            "host-unlock",
+            "host-swact",
+            "sw-patch apply",
+            "sw-patch remove",
+            "sw-patch delete",
+            "sw-patch host-install",
+            "sw-patch show",
+        ]
+    );
+    for bad in ["--to=", "--to=.."] {
+        let e = parse(&["upgrade", "plan", bad]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+    }
+}
+
+/// The numeric flags accept exactly what the API accepts: the bounds the OpenAPI document
+/// declares for the query parameter each one becomes (which the API's conformance test holds
+/// the server to). Every integer parameter of the document has its flag.
+#[test]
+fn numeric_flags_accept_exactly_what_the_api_document_allows() {
+    let flags = [
+        (&["event-list"][..], "--after", "/v1/events", "after"),
+        (&["event-list"][..], "--limit", "/v1/events", "limit"),
+        (
+            &["upgrade", "plan"][..],
+            "--max-parallel-worker-hosts",
+            "/v1/upgrade/plan",
+            "max_parallel_worker_hosts",
+        ),
+        (
+            &["upgrade", "plan"][..],
+            "--min-free-disk-gib",
+            "/v1/upgrade/plan",
+            "min_free_disk_gib",
+        ),
+    ];
+    let doc = serde_json::to_value(kup_api::openapi()).unwrap();
+    let mut in_document = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for op in item.as_object().unwrap().values() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["schema"]["type"] == "integer" {
+                    in_document.push((path.clone(), p["name"].as_str().unwrap().to_string()));
+                }
+            }
+        }
+    }
+    let mut covered: Vec<(String, String)> = flags
+        .iter()
+        .map(|(_, _, path, name)| (path.to_string(), name.to_string()))
+        .collect();
+    covered.sort();
+    in_document.sort();
+    assert_eq!(covered, in_document, "every integer parameter has its flag");
+
+    for (command, flag, path, name) in flags {
+        let param = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap();
+        let schema = &param["schema"];
+        let format_bounds = match schema["format"].as_str() {
+            Some("int32") => (i128::from(i32::MIN), i128::from(i32::MAX)),
+            Some("int64") => (i128::from(i64::MIN), i128::from(i64::MAX)),
+            other => panic!("{path} ?{name}: format {other:?}"),
+        };
+        let bound = |key: &str, default: i128| {
+            schema.get(key).map_or(default, |b| {
+                b.as_i64()
+                    .map(i128::from)
+                    .or(b.as_u64().map(i128::from))
+                    .unwrap()
+            })
+        };
+        let (lo, hi) = (
+            bound("minimum", format_bounds.0),
+            bound("maximum", format_bounds.1),
+        );
+        let try_value = |value: i128| {
+            let mut args: Vec<String> = command.iter().map(|c| c.to_string()).collect();
+            args.push(format!("{flag}={value}"));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            parse(&refs).map(|_| ()).map_err(|e| e.exit_code())
+        };
+        assert_eq!(try_value(lo), Ok(()), "{flag}={lo}");
+        assert_eq!(try_value(hi), Ok(()), "{flag}={hi}");
+        assert_eq!(try_value(lo - 1), Err(2), "{flag}={}", lo - 1);
+        assert_eq!(try_value(hi + 1), Err(2), "{flag}={}", hi + 1);
+    }
+}
+
+/// `sw-patch keygen` and `sw-patch build` print a sentence in a table's stead, and under
+/// `--format json` or `yaml` an object: the files written, the key id and the patch id.
+#[test]
+fn keygen_and_build_print_objects_in_json_and_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let local = |args: &[&str]| {
+        let cli = parse(args).unwrap();
+        let ClientCommand::SwPatch(cmd) = cli.cmd else {
+            panic!("{args:?}")
+        };
+        local_sw_patch(&cmd, cli.opts.format).unwrap()
+    };
+    let out = local(&["sw-patch", "keygen", "--out", &at("k"), "--format", "json"]);
+    let keygen: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let key_id = keygen["key_id"].as_str().unwrap().to_string();
+    assert_eq!(key_id.len(), 16);
+    assert_eq!(
+        keygen,
+        json!({"secret_key_file": at("k.secret"), "public_key_file": at("k.pub"), "key_id": key_id})
+    );
+    let out = local(&["sw-patch", "keygen", "--out", &at("y"), "--format", "yaml"]);
+    let yaml: Value = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(yaml["public_key_file"], at("y.pub"), "{out}");
+    let out = local(&["sw-patch", "keygen", "--out", &at("t")]);
+    assert!(
+        out.starts_with(&format!(
+            "wrote {} (keep it secret) and {}",
+            at("t.secret"),
+            at("t.pub")
+        )),
+        "{out}"
+    );
+
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("files/bin")).unwrap();
+    std::fs::write(
+        src.join("patch.json"),
+        r#"{"id": "T.1", "summary": "a kubelet", "kind": "kubelet", "delivers": "v1.16.2"}"#,
+    )
+    .unwrap();
+    std::fs::write(src.join("files/bin/kubelet"), b"binary").unwrap();
+    let build = |format: &str, out: &str| {
+        local(&[
+            "sw-patch",
+            "build",
+            &src.display().to_string(),
+            "--key",
+            &at("k.secret"),
+            "--out",
+            &at(out),
+            "--format",
+            format,
+        ])
+    };
+    let out = build("json", "T.1.patch");
+    let built: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let size = std::fs::metadata(at("T.1.patch")).unwrap().len();
+    assert_eq!(
+        built,
+        json!({"bundle_file": at("T.1.patch"), "bytes": size, "patch_id": "T.1", "key_id": key_id})
+    );
+    let out = build("yaml", "T.1.y.patch");
+    let yaml: Value = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(yaml["patch_id"], "T.1", "{out}");
+    let out = build("table", "T.1.t.patch");
+    assert_eq!(out, format!("wrote {} ({size} bytes)\n", at("T.1.t.patch")));
 }
 
 #[test]
@@ -269,6 +508,122 @@ async fn fake_daemon(reply: Box<Handler>) -> (Runner, Arc<Mutex<Vec<Seen>>>) {
     runner.poll = Duration::from_millis(1);
     runner.progress = false;
     (runner, seen)
+}
+
+/// A server that answers every request with `status`, `content_type` and `body`, as a proxy
+/// in front of nothing might.
+async fn raw_server(status: u16, content_type: &'static str, body: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(body.as_bytes()).await;
+                sock.shutdown().await.ok();
+            });
+        }
+    });
+    url
+}
+
+/// `--url` at something that is not kup: its 2 MB HTML error page becomes one short `Error:`
+/// line that says what answered (status, content type, size) and quotes 200 characters.
+#[tokio::test]
+async fn an_html_error_page_is_one_short_error_line() {
+    let page = format!(
+        "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>{}</body></html>\n",
+        "<p>upstream unavailable</p>\n".repeat(72_000)
+    );
+    let size = page.len();
+    let url = raw_server(502, "text/html", page).await;
+    let cli = parse(&["host-list", "--url", &url, "--token", "t"]).unwrap();
+    let runner = Runner::from_opts(&cli.opts).unwrap();
+    let out = runner.execute(&cli.cmd).await;
+    let line = out.error_line().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "Error: the server answered HTTP 502 Bad Gateway (text/html, {size} bytes), not \
+             kup's error body: <html> <head><title>502 Bad Gateway</title></head> <body><p>"
+        )),
+        "{line}"
+    );
+    assert!(line.chars().count() < 300, "{} bytes", line.len());
+}
+
+/// Credentials in `--url` are never printed, whichever message names the URL.
+#[tokio::test]
+async fn credentials_in_the_url_are_not_printed() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://admin:hunter2@127.0.0.1:{port}");
+    let cli = parse(&["host-list", "--url", &url, "--token", "t"]).unwrap();
+    let out = Runner::from_opts(&cli.opts)
+        .unwrap()
+        .execute(&cli.cmd)
+        .await;
+    let line = out.error_line().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "Error: cannot reach kup at http://***@127.0.0.1:{port}: "
+        )),
+        "{line}"
+    );
+    for bad in ["admin:hunter2@127.0.0.1:99999", "ftp://admin:hunter2@h/"] {
+        let cli = parse(&["host-list", "--url", bad, "--token", "t"]).unwrap();
+        let line = Outcome::failed(Runner::from_opts(&cli.opts).err().unwrap())
+            .error_line()
+            .unwrap();
+        assert!(!line.contains("hunter2") && line.contains("***@"), "{line}");
+    }
+}
+
+/// A name is sent as typed, tab and newline included, and the daemon's refusal quotes it as
+/// typed: `host-lock $'worker-0\t'` does not lock worker-0, and a newline in a name cannot
+/// start a line of its own.
+#[tokio::test]
+async fn names_are_sent_as_typed_and_refusals_show_them() {
+    let (runner, seen) = fake_daemon(Box::new(|_, path, _| {
+        let name = match path {
+            "/v1/ihosts/worker-0%09" => "worker-0\t",
+            "/v1/ihosts/worker-9%0AError%3A%20all%20good" => "worker-9\nError: all good",
+            _ => "(another)",
+        };
+        (404, refusal(&format!("Host {name} not found")))
+    }))
+    .await;
+    let run = |name: &'static str| {
+        let cli = parse(&["host-lock", name]).unwrap();
+        let runner = &runner;
+        async move { runner.execute(&cli.cmd).await.error_line().unwrap() }
+    };
+    let line = run("worker-0\t").await;
+    assert_eq!(
+        crate::term::safe(&line),
+        "Error: Host worker-0\\u0009 not found"
+    );
+    let line = run("worker-9\nError: all good").await;
+    assert_eq!(line, "Error: Host worker-9 Error: all good not found");
+    let targets: Vec<String> = seen.lock().unwrap().iter().map(|s| s.1.clone()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/v1/ihosts/worker-0%09",
+            "/v1/ihosts/worker-9%0AError%3A%20all%20good"
+        ]
+    );
 }
 
 fn refusal(reason: &str) -> Value {
