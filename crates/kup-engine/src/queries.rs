@@ -1,0 +1,160 @@
+//! What the API reads: built from the cached snapshot of the store and the driver's shared
+//! views, never copying the cluster, never reading a pod unless the answer needs pods.
+
+use std::sync::Arc;
+
+use kup_core::{HealthReport, Refusal};
+use kup_types::{
+    Alarm, Event, HostInfo, IHost, KubeHostUpgradeView, KubeUpgradeView, KubeVersion,
+    KubeVersionDetail, KubeVersionSummary, Observation, Snapshot, Workloads,
+};
+
+use crate::commands::find_host;
+use crate::{Engine, EngineError};
+
+impl Engine {
+    /// The cluster's hosts' view, as the driver shares it.
+    pub async fn observe(&self) -> Result<Arc<Observation>, EngineError> {
+        Ok(self.inner.driver.observe().await?)
+    }
+
+    /// The cluster's pods, owners and budgets, as the driver shares them.
+    pub async fn workloads(&self) -> Result<Arc<Workloads>, EngineError> {
+        Ok(self.inner.driver.workloads().await?)
+    }
+
+    /// The store as last committed, and the hosts' view: what reads are built from. Neither
+    /// copies anything.
+    pub(crate) async fn read(&self) -> Result<(Arc<Snapshot>, Arc<Observation>), EngineError> {
+        Ok((self.inner.snapshot(), self.inner.driver.observe().await?))
+    }
+
+    pub async fn kube_versions(&self) -> Result<Vec<KubeVersionSummary>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(self
+            .inner
+            .catalog_for(&snap)
+            .summaries(&obs, snap.upgrade.as_ref()))
+    }
+
+    pub async fn kube_version(&self, version: &str) -> Result<KubeVersionDetail, EngineError> {
+        let v = KubeVersion::parse(version).map_err(Refusal::from)?;
+        let (snap, obs) = self.read().await?;
+        Ok(self
+            .inner
+            .catalog_for(&snap)
+            .detail(v, &obs, snap.upgrade.as_ref())
+            .ok_or(Refusal::UnknownVersionLookup(v))?)
+    }
+
+    pub async fn kube_upgrade(&self) -> Result<Option<KubeUpgradeView>, EngineError> {
+        Ok(self
+            .inner
+            .snapshot()
+            .upgrade
+            .as_ref()
+            .map(KubeUpgradeView::from))
+    }
+
+    pub async fn kube_host_upgrades(&self) -> Result<Vec<KubeHostUpgradeView>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(kup_core::views::host_upgrades(&snap, &obs))
+    }
+
+    /// A host by name, numeric id or uuid.
+    pub async fn host(&self, key: &str) -> Result<HostInfo, EngineError> {
+        let obs = self.observe().await?;
+        Ok(find_host(&obs, key)?.clone())
+    }
+
+    /// Hosts as the sysinv API shows them.
+    pub async fn ihosts(&self) -> Result<Vec<IHost>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(obs
+            .hosts
+            .iter()
+            .map(|h| kup_core::views::ihost(h, snap.host(&h.hostname)))
+            .collect())
+    }
+
+    /// One host by name, numeric id or uuid, as the sysinv API shows it.
+    pub async fn ihost(&self, key: &str) -> Result<IHost, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let h = find_host(&obs, key)?;
+        Ok(kup_core::views::ihost(h, snap.host(&h.hostname)))
+    }
+
+    /// `kup upgrade plan`: what the whole upgrade to `to` would do, stage by stage, with the
+    /// safety findings per host. `to` defaults to the upgrade in progress, else the highest
+    /// available version.
+    pub async fn plan(
+        &self,
+        to: Option<&str>,
+        max_parallel_worker_hosts: u32,
+        min_free_disk_gib: u32,
+    ) -> Result<kup_core::plan::Plan, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let workloads = self.workloads().await?;
+        let catalog = self.inner.catalog_for(&snap);
+        let to = match to {
+            Some(v) => KubeVersion::parse(v).map_err(Refusal::from)?,
+            None => match &snap.upgrade {
+                Some(u) => u.to_version,
+                None => catalog
+                    .states(&obs)
+                    .into_iter()
+                    .filter(|(_, s)| *s == kup_types::VersionState::Available)
+                    .map(|(v, _)| v)
+                    .next_back()
+                    .ok_or(Refusal::NothingToPlan)?,
+            },
+        };
+        let durations = self.inner.driver.step_durations();
+        // Seconds of work at the largest sizes: off the async threads, so the daemon keeps
+        // answering meanwhile.
+        let plan = tokio::task::spawn_blocking(move || {
+            kup_core::plan::plan(&kup_core::plan::PlanInput {
+                obs: &obs,
+                workloads: &workloads,
+                snap: &snap,
+                catalog: &catalog,
+                to,
+                max_parallel_worker_hosts: max_parallel_worker_hosts.max(1),
+                durations: &durations,
+                min_free_disk_gib,
+            })
+        })
+        .await
+        .map_err(|e| EngineError::Stopped(e.to_string()))?;
+        Ok(plan)
+    }
+
+    /// `kup info`.
+    pub async fn info(&self) -> Result<kup_types::ClusterInfo, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(kup_core::views::info(&snap, &obs))
+    }
+
+    pub async fn alarms(&self) -> Result<Vec<Alarm>, EngineError> {
+        let (snap, obs) = self.read().await?;
+        Ok(kup_core::views::alarms(&snap, &obs))
+    }
+
+    /// `health-query-kube-upgrade`; `relaxed` lets alarms that are not management-affecting pass.
+    pub async fn health(&self, relaxed: bool) -> Result<HealthReport, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let workloads = self.workloads().await?;
+        let mut obs = Observation::clone(&obs);
+        obs.alarms = kup_core::views::alarms(&snap, &obs);
+        Ok(kup_core::kube_upgrade_health(
+            &obs,
+            &workloads,
+            relaxed,
+            &self.inner.policy.alarm_ignore,
+        ))
+    }
+
+    pub async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, EngineError> {
+        Ok(self.inner.store.events(after_seq, limit).await?)
+    }
+}
