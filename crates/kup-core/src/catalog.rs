@@ -36,6 +36,21 @@ impl Catalog {
         self.versions.values()
     }
 
+    /// The one rule of what can be upgraded to from what: a newer version whose metadata lists
+    /// `from`, at most one minor version ahead (the control plane never skips a minor).
+    pub fn upgrade_path(
+        &self,
+        from: KubeVersion,
+        to: KubeVersion,
+    ) -> Result<&VersionMeta, crate::Refusal> {
+        let meta = self.get(to).ok_or(crate::Refusal::UnknownVersion(to))?;
+        if to <= from || !meta.upgrade_from.contains(&from) {
+            return Err(crate::Refusal::NoUpgradePath { from, to });
+        }
+        crate::skew::one_minor_step(from, to)?;
+        Ok(meta)
+    }
+
     /// Live state of every known version.
     pub fn states(&self, obs: &Observation) -> BTreeMap<KubeVersion, VersionState> {
         let running: BTreeSet<KubeVersion> = running_versions(obs)

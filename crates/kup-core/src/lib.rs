@@ -17,5 +17,8 @@ pub mod views;
 
 pub use catalog::{Catalog, running_versions};
 pub use health::{DEFAULT_ALARM_IGNORE, HealthReport, kube_upgrade_health};
-pub use machine::{Command, Ctx, Decision, OpSlot, Policy, decide, finish, observed_done, recover};
+pub use machine::{
+    Command, Ctx, Decision, OpSlot, Policy, Recovery, decide, default_deadlines, finish,
+    observed_done, recover,
+};
 pub use refusal::Refusal;

@@ -3,14 +3,14 @@
 //! restart, what becomes of a step that was in flight. Pure: the caller supplies the store's
 //! snapshot, the cluster's observation and the time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kup_types::{
     AdminState, Availability, EventKind, HostInfo, HostUpgradeStatus, KubeUpgradeRecord,
     KubeUpgradeState, KubeVersion, NewEvent, Observation, OpStatus, OperState, Operation,
-    OperationRecord, OperationState, Personality, Snapshot, SystemType, UpgradeWrite, VersionState,
-    Workloads, WriteBatch,
+    OperationRecord, OperationState, Personality, Snapshot, StepKind, SystemType, UpgradeWrite,
+    VersionState, Workloads, WriteBatch,
 };
 
 use crate::catalog::{Catalog, running_versions};
@@ -25,13 +25,42 @@ use KubeUpgradeState as S;
 pub struct Policy {
     /// Alarm ids that never block a start; the request's own list is added to these.
     pub alarm_ignore: Vec<String>,
+    /// How long each kind of step may run before it counts as hung and is marked failed.
+    pub deadlines: BTreeMap<StepKind, SignedDuration>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             alarm_ignore: DEFAULT_ALARM_IGNORE.iter().map(|s| s.to_string()).collect(),
+            deadlines: default_deadlines(),
         }
+    }
+}
+
+/// StarlingX's for the upgrade steps (its stuck-state audit); for host actions, what a drain
+/// of a busy host, a reboot and a hand-over take with room to spare.
+pub fn default_deadlines() -> BTreeMap<StepKind, SignedDuration> {
+    [
+        (StepKind::DownloadImages, 1800),
+        (StepKind::ControlPlane, 420),
+        (StepKind::Networking, 900),
+        (StepKind::Kubelet, 900),
+        (StepKind::Lock, 1800),
+        (StepKind::Unlock, 1800),
+        (StepKind::Swact, 600),
+    ]
+    .into_iter()
+    .map(|(k, s)| (k, SignedDuration::from_secs(s)))
+    .collect()
+}
+
+impl Policy {
+    pub fn deadline(&self, kind: StepKind) -> SignedDuration {
+        self.deadlines
+            .get(&kind)
+            .copied()
+            .unwrap_or(SignedDuration::from_secs(1800))
     }
 }
 
@@ -298,18 +327,27 @@ impl<'a> Writer<'a> {
         self.d.batch.patches.extend(writes);
     }
 
-    /// Starts an operation: its record (running) is written with the decision.
+    /// Starts an operation: its record (running, with its attempt and deadline) is written
+    /// with the decision.
     fn op(&mut self, op: Operation) {
         let n = self.d.ops.len();
         let id = match n {
             0 => self.ctx.fresh_uuid.to_string(),
             n => format!("{}-{n}", self.ctx.fresh_uuid),
         };
+        let attempt = self.ctx.snap.attempts.get(&op.key()).copied().unwrap_or(0) + 1;
+        let deadline = self
+            .ctx
+            .now
+            .saturating_add(self.ctx.policy.deadline(op.kind()))
+            .unwrap_or(Timestamp::MAX);
         let record = OperationRecord {
             id,
             op,
             state: OperationState::Running,
+            attempt,
             started_at: self.ctx.now,
+            deadline,
             ended_at: None,
             detail: None,
         };
@@ -680,7 +718,7 @@ fn start(
         return Err(Refusal::AlreadyInProgress);
     }
     let to = KubeVersion::parse(to_version)?;
-    let meta = ctx.catalog.get(to).ok_or(Refusal::UnknownVersion(to))?;
+    ctx.catalog.get(to).ok_or(Refusal::UnknownVersion(to))?;
     let running = running_versions(ctx.obs);
     if running.len() != 1 {
         return Err(Refusal::RunningVersionNotActive {
@@ -699,12 +737,9 @@ fn start(
             state: to_state,
         });
     }
-    // Never a downgrade, whatever the metadata says.
-    if to <= from || !meta.upgrade_from.contains(&from) {
-        return Err(Refusal::NoUpgradePath { from, to });
-    }
-    // Nor a skipped minor version.
-    crate::skew::one_minor_step(from, to)?;
+    // `available` is StarlingX's "reachable from here"; a start needs the one-step rule (never a
+    // downgrade, nor a skipped minor, whatever the metadata says), shared with the plan.
+    let meta = ctx.catalog.upgrade_path(from, to)?;
     if let Some(missing) = crate::patches::missing_for_start(ctx.snap, meta) {
         return Err(missing);
     }
@@ -1104,36 +1139,68 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
     }
 }
 
-/// After a restart: every operation that was in flight is either observed finished or marked
-/// failed (its step `-failed`, so the same command can re-do it), with an event either way.
-/// The store's operation records say what was in flight; for a store written before kup
-/// recorded operations, the upgrade's state and host rows stand in for them.
-pub fn recover(ctx: &Ctx<'_>) -> WriteBatch {
+/// What a restart does with the operations that were in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub batch: WriteBatch,
+    /// Still running on the cluster: followed again, not failed.
+    pub reattach: Vec<OperationRecord>,
+}
+
+/// After a restart: every operation recorded as running is settled by what the driver says of
+/// it (by its id) and what the cluster shows. Still running: followed again. Reported done and
+/// observed: done. Anything else — failed, unknown to the driver (the process that ran it is
+/// gone) and not observed — is marked failed (its step `-failed`, so the same command can re-do
+/// it). An event says which, either way. For a store written before kup recorded operations,
+/// the upgrade's state and host rows stand in for the records.
+pub fn recover(ctx: &Ctx<'_>, driver: &BTreeMap<String, OpStatus>) -> Recovery {
     let mut w = Writer::new(ctx);
-    let mut in_flight: Vec<(Option<&OperationRecord>, Operation)> = ctx
-        .snap
-        .operations
-        .iter()
-        .map(|o| (Some(o), o.op.clone()))
-        .collect();
+    let mut reattach = Vec::new();
+    let mut in_flight: Vec<(Option<&OperationRecord>, Operation)> = Vec::new();
+    for o in &ctx.snap.operations {
+        if driver.get(&o.id) == Some(&OpStatus::Running) {
+            w.event(
+                EventKind::Recovery,
+                o.op.host().unwrap_or("kube_upgrade"),
+                format!(
+                    "{} was in flight at restart and still runs: followed again",
+                    o.op
+                ),
+            );
+            reattach.push(o.clone());
+        } else {
+            in_flight.push((Some(o), o.op.clone()));
+        }
+    }
     for op in inferred_in_flight(ctx, &mut w) {
-        if !in_flight
+        let known = ctx
+            .snap
+            .operations
             .iter()
-            .any(|(_, o)| OpSlot::of(o) == OpSlot::of(&op))
-        {
+            .any(|o| OpSlot::of(&o.op) == OpSlot::of(&op));
+        if !known {
             in_flight.push((None, op));
         }
     }
     for (record, op) in in_flight {
         let subject = op.host().unwrap_or("kube_upgrade").to_string();
-        let result = observed_done(ctx.obs, &op);
-        match &result {
-            Ok(()) => w.event(
+        let reported = record.and_then(|r| driver.get(&r.id));
+        let result = match reported {
+            Some(OpStatus::Failed(why)) => Err(why.clone()),
+            _ => observed_done(ctx.obs, &op),
+        };
+        match (&result, reported) {
+            (Ok(()), _) => w.event(
                 EventKind::Recovery,
                 &subject,
                 format!("{op} was in flight at restart and is observed finished"),
             ),
-            Err(why) => w.event(
+            (Err(why), Some(OpStatus::Failed(_))) => w.event(
+                EventKind::Recovery,
+                &subject,
+                format!("{op} was in flight at restart and failed ({why}); marked failed"),
+            ),
+            (Err(why), _) => w.event(
                 EventKind::Recovery,
                 &subject,
                 format!("{op} was in flight at restart and did not finish ({why}); marked failed"),
@@ -1147,7 +1214,10 @@ pub fn recover(ctx: &Ctx<'_>) -> WriteBatch {
             w.end_op(r, detail.is_none(), detail);
         }
     }
-    w.finish().batch
+    Recovery {
+        batch: w.finish().batch,
+        reattach,
+    }
 }
 
 /// The operations the upgrade's state and host rows say were running.

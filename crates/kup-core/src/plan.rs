@@ -176,17 +176,19 @@ fn check_path(input: &PlanInput<'_>) -> (Option<KubeVersion>, Vec<String>) {
                     "the running version {f} is not in the version catalog"
                 ));
             }
-            if let Some(m) = meta
-                && !m.upgrade_from.contains(&f)
-            {
-                blocked.push(format!(
-                    "no upgrade path from {f} to {to} ({to} upgrades from {})",
-                    if m.upgrade_from.is_empty() {
-                        "no version".to_string()
-                    } else {
-                        join(m.upgrade_from.iter())
-                    }
-                ));
+            match (meta, input.catalog.upgrade_path(f, to)) {
+                (Some(m), Err(crate::Refusal::NoUpgradePath { .. })) => {
+                    blocked.push(format!(
+                        "no upgrade path from {f} to {to} ({to} upgrades from {})",
+                        if m.upgrade_from.is_empty() {
+                            "no version".to_string()
+                        } else {
+                            join(m.upgrade_from.iter())
+                        }
+                    ));
+                }
+                (Some(_), Err(refused)) => blocked.push(refused.to_string()),
+                _ => {}
             }
         }
     }

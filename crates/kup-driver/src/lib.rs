@@ -3,11 +3,13 @@
 //! The contract, shaped for a real cluster (Kubernetes API + SSH to kubeadm hosts) as much as
 //! for the simulation:
 //! - `observe` reads what runs now; the engine never trusts its own memory of the cluster.
-//! - `start` begins an operation and returns at once. Starting an operation that is already
-//!   running attaches to it; starting one that already succeeded is a no-op. Both make a
-//!   retried command safe.
-//! - `status`/`wait` report how an operation went; the engine then confirms the effect with
-//!   `observe` before it records success.
+//! - `start` begins an operation under the id the engine recorded for it, and returns at once.
+//!   Starting an operation that is already running (under any id) attaches to it; starting one
+//!   that already succeeded is a no-op. Both make a retried command safe.
+//! - `status`/`wait` report how an operation went, by its id, so that an engine that restarted
+//!   can ask about what it had started; the engine then confirms the effect with `observe`
+//!   before it records success, and gives up at the operation's deadline (`wait` returns
+//!   `Running` when its time is up: no wait is unbounded).
 
 use std::time::Duration;
 
@@ -47,11 +49,19 @@ pub trait Driver: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Begins `op` (idempotent, see the crate docs).
-    async fn start(&self, op: &Operation) -> Result<(), DriverError>;
+    /// Begins `op` as operation `id` (idempotent, see the crate docs).
+    async fn start(&self, id: &str, op: &Operation) -> Result<(), DriverError>;
 
-    /// The latest known outcome of `op`.
-    async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError>;
+    /// Gives up operation `id` (it passed its deadline): the driver stops it if it can, and
+    /// forgets it, so that a re-do starts afresh rather than attaching to what hung.
+    async fn cancel(&self, id: &str) -> Result<(), DriverError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// The latest known outcome of operation `id`; `NotStarted` for an id the driver does
+    /// not know (a process that ran it is gone).
+    async fn status(&self, id: &str) -> Result<OpStatus, DriverError>;
 
     /// How long each kind of step takes on this cluster, in seconds, for planning. The
     /// default is a typical kubeadm cluster's.
@@ -75,14 +85,17 @@ pub trait Driver: Send + Sync + 'static {
         Duration::from_secs(2)
     }
 
-    /// Resolves when `op` has succeeded or failed. Drivers that can be notified override it.
-    async fn wait(&self, op: &Operation) -> Result<OpStatus, DriverError> {
+    /// Resolves when operation `id` has succeeded or failed, or with its last status once
+    /// `timeout` has passed. Drivers that can be notified override it.
+    async fn wait(&self, id: &str, timeout: Duration) -> Result<OpStatus, DriverError> {
+        let until = tokio::time::Instant::now() + timeout;
         loop {
-            let s = self.status(op).await?;
-            if s.is_terminal() {
+            let s = self.status(id).await?;
+            if s.is_terminal() || tokio::time::Instant::now() >= until {
                 return Ok(s);
             }
-            tokio::time::sleep(self.poll_interval()).await;
+            tokio::time::sleep_until(until.min(tokio::time::Instant::now() + self.poll_interval()))
+                .await;
         }
     }
 }

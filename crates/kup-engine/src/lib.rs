@@ -13,7 +13,7 @@ use kup_core::{Catalog, Command, Policy, Refusal};
 use kup_driver::{Driver, DriverError};
 use kup_store::{Store, StoreError};
 use kup_types::{
-    HostInfo, HostsToken, KubeHostUpgradeView, KubeUpgradeView, Snapshot, VersionMeta, WriteBatch,
+    HostInfo, HostsToken, KubeHostUpgradeView, KubeUpgradeView, Snapshot, VersionMeta,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -139,12 +139,21 @@ impl Engine {
             inner.add_missing_rows(now).await?;
             let snap = inner.snapshot();
             let catalog = inner.catalog_for(&snap);
-            let mut batch = WriteBatch::default();
+            // What the driver knows of each operation in flight, by its id.
+            let mut reported = std::collections::BTreeMap::new();
+            for o in &snap.operations {
+                reported.insert(o.id.clone(), inner.driver.status(&o.id).await?);
+            }
+            let mut recovery = kup_core::Recovery::default();
             inner.driver.with_views(&mut |obs, _| {
-                batch = kup_core::recover(&inner.ctx(&catalog, &snap, obs, None, now, ""));
+                recovery =
+                    kup_core::recover(&inner.ctx(&catalog, &snap, obs, None, now, ""), &reported);
             })?;
             drop(snap);
-            inner.commit(batch).await?;
+            inner.commit(recovery.batch).await?;
+            for record in recovery.reattach {
+                inner.reattach(record);
+            }
         }
         if let Some(repo) = &inner.patch_repo {
             clean_repository(repo, &inner.snapshot());

@@ -18,19 +18,27 @@ impl Inner {
     /// Starts an operation (its record is already committed) and a task that records its end.
     /// Called with the command lock held.
     pub(crate) async fn launch(self: &Arc<Self>, record: OperationRecord) {
+        let started = self.driver.start(&record.id, &record.op).await;
+        self.follow(record, started.err().map(|e| e.to_string()));
+    }
+
+    /// Follows an operation the driver still runs after a restart, as if just started.
+    pub(crate) fn reattach(self: &Arc<Self>, record: OperationRecord) {
+        self.follow(record, None);
+    }
+
+    /// A task that waits for the operation until its deadline, confirms its effect in the
+    /// cluster, and records its end. `refused`: the driver would not start it.
+    fn follow(self: &Arc<Self>, record: OperationRecord, refused: Option<String>) {
         self.running.send_modify(|n| *n += 1);
-        let started = self.driver.start(&record.op).await;
         let this = Arc::clone(self);
         let waiter = tokio::spawn({
-            let driver = Arc::clone(&self.driver);
-            let op = record.op.clone();
+            let this = Arc::clone(self);
+            let record = record.clone();
             async move {
-                match started {
-                    Err(e) => OpStatus::Failed(e.to_string()),
-                    Ok(()) => driver
-                        .wait(&op)
-                        .await
-                        .unwrap_or_else(|e| OpStatus::Failed(e.to_string())),
+                match refused {
+                    Some(why) => OpStatus::Failed(why),
+                    None => this.outcome(&record).await,
                 }
             }
         });
@@ -52,6 +60,39 @@ impl Inner {
         tasks.retain(|t| !t.is_finished());
         tasks.push(waiter_abort);
         tasks.push(task.abort_handle());
+    }
+
+    /// How the operation ends: what the driver reports by its deadline, a success only once
+    /// the cluster shows it (a real cluster's kubelet version and static pods lag behind the
+    /// command), and a failure "timed out" when the deadline passes first.
+    async fn outcome(&self, record: &OperationRecord) -> OpStatus {
+        let left = |now: Timestamp| {
+            std::time::Duration::try_from(record.deadline.duration_since(now)).unwrap_or_default()
+        };
+        let status = match self.driver.wait(&record.id, left(Timestamp::now())).await {
+            Ok(OpStatus::Succeeded) => OpStatus::Succeeded,
+            Ok(OpStatus::Failed(why)) => return OpStatus::Failed(why),
+            Ok(OpStatus::Running | OpStatus::NotStarted) => {
+                // Hung: given up, so that a re-do starts afresh.
+                if let Err(e) = self.driver.cancel(&record.id).await {
+                    tracing::warn!(error = %e, op = %record.op, "cannot cancel a hung operation");
+                }
+                let secs = record.deadline.duration_since(record.started_at).as_secs();
+                return OpStatus::Failed(format!("timed out after {secs} s"));
+            }
+            Err(e) => return OpStatus::Failed(e.to_string()),
+        };
+        loop {
+            let mut seen = false;
+            let _ = self.driver.with_views(&mut |obs, _| {
+                seen = kup_core::observed_done(obs, &record.op).is_ok();
+            });
+            if seen || left(Timestamp::now()).is_zero() {
+                // Recorded by `finish`, which checks once more and says what is missing.
+                return status;
+            }
+            tokio::time::sleep(self.driver.poll_interval().min(left(Timestamp::now()))).await;
+        }
     }
 
     /// Records how an operation ended. If the cluster or the store cannot be read or written

@@ -241,6 +241,7 @@ async fn a_step_that_finished_while_down_is_observed_finished() {
     h.ok(Command::DownloadImages).await;
     h.sim.set_time_scale(0.002);
     h.run(cp("controller-1")).await.unwrap();
+    let id = h.stored().await.operations[0].id.clone();
     let Harness {
         engine,
         sim,
@@ -248,12 +249,8 @@ async fn a_step_that_finished_while_down_is_observed_finished() {
         dir,
     } = h;
     drop(engine); // the engine stops before the step ends; the cluster carries on
-    let op = kup_types::Operation::UpgradeControlPlane {
-        host: "controller-1".into(),
-        version: kup_types::KubeVersion::new(1, 16, 2),
-        first: true,
-    };
-    assert_eq!(sim.wait(&op).await.unwrap(), kup_types::OpStatus::Succeeded);
+    let done = sim.wait(&id, std::time::Duration::from_secs(30)).await;
+    assert_eq!(done.unwrap(), kup_types::OpStatus::Succeeded);
     let h = Harness {
         engine: open(&sim, &db).await,
         sim,
@@ -268,6 +265,80 @@ async fn a_step_that_finished_while_down_is_observed_finished() {
             .any(|e| e.kind == EventKind::Recovery && e.message.ends_with("observed finished"))
     );
     assert_gapless(&events);
+}
+
+/// A step still running on the cluster when the engine restarts is followed again by its id,
+/// not failed: it ends once, recorded by the new engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_still_running_at_restart_is_followed_again() {
+    let h = Harness::new(seed_cluster()).await;
+    h.ok(start("v1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    h.sim.set_time_scale(0.005); // about two seconds
+    h.run(cp("controller-1")).await.unwrap();
+    let h = h.restart().await;
+    assert_eq!(h.state().await, "upgrading-first-master", "not failed");
+    h.engine.wait_idle().await;
+    assert_eq!(h.state().await, "upgraded-first-master");
+    let events = h.events().await;
+    let followed: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Recovery)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        followed,
+        [
+            "upgrade the first control plane on controller-1 to v1.16.2 was in flight at restart and still runs: followed again"
+        ]
+    );
+    let ends = events
+        .iter()
+        .filter(|e| {
+            e.message.starts_with("upgrade the first control plane")
+                && e.message.ends_with(": done")
+        })
+        .count();
+    assert_eq!(ends, 1);
+    assert_gapless(&events);
+}
+
+/// A step that hangs is marked failed at its deadline ("timed out"), and can be re-done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_step_times_out_at_its_deadline() {
+    let inv = seed_cluster();
+    let sim = kup_sim::SimCluster::new(&inv, 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = kup_core::Policy::default();
+    policy.deadlines.insert(
+        kup_types::StepKind::ControlPlane,
+        jiff::SignedDuration::from_millis(300),
+    );
+    let engine = open_with(&sim, &dir.path().join("kup.db"), policy).await;
+    for c in [start("v1.16.2"), Command::DownloadImages] {
+        engine.execute(c).await.unwrap();
+        engine.wait_idle().await;
+    }
+    sim.inject_fault(kup_sim::Fault::hang(
+        kup_types::StepKind::ControlPlane,
+        None,
+    ));
+    engine.execute(cp("controller-1")).await.unwrap();
+    engine.wait_idle().await;
+    let u = engine.kube_upgrade().await.unwrap().unwrap();
+    assert_eq!(u.state.to_string(), "upgrading-first-master-failed");
+    let events = engine.events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.ends_with("failed: timed out after 0 s")),
+        "{events:?}"
+    );
+    sim.clear_faults();
+    engine.execute(cp("controller-1")).await.unwrap();
+    engine.wait_idle().await;
+    let u = engine.kube_upgrade().await.unwrap().unwrap();
+    assert_eq!(u.state.to_string(), "upgraded-first-master");
 }
 
 /// Two racing commands cannot both pass a check.

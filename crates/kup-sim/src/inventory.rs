@@ -227,9 +227,16 @@ fn applied() -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultMode {
+    /// The first run fails.
     Once,
+    /// Every run fails.
     Always,
+    /// Each run fails with `probability`.
     Probability,
+    /// The first `times` runs fail.
+    Times,
+    /// Every run hangs: it never ends (until the simulation restarts).
+    Hang,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -242,6 +249,9 @@ pub struct FaultSpec {
     pub mode: Spanned<FaultMode>,
     #[serde(default)]
     pub probability: Option<Spanned<f64>>,
+    /// For mode `times`: how many runs fail.
+    #[serde(default)]
+    pub times: Option<Spanned<u32>>,
 }
 
 /// At most this many pods (Kubernetes supports 150,000): a typo of a replica count must not
@@ -616,10 +626,18 @@ impl Inventory {
                 (FaultMode::Probability, Some(p)) if !(0.0..=1.0).contains(&p.value) => {
                     return Err(at(p, "probability must be between 0 and 1"));
                 }
-                (FaultMode::Once | FaultMode::Always, Some(p)) => {
+                (_, Some(p)) if f.mode.value != FaultMode::Probability => {
                     return Err(at(p, "probability is only for mode probability"));
                 }
                 _ => {}
+            }
+            match (f.mode.value, &f.times) {
+                (FaultMode::Times, None) => {
+                    return Err(at(&f.mode, "a fault with mode times needs times"));
+                }
+                (FaultMode::Times, Some(_)) => {}
+                (_, Some(t)) => return Err(at(t, "times is only for mode times")),
+                (_, None) => {}
             }
         }
         Ok(())

@@ -29,14 +29,24 @@ pub use model::SimModel;
 #[error("{0}")]
 pub struct StateError(String);
 
-/// A fault to inject: `step` on `host` (or anywhere) fails once, always, or with a probability.
+/// A fault to inject: `step` on `host` (or anywhere) fails once, always, the first `times`
+/// runs, with a probability, or hangs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
     pub step: StepKind,
     pub host: Option<String>,
     pub mode: FaultMode,
     pub probability: f64,
-    fired: bool,
+    pub times: u32,
+    fired: u32,
+}
+
+/// What a fault does to a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    None,
+    Fail,
+    Hang,
 }
 
 impl Fault {
@@ -46,7 +56,8 @@ impl Fault {
             host: host.map(str::to_string),
             mode,
             probability,
-            fired: false,
+            times: 1,
+            fired: 0,
         }
     }
     pub fn once(step: StepKind, host: Option<&str>) -> Self {
@@ -54,6 +65,16 @@ impl Fault {
     }
     pub fn always(step: StepKind, host: Option<&str>) -> Self {
         Self::new(step, host, FaultMode::Always, 1.0)
+    }
+    /// The first `n` runs fail.
+    pub fn times(step: StepKind, host: Option<&str>, n: u32) -> Self {
+        Self {
+            times: n,
+            ..Self::new(step, host, FaultMode::Times, 1.0)
+        }
+    }
+    pub fn hang(step: StepKind, host: Option<&str>) -> Self {
+        Self::new(step, host, FaultMode::Hang, 1.0)
     }
 
     fn matches(&self, op: &Operation) -> bool {
@@ -80,7 +101,11 @@ impl Rng {
 
 struct State {
     model: SimModel,
-    ops: HashMap<Operation, OpStatus>,
+    /// The status of each run, the run each operation id belongs to, and the run of each
+    /// operation in progress (a second id for it attaches to the same run).
+    runs: Vec<OpStatus>,
+    run_of_id: HashMap<String, usize>,
+    running: HashMap<Operation, usize>,
     faults: Vec<Fault>,
     rng: Rng,
     durations: BTreeMap<StepKind, f64>,
@@ -159,8 +184,9 @@ impl SimCluster {
         let faults = inv
             .faults
             .iter()
-            .map(|f| {
-                Fault::new(
+            .map(|f| Fault {
+                times: f.times.as_ref().map_or(1, |t| t.value),
+                ..Fault::new(
                     f.step,
                     f.host.as_ref().map(|h| h.value.as_str()),
                     f.mode.value,
@@ -183,7 +209,9 @@ impl SimCluster {
         SimCluster {
             state: Arc::new(Mutex::new(State {
                 model,
-                ops: HashMap::new(),
+                runs: Vec::new(),
+                run_of_id: HashMap::new(),
+                running: HashMap::new(),
                 faults,
                 rng: Rng(inv.seed ^ 0x6b75_7000),
                 durations,
@@ -246,23 +274,32 @@ impl SimCluster {
         self.lock().model.clone()
     }
 
-    fn fault_fires(st: &mut State, op: &Operation) -> bool {
-        let mut fires = false;
+    fn fault_fires(st: &mut State, op: &Operation) -> Effect {
+        let mut effect = Effect::None;
         for i in 0..st.faults.len() {
             if !st.faults[i].matches(op) {
                 continue;
             }
-            let hit = match st.faults[i].mode {
-                FaultMode::Once => !std::mem::replace(&mut st.faults[i].fired, true),
-                FaultMode::Always => true,
+            let f = &mut st.faults[i];
+            let hit = match f.mode {
+                FaultMode::Once => f.fired < 1,
+                FaultMode::Times => f.fired < f.times,
+                FaultMode::Always | FaultMode::Hang => true,
                 FaultMode::Probability => {
-                    let p = st.faults[i].probability;
+                    let p = f.probability;
                     st.rng.next_f64() < p
                 }
             };
-            fires |= hit;
+            let f = &mut st.faults[i];
+            if hit {
+                f.fired += 1;
+                effect = match (effect, f.mode) {
+                    (Effect::Hang, _) | (_, FaultMode::Hang) => Effect::Hang,
+                    _ => Effect::Fail,
+                };
+            }
         }
-        fires
+        effect
     }
 }
 
@@ -337,16 +374,11 @@ impl Driver for SimCluster {
     }
 
     async fn check(&self) -> Result<(), DriverError> {
-        if self.lock().halted {
-            return Err(DriverError::Unreachable(
-                "the simulation has stopped".into(),
-            ));
-        }
-        Ok(())
+        self.lock().check()
     }
 
-    async fn start(&self, op: &Operation) -> Result<(), DriverError> {
-        let (deadline, fails) = {
+    async fn start(&self, id: &str, op: &Operation) -> Result<(), DriverError> {
+        let (deadline, effect, run) = {
             let mut st = self.lock();
             if let Some(host) = op.host()
                 && st.model.host(host).is_none()
@@ -356,7 +388,11 @@ impl Driver for SimCluster {
                     reason: format!("no host {host} in the cluster"),
                 });
             }
-            if st.ops.get(op) == Some(&OpStatus::Running) {
+            if st.run_of_id.contains_key(id) {
+                return Ok(()); // Started already under this id.
+            }
+            if let Some(&run) = st.running.get(op) {
+                st.run_of_id.insert(id.to_string(), run);
                 return Ok(()); // Attach to the run in progress.
             }
             // A step whose effect could not be kept is not started: like a cluster that
@@ -368,15 +404,21 @@ impl Driver for SimCluster {
                     reason,
                 });
             }
-            let fails = Self::fault_fires(&mut st, op);
+            let effect = Self::fault_fires(&mut st, op);
             // +/-10% jitter, drawn from the seeded generator.
             let jitter = 0.9 + 0.2 * st.rng.next_f64();
             let secs = st.durations[&op.kind()] * st.time_scale * jitter;
-            st.ops.insert(op.clone(), OpStatus::Running);
+            let run = st.runs.len();
+            st.runs.push(OpStatus::Running);
+            st.run_of_id.insert(id.to_string(), run);
+            st.running.insert(op.clone(), run);
             st.model.begin(op);
             st.persist();
-            (deadline_after(secs), fails)
+            (deadline_after(secs), effect, run)
         };
+        if effect == Effect::Hang {
+            return Ok(()); // It never ends.
+        }
         let this = self.clone();
         let op = op.clone();
         tokio::spawn(async move {
@@ -388,10 +430,10 @@ impl Driver for SimCluster {
             }
             {
                 let mut st = this.lock();
-                if st.halted {
-                    return; // The process that ran this operation is gone.
+                if st.halted || st.runs[run] != OpStatus::Running {
+                    return; // Gone with its process, or cancelled meanwhile.
                 }
-                let status = if fails {
+                let status = if effect == Effect::Fail {
                     OpStatus::Failed(format!("simulated fault injected into {}", op.kind()))
                 } else if let Err(reason) = precondition(&st.model, &op, false) {
                     OpStatus::Failed(format!("interrupted: {reason}"))
@@ -400,7 +442,8 @@ impl Driver for SimCluster {
                 };
                 st.model
                     .end(&op, status == OpStatus::Succeeded, Timestamp::now());
-                st.ops.insert(op, status);
+                st.runs[run] = status;
+                st.running.remove(&op);
                 st.persist();
             }
             this.changed.send_modify(|n| *n += 1);
@@ -417,24 +460,52 @@ impl Driver for SimCluster {
             .collect()
     }
 
-    async fn status(&self, op: &Operation) -> Result<OpStatus, DriverError> {
-        Ok(self
-            .lock()
-            .ops
-            .get(op)
-            .cloned()
-            .unwrap_or(OpStatus::NotStarted))
+    async fn cancel(&self, id: &str) -> Result<(), DriverError> {
+        let mut st = self.lock();
+        let Some(&run) = st.run_of_id.get(id) else {
+            return Ok(());
+        };
+        if st.runs[run] != OpStatus::Running {
+            return Ok(());
+        }
+        st.runs[run] = OpStatus::Failed("cancelled".into());
+        let op = st
+            .running
+            .iter()
+            .find(|(_, r)| **r == run)
+            .map(|(op, _)| op.clone());
+        if let Some(op) = op {
+            st.running.remove(&op);
+            st.model.end(&op, false, Timestamp::now());
+            st.persist();
+        }
+        drop(st);
+        self.changed.send_modify(|n| *n += 1);
+        Ok(())
     }
 
-    async fn wait(&self, op: &Operation) -> Result<OpStatus, DriverError> {
+    async fn status(&self, id: &str) -> Result<OpStatus, DriverError> {
+        let st = self.lock();
+        Ok(st
+            .run_of_id
+            .get(id)
+            .map_or(OpStatus::NotStarted, |&r| st.runs[r].clone()))
+    }
+
+    async fn wait(&self, id: &str, timeout: Duration) -> Result<OpStatus, DriverError> {
+        let until = tokio::time::Instant::now() + timeout;
         let mut rx = self.changed.subscribe();
         loop {
-            let s = self.status(op).await?;
+            let s = self.status(id).await?;
             if s.is_terminal() || s == OpStatus::NotStarted {
                 return Ok(s);
             }
-            if rx.changed().await.is_err() {
-                return Err(DriverError::Unreachable("the simulation stopped".into()));
+            match tokio::time::timeout_at(until, rx.changed()).await {
+                Err(_) => return Ok(s), // Its time is up; the caller decides.
+                Ok(Err(_)) => {
+                    return Err(DriverError::Unreachable("the simulation stopped".into()));
+                }
+                Ok(Ok(())) => {}
             }
         }
     }

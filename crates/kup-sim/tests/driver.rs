@@ -6,6 +6,37 @@ use kup_types::{AdminState, KubeVersion, OpStatus, Operation, StepKind};
 
 const V2: KubeVersion = KubeVersion::new(1, 16, 2);
 
+thread_local! {
+    /// The id of each operation's last start, as the engine would record it.
+    static IDS: std::cell::RefCell<(u64, std::collections::HashMap<Operation, String>)> =
+        Default::default();
+}
+
+/// Starts `op` under a fresh id.
+async fn start(sim: &SimCluster, op: &Operation) -> Result<(), kup_driver::DriverError> {
+    let id = IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        ids.0 += 1;
+        let id = format!("op-{}", ids.0);
+        ids.1.insert(op.clone(), id.clone());
+        id
+    });
+    sim.start(&id, op).await
+}
+
+fn id_of(op: &Operation) -> String {
+    IDS.with(|ids| ids.borrow().1.get(op).cloned().unwrap_or_default())
+}
+
+async fn wait(sim: &SimCluster, op: &Operation) -> Result<OpStatus, kup_driver::DriverError> {
+    sim.wait(&id_of(op), std::time::Duration::from_secs(3600))
+        .await
+}
+
+async fn status(sim: &SimCluster, op: &Operation) -> Result<OpStatus, kup_driver::DriverError> {
+    sim.status(&id_of(op)).await
+}
+
 fn cp(host: &str) -> Operation {
     Operation::UpgradeControlPlane {
         host: host.into(),
@@ -19,15 +50,15 @@ async fn operations_take_their_scaled_time() {
     let sim = SimCluster::new(&Inventory::default_cluster(), 1.0);
     let op = cp("controller-1");
     let t0 = tokio::time::Instant::now();
-    sim.start(&op).await.unwrap();
+    start(&sim, &op).await.unwrap();
     let obs = sim.observe().await.unwrap();
     assert!(
         obs.control_plane_pods
             .iter()
             .any(|p| p.host == "controller-1" && !p.ready)
     );
-    assert_eq!(sim.status(&op).await.unwrap(), OpStatus::Running);
-    assert_eq!(sim.wait(&op).await.unwrap(), OpStatus::Succeeded);
+    assert_eq!(status(&sim, &op).await.unwrap(), OpStatus::Running);
+    assert_eq!(wait(&sim, &op).await.unwrap(), OpStatus::Succeeded);
     let took = t0.elapsed().as_secs_f64();
     assert!(
         (324.0..=396.0).contains(&took),
@@ -46,11 +77,11 @@ async fn operations_take_their_scaled_time() {
 async fn starting_a_running_operation_attaches_to_it() {
     let sim = SimCluster::new(&Inventory::default_cluster(), 1.0);
     let op = cp("controller-1");
-    sim.start(&op).await.unwrap();
+    start(&sim, &op).await.unwrap();
     tokio::time::advance(std::time::Duration::from_secs(100)).await;
-    sim.start(&op).await.unwrap();
+    start(&sim, &op).await.unwrap();
     let t = tokio::time::Instant::now();
-    sim.wait(&op).await.unwrap();
+    wait(&sim, &op).await.unwrap();
     assert!(
         t.elapsed().as_secs() < 300,
         "the second start did not restart the clock"
@@ -62,9 +93,9 @@ async fn faults_fire_once_or_always() {
     let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
     sim.inject_fault(Fault::once(StepKind::ControlPlane, Some("controller-1")));
     let op = cp("controller-1");
-    sim.start(&op).await.unwrap();
+    start(&sim, &op).await.unwrap();
     assert!(
-        matches!(sim.wait(&op).await.unwrap(), OpStatus::Failed(m) if m.contains("control-plane"))
+        matches!(wait(&sim, &op).await.unwrap(), OpStatus::Failed(m) if m.contains("control-plane"))
     );
     let obs = sim.observe().await.unwrap();
     assert_eq!(
@@ -75,14 +106,17 @@ async fn faults_fire_once_or_always() {
         obs.control_plane_pods.iter().all(|p| p.ready),
         "a failed upgrade rolls back"
     );
-    sim.start(&op).await.unwrap();
-    assert_eq!(sim.wait(&op).await.unwrap(), OpStatus::Succeeded);
+    start(&sim, &op).await.unwrap();
+    assert_eq!(wait(&sim, &op).await.unwrap(), OpStatus::Succeeded);
 
     sim.inject_fault(Fault::always(StepKind::Networking, None));
     let net = Operation::UpgradeNetworking { version: V2 };
     for _ in 0..3 {
-        sim.start(&net).await.unwrap();
-        assert!(matches!(sim.wait(&net).await.unwrap(), OpStatus::Failed(_)));
+        start(&sim, &net).await.unwrap();
+        assert!(matches!(
+            wait(&sim, &net).await.unwrap(),
+            OpStatus::Failed(_)
+        ));
     }
 }
 
@@ -111,8 +145,8 @@ async fn probability_faults_are_deterministic_for_a_seed() {
                 host: format!("worker-{}", i % 2),
                 version: V2,
             };
-            sim.start(&op).await.unwrap();
-            out.push(sim.wait(&op).await.unwrap() == OpStatus::Succeeded);
+            start(&sim, &op).await.unwrap();
+            out.push(wait(&sim, &op).await.unwrap() == OpStatus::Succeeded);
         }
         out
     }
@@ -137,7 +171,7 @@ async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
         host: "worker-1".into(),
         force: false,
     };
-    sim.start(&lock).await.unwrap();
+    start(&sim, &lock).await.unwrap();
     assert_eq!(
         sim.observe()
             .await
@@ -148,7 +182,7 @@ async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
             .as_deref(),
         Some("Locking")
     );
-    assert_eq!(sim.wait(&lock).await.unwrap(), OpStatus::Succeeded);
+    assert_eq!(wait(&sim, &lock).await.unwrap(), OpStatus::Succeeded);
     let locked = sim.observe().await.unwrap();
     let pods = sim.workloads().await.unwrap();
     let w1 = locked.host("worker-1").unwrap();
@@ -173,8 +207,8 @@ async fn lock_drains_pods_onto_other_hosts_and_unlock_brings_daemonsets_back() {
     let unlock = Operation::Unlock {
         host: "worker-1".into(),
     };
-    sim.start(&unlock).await.unwrap();
-    assert_eq!(sim.wait(&unlock).await.unwrap(), OpStatus::Succeeded);
+    start(&sim, &unlock).await.unwrap();
+    assert_eq!(wait(&sim, &unlock).await.unwrap(), OpStatus::Succeeded);
     let after = sim.observe().await.unwrap();
     let pods = sim.workloads().await.unwrap();
     assert!(
@@ -212,8 +246,8 @@ async fn pods_that_fit_nowhere_stay_pending() {
         host: "worker-0".into(),
         force: false,
     };
-    sim.start(&lock).await.unwrap();
-    sim.wait(&lock).await.unwrap();
+    start(&sim, &lock).await.unwrap();
+    wait(&sim, &lock).await.unwrap();
     let pods = sim.workloads().await.unwrap();
     let pending: Vec<_> = pods
         .iter()
@@ -235,8 +269,8 @@ async fn the_state_file_outlives_the_simulation() {
             host: "worker-0".into(),
             version: V2,
         };
-        sim.start(&op).await.unwrap();
-        sim.wait(&op).await.unwrap();
+        start(&sim, &op).await.unwrap();
+        wait(&sim, &op).await.unwrap();
     }
     let sim = SimCluster::with_state_file(&inv, 0.0, path).unwrap();
     assert_eq!(
@@ -253,14 +287,14 @@ async fn operations_on_hosts_in_the_wrong_state_fail() {
         host: "worker-0".into(),
         version: V2,
     };
-    let err = sim.start(&kubelet).await.unwrap_err();
+    let err = start(&sim, &kubelet).await.unwrap_err();
     assert!(err.to_string().contains("worker-0 is not locked"), "{err}");
     let lock_active = Operation::Lock {
         host: "controller-0".into(),
         force: false,
     };
     assert!(
-        sim.start(&lock_active)
+        start(&sim, &lock_active)
             .await
             .unwrap_err()
             .to_string()
@@ -269,10 +303,10 @@ async fn operations_on_hosts_in_the_wrong_state_fail() {
     // A control plane whose host gets locked while it upgrades fails.
     sim.set_time_scale(0.01);
     let cp = cp("controller-1");
-    sim.start(&cp).await.unwrap();
+    start(&sim, &cp).await.unwrap();
     sim.mutate(|m| m.host_mut("controller-1").unwrap().administrative = AdminState::Locked);
     assert!(
-        matches!(sim.wait(&cp).await.unwrap(), OpStatus::Failed(m) if m.contains("interrupted"))
+        matches!(wait(&sim, &cp).await.unwrap(), OpStatus::Failed(m) if m.contains("interrupted"))
     );
     assert_eq!(
         sim.observe()
@@ -290,9 +324,9 @@ async fn absurd_time_scales_do_not_panic() {
     for scale in [f64::MAX, f64::INFINITY, f64::NAN, -1.0, 1e300] {
         let sim = SimCluster::new(&Inventory::default_cluster(), scale);
         let op = cp("controller-1");
-        sim.start(&op).await.unwrap();
+        start(&sim, &op).await.unwrap();
         assert!(
-            sim.status(&op).await.unwrap() != OpStatus::NotStarted,
+            status(&sim, &op).await.unwrap() != OpStatus::NotStarted,
             "{scale}"
         );
         assert!(sim.observe().await.is_ok(), "{scale}");

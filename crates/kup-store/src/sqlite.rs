@@ -207,9 +207,19 @@ impl Store for SqliteStore {
             })
         })
         .collect::<Result<_, StoreError>>()?;
+        let attempts =
+            sqlx::query("SELECT key, COUNT(*) AS n FROM operations WHERE key != '' GROUP BY key")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| {
+                    let n: i64 = row.try_get("n")?;
+                    Ok((row.try_get("key")?, u32::try_from(n).unwrap_or(u32::MAX)))
+                })
+                .collect::<Result<_, StoreError>>()?;
         let operations = sqlx::query(
-            "SELECT id, op, state, started_at, ended_at, detail FROM operations \
-             WHERE state = 'running' ORDER BY started_at, id",
+            "SELECT id, op, state, attempt, started_at, deadline, ended_at, detail \
+             FROM operations WHERE state = 'running' ORDER BY started_at, id",
         )
         .fetch_all(&mut *tx)
         .await?
@@ -223,6 +233,7 @@ impl Store for SqliteStore {
             patches,
             installs,
             operations,
+            attempts,
             index: Default::default(),
         };
         snap.reindex();
@@ -462,8 +473,9 @@ async fn put_operation(conn: &mut SqliteConnection, o: &OperationRecord) -> Resu
     let op = serde_json::to_string(&o.op)
         .map_err(|e| StoreError::Corrupt(format!("operation {} does not serialize: {e}", o.id)))?;
     sqlx::query(
-        "INSERT INTO operations (id, kind, host, op, state, started_at, ended_at, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        "INSERT INTO operations \
+             (id, kind, host, op, key, state, attempt, started_at, deadline, ended_at, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, ended_at = excluded.ended_at, \
              detail = excluded.detail",
     )
@@ -471,8 +483,11 @@ async fn put_operation(conn: &mut SqliteConnection, o: &OperationRecord) -> Resu
     .bind(o.op.kind().as_str())
     .bind(o.op.host())
     .bind(op)
+    .bind(o.op.key())
     .bind(o.state.as_str())
+    .bind(i64::from(o.attempt))
     .bind(time::format(&o.started_at))
+    .bind(time::format(&o.deadline))
     .bind(o.ended_at.as_ref().map(time::format))
     .bind(&o.detail)
     .execute(conn)
@@ -547,7 +562,12 @@ fn operation_from_row(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
         state: r.parse("state", |s| {
             OperationState::parse(s).ok_or("unknown operation state")
         })?,
+        attempt: u32::try_from(r.get::<i64>("attempt")?).unwrap_or(1),
         started_at: r.parse("started_at", time::parse)?,
+        // Records written before deadlines existed: hung from the start.
+        deadline: r
+            .parse_opt("deadline", time::parse)?
+            .unwrap_or(r.parse("started_at", time::parse)?),
         ended_at: r.parse_opt("ended_at", time::parse)?,
         detail: r.get("detail")?,
     })

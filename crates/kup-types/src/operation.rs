@@ -98,6 +98,29 @@ impl Operation {
         }
     }
 
+    /// The step as a whole, whatever run of it: kind, host and version.
+    pub fn key(&self) -> String {
+        let version = match self {
+            Operation::DownloadImages { version, .. }
+            | Operation::UpgradeControlPlane { version, .. }
+            | Operation::UpgradeNetworking { version }
+            | Operation::UpgradeKubelet { version, .. } => Some(*version),
+            Operation::Lock { .. } | Operation::Unlock { .. } | Operation::Swact { .. } => None,
+        };
+        let mut key = self.kind().to_string();
+        for part in [
+            self.host().map(str::to_string),
+            version.map(|v| v.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            key.push('/');
+            key.push_str(&part);
+        }
+        key
+    }
+
     pub fn host(&self) -> Option<&str> {
         match self {
             Operation::UpgradeControlPlane { host, .. }

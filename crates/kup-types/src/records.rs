@@ -1,6 +1,8 @@
 //! What kup stores: intent and progress. The store is the source of truth for these, the
 //! cluster for everything in `cluster`.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +96,11 @@ pub struct OperationRecord {
     pub id: String,
     pub op: Operation,
     pub state: OperationState,
+    /// 1 for the first run of this step (same kind, host and version), 2 for its re-do, ...
+    pub attempt: u32,
     pub started_at: Timestamp,
+    /// When it counts as hung: it is then marked failed, "timed out".
+    pub deadline: Timestamp,
     pub ended_at: Option<Timestamp>,
     /// Why it failed, or how it was settled.
     pub detail: Option<String>,
@@ -120,6 +126,9 @@ pub struct Snapshot {
     /// as history but are not part of the snapshot).
     #[serde(default)]
     pub operations: Vec<OperationRecord>,
+    /// How many runs each step has had ([`Operation::key`] → count), for the next attempt.
+    #[serde(default)]
+    pub attempts: BTreeMap<String, u32>,
     /// Host rows by hostname (see [`Snapshot::reindex`]).
     #[serde(skip)]
     pub index: NameIndex,
@@ -195,6 +204,10 @@ impl Snapshot {
         }
         self.installs.sort();
         for o in &batch.operations {
+            let new = o.running() && self.operation(&o.id).is_none();
+            if new {
+                *self.attempts.entry(o.op.key()).or_default() += 1;
+            }
             self.operations.retain(|p| p.id != o.id);
             if o.running() {
                 self.operations.push(o.clone());

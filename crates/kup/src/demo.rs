@@ -91,6 +91,7 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
         token_file: None,
         trusted_keys: vec![dir.path().join("demo-key.pub")],
         init: false,
+        step_timeouts: Vec::new(),
         header_read_timeout: 30,
         max_connections: 1024,
     };

@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// stay idle between requests.
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout: u64,
+    /// How long a kind of step may run before it is marked failed ("timed out"), e.g.
+    /// `--step-timeout kubelet=1200`; repeat for several. Defaults: StarlingX's (images 1800 s,
+    /// control plane 420, networking 900, kubelet 900; lock and unlock 1800, swact 600), times
+    /// the time scale, at least 60 s.
+    #[arg(long = "step-timeout", value_name = "KIND=SECS", value_parser = parse_step_timeout)]
+    pub step_timeouts: Vec<(kup_types::StepKind, u64)>,
     /// Connections served at once; more wait until one closes.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_connections: u64,
@@ -68,6 +74,45 @@ impl ServeArgs {
             ..Limits::default()
         }
     }
+}
+
+fn parse_step_timeout(s: &str) -> Result<(kup_types::StepKind, u64), String> {
+    let kinds = || {
+        kup_types::StepKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (kind, secs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KIND=SECS"))?;
+    let kind = kup_types::StepKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .ok_or_else(|| format!("{kind:?} is not a kind of step ({})", kinds()))?;
+    match secs.parse::<u64>() {
+        Ok(n) if (1..=7 * 24 * 3600).contains(&n) => Ok((kind, n)),
+        _ => Err(format!(
+            "{secs:?} is not a number of seconds from 1 to 604800"
+        )),
+    }
+}
+
+/// The step deadlines: the defaults scaled like the simulated steps (never below a minute),
+/// then what the command line sets.
+fn step_deadlines(
+    args: &ServeArgs,
+) -> std::collections::BTreeMap<kup_types::StepKind, jiff::SignedDuration> {
+    let mut deadlines = kup_core::default_deadlines();
+    for d in deadlines.values_mut() {
+        let scaled = d.as_secs_f64() * args.time_scale;
+        *d = jiff::SignedDuration::from_secs_f64(scaled.max(60.0));
+    }
+    for (kind, secs) in &args.step_timeouts {
+        deadlines.insert(*kind, jiff::SignedDuration::from_secs(*secs as i64));
+    }
+    deadlines
 }
 
 /// Beyond this a simulated step would outlast anyone watching it.
@@ -276,7 +321,10 @@ impl Daemon {
         });
         let config = EngineConfig {
             catalog: sim.catalog(),
-            policy: Policy::default(),
+            policy: Policy {
+                deadlines: step_deadlines(args),
+                ..Policy::default()
+            },
             patch_repo,
         };
         let engine = Engine::open(Arc::new(store.clone()), Arc::new(sim), config)

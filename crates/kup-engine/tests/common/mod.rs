@@ -41,10 +41,15 @@ pub fn example(name: &str) -> Inventory {
 }
 
 pub async fn open(sim: &SimCluster, db: &Path) -> Arc<Engine> {
+    open_with(sim, db, Policy::default()).await
+}
+
+/// `open` with other settings (deadlines, say).
+pub async fn open_with(sim: &SimCluster, db: &Path, policy: Policy) -> Arc<Engine> {
     let store = Arc::new(SqliteStore::open(db).await.unwrap());
     let config = EngineConfig {
         catalog: sim.catalog(),
-        policy: Policy::default(),
+        policy,
         // Tests trust the published test key of kup-patch, and nothing else.
         patch_repo: Some(kup_engine::PatchRepo {
             dir: db.parent().unwrap().join("patches"),
