@@ -93,7 +93,7 @@ fn v1() -> OpenApiRouter<routes::Shared> {
         ))
         .routes(routes!(kube_upgrade_show))
         .routes(routes!(kube_host_upgrades_list))
-        .routes(routes!(kube_host_upgrades_show))
+        .routes(routes!(kube_host_upgrades_show, kube_host_upgrades_patch))
         .routes(routes!(ihosts_list))
         .routes(routes!(ihosts_show, ihosts_patch))
         .routes(routes!(ihosts_kube_upgrade_control_plane))

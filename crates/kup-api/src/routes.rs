@@ -233,12 +233,45 @@ pub async fn kube_host_upgrades_show(
     State(e): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<KubeHostUpgradeView>> {
+    host_upgrade_row(&e, &id).await.map(Json)
+}
+
+/// A host's upgrade row by numeric id, uuid or hostname.
+async fn host_upgrade_row(e: &Engine, id: &str) -> ApiResult<KubeHostUpgradeView> {
     e.kube_host_upgrades()
         .await?
         .into_iter()
-        .find(|r| r.uuid == id || id.parse::<i64>() == Ok(r.id))
-        .map(Json)
+        .find(|r| r.uuid == id || id.parse::<i64>() == Ok(r.id) || r.hostname == id)
         .ok_or_else(|| ApiError::not_found(format!("Kubernetes host upgrade {id} not found")))
+}
+
+/// kube-host-upgrade-failed: `/status` set to a `-failed` value marks the step or action
+/// running on the host as failed (a hung one, by hand), so that it can be re-done.
+#[utoipa::path(patch, path = "/v1/kube_host_upgrades/{id}", tag = "kube_host_upgrades",
+    params(("id" = String, Path, description = "numeric id, uuid or hostname")),
+    request_body(content = Vec<PatchOp>, description = "One operation on `/status`",
+        example = json!([{"op": "replace", "path": "/status", "value": "upgrading-kubelet-failed"}])),
+    responses((status = 200, description = "The host's upgrade row, the step marked failed", body = KubeHostUpgradeView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = "No such row", body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
+pub async fn kube_host_upgrades_patch(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(ops): ApiJson<Vec<PatchOp>>,
+) -> ApiResult<Json<KubeHostUpgradeView>> {
+    let status = patch_value(&ops, "/status")?;
+    let row = host_upgrade_row(&e, &id).await?;
+    if !status.ends_with("failed") {
+        return Err(ApiError::bad_request(format!(
+            "Invalid status {status:?}: only a step in progress can be set, and only to failed"
+        )));
+    }
+    e.execute(Command::FailHostStep {
+        host: row.hostname.clone(),
+    })
+    .await?;
+    host_upgrade_row(&e, &row.hostname).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/ihosts", tag = "ihosts",

@@ -194,6 +194,11 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
             format!("/v1/ihosts/{host}/patch_install"),
             None,
         ),
+        Command::FailHostStep { host } => (
+            Method::PATCH,
+            format!("/v1/kube_host_upgrades/{host}"),
+            Some(json!([{"op": "replace", "path": "/status", "value": "failed"}])),
+        ),
         Command::PatchUpload(_) => {
             panic!("uploads carry a bundle; they are tested with real bundles")
         }

@@ -318,6 +318,18 @@ impl Client {
         Ok(list.kube_host_upgrades)
     }
 
+    /// `PATCH /v1/kube_host_upgrades/{key}` with `/status`: marks the step or action running
+    /// on the host as failed; `key` is a hostname, row id or uuid.
+    pub async fn kube_host_upgrade_failed(
+        &self,
+        key: &str,
+        status: &str,
+    ) -> Result<KubeHostUpgradeView, ClientError> {
+        let body = [replace("/status", status)];
+        self.send(Method::PATCH, &["kube_host_upgrades", key], Some(&body))
+            .await
+    }
+
     /// `GET /v1/ihosts`.
     pub async fn hosts(&self) -> Result<Vec<IHost>, ClientError> {
         let list: IHostList = self.get(&["ihosts"]).await?;

@@ -78,6 +78,22 @@ pub struct Ctx<'a> {
     pub fresh_uuid: &'a str,
 }
 
+/// The one list of host commands: the host each names, by reference or mutably.
+macro_rules! host_commands {
+    ($cmd:expr) => {
+        match $cmd {
+            Command::ControlPlane { host, .. }
+            | Command::Kubelet { host, .. }
+            | Command::Lock { host, .. }
+            | Command::Unlock { host, .. }
+            | Command::Swact { host }
+            | Command::PatchHostInstall { host }
+            | Command::FailHostStep { host } => Some(host),
+            _ => None,
+        }
+    };
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Start {
@@ -122,6 +138,11 @@ pub enum Command {
         id: String,
     },
     PatchHostInstall {
+        host: String,
+    },
+    /// `kube-host-upgrade-failed`: mark the step or action running on a host as failed (a
+    /// hung step, by hand).
+    FailHostStep {
         host: String,
     },
 }
@@ -180,17 +201,25 @@ impl Command {
             Command::PatchRemove { id } => format!("sw-patch remove {id}"),
             Command::PatchDelete { id } => format!("sw-patch delete {id}"),
             Command::PatchHostInstall { host } => format!("sw-patch host-install {host}"),
+            Command::FailHostStep { host } => format!("kube-host-upgrade-failed {host}"),
         }
     }
 
+    /// The host a host command names (by name, id or uuid until resolved).
+    pub fn host(&self) -> Option<&str> {
+        host_commands!(self).map(String::as_str)
+    }
+
+    /// The named host, to be replaced by its hostname once resolved.
+    pub fn host_mut(&mut self) -> Option<&mut String> {
+        host_commands!(self)
+    }
+
     fn subject(&self) -> String {
+        if let Some(host) = self.host() {
+            return host.to_string();
+        }
         match self {
-            Command::ControlPlane { host, .. }
-            | Command::Kubelet { host, .. }
-            | Command::Lock { host, .. }
-            | Command::Unlock { host, .. }
-            | Command::Swact { host }
-            | Command::PatchHostInstall { host } => host.clone(),
             Command::PatchUpload(p) => format!("patch {}", p.id),
             Command::PatchApply { id }
             | Command::PatchRemove { id }
@@ -208,6 +237,8 @@ impl Command {
 pub struct Decision {
     pub batch: WriteBatch,
     pub ops: Vec<OperationRecord>,
+    /// Operations the command marked failed: the driver stops them.
+    pub cancel: Vec<String>,
 }
 
 /// What an operation occupies: at most one operation runs per slot.
@@ -325,6 +356,19 @@ impl<'a> Writer<'a> {
             }
         }
         self.d.batch.patches.extend(writes);
+    }
+
+    /// Ends a running operation as failed by the operator's command; the driver is told to
+    /// stop it.
+    fn fail_by_hand(&mut self, o: &OperationRecord, cmd: &Command) {
+        let why = format!("marked failed by {}", cmd.describe());
+        self.event(
+            EventKind::Operation,
+            o.op.host().unwrap_or("kube_upgrade"),
+            format!("{}: {why}", o.op),
+        );
+        self.end_op(o, false, Some(why));
+        self.d.cancel.push(o.id.clone());
     }
 
     /// Starts an operation: its record (running, with its attempt and deadline) is written
@@ -506,13 +550,23 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 .iter()
                 .filter(|o| OpSlot::of(&o.op) == OpSlot::Cluster)
             {
-                let why = format!("marked failed by {}", cmd.describe());
-                w.event(
-                    EventKind::Operation,
-                    o.op.host().unwrap_or("kube_upgrade"),
-                    format!("{}: {why}", o.op),
-                );
-                w.end_op(o, false, Some(why));
+                w.fail_by_hand(o, cmd);
+            }
+        }
+        Command::FailHostStep { host: name } => {
+            host(ctx, name)?;
+            let running: Vec<&OperationRecord> = ctx
+                .snap
+                .operations
+                .iter()
+                .filter(|o| o.op.host() == Some(name.as_str()))
+                .collect();
+            if running.is_empty() {
+                return Err(Refusal::NoStepInFlight(name.clone()));
+            }
+            for o in running {
+                settle(&mut w, &o.op, false);
+                w.fail_by_hand(o, cmd);
             }
         }
         Command::Delete => {

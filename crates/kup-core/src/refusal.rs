@@ -153,6 +153,8 @@ pub enum Refusal {
     },
     #[error("A kubernetes upgrade is in {0} state cannot be set to failed")]
     CannotSetFailed(KubeUpgradeState),
+    #[error("Host {0} has no upgrade step or action in progress to mark failed")]
+    NoStepInFlight(String),
     #[error("Invalid state {0} supplied")]
     InvalidState(String),
 

@@ -127,6 +127,7 @@ fn check_accepted(case: &Accepted) {
             ..Default::default()
         },
         ops: Vec::new(),
+        cancel: Vec::new(),
     };
     assert_eq!(decision, expected, "{}", case.name);
 }

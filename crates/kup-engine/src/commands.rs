@@ -53,7 +53,7 @@ impl Inner {
             host: None,
             host_upgrade: None,
         };
-        if let Some(name) = command_host(&cmd) {
+        if let Some(name) = cmd.host() {
             self.driver.with_views(&mut |obs, _| {
                 outcome.host = obs.host(name).cloned();
                 outcome.host_upgrade = snap
@@ -62,6 +62,12 @@ impl Inner {
             })?;
         }
         drop(snap);
+        for id in &decision.cancel {
+            // Marked failed by hand: whatever it still does changes nothing, so stop it.
+            if let Err(e) = self.driver.cancel(id).await {
+                tracing::warn!(error = %e, id, "cannot cancel an operation marked failed");
+            }
+        }
         for op in decision.ops {
             self.launch(op).await;
         }
@@ -180,28 +186,10 @@ pub(crate) fn find_host<'a>(obs: &'a Observation, key: &str) -> Result<&'a HostI
         .ok_or_else(|| Refusal::UnknownHost(key.to_string()))
 }
 
-pub(crate) fn command_host(cmd: &Command) -> Option<&str> {
-    match cmd {
-        Command::ControlPlane { host, .. }
-        | Command::Kubelet { host, .. }
-        | Command::Lock { host, .. }
-        | Command::Unlock { host, .. }
-        | Command::Swact { host }
-        | Command::PatchHostInstall { host } => Some(host),
-        _ => None,
-    }
-}
-
 /// Host commands may name a host by id or uuid; the core works with hostnames.
 pub(crate) fn resolve_host(obs: &Observation, mut cmd: Command) -> Result<Command, Refusal> {
-    match &mut cmd {
-        Command::ControlPlane { host, .. }
-        | Command::Kubelet { host, .. }
-        | Command::Lock { host, .. }
-        | Command::Unlock { host, .. }
-        | Command::Swact { host }
-        | Command::PatchHostInstall { host } => *host = find_host(obs, host)?.hostname.clone(),
-        _ => {}
+    if let Some(host) = cmd.host_mut() {
+        *host = find_host(obs, host)?.hostname.clone();
     }
     Ok(cmd)
 }

@@ -341,6 +341,68 @@ async fn a_hung_step_times_out_at_its_deadline() {
     assert_eq!(u.state.to_string(), "upgraded-first-master");
 }
 
+/// `kube-host-upgrade-failed` ends a host's hung action or step by hand: the driver is told to
+/// stop it, the step's row shows `-failed`, and the same command re-does it. With nothing in
+/// flight on the host it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_host_step_is_failed_by_hand_and_redone() {
+    let h = Harness::new(seed_cluster()).await;
+    let fail = |host: &str| Command::FailHostStep { host: host.into() };
+    assert_eq!(
+        h.run(fail("worker-0")).await.unwrap_err().to_string(),
+        "Host worker-0 has no upgrade step or action in progress to mark failed"
+    );
+
+    // A lock that hangs.
+    h.sim
+        .inject_fault(Fault::hang(StepKind::Lock, Some("worker-0")));
+    h.run(lock("worker-0")).await.unwrap();
+    assert!(matches!(
+        h.run(unlock("worker-0")).await,
+        Err(e) if e.to_string().contains("has an action in progress")
+    ));
+    h.ok(fail("worker-0")).await;
+    h.sim.clear_faults();
+    h.ok(lock("worker-0")).await;
+    let host = h.engine.ihost("worker-0").await.unwrap();
+    assert_eq!(host.administrative.to_string(), "locked");
+    h.ok(unlock("worker-0")).await;
+
+    // A kubelet step that hangs, reached through the whole procedure.
+    h.ok(start("v1.16.2")).await;
+    for c in [
+        Command::DownloadImages,
+        cp("controller-1"),
+        Command::UpgradeNetworking,
+        cp("controller-0"),
+        lock("controller-1"),
+    ] {
+        h.ok(c).await;
+    }
+    h.sim
+        .inject_fault(Fault::hang(StepKind::Kubelet, Some("controller-1")));
+    h.run(kubelet("controller-1")).await.unwrap();
+    let row = |t: String| {
+        t.lines()
+            .find(|l| l.contains("controller-1"))
+            .unwrap()
+            .to_string()
+    };
+    assert!(row(h.table().await).ends_with("upgrading-kubelet"));
+    h.ok(fail("controller-1")).await;
+    assert!(row(h.table().await).ends_with("upgrading-kubelet-failed"));
+    let events = h.events().await;
+    assert!(
+        events.iter().any(|e| e.message
+            == "upgrade the kubelet on controller-1 to v1.16.2: marked failed by kube-host-upgrade-failed controller-1"),
+        "{events:?}"
+    );
+    h.sim.clear_faults();
+    h.ok(kubelet("controller-1")).await;
+    assert!(row(h.table().await).ends_with("upgraded-kubelet"));
+    assert_gapless(&h.events().await);
+}
+
 /// Two racing commands cannot both pass a check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_concurrent_starts_admit_exactly_one() {

@@ -141,6 +141,13 @@ pub enum ClientCommand {
     KubeUpgradeDelete,
     /// Mark the step in progress as failed, so that it can be re-done.
     KubeUpgradeFailed,
+    /// Mark the step or action in progress on a host (control plane, kubelet, lock, unlock,
+    /// swact) as failed, e.g. one that hangs, so that it can be re-done.
+    KubeHostUpgradeFailed {
+        /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
+        host: String,
+    },
     /// Check whether the system is ready for a Kubernetes upgrade.
     HealthQueryKubeUpgrade {
         /// Ignore alarms that are not management-affecting, as `kube-upgrade-start --force` does.
@@ -300,6 +307,7 @@ impl ClientCommand {
             KubeUpgradeComplete => "kube-upgrade-complete",
             KubeUpgradeDelete => "kube-upgrade-delete",
             KubeUpgradeFailed => "kube-upgrade-failed",
+            KubeHostUpgradeFailed { .. } => "kube-host-upgrade-failed",
             HealthQueryKubeUpgrade { .. } => "health-query-kube-upgrade",
             HostList => "host-list",
             HostShow { .. } => "host-show",
@@ -493,6 +501,12 @@ impl Runner {
                     Some(&c.kube_upgrade_set_state(failed.as_str()).await?),
                     f,
                 )?
+            }
+            KubeHostUpgradeFailed { host } => {
+                // The host's name, whatever key was given: the row is found by it.
+                let host = c.host(host).await?;
+                let row = c.kube_host_upgrade_failed(&host.hostname, "failed").await?;
+                output::kube_host_upgrade_show(&HostUpgradeRow::new(&host, Some(&row)), f)?
             }
             KubeHostUpgrade {
                 host,

@@ -512,6 +512,15 @@ pub fn cases() -> Vec<Case> {
             |r| matches!(r, R::CannotSetFailed(_)),
             "downloading-images state cannot be set to failed",
         ),
+        c(
+            "set a host's step failed when none is in flight",
+            vec![Step::Ok(start("v1.16.2"))],
+            Command::FailHostStep {
+                host: "worker-0".into(),
+            },
+            |r| matches!(r, R::NoStepInFlight(_)),
+            "Host worker-0 has no upgrade step or action in progress to mark failed",
+        ),
         // -- host actions --
         c(
             "lock the active controller",
