@@ -65,7 +65,7 @@ pub fn kube_upgrade_health(
         .hosts
         .iter()
         // A host with an action in progress is about to change state: not settled either.
-        .filter(|h| !h.is_unlocked_enabled_available() || h.task.is_some())
+        .filter(|h| !h.in_service())
         .map(|h| match &h.task {
             Some(task) => format!("{} ({task})", h.hostname),
             None => format!(

@@ -586,11 +586,10 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 return Err(Refusal::AlreadyLocked(name.clone()));
             }
             if h.personality == Personality::Controller {
-                let other = ctx.obs.controllers().find(|c| {
-                    c.hostname != h.hostname
-                        && c.is_unlocked_enabled_available()
-                        && c.task.is_none()
-                });
+                let other = ctx
+                    .obs
+                    .controllers()
+                    .find(|c| c.hostname != h.hostname && in_service(ctx, c));
                 match other {
                     None => return Err(Refusal::LockLastController(name.clone())),
                     Some(o) if h.active_controller => {
@@ -660,9 +659,11 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             if !h.active_controller {
                 return Err(Refusal::SwactNotActive(name.clone()));
             }
-            if !ctx.obs.controllers().any(|c| {
-                c.hostname != h.hostname && c.is_unlocked_enabled_available() && c.task.is_none()
-            }) {
+            if !ctx
+                .obs
+                .controllers()
+                .any(|c| c.hostname != h.hostname && in_service(ctx, c))
+            {
                 return Err(Refusal::SwactNoStandby(name.clone()));
             }
             if ctx.snap.upgrade.as_ref().is_some_and(|u| {
@@ -719,16 +720,24 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
     Ok(w.finish())
 }
 
+/// The lock, unlock or swact of a host that kup's record says runs (a real cluster's view may
+/// not show it yet).
+fn recorded_action<'a>(ctx: &'a Ctx<'_>, h: &HostInfo) -> Option<&'a OperationRecord> {
+    ctx.snap
+        .operations
+        .iter()
+        .find(|o| OpSlot::of(&o.op) == OpSlot::HostAction(h.hostname.clone()))
+}
+
+/// In service by the cluster's view and by kup's own record of what runs.
+fn in_service(ctx: &Ctx<'_>, h: &HostInfo) -> bool {
+    h.in_service() && recorded_action(ctx, h).is_none()
+}
+
 /// A host is busy while the cluster shows an action on it, or while kup's own record says a
-/// lock, unlock or swact of it runs (a real cluster's view may not show it yet).
+/// lock, unlock or swact of it runs.
 fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
-    let recorded = || {
-        ctx.snap
-            .operations
-            .iter()
-            .find(|o| OpSlot::of(&o.op) == OpSlot::HostAction(h.hostname.clone()))
-            .map(|o| o.op.to_string())
-    };
+    let recorded = || recorded_action(ctx, h).map(|o| o.op.to_string());
     match h.task.clone().or_else(recorded) {
         Some(task) => Err(Refusal::HostBusy {
             host: h.hostname.clone(),
@@ -738,7 +747,8 @@ fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
     }
 }
 
-/// Hosts going down: those kup is locking, and those the cluster shows locking.
+/// Hosts going down: those kup's operation records say it is locking (the record is written
+/// before the lock starts, so it is never missed as a cluster's cached view can be).
 fn locks_in_flight<'a>(ctx: &'a Ctx<'_>) -> Vec<&'a str> {
     let mut hosts: Vec<&str> = ctx
         .snap
@@ -748,13 +758,6 @@ fn locks_in_flight<'a>(ctx: &'a Ctx<'_>) -> Vec<&'a str> {
             Operation::Lock { host, .. } => Some(host.as_str()),
             _ => None,
         })
-        .chain(
-            ctx.obs
-                .hosts
-                .iter()
-                .filter(|o| o.task.as_deref() == Some("Locking"))
-                .map(|o| o.hostname.as_str()),
-        )
         .collect();
     hosts.sort_unstable();
     hosts.dedup();

@@ -21,16 +21,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use kup_types::workloads::OwnerId;
 use kup_types::{
-    HostInfo, KubeUpgradeState, KubeVersion, Observation, PdbId, Personality, Snapshot, StepKind,
+    HostInfo, KubeUpgradeState, KubeVersion, Observation, Personality, Snapshot, StepKind,
     SystemType, Workloads,
 };
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, running_versions};
-use crate::safety::{Analyzer, BatchEval, Finding, HostSafety, Verdict, allowed_disruptions};
+use crate::safety::{Analyzer, BatchEval, Finding, HostSafety, Verdict};
 
 /// Stage names, in order.
 pub const DOWNLOAD_IMAGES: &str = "download-images";
@@ -42,7 +40,7 @@ pub const WORKER_KUBELETS: &str = "worker-kubelets";
 pub const COMPLETE: &str = "complete";
 
 /// While growing one worker batch, the planner stops trying further workers after this many
-/// candidates that the full analysis found unsafe (the cheap screen below rejects most
+/// candidates that the full analysis found unsafe (a cheap screen, [`BatchEval::surely_unsafe`], rejects most
 /// candidates without it). This bounds the work per batch at `cap + MAX_UNSAFE_PROBES` full
 /// analyses, whatever the cluster, at the price of sometimes a smaller batch than possible.
 pub const MAX_UNSAFE_PROBES: usize = 8;
@@ -380,14 +378,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let pending_workers: Vec<&HostInfo> = workers.iter().copied().filter(|h| pending(h)).collect();
     let mut lower_workers = 0;
     if !workers.is_empty() {
-        let batches = worker_batches(
-            &mut analyzer,
-            &Screen::new(obs, input.workloads),
-            &pending_workers,
-            &safety,
-            cap,
-            host_cycle,
-        );
+        let batches = worker_batches(&mut analyzer, &pending_workers, &safety, cap, host_cycle);
         lower_workers = pending_workers.len().div_ceil(cap) as u64 * host_cycle;
         stages.push(Stage {
             name: WORKER_KUBELETS.into(),
@@ -435,7 +426,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 /// hosts still locking).
 fn worker_batches(
     analyzer: &mut Analyzer<'_>,
-    screen: &Screen<'_>,
     pending: &[&HostInfo],
     safety: &HashMap<&str, &HostSafety>,
     cap: usize,
@@ -458,8 +448,6 @@ fn worker_batches(
         let mut batch = vec![safe[i]];
         let mut eval = BatchEval::new();
         eval.add(analyzer, safe[i]);
-        let mut tally = Tally::default();
-        tally.add(screen, safe[i]);
         let mut verdict = safety.get(safe[i]).map_or(Verdict::Ok, |s| s.verdict);
         // Why the other workers could not join, with how many each.
         let mut refused: BTreeMap<String, usize> = BTreeMap::new();
@@ -472,7 +460,7 @@ fn worker_batches(
                 continue;
             }
             let cand = safe[j];
-            if let Some(why) = tally.check(screen, cand) {
+            if let Some(why) = eval.surely_unsafe(analyzer, cand) {
                 *refused.entry(why).or_default() += 1;
                 continue;
             }
@@ -490,7 +478,6 @@ fn worker_batches(
             } else {
                 batch.push(cand);
                 taken[j] = true;
-                tally.add(screen, cand);
                 verdict = result.verdict;
             }
         }
@@ -542,143 +529,6 @@ fn worker_batches(
         });
     }
     out
-}
-
-/// A cheap, conservative screen of a candidate worker before the full analysis: it rejects a
-/// candidate only when the analysis would surely find the grown batch unsafe (a
-/// PodDisruptionBudget's ready pods evicted beyond its allowed disruptions, a workload's last
-/// ready pods, the last ingress host), so it never changes which batches are accepted, only
-/// how many full analyses it takes to find them.
-struct Screen<'a> {
-    wl: &'a Workloads,
-    /// Per hostname: `(pdb, ready evicted pods)` and `(owner, ready pods)`, and whether it is an
-    /// available ingress host.
-    load: HashMap<&'a str, Load>,
-    /// Allowed disruptions per budget.
-    allowed: Vec<u32>,
-    ingress_up: usize,
-}
-
-#[derive(Default)]
-struct Load {
-    pdbs: Vec<(PdbId, u32)>,
-    owners: Vec<(OwnerId, u32)>,
-    ingress: bool,
-}
-
-#[derive(Default)]
-struct Tally {
-    pdbs: FxHashMap<PdbId, u32>,
-    owners: FxHashMap<OwnerId, u32>,
-    ingress: usize,
-}
-
-impl<'a> Screen<'a> {
-    fn new(obs: &'a Observation, wl: &'a Workloads) -> Self {
-        let mut load: HashMap<&str, Load> = HashMap::new();
-        let mut ingress_up = 0;
-        for h in &obs.hosts {
-            let ingress =
-                h.is_unlocked_enabled_available() && h.roles.iter().any(|r| r == "ingress");
-            ingress_up += usize::from(ingress);
-            let mut pdbs: FxHashMap<PdbId, u32> = FxHashMap::default();
-            let mut owners: FxHashMap<OwnerId, u32> = FxHashMap::default();
-            for &id in wl.on_host(&h.hostname) {
-                let Some(p) = wl.pod(id).filter(|p| p.ready) else {
-                    continue;
-                };
-                if !matches!(p.owner_kind.as_str(), "Node" | "DaemonSet") {
-                    for &b in wl.pdbs_of(id) {
-                        *pdbs.entry(b).or_default() += 1;
-                    }
-                }
-                // Workloads whose every ready pod would be down: DaemonSets and replicated
-                // kinds.
-                if !matches!(p.owner_kind.as_str(), "Node" | "Pod" | "" | "Job")
-                    && let Some(o) = wl.owner_of(id)
-                {
-                    *owners.entry(o).or_default() += 1;
-                }
-            }
-            let l = load.entry(h.hostname.as_str()).or_default();
-            l.ingress |= ingress;
-            l.pdbs.extend(pdbs);
-            l.owners.extend(owners);
-            l.pdbs.sort_unstable();
-            l.owners.sort_unstable();
-        }
-        Screen {
-            wl,
-            load,
-            allowed: wl.budgets().iter().map(allowed_disruptions).collect(),
-            ingress_up,
-        }
-    }
-}
-
-impl Tally {
-    fn add(&mut self, screen: &Screen<'_>, host: &str) {
-        let Some(l) = screen.load.get(host) else {
-            return;
-        };
-        for &(b, n) in &l.pdbs {
-            *self.pdbs.entry(b).or_default() += n;
-        }
-        for &(o, n) in &l.owners {
-            *self.owners.entry(o).or_default() += n;
-        }
-        self.ingress += usize::from(l.ingress);
-    }
-
-    /// Why adding `host` surely makes the batch unsafe, if it does, in words that do not
-    /// depend on the host (so that the causes of a batch's size can be counted). The first
-    /// PDB, then the first workload, so the text does not depend on hashing.
-    fn check(&self, screen: &Screen<'_>, host: &str) -> Option<String> {
-        let l = screen.load.get(host)?;
-        let pdb = l
-            .pdbs
-            .iter()
-            .filter(|&&(b, n)| {
-                self.pdbs.get(&b).copied().unwrap_or(0) + n > screen.allowed[b as usize]
-            })
-            .min_by_key(|&&(b, _)| b);
-        if let Some(&(b, _)) = pdb {
-            let pdb = &screen.wl.budget(b).pdb;
-            let allowed = screen.allowed[b as usize];
-            return Some(format!(
-                "pdb {}/{} allows {allowed} disruption{}",
-                pdb.namespace,
-                pdb.name,
-                if allowed == 1 { "" } else { "s" }
-            ));
-        }
-        let owner = l
-            .owners
-            .iter()
-            .filter(|&&(o, n)| {
-                self.owners.get(&o).copied().unwrap_or(0) + n >= screen.wl.owner(o).ready
-            })
-            .map(|&(o, _)| {
-                let o = screen.wl.owner(o);
-                (
-                    format!("{} {}/{}", o.kind.to_lowercase(), o.namespace, o.name),
-                    o.ready,
-                )
-            })
-            .min();
-        if let Some((name, ready)) = owner {
-            return Some(format!(
-                "{name} would have none of its {ready} ready pods left"
-            ));
-        }
-        if l.ingress && self.ingress + 1 >= screen.ingress_up {
-            return Some(format!(
-                "no ingress host would remain ({} available)",
-                screen.ingress_up
-            ));
-        }
-        None
-    }
 }
 
 /// `4m 0s`, `1h 2m 3s`, `45s`: exact, for stage and batch durations.

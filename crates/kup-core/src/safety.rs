@@ -144,13 +144,25 @@ pub fn analyze_all(obs: &Observation, wl: &Workloads) -> Vec<HostSafety> {
 pub struct Analyzer<'a> {
     ix: Index<'a>,
     place: Placement<'a>,
+    /// What each host holds that a screen adds up, by host position; built on first use.
+    loads: Option<Vec<Load>>,
 }
 
 impl<'a> Analyzer<'a> {
     pub fn new(obs: &'a Observation, wl: &'a Workloads) -> Self {
         let ix = Index::new(obs, wl);
         let place = Placement::new(&ix);
-        Self { ix, place }
+        Self {
+            ix,
+            place,
+            loads: None,
+        }
+    }
+
+    fn loads(&mut self) -> &[Load] {
+        let ix = &self.ix;
+        self.loads
+            .get_or_insert_with(|| ix.hosts.iter().map(|h| Load::of(ix, h)).collect())
     }
 
     /// Taking these hosts down together (unknown names are findings of their own).
@@ -204,10 +216,13 @@ pub struct BatchEval {
     movers: Vec<Slot>,
     /// Findings of single pods (unmanaged, volumes, several budgets), by host.
     pod_findings: Vec<Finding>,
+    /// Ingress hosts in service among the batch.
+    ingress: usize,
 }
 
 /// What one host added to a [`BatchEval`].
 struct Added {
+    ingress: bool,
     owners: Vec<OwnerId>,
     jobs: Vec<OwnerId>,
     pdbs: Vec<(PdbId, Pair)>,
@@ -233,6 +248,7 @@ impl BatchEval {
     pub fn add(&mut self, an: &Analyzer<'_>, host: &str) {
         let ix = &an.ix;
         let mut added = Added {
+            ingress: false,
             owners: Vec::new(),
             jobs: Vec::new(),
             pdbs: Vec::new(),
@@ -245,6 +261,8 @@ impl BatchEval {
             return;
         };
         self.hosts.push(Ok(h));
+        added.ingress = is_ingress_up(&ix.hosts[h]);
+        self.ingress += usize::from(added.ingress);
         let wl = ix.wl;
         let mut hit = |added: &mut Added, b: PdbId, ready: bool| {
             let pair = if ready { Pair(1, 0) } else { Pair(0, 1) };
@@ -333,6 +351,7 @@ impl BatchEval {
                 }
             }
         }
+        self.ingress -= usize::from(added.ingress);
         for o in added.owners {
             take(&mut self.owners, o, 1);
         }
@@ -344,6 +363,58 @@ impl BatchEval {
         }
         self.movers.truncate(added.movers);
         self.pod_findings.truncate(added.pod_findings);
+    }
+
+    /// Why adding `host` surely makes the batch unsafe, if it does: a cheap test against the
+    /// running sums, before the full [`BatchEval::evaluate`]. It rejects only what the full
+    /// analysis would (a budget's ready pods beyond its allowed disruptions, a workload's last
+    /// ready pods, the last ingress host), so it changes how many analyses a planner makes, never
+    /// its batches. The words do not depend on the host, so that causes can be counted; the
+    /// first budget, then the first workload, so they do not depend on hashing.
+    pub fn surely_unsafe(&self, an: &mut Analyzer<'_>, host: &str) -> Option<String> {
+        let h = an.ix.obs.host_position(host)?;
+        let ingress_up = an.ix.roles.ingress;
+        let wl = an.ix.wl;
+        let l = &an.loads()[h];
+        let over_budget = l
+            .pdbs
+            .iter()
+            .filter(|&&(b, n)| {
+                let hits = self.pdb_hits.get(&b).map_or(0, |p| p.0);
+                hits + n > allowed_disruptions(wl.budget(b))
+            })
+            .min_by_key(|&&(b, _)| b);
+        if let Some(&(b, _)) = over_budget {
+            let pdb = &wl.budget(b).pdb;
+            let allowed = allowed_disruptions(wl.budget(b));
+            return Some(format!(
+                "pdb {}/{} allows {allowed} disruption{}",
+                pdb.namespace,
+                pdb.name,
+                if allowed == 1 { "" } else { "s" }
+            ));
+        }
+        let last = l
+            .owners
+            .iter()
+            .filter(|&&(o, n)| self.owners.get(&o).copied().unwrap_or(0) + n >= wl.owner(o).ready)
+            .map(|&(o, _)| {
+                let o = wl.owner(o);
+                let name = format!("{} {}/{}", o.kind.to_lowercase(), o.namespace, o.name);
+                (name, o.ready)
+            })
+            .min();
+        if let Some((name, ready)) = last {
+            return Some(format!(
+                "{name} would have none of its {ready} ready pods left"
+            ));
+        }
+        if l.ingress && self.ingress + 1 >= ingress_up {
+            return Some(format!(
+                "no ingress host would remain ({ingress_up} available)"
+            ));
+        }
+        None
     }
 
     /// The batch's findings and verdict.
@@ -594,6 +665,9 @@ fn is_worker(h: &HostInfo) -> bool {
 fn has_role(h: &HostInfo, role: &str) -> bool {
     h.roles.iter().any(|r| r == role)
 }
+fn is_ingress_up(h: &HostInfo) -> bool {
+    h.in_service() && has_role(h, "ingress")
+}
 fn is_storage(h: &HostInfo) -> bool {
     h.personality == Personality::Storage || has_role(h, "storage")
 }
@@ -663,6 +737,43 @@ impl Slot {
     }
 }
 
+/// What one host adds to a batch's running sums, for [`BatchEval::surely_unsafe`]: ready pods
+/// per budget and per owner (as [`BatchEval::add`] counts them), and whether it is an ingress
+/// host in service.
+struct Load {
+    pdbs: Vec<(PdbId, u32)>,
+    owners: Vec<(OwnerId, u32)>,
+    ingress: bool,
+}
+
+impl Load {
+    fn of(ix: &Index<'_>, h: &HostInfo) -> Load {
+        let mut pdbs: FxHashMap<PdbId, u32> = FxHashMap::default();
+        let mut owners: FxHashMap<OwnerId, u32> = FxHashMap::default();
+        for &id in ix.wl.on_host(&h.hostname) {
+            let Some(s) = Slot::of(ix.wl, id).filter(|s| s.ready && s.class != Class::Mirror)
+            else {
+                continue;
+            };
+            for &b in ix.wl.pdbs_of(id) {
+                *pdbs.entry(b).or_default() += 1;
+            }
+            if matches!(s.class, Class::Daemon | Class::Replicated) {
+                *owners.entry(s.owner).or_default() += 1;
+            }
+        }
+        let mut pdbs: Vec<(PdbId, u32)> = pdbs.into_iter().collect();
+        let mut owners: Vec<(OwnerId, u32)> = owners.into_iter().collect();
+        pdbs.sort_unstable();
+        owners.sort_unstable();
+        Load {
+            pdbs,
+            owners,
+            ingress: is_ingress_up(h),
+        }
+    }
+}
+
 /// What the analysis looks up about the hosts, built once per [`Analyzer`]: hosts are known by
 /// their position in the observation.
 struct Index<'a> {
@@ -679,10 +790,10 @@ impl<'a> Index<'a> {
         let nodes = hosts.iter().map(|h| obs.node(&h.hostname)).collect();
         let mut roles = RoleCounts::default();
         for h in hosts {
-            let up = h.is_unlocked_enabled_available();
+            let up = h.in_service();
             roles.controllers += usize::from(up && is_controller(h));
             roles.workers += usize::from(up && is_worker(h));
-            roles.ingress += usize::from(up && has_role(h, "ingress"));
+            roles.ingress += usize::from(is_ingress_up(h));
             roles.storage += usize::from(up && is_storage(h));
             if has_role(h, "etcd") {
                 roles.etcd_members += 1;
@@ -758,7 +869,7 @@ fn role_findings(ix: &Index<'_>, batch: &[usize], out: &mut Vec<Finding>) {
     let down = |pred: &dyn Fn(&HostInfo) -> bool| {
         batch
             .iter()
-            .filter(|&&h| ix.hosts[h].is_unlocked_enabled_available() && pred(&ix.hosts[h]))
+            .filter(|&&h| ix.hosts[h].in_service() && pred(&ix.hosts[h]))
             .count()
     };
     let r = &ix.roles;

@@ -153,6 +153,12 @@ impl HostInfo {
             && self.operational == OperState::Enabled
             && self.availability == Availability::Available
     }
+
+    /// In service: unlocked, enabled and available with no action in progress. The one test of
+    /// whether a host counts as up (the last controller, the roles left, health).
+    pub fn in_service(&self) -> bool {
+        self.is_unlocked_enabled_available() && self.task.is_none()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
