@@ -428,11 +428,19 @@ pub struct EventQuery {
     /// At most this many (default 10000; more is taken as 10000).
     #[param(format = Int64, minimum = 1, maximum = 4294967295_u64, example = 100)]
     pub limit: Option<u32>,
+    /// The long poll: if no event follows `after` yet, wait up to this many seconds (at most
+    /// 300) for one before answering, possibly with none. Default 0: answer at once.
+    #[param(format = Int64, minimum = 0, maximum = 300, example = 30)]
+    pub wait: Option<u32>,
 }
 
-/// The append-only event log: every accepted command and every state change, in order.
+/// The longest long poll.
+const MAX_EVENT_WAIT_SECS: u32 = 300;
+
+/// The append-only event log: every accepted command and every state change, in order. With
+/// `wait`, a long poll: it answers as soon as an event follows `after`.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
-    responses((status = 200, description = "The events, oldest first", body = EventList),
+    responses((status = 200, description = "The events, oldest first, and the newest event's sequence number", body = EventList),
               (status = 400, description = "A query parameter is invalid", body = ErrorBody)))]
 pub async fn events_list(
     State(e): State<AppState>,
@@ -444,10 +452,28 @@ pub async fn events_list(
     if q.limit == Some(0) {
         return Err(invalid_query("limit", 0, "at least 1"));
     }
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_EVENT_WAIT_SECS {
+        return Err(invalid_query(
+            "wait",
+            wait,
+            &format!("at most {MAX_EVENT_WAIT_SECS} seconds"),
+        ));
+    }
     let limit = q.limit.unwrap_or(10_000).min(10_000);
-    let events = e.events(q.after, limit).await?;
+    // Read before the events, so that a follower resuming from it misses none.
+    let last_seq = e.last_event_seq();
+    let events = e
+        .wait_events(
+            q.after,
+            limit,
+            std::time::Duration::from_secs(u64::from(wait)),
+        )
+        .await?;
+    let last_seq = events.last().map_or(last_seq, |ev| ev.seq.max(last_seq));
     Ok(Json(EventList {
         events: events.iter().map(EventView::from).collect(),
+        last_seq,
     }))
 }
 

@@ -1206,6 +1206,12 @@ async fn a_third_concurrent_upload_is_told_to_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_integer_parameter_is_accepted_exactly_within_its_declared_bounds() {
     let h = Harness::new(seed_cluster()).await;
+    // An event to read, so that the longest long poll answers at once.
+    h.ok(kup_core::Command::Lock {
+        host: "worker-0".into(),
+        force: false,
+    })
+    .await;
     let base = serve(&h).await;
     let doc = serde_json::to_value(kup_api::openapi()).unwrap();
     let mut checked = Vec::new();
@@ -1271,8 +1277,8 @@ async fn every_integer_parameter_is_accepted_exactly_within_its_declared_bounds(
     }
     assert_eq!(
         checked.len(),
-        4,
-        "after, limit, max_parallel_worker_hosts, min_free_disk_gib: {checked:?}"
+        5,
+        "after, limit, wait, max_parallel_worker_hosts, min_free_disk_gib: {checked:?}"
     );
 }
 
@@ -1565,5 +1571,89 @@ async fn healthz_tells_the_truth() {
             503,
             json!({"status": "unavailable", "reason": "the cluster cannot be reached: the simulation has stopped"})
         )
+    );
+}
+
+/// The event long poll: it answers as soon as a command's events are committed, with them and
+/// the log's end; with nothing new it answers empty once `wait` has passed; a follower that
+/// fell behind reads the gap; `wait` beyond 300 s is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_long_poll_answers_when_an_event_is_committed() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let end = send(&base, Some(READER), Method::GET, "/v1/events?after=0", None).await;
+    assert_eq!(end.status, 200);
+    let last = end.body["last_seq"].as_i64().unwrap();
+    assert_eq!(
+        end.body["events"]
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|e| e["seq"].as_i64().unwrap()),
+        (last > 0).then_some(last)
+    );
+
+    // Nothing new: an empty answer after the wait.
+    let started = std::time::Instant::now();
+    let idle = send(
+        &base,
+        Some(READER),
+        Method::GET,
+        &format!("/v1/events?after={last}&wait=1"),
+        None,
+    )
+    .await;
+    assert_eq!(idle.status, 200);
+    assert_eq!(idle.body["events"], json!([]));
+    assert_eq!(idle.body["last_seq"], last);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // A command while a follower waits: it is woken with the command's events.
+    let follower = {
+        let base = base.clone();
+        tokio::spawn(async move {
+            let target = format!("/v1/events?after={last}&wait=60");
+            send(&base, Some(READER), Method::GET, &target, None).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!follower.is_finished(), "answered before anything happened");
+    let started = std::time::Instant::now();
+    h.ok(Command::Lock {
+        host: "worker-0".into(),
+        force: false,
+    })
+    .await;
+    let woken = follower.await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(woken.status, 200);
+    let events = woken.body["events"].as_array().unwrap();
+    assert_eq!(events[0]["seq"], last + 1);
+    assert_eq!(events[0]["message"], "host-lock worker-0 accepted");
+    assert!(woken.body["last_seq"].as_i64().unwrap() >= last + 1);
+
+    // Behind: the gap is read from the log, at once.
+    let behind = send(
+        &base,
+        Some(READER),
+        Method::GET,
+        &format!("/v1/events?after={last}&wait=60&limit=1"),
+        None,
+    )
+    .await;
+    assert_eq!(behind.body["events"].as_array().unwrap().len(), 1);
+
+    let r = send(
+        &base,
+        Some(READER),
+        Method::GET,
+        "/v1/events?wait=301",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.reason(),
+        "Invalid query: wait must be at most 300 seconds, got 301"
     );
 }

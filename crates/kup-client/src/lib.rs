@@ -392,12 +392,25 @@ impl Client {
 
     /// `GET /v1/events?after=&limit=`: events with `seq > after`, oldest first.
     pub async fn events(&self, after: i64, limit: u32) -> Result<Vec<EventView>, ClientError> {
-        let query = [("after", after.to_string()), ("limit", limit.to_string())];
+        Ok(self.events_wait(after, limit, 0).await?.events)
+    }
+
+    /// `GET /v1/events?after=&limit=&wait=`: the long poll. Answers as soon as an event
+    /// follows `after`, or after `wait` seconds with none; `last_seq` says where the log ends.
+    pub async fn events_wait(
+        &self,
+        after: i64,
+        limit: u32,
+        wait: u32,
+    ) -> Result<EventList, ClientError> {
+        let mut query = vec![("after", after.to_string()), ("limit", limit.to_string())];
+        if wait > 0 {
+            query.push(("wait", wait.to_string()));
+        }
         let bytes = self
             .request(Method::GET, &["events"], None::<&()>, &query)
             .await?;
-        let list: EventList = self.decode(&["events"], &bytes)?;
-        Ok(list.events)
+        self.decode(&["events"], &bytes)
     }
 
     /// `GET /v1/upgrade/plan` (`kup upgrade plan`); the plan as JSON.

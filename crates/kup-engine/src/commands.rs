@@ -85,9 +85,14 @@ impl Inner {
         if batch.is_empty() {
             return Ok(());
         }
-        self.store.commit(batch.clone()).await?;
-        let mut snap = self.snap.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::make_mut(&mut snap).apply(&batch);
+        let events = self.store.commit(batch.clone()).await?;
+        {
+            let mut snap = self.snap.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::make_mut(&mut snap).apply(&batch);
+        }
+        if let Some(last) = events.last() {
+            self.last_event.send_replace(last.seq);
+        }
         Ok(())
     }
 

@@ -97,6 +97,9 @@ struct Inner {
     checked_hosts: Mutex<HostsToken>,
     /// Number of operation tasks still running.
     running: watch::Sender<usize>,
+    /// The sequence number of the newest committed event: followers of the log wait on it and
+    /// read what they missed from the store.
+    last_event: watch::Sender<i64>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -131,6 +134,7 @@ impl Engine {
             snap: Mutex::new(Arc::new(store.snapshot().await?)),
             checked_hosts: Mutex::new(HostsToken::default()),
             running: watch::channel(0).0,
+            last_event: watch::channel(store.last_event_seq().await?).0,
             tasks: Mutex::new(Vec::new()),
         });
         {
@@ -178,6 +182,26 @@ impl Engine {
         let mut rx = self.inner.running.subscribe();
         // The sender lives in `inner`, which outlives this borrow.
         let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// The sequence number of the newest event (0 for an empty log).
+    pub fn last_event_seq(&self) -> i64 {
+        *self.inner.last_event.borrow()
+    }
+
+    /// Events after `after_seq` (at most `limit`), waiting up to `wait` for the first one to be
+    /// committed if there is none yet: the long poll of the event stream. Whatever a follower
+    /// missed is read from the store, so none falls behind for good.
+    pub async fn wait_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+        wait: std::time::Duration,
+    ) -> Result<Vec<kup_types::Event>, EngineError> {
+        let mut rx = self.inner.last_event.subscribe();
+        // Subscribed before looking, so a commit in between still wakes us.
+        let _ = tokio::time::timeout(wait, rx.wait_for(|&last| last > after_seq)).await;
+        self.events(after_seq, limit).await
     }
 
     /// Whether the daemon can do its work: the store answers and the cluster is reachable.

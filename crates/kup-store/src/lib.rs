@@ -25,6 +25,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events with `seq > after_seq`, ascending, at most `limit` of them.
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
+
+    /// The sequence number of the newest event (0 for an empty log).
+    async fn last_event_seq(&self) -> Result<i64, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -270,6 +270,13 @@ impl Store for SqliteStore {
         .map(event_from_row)
         .collect()
     }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
 }
 
 impl SqliteStore {

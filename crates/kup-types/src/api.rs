@@ -281,6 +281,10 @@ pub struct AlarmList {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventList {
     pub events: Vec<EventView>,
+    /// The newest event's sequence number when the reply was made: `after` for a follower
+    /// that starts from now.
+    #[serde(default)]
+    pub last_seq: i64,
 }
 
 /// A patch as `sw-patch query`/`show` and `GET /v1/patches` show it.

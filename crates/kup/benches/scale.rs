@@ -343,6 +343,9 @@ impl Store for Counting {
     async fn events(&self, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
         self.inner.events(after, limit).await
     }
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.inner.last_event_seq().await
+    }
 }
 
 /// One fsync'd SQLite commit of one event, the median of many.

@@ -16,8 +16,10 @@ use crate::output::{self, Format, HostUpgradeRow, OutputError};
 pub const DEFAULT_URL: &str = "http://127.0.0.1:6385";
 /// Where `kup serve` writes its admin token with the default `--data-dir`.
 pub const DEFAULT_TOKEN_FILE: &str = "kup-data/admin-token";
-/// How often `--wait` polls.
+/// How often `--wait` polls a daemon that has no event long poll.
 const POLL: Duration = Duration::from_millis(200);
+/// How long one long poll of the event log waits (well within the client's request timeout).
+const EVENT_WAIT: u32 = 20;
 /// How long `--wait` rides out an unreachable daemon (e.g. one being restarted).
 const OUTAGE: Duration = Duration::from_secs(60);
 
@@ -198,6 +200,15 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 1000, value_name = "N",
               value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// If no event follows --after yet, wait up to this many seconds for one (the long
+        /// poll), then print what came, possibly nothing.
+        #[arg(long, default_value_t = 0, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u32).range(0..=300))]
+        long_poll: u32,
+        /// Keep printing events as they are committed (one line each; JSON Lines with
+        /// --format json), until interrupted.
+        #[arg(long)]
+        follow: bool,
     },
     /// Software patches: upload, apply, install on hosts, remove, delete; keygen and build.
     #[command(subcommand)]
@@ -533,7 +544,13 @@ impl Runner {
             }
             HostSwact { host } => return self.host_action(cmd, host, "swact").await,
             AlarmList => output::alarm_list(&c.alarms().await?, f)?,
-            EventList { after, limit } => output::event_list(&c.events(*after, *limit).await?, f)?,
+            EventList { after, follow, .. } if *follow => return self.follow_events(*after).await,
+            EventList {
+                after,
+                limit,
+                long_poll,
+                ..
+            } => output::event_list(&c.events_wait(*after, *limit, *long_poll).await?.events, f)?,
             SwPatch(p) => self.sw_patch(p).await?,
             Info => output::info(&c.info().await?, f)?,
             Upgrade(UpgradeCommand::Plan {
@@ -609,6 +626,7 @@ impl Runner {
     /// `download-images`, `networking`: PATCH the state; with `--wait`, poll until the upgrade
     /// leaves the in-flight state.
     async fn cluster_step(&self, cmd: &ClientCommand, state: &str) -> Result<Outcome, CliError> {
+        let mut cursor = self.event_cursor().await;
         let accepted = self.client.kube_upgrade_set_state(state).await?;
         if !self.wait {
             return Ok(Outcome::done(output::kube_upgrade_show(
@@ -622,7 +640,7 @@ impl Runner {
         let mut seen = Instant::now();
         while current.state.in_flight() {
             spinner.say(format!("{step}: {}", current.state));
-            tokio::time::sleep(self.poll).await;
+            self.next_change(&mut cursor).await;
             if let Some(polled) = self.tolerate(self.client.kube_upgrade().await, &mut seen)? {
                 current = polled.ok_or(CliError::UpgradeVanished(step))?;
             }
@@ -646,6 +664,7 @@ impl Runner {
         force: bool,
     ) -> Result<Outcome, CliError> {
         let c = &self.client;
+        let mut cursor = self.event_cursor().await;
         let host = match component {
             HostComponent::ControlPlane => c.kube_upgrade_control_plane(key, force).await?,
             HostComponent::Kubelet => c.kube_upgrade_kubelet(key, force).await?,
@@ -668,7 +687,7 @@ impl Runner {
                     host.hostname,
                     component.as_str()
                 ));
-                tokio::time::sleep(self.poll).await;
+                self.next_change(&mut cursor).await;
                 let polled = async { Ok((c.kube_host_upgrades().await?, c.kube_upgrade().await?)) };
                 if let Some((rows, up)) = self.tolerate(polled.await, &mut seen)? {
                     row = HostUpgradeRow::new(&host, output::find_host_upgrade(&host, &rows));
@@ -703,6 +722,7 @@ impl Runner {
         key: &str,
         action: &str,
     ) -> Result<Outcome, CliError> {
+        let mut cursor = self.event_cursor().await;
         let mut host = self.client.host_action(key, action).await?;
         if !self.wait {
             return Ok(Outcome::done(output::host_show(&host, self.format)?));
@@ -714,7 +734,7 @@ impl Runner {
         let mut seen = Instant::now();
         while let Some(task) = host.task.as_deref() {
             spinner.say(format!("{step} {}: {task}", host.hostname));
-            tokio::time::sleep(self.poll).await;
+            self.next_change(&mut cursor).await;
             if let Some(polled) = self.tolerate(self.client.host(&id).await, &mut seen)? {
                 host = polled;
             }
@@ -723,6 +743,48 @@ impl Runner {
         let failure =
             action_failure(action, &host).map(|detail| CliError::ActionFailed { step, detail });
         settled(output::host_show(&host, self.format)?, failure)
+    }
+
+    /// `event-list --follow`: prints each event as it is committed, for as long as it runs; a
+    /// daemon that restarts is waited for as `--wait` does.
+    async fn follow_events(&self, mut after: i64) -> Result<Outcome, CliError> {
+        let mut seen = Instant::now();
+        loop {
+            let polled = self.client.events_wait(after, 1000, EVENT_WAIT).await;
+            let Some(list) = self.tolerate(polled, &mut seen)? else {
+                tokio::time::sleep(self.poll).await;
+                continue;
+            };
+            for ev in &list.events {
+                crate::term::out(&output::event_line(ev, self.format)?);
+            }
+            after = list.events.last().map_or(after, |ev| ev.seq);
+        }
+    }
+
+    /// Where the event log ends before a `--wait` command is sent, so that `next_change` misses
+    /// nothing the command causes; `None` without `--wait` or from a daemon with no long poll.
+    async fn event_cursor(&self) -> Option<i64> {
+        if !self.wait {
+            return None;
+        }
+        let list = self.client.events_wait(i64::MAX, 1, 0).await.ok()?;
+        Some(list.last_seq)
+    }
+
+    /// Returns when something may have changed: the next event of the log (the long poll), or
+    /// a poll interval when the daemon has no long poll or cannot be reached.
+    async fn next_change(&self, cursor: &mut Option<i64>) {
+        if let Some(after) = cursor {
+            if let Ok(list) = self.client.events_wait(*after, 1000, EVENT_WAIT).await {
+                if let Some(last) = list.events.last() {
+                    *after = last.seq;
+                    return;
+                }
+                *after = list.last_seq.max(*after);
+            }
+        }
+        tokio::time::sleep(self.poll).await;
     }
 
     /// While waiting, a daemon that cannot be reached (restarting, say) is retried for a while;

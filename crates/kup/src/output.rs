@@ -211,6 +211,27 @@ pub fn event_list(events: &[EventView], format: Format) -> Rendered {
     )
 }
 
+/// One event of `event-list --follow`: a line of text, a JSON line, or a YAML document.
+pub fn event_line(ev: &EventView, format: Format) -> Rendered {
+    match format {
+        Format::Table => Ok(format!(
+            "{} {} {} {}: {}\n",
+            ev.seq,
+            kup_types::time::format(&ev.at),
+            ev.kind,
+            ev.subject,
+            ev.message
+        )),
+        Format::Json => serde_json::to_string(ev)
+            .map(|line| format!("{line}\n"))
+            .map_err(|e| OutputError {
+                format,
+                message: e.to_string(),
+            }),
+        Format::Yaml => structured(ev, format).map(|doc| format!("---\n{doc}")),
+    }
+}
+
 /// `health-query-kube-upgrade`: the report text as the server wrote it.
 pub fn health(text: &str, format: Format) -> Rendered {
     match format {

@@ -501,3 +501,49 @@ fn bad_serve_input_writes_nothing() {
         assert!(!data.exists(), "{args:?} created the data directory");
     }
 }
+
+/// `event-list --follow` prints each event as it is committed (here as JSON Lines), and
+/// `kube-host-upgrade-failed` ends a host's hung action by hand.
+#[test]
+fn events_are_followed_as_they_happen_and_a_hung_action_is_failed_by_hand() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // Realistic durations: the lock takes minutes, so it is surely still running.
+    let d = serve(dir.path(), "1");
+    let last = events(&d).last().map_or(0, |e| e["seq"].as_i64().unwrap());
+    let mut follower = std::process::Command::new(KUP)
+        .args(["event-list", "--follow", "--format", "json", "--after"])
+        .arg(last.to_string())
+        .env("KUP_URL", &d.url)
+        .env("KUP_TOKEN", &d.token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+
+    ok(&d, "host-lock worker-0");
+    let out = ok(&d, "kube-host-upgrade-failed worker-0");
+    assert!(out.contains("| hostname "), "{out}");
+    let mut messages = Vec::new();
+    while messages.len() < 3 {
+        let line = lines.next().unwrap().unwrap();
+        let ev: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(ev["seq"], last + 1 + messages.len() as i64, "{line}");
+        messages.push(ev["message"].as_str().unwrap().to_string());
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert_eq!(
+        messages,
+        [
+            "host-lock worker-0 accepted",
+            "kube-host-upgrade-failed worker-0 accepted",
+            "lock worker-0: marked failed by kube-host-upgrade-failed worker-0",
+        ]
+    );
+    let err = refused(&d, "kube-host-upgrade-failed worker-0");
+    assert_eq!(
+        err.trim_end(),
+        "Error: Host worker-0 has no upgrade step or action in progress to mark failed"
+    );
+}

@@ -132,7 +132,9 @@ fn parses_the_spec_forms() {
         cli.cmd,
         ClientCommand::EventList {
             after: 5,
-            limit: 1000
+            limit: 1000,
+            long_poll: 0,
+            follow: false,
         }
     );
     let cli = parse(&["host-unlock", "worker-0", "--force"]).unwrap();
@@ -290,6 +292,7 @@ fn numeric_flags_accept_exactly_what_the_api_document_allows() {
     let flags = [
         (&["event-list"][..], "--after", "/v1/events", "after"),
         (&["event-list"][..], "--limit", "/v1/events", "limit"),
+        (&["event-list"][..], "--long-poll", "/v1/events", "wait"),
         (
             &["upgrade", "plan"][..],
             "--max-parallel-worker-hosts",
@@ -867,8 +870,15 @@ async fn host_lock_waits_for_the_task_and_checks_the_effect() {
         "{}",
         out.stdout
     );
+    // (With --wait, the end of the event log is asked for first.)
+    let patch = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.0 == "PATCH")
+        .cloned();
     assert_eq!(
-        seen.lock().unwrap()[0].2,
+        patch.unwrap().2,
         json!([{"op": "replace", "path": "/action", "value": "force-lock"}])
     );
 
