@@ -1630,7 +1630,7 @@ async fn the_event_long_poll_answers_when_an_event_is_committed() {
     let events = woken.body["events"].as_array().unwrap();
     assert_eq!(events[0]["seq"], last + 1);
     assert_eq!(events[0]["message"], "host-lock worker-0 accepted");
-    assert!(woken.body["last_seq"].as_i64().unwrap() >= last + 1);
+    assert!(woken.body["last_seq"].as_i64().unwrap() > last);
 
     // Behind: the gap is read from the log, at once.
     let behind = send(
