@@ -775,14 +775,14 @@ impl Runner {
     /// Returns when something may have changed: the next event of the log (the long poll), or
     /// a poll interval when the daemon has no long poll or cannot be reached.
     async fn next_change(&self, cursor: &mut Option<i64>) {
-        if let Some(after) = cursor {
-            if let Ok(list) = self.client.events_wait(*after, 1000, EVENT_WAIT).await {
-                if let Some(last) = list.events.last() {
-                    *after = last.seq;
-                    return;
-                }
-                *after = list.last_seq.max(*after);
+        if let Some(after) = cursor
+            && let Ok(list) = self.client.events_wait(*after, 1000, EVENT_WAIT).await
+        {
+            if let Some(last) = list.events.last() {
+                *after = last.seq;
+                return;
             }
+            *after = list.last_seq.max(*after);
         }
         tokio::time::sleep(self.poll).await;
     }
