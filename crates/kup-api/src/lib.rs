@@ -111,6 +111,8 @@ fn v1() -> OpenApiRouter<routes::Shared> {
         .routes(routes!(patches_remove))
         .routes(routes!(patch_hosts_list))
         .routes(routes!(ihosts_patch_install))
+        .routes(routes!(strategy_show, strategy_create, strategy_delete))
+        .routes(routes!(strategy_actions))
         .routes(routes!(info_show))
         .routes(routes!(upgrade_plan))
         .routes(routes!(openapi_json))

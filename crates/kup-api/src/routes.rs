@@ -14,7 +14,7 @@ use kup_types::{
     AlarmList, AlarmView, ErrorBody, EventList, EventView, HostPatchList, HostPatchView,
     HostUpgradeRequest, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
     KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail, KubeVersionList,
-    PatchList, PatchOp, PatchView,
+    PatchList, PatchOp, PatchView, StrategyActionRequest, StrategyCreate, StrategyView,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -721,4 +721,77 @@ pub async fn healthz(State(e): State<AppState>) -> (StatusCode, Json<Health>) {
             }),
         ),
     }
+}
+
+const NO_STRATEGY: &str = "No strategy exists";
+
+/// The upgrade strategy (`kube-upgrade-strategy show`).
+#[utoipa::path(get, path = "/v1/kube_upgrade_strategy", tag = "kube_upgrade_strategy",
+    responses((status = 200, description = "The strategy: its phases, stages and steps", body = StrategyView),
+              (status = 404, description = NO_STRATEGY, body = ErrorBody)))]
+pub async fn strategy_show(State(e): State<AppState>) -> ApiResult<Json<StrategyView>> {
+    e.strategy()?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(kup_core::Refusal::NoStrategy.to_string()))
+}
+
+/// `kube-upgrade-strategy create`: builds the strategy (its checks and predicted stages). It
+/// is stored `ready-to-apply`, or `build-failed` with the reasons in its build phase.
+#[utoipa::path(post, path = "/v1/kube_upgrade_strategy", tag = "kube_upgrade_strategy",
+    request_body(content = StrategyCreate,
+        example = json!({"to_version": "v1.16.2", "worker_apply_type": "parallel", "max_parallel_worker_hosts": 10})),
+    responses((status = 200, description = "The strategy as built", body = StrategyView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
+pub async fn strategy_create(
+    State(e): State<AppState>,
+    ApiJson(req): ApiJson<StrategyCreate>,
+) -> ApiResult<Json<StrategyView>> {
+    Ok(Json(e.strategy_create(req).await?))
+}
+
+/// `kube-upgrade-strategy delete`: refused while it applies or aborts.
+#[utoipa::path(delete, path = "/v1/kube_upgrade_strategy", tag = "kube_upgrade_strategy",
+    responses((status = 204, description = "Deleted"),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_STRATEGY, body = ErrorBody)))]
+pub async fn strategy_delete(State(e): State<AppState>) -> ApiResult<StatusCode> {
+    e.strategy_action(kup_core::strategy::StrategyCommand::Delete)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `kube-upgrade-strategy apply|abort`: `apply-all` starts (or resumes) the apply; `abort`
+/// lets the steps in flight end and starts no new one.
+#[utoipa::path(post, path = "/v1/kube_upgrade_strategy/actions", tag = "kube_upgrade_strategy",
+    request_body(content = StrategyActionRequest, example = json!({"action": "apply-all"})),
+    responses((status = 202, description = "Accepted: the strategy as it is now", body = StrategyView),
+              (status = 400, description = REFUSED, body = ErrorBody),
+              (status = 404, description = NO_STRATEGY, body = ErrorBody)))]
+pub async fn strategy_actions(
+    State(e): State<AppState>,
+    ApiJson(req): ApiJson<StrategyActionRequest>,
+) -> ApiResult<(StatusCode, Json<StrategyView>)> {
+    use kup_core::strategy::StrategyCommand as C;
+    let cmd = match req.action.as_str() {
+        "apply-all" => C::Apply,
+        "abort" => C::Abort,
+        "apply-stage" | "abort-stage" => {
+            return Err(ApiError::bad_request(format!(
+                "Action {:?} is not supported: kup applies or aborts the whole strategy \
+                 (apply-all, abort)",
+                req.action
+            )));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid action {other:?}: expected apply-all or abort"
+            )));
+        }
+    };
+    let view = e
+        .strategy_action(cmd)
+        .await?
+        .ok_or_else(|| ApiError::not_found(kup_core::Refusal::NoStrategy.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }

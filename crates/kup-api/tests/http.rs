@@ -199,6 +199,18 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
             format!("/v1/kube_host_upgrades/{host}"),
             Some(json!([{"op": "replace", "path": "/status", "value": "failed"}])),
         ),
+        Command::Strategy(sc) => {
+            use kup_core::strategy::StrategyCommand as C;
+            let path = "/v1/kube_upgrade_strategy";
+            let action = |a: &str| Some(json!({ "action": a }));
+            match sc {
+                C::Create { req, .. } => (Method::POST, path.into(), Some(json!(req))),
+                C::Apply => (Method::POST, format!("{path}/actions"), action("apply-all")),
+                C::Abort => (Method::POST, format!("{path}/actions"), action("abort")),
+                C::Delete => (Method::DELETE, path.into(), None),
+                C::Progress(_) => panic!("the runner's progress is not an API request"),
+            }
+        }
         Command::PatchUpload(_) => {
             panic!("uploads carry a bundle; they are tested with real bundles")
         }

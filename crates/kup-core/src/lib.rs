@@ -13,6 +13,7 @@ pub mod plan;
 pub mod refusal;
 pub mod safety;
 pub mod skew;
+pub mod strategy;
 pub mod views;
 
 pub use catalog::{Catalog, running_versions};

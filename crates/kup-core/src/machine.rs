@@ -27,6 +27,10 @@ pub struct Policy {
     pub alarm_ignore: Vec<String>,
     /// How long each kind of step may run before it counts as hung and is marked failed.
     pub deadlines: BTreeMap<StepKind, SignedDuration>,
+    /// How many times a strategy tries a failed step again before it stops.
+    pub retries: u32,
+    /// The wait before the first re-try of a failed step; it doubles for each further one.
+    pub retry_backoff: SignedDuration,
 }
 
 impl Default for Policy {
@@ -34,6 +38,8 @@ impl Default for Policy {
         Self {
             alarm_ignore: DEFAULT_ALARM_IGNORE.iter().map(|s| s.to_string()).collect(),
             deadlines: default_deadlines(),
+            retries: 2,
+            retry_backoff: SignedDuration::from_secs(10),
         }
     }
 }
@@ -145,6 +151,8 @@ pub enum Command {
     FailHostStep {
         host: String,
     },
+    /// `kube-upgrade-strategy create|apply|abort|delete`, and the runner's progress.
+    Strategy(crate::strategy::StrategyCommand),
 }
 
 impl Command {
@@ -153,7 +161,9 @@ impl Command {
     pub fn reads_pods(&self) -> bool {
         matches!(
             self,
-            Command::Start { .. } | Command::Lock { force: false, .. }
+            Command::Start { .. }
+                | Command::Lock { force: false, .. }
+                | Command::Strategy(crate::strategy::StrategyCommand::Create { .. })
         )
     }
 
@@ -202,6 +212,19 @@ impl Command {
             Command::PatchDelete { id } => format!("sw-patch delete {id}"),
             Command::PatchHostInstall { host } => format!("sw-patch host-install {host}"),
             Command::FailHostStep { host } => format!("kube-host-upgrade-failed {host}"),
+            Command::Strategy(sc) => {
+                use crate::strategy::StrategyCommand as C;
+                match sc {
+                    C::Create { req, .. } => format!(
+                        "kube-upgrade-strategy create --to-version {}",
+                        req.to_version
+                    ),
+                    C::Apply => "kube-upgrade-strategy apply".into(),
+                    C::Abort => "kube-upgrade-strategy abort".into(),
+                    C::Delete => "kube-upgrade-strategy delete".into(),
+                    C::Progress(_) => "kube-upgrade-strategy progress".into(),
+                }
+            }
         }
     }
 
@@ -221,6 +244,7 @@ impl Command {
         }
         match self {
             Command::PatchUpload(p) => format!("patch {}", p.id),
+            Command::Strategy(_) => "strategy".into(),
             Command::PatchApply { id }
             | Command::PatchRemove { id }
             | Command::PatchDelete { id } => {
@@ -551,6 +575,18 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 .filter(|o| OpSlot::of(&o.op) == OpSlot::Cluster)
             {
                 w.fail_by_hand(o, cmd);
+            }
+        }
+        Command::Strategy(sc) => {
+            let mut events = Vec::new();
+            let write = crate::strategy::decide(ctx, sc, &mut events)?;
+            w.d.batch.strategy = Some(write);
+            for (kind, message) in events {
+                w.event(kind, "strategy", message);
+            }
+            if matches!(sc, crate::strategy::StrategyCommand::Progress(_)) {
+                // The runner's bookkeeping is not an operator's command.
+                return Ok(w.finish());
             }
         }
         Command::FailHostStep { host: name } => {

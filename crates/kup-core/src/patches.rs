@@ -389,30 +389,45 @@ pub fn host_view(snap: &Snapshot, h: &HostInfo) -> kup_types::HostPatchView {
 }
 
 /// What a host still lacks for an upgrade to `version`: the patches the version's metadata
-/// names that are not uploaded, and the kubeadm patch (controllers) not installed. A kubelet
-/// patch only needs to be available until its phase, so an uploaded one is enough.
+/// names that are not uploaded ([`not_uploaded_for`]), and the kubeadm patch (controllers) not
+/// installed ([`not_installed_on`]). A kubelet patch only needs to be available until its
+/// phase, so an uploaded one is enough.
 pub fn missing_on_host(
     snap: &Snapshot,
     host: &HostInfo,
     version: KubeVersion,
     meta: Option<&VersionMeta>,
 ) -> Vec<String> {
-    // The patches a version names carry Kubernetes binaries: hosts without a kubelet run none.
+    let mut missing = not_uploaded_for(snap, host, meta);
+    missing.extend(not_installed_on(snap, host, version));
+    missing
+}
+
+/// The patches the version's metadata names that are not uploaded: nothing kup can do about
+/// them. Hosts without a kubelet run no Kubernetes binaries and need none.
+pub fn not_uploaded_for(
+    snap: &Snapshot,
+    host: &HostInfo,
+    meta: Option<&VersionMeta>,
+) -> Vec<String> {
     let named = meta
         .filter(|_| host.personality.has_kubelet())
         .map(|m| m.applied_patches.iter().chain(&m.available_patches));
-    let mut missing: Vec<String> = named
+    named
         .into_iter()
         .flatten()
         .filter(|id| snap.patch(id).is_none())
         .map(|id| format!("{id} (not uploaded)"))
-        .collect();
-    missing.extend(
-        snap.patches
-            .iter()
-            .filter(|p| p.kind == PatchKind::Kubeadm && p.delivers == Some(version))
-            .filter(|p| needed_on(p, host) && !snap.installed(&p.id, &host.hostname))
-            .map(|p| format!("{} ({} of {version}, not installed here)", p.id, p.kind)),
-    );
-    missing
+        .collect()
+}
+
+/// The kubeadm patch of `version` not installed on a host that needs it (an upgrade strategy
+/// installs it itself).
+pub fn not_installed_on(snap: &Snapshot, host: &HostInfo, version: KubeVersion) -> Vec<String> {
+    snap.patches
+        .iter()
+        .filter(|p| p.kind == PatchKind::Kubeadm && p.delivers == Some(version))
+        .filter(|p| needed_on(p, host) && !snap.installed(&p.id, &host.hostname))
+        .map(|p| format!("{} ({} of {version}, not installed here)", p.id, p.kind))
+        .collect()
 }

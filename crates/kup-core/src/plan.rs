@@ -247,14 +247,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .filter(|h| h.personality == Personality::Worker)
         .collect();
 
-    // The first control plane: one already at the target (mid-upgrade), else the standby.
-    let first_cp = controllers.iter().copied().min_by_key(|c| {
-        (
-            obs.control_plane_version(&c.hostname) != Some(to),
-            c.active_controller,
-            c.id,
-        )
-    });
+    let first_cp = first_control_plane(obs, to);
     let second_cp = if simplex {
         None
     } else {
@@ -415,6 +408,19 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         blocked,
         readiness,
     }
+}
+
+/// The first control plane: one already at the target (mid-upgrade), else the standby (the
+/// lowest id of the controllers that are not active).
+pub fn first_control_plane(obs: &Observation, to: KubeVersion) -> Option<&HostInfo> {
+    obs.controllers().min_by_key(|c| {
+        (
+            obs.control_plane_version(&c.hostname) != Some(to),
+            c.active_controller,
+            c.id,
+            c.hostname.as_str(),
+        )
+    })
 }
 
 /// The worker batches, safe ones first (by their first host's id), then one batch per worker

@@ -241,6 +241,22 @@ pub enum Refusal {
     SwactNoStandby(String),
     #[error("Can not swact {0} while a control plane upgrade is in progress")]
     SwactDuringControlPlane(String),
+
+    // -- the upgrade strategy --
+    #[error("Invalid strategy: {0}")]
+    InvalidStrategy(String),
+    #[error("A kube-upgrade strategy already exists; delete it first")]
+    StrategyExists,
+    #[error("No kube-upgrade strategy exists")]
+    NoStrategy,
+    #[error("The strategy is {0}: wait for it to finish or abort it first")]
+    StrategyBusy(kup_types::StrategyState),
+    #[error("The strategy is {0}, not ready to apply")]
+    StrategyNotReady(kup_types::StrategyState),
+    #[error("Abort rejected: abort can only be executed when the strategy is applying (it is {0})")]
+    StrategyAbortNotApplying(kup_types::StrategyState),
+    #[error("Internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl Refusal {
@@ -248,7 +264,10 @@ impl Refusal {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Refusal::UnknownHost(_) | Refusal::UnknownVersionLookup(_) | Refusal::UnknownPatch(_)
+            Refusal::UnknownHost(_)
+                | Refusal::UnknownVersionLookup(_)
+                | Refusal::UnknownPatch(_)
+                | Refusal::NoStrategy
         )
     }
 }

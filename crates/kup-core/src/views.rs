@@ -47,7 +47,8 @@ pub fn host_upgrade(r: &HostUpgradeRecord, obs: &Observation) -> Option<KubeHost
 pub const UPGRADE_IN_PROGRESS_ALARM: &str = "900.007";
 
 /// The cluster's alarms plus kup's own: "Kubernetes upgrade in progress" exists exactly while
-/// an upgrade row does, so it can never be left behind or go missing.
+/// an upgrade row does, and the strategy's (900.401 applying, 900.402 aborting, 900.403
+/// failed) exactly while it is in that state, so they can never be left behind or go missing.
 pub fn alarms(snap: &Snapshot, obs: &Observation) -> Vec<Alarm> {
     let mut out = obs.alarms.clone();
     if let Some(u) = &snap.upgrade {
@@ -60,6 +61,28 @@ pub fn alarms(snap: &Snapshot, obs: &Observation) -> Vec<Alarm> {
             management_affecting: false,
             timestamp: u.created_at,
         });
+    }
+    if let Some(s) = &snap.strategy {
+        use kup_types::StrategyState as T;
+        let alarm = match s.state {
+            T::Applying => Some(("900.401", "in progress", Severity::Major)),
+            T::Aborting => Some(("900.402", "aborting", Severity::Major)),
+            T::ApplyFailed | T::ApplyTimeout | T::AbortFailed | T::AbortTimeout => {
+                Some(("900.403", "failed", Severity::Critical))
+            }
+            _ => None,
+        };
+        if let Some((id, what, severity)) = alarm {
+            out.push(Alarm {
+                uuid: format!("{}-{}", s.uuid, id.replace('.', "")),
+                alarm_id: id.into(),
+                entity_instance_id: "orchestration=kube-upgrade".into(),
+                reason_text: format!("Kubernetes upgrade auto-apply {what}"),
+                severity,
+                management_affecting: true,
+                timestamp: s.updated_at.unwrap_or(s.created_at),
+            });
+        }
     }
     out
 }

@@ -71,6 +71,15 @@ impl Inner {
         for op in decision.ops {
             self.launch(op).await;
         }
+        if matches!(cmd, Command::Strategy(_))
+            && self
+                .snapshot()
+                .strategy
+                .as_ref()
+                .is_some_and(|s| s.state.running())
+        {
+            self.ensure_runner();
+        }
         Ok(outcome)
     }
 

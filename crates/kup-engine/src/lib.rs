@@ -6,6 +6,7 @@
 //! the driver and feeds the outcome back through the core, under the same lock. Nothing is
 //! acknowledged before it is durable, and no two commands can both pass a check.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
@@ -22,6 +23,7 @@ mod commands;
 mod operations;
 mod patch_repo;
 mod queries;
+mod runner;
 
 use patch_repo::clean_repository;
 
@@ -100,6 +102,9 @@ struct Inner {
     /// The sequence number of the newest committed event: followers of the log wait on it and
     /// read what they missed from the store.
     last_event: watch::Sender<i64>,
+    /// Whether the strategy runner's task is alive (it stops when the strategy no longer
+    /// applies; the store says whether it should run).
+    runner_active: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -135,6 +140,7 @@ impl Engine {
             checked_hosts: Mutex::new(HostsToken::default()),
             running: watch::channel(0).0,
             last_event: watch::channel(store.last_event_seq().await?).0,
+            runner_active: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
         {
@@ -162,6 +168,15 @@ impl Engine {
         if let Some(repo) = &inner.patch_repo {
             clean_repository(repo, &inner.snapshot());
         }
+        // A strategy that was applying (or aborting) when the last engine stopped goes on.
+        if inner
+            .snapshot()
+            .strategy
+            .as_ref()
+            .is_some_and(|s| s.state.running())
+        {
+            inner.ensure_runner();
+        }
         Ok(Engine { inner })
     }
 
@@ -175,6 +190,55 @@ impl Engine {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(EngineError::Stopped(e.to_string())),
         }
+    }
+
+    /// `kube-upgrade-strategy create`: builds the strategy (with the cluster's step durations
+    /// for its prediction) and stores it, `ready-to-apply` or `build-failed`.
+    pub async fn strategy_create(
+        &self,
+        req: kup_types::StrategyCreate,
+    ) -> Result<kup_types::StrategyView, EngineError> {
+        let durations = self.inner.driver.step_durations();
+        let cmd = kup_core::strategy::StrategyCommand::Create { req, durations };
+        self.execute(Command::Strategy(cmd)).await?;
+        self.strategy()?.ok_or(Refusal::NoStrategy.into())
+    }
+
+    /// `kube-upgrade-strategy apply|abort|delete`.
+    pub async fn strategy_action(
+        &self,
+        cmd: kup_core::strategy::StrategyCommand,
+    ) -> Result<Option<kup_types::StrategyView>, EngineError> {
+        self.execute(Command::Strategy(cmd)).await?;
+        self.strategy()
+    }
+
+    /// The strategy, if there is one.
+    pub fn strategy(&self) -> Result<Option<kup_types::StrategyView>, EngineError> {
+        Ok(self
+            .inner
+            .snapshot()
+            .strategy
+            .clone()
+            .map(kup_types::StrategyView::from))
+    }
+
+    /// Resolves once no strategy is applying or aborting and no operation is running.
+    pub async fn wait_strategy(&self) {
+        let mut rx = self.inner.last_event.subscribe();
+        loop {
+            let running = self
+                .inner
+                .snapshot()
+                .strategy
+                .as_ref()
+                .is_some_and(|s| s.state.running());
+            if !running {
+                break;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await;
+        }
+        self.wait_idle().await;
     }
 
     /// Resolves once no operation is running.

@@ -26,6 +26,12 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after_seq`, ascending, at most `limit` of them.
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
 
+    /// Every run of one step ([`kup_types::Operation::key`]), oldest first.
+    async fn operation_history(
+        &self,
+        key: &str,
+    ) -> Result<Vec<kup_types::OperationRecord>, StoreError>;
+
     /// The sequence number of the newest event (0 for an empty log).
     async fn last_event_seq(&self) -> Result<i64, StoreError>;
 }

@@ -9,7 +9,7 @@ use kup_types::time;
 use kup_types::{
     Event, EventKind, HostUpgradeRecord, HostUpgradeStatus, InstallWrite, KubeUpgradeRecord,
     KubeUpgradeState, KubeVersion, NewEvent, OperationRecord, OperationState, PatchInstall,
-    PatchWrite, Snapshot, UpgradeWrite, WriteBatch,
+    PatchWrite, Snapshot, StrategyWrite, UpgradeWrite, WriteBatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -226,6 +226,16 @@ impl Store for SqliteStore {
         .iter()
         .map(operation_from_row)
         .collect::<Result<_, StoreError>>()?;
+        let strategy = sqlx::query("SELECT record FROM strategy")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| {
+                let text: String = row.try_get("record")?;
+                serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("strategy.record does not parse: {e}"))
+                })
+            })
+            .transpose()?;
         tx.commit().await?;
         let mut snap = Snapshot {
             upgrade,
@@ -234,6 +244,7 @@ impl Store for SqliteStore {
             installs,
             operations,
             attempts,
+            strategy,
             index: Default::default(),
         };
         snap.reindex();
@@ -268,6 +279,19 @@ impl Store for SqliteStore {
         .await?
         .iter()
         .map(event_from_row)
+        .collect()
+    }
+
+    async fn operation_history(&self, key: &str) -> Result<Vec<OperationRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, op, state, attempt, started_at, deadline, ended_at, detail \
+             FROM operations WHERE key = ? ORDER BY started_at, id",
+        )
+        .bind(key)
+        .fetch_all(&self.readers)
+        .await?
+        .iter()
+        .map(operation_from_row)
         .collect()
     }
 
@@ -325,6 +349,29 @@ async fn write(conn: &mut SqliteConnection, batch: WriteBatch) -> Result<Vec<Eve
             Some(UpgradeWrite::Put(record)) => put_upgrade(&mut tx, record).await?,
             Some(UpgradeWrite::Delete) => {
                 sqlx::query("DELETE FROM kube_upgrade")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        match &batch.strategy {
+            Some(StrategyWrite::Put(record)) => {
+                let text = serde_json::to_string(record).map_err(|e| {
+                    StoreError::Corrupt(format!("strategy {} does not serialize: {e}", record.uuid))
+                })?;
+                sqlx::query(
+                    "INSERT INTO strategy (singleton, uuid, state, record) VALUES (1, ?, ?, ?) \
+                     ON CONFLICT (singleton) DO UPDATE SET uuid = excluded.uuid, \
+                         state = excluded.state, record = excluded.record",
+                )
+                .bind(&record.uuid)
+                .bind(record.state.as_str())
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(StrategyWrite::Delete) => {
+                sqlx::query("DELETE FROM strategy")
                     .execute(&mut *tx)
                     .await?;
             }

@@ -207,6 +207,73 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Where an upgrade strategy stands (StarlingX VIM's strategy states).
+    StrategyState {
+        Initial = "initial",
+        Building = "building",
+        BuildFailed = "build-failed",
+        BuildTimeout = "build-timeout",
+        ReadyToApply = "ready-to-apply",
+        Applying = "applying",
+        ApplyFailed = "apply-failed",
+        ApplyTimeout = "apply-timeout",
+        Applied = "applied",
+        Aborting = "aborting",
+        AbortFailed = "abort-failed",
+        AbortTimeout = "abort-timeout",
+        Aborted = "aborted",
+    }
+);
+
+impl StrategyState {
+    /// Whether the runner is (or must be) at work in this state.
+    pub fn running(self) -> bool {
+        matches!(self, StrategyState::Applying | StrategyState::Aborting)
+    }
+}
+
+string_enum!(
+    /// How a strategy takes the hosts of a kind: one at a time, in batches, or not at all.
+    ApplyType {
+        Serial = "serial",
+        Parallel = "parallel",
+        Ignore = "ignore",
+    }
+);
+
+string_enum!(
+    /// Which alarms stop a strategy: every alarm not ignored, only management-affecting ones,
+    /// or none.
+    AlarmRestrictions {
+        Strict = "strict",
+        Relaxed = "relaxed",
+        Permissive = "permissive",
+    }
+);
+
+string_enum!(
+    /// Kismatic's modalities: online judges the workloads before a host goes down; offline
+    /// does not (hosts are locked with force), but keeps every ordering and availability rule.
+    UpgradeMode {
+        Online = "online",
+        Offline = "offline",
+    }
+);
+
+string_enum!(
+    /// The result of a strategy phase, stage or step (VIM's words; `wait` is in progress).
+    StepResult {
+        Initial = "initial",
+        Wait = "wait",
+        Success = "success",
+        Degraded = "degraded",
+        Failed = "failed",
+        TimedOut = "timed-out",
+        Aborted = "aborted",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

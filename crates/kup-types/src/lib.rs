@@ -9,6 +9,7 @@ pub mod index;
 pub mod names;
 pub mod operation;
 pub mod records;
+pub mod strategy;
 pub mod time;
 mod version;
 pub mod workloads;
@@ -25,14 +26,19 @@ pub use cluster::{
     ObservationIndex, PdbInfo, PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
 };
 pub use enums::{
-    AdminState, Availability, HostUpgradeStatus, KubeUpgradeState, OperState, PatchKind,
-    PatchState, Personality, Severity, SystemType, UnknownValue, VersionState,
+    AdminState, AlarmRestrictions, ApplyType, Availability, HostUpgradeStatus, KubeUpgradeState,
+    OperState, PatchKind, PatchState, Personality, Severity, StepResult, StrategyState, SystemType,
+    UnknownValue, UpgradeMode, VersionState,
 };
 pub use operation::{OpStatus, Operation, StepKind};
 pub use records::{
     Event, EventKind, HostUpgradeRecord, InstallWrite, KubeUpgradeRecord, NewEvent,
-    OperationRecord, OperationState, PatchInstall, PatchRecord, PatchWrite, Snapshot, UpgradeWrite,
-    WriteBatch,
+    OperationRecord, OperationState, PatchInstall, PatchRecord, PatchWrite, Snapshot,
+    StrategyWrite, UpgradeWrite, WriteBatch,
+};
+pub use strategy::{
+    SkippedHost, StrategyActionRequest, StrategyCreate, StrategyProgress, StrategyRecord,
+    StrategyView,
 };
 pub use version::{KubeVersion, VersionError};
 pub use workloads::{Listing, PdbId, PodId, Workloads};

@@ -129,6 +129,9 @@ pub struct Snapshot {
     /// How many runs each step has had ([`Operation::key`] → count), for the next attempt.
     #[serde(default)]
     pub attempts: BTreeMap<String, u32>,
+    /// The upgrade strategy, if one was created.
+    #[serde(default)]
+    pub strategy: Option<crate::StrategyRecord>,
     /// Host rows by hostname (see [`Snapshot::reindex`]).
     #[serde(skip)]
     pub index: NameIndex,
@@ -203,6 +206,11 @@ impl Snapshot {
             }
         }
         self.installs.sort();
+        match &batch.strategy {
+            Some(StrategyWrite::Put(r)) => self.strategy = Some((**r).clone()),
+            Some(StrategyWrite::Delete) => self.strategy = None,
+            None => {}
+        }
         for o in &batch.operations {
             let new = o.running() && self.operation(&o.id).is_none();
             if new {
@@ -240,10 +248,18 @@ pub enum UpgradeWrite {
     Delete,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrategyWrite {
+    /// Create or replace the strategy (there is at most one).
+    Put(Box<crate::StrategyRecord>),
+    Delete,
+}
+
 /// One atomic change: written in a single transaction, with its events, or not at all.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteBatch {
     pub upgrade: Option<UpgradeWrite>,
+    pub strategy: Option<StrategyWrite>,
     /// Host rows to insert or replace.
     pub hosts: Vec<HostUpgradeRecord>,
     pub patches: Vec<PatchWrite>,
@@ -256,6 +272,7 @@ pub struct WriteBatch {
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.upgrade.is_none()
+            && self.strategy.is_none()
             && self.hosts.is_empty()
             && self.patches.is_empty()
             && self.installs.is_empty()
@@ -277,6 +294,8 @@ pub enum EventKind {
     Operation,
     /// Something kup did on its own, e.g. recovery after a restart.
     Recovery,
+    /// The upgrade strategy was created, changed state or moved on.
+    Strategy,
 }
 
 impl EventKind {
@@ -287,6 +306,7 @@ impl EventKind {
             EventKind::Host => "host",
             EventKind::Operation => "operation",
             EventKind::Recovery => "recovery",
+            EventKind::Strategy => "strategy",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -296,6 +316,7 @@ impl EventKind {
             Self::Host,
             Self::Operation,
             Self::Recovery,
+            Self::Strategy,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -346,6 +346,12 @@ impl Store for Counting {
     async fn last_event_seq(&self) -> Result<i64, StoreError> {
         self.inner.last_event_seq().await
     }
+    async fn operation_history(
+        &self,
+        key: &str,
+    ) -> Result<Vec<kup_types::OperationRecord>, StoreError> {
+        self.inner.operation_history(key).await
+    }
 }
 
 /// One fsync'd SQLite commit of one event, the median of many.

@@ -323,6 +323,10 @@ impl Daemon {
             catalog: sim.catalog(),
             policy: Policy {
                 deadlines: step_deadlines(args),
+                // Scaled like the simulated steps it waits between.
+                retry_backoff: jiff::SignedDuration::from_secs_f64(
+                    Policy::default().retry_backoff.as_secs_f64() * args.time_scale,
+                ),
                 ..Policy::default()
             },
             patch_repo,

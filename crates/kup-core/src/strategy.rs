@@ -1,0 +1,1425 @@
+//! The upgrade strategy: kup's runner, as pure decisions.
+//!
+//! A strategy (StarlingX VIM's `kube-upgrade-strategy`, Kismatic's `upgrade online|offline`)
+//! is built once ([`build`]: the checks of VIM's build phase, the stages the plan predicts)
+//! and then applied by a runner in the engine that asks [`next`] what to do, again and again:
+//! a command to run (the same commands a user would send, through the same engine path), a
+//! wait, a worker batch to choose, the end. [`next`] reads only the store's snapshot and the
+//! cluster's observation — the upgrade row, the host rows, the operations in flight, what
+//! runs — so it resumes from wherever anything (a crash, an operator by hand, an earlier
+//! strategy) left the upgrade. The strategy record holds only what the world cannot say: the
+//! settings, the worker batch in progress, the hosts left out, and the stages as shown.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use kup_types::{
+    AdminState, AlarmRestrictions, ApplyType, EventKind, HostInfo, HostUpgradeStatus,
+    KubeUpgradeState, KubeVersion, Observation, PatchKind, PatchState, Personality, SkippedHost,
+    StepKind, StepResult, StrategyCreate, StrategyRecord, StrategyState, StrategyWrite, SystemType,
+    UpgradeMode, VersionState,
+    strategy::{DEFAULT_MAX_PARALLEL_WORKER_HOSTS, MAX_PARALLEL_WORKER_HOSTS, Phase, Stage, Step},
+};
+
+use crate::machine::{Command, Ctx};
+use crate::plan::{self, PlanInput};
+use crate::safety::{Analyzer, BatchEval, Verdict};
+use crate::{DEFAULT_ALARM_IGNORE, Refusal};
+
+use HostUpgradeStatus as HS;
+use KubeUpgradeState as S;
+
+/// Stage names, as `kube-upgrade-strategy show` lists them.
+pub const STAGE_START: &str = "kube-upgrade-start";
+pub const STAGE_IMAGES: &str = "kube-upgrade-download-images";
+pub const STAGE_FIRST_CP: &str = "kube-upgrade-first-control-plane";
+pub const STAGE_NETWORKING: &str = "kube-upgrade-networking";
+pub const STAGE_SECOND_CP: &str = "kube-upgrade-second-control-plane";
+pub const STAGE_CONTROLLER: &str = "kube-upgrade-kubelets-controller";
+pub const STAGE_WORKERS: &str = "kube-upgrade-kubelets-workers";
+pub const STAGE_COMPLETE: &str = "kube-upgrade-complete";
+
+/// Step names.
+pub const STEP_START: &str = "kube-upgrade-start";
+pub const STEP_IMAGES: &str = "kube-upgrade-download-images";
+pub const STEP_CP: &str = "kube-host-upgrade-control-plane";
+pub const STEP_NETWORKING: &str = "kube-upgrade-networking";
+pub const STEP_SWACT: &str = "swact-hosts";
+pub const STEP_LOCK: &str = "lock-hosts";
+pub const STEP_KUBELET: &str = "kube-host-upgrade-kubelet";
+pub const STEP_UNLOCK: &str = "unlock-hosts";
+pub const STEP_COMPLETE: &str = "kube-upgrade-complete";
+
+/// The strategy's commands, decided like every other command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrategyCommand {
+    /// With the seconds each kind of step takes, for the prediction.
+    Create {
+        req: StrategyCreate,
+        durations: BTreeMap<StepKind, u64>,
+    },
+    Apply,
+    Abort,
+    Delete,
+    /// The runner's record of where it is.
+    Progress(Progress),
+}
+
+/// What the runner records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The strategy is at this step: everything before it is done.
+    At(StepAt),
+    /// The next worker batch (judged just now), and the hosts left out while choosing it.
+    Batch {
+        hosts: Vec<String>,
+        skipped: Vec<SkippedHost>,
+    },
+    /// A host left out after the engine refused its step (`--partial-ok`).
+    Skip(SkippedHost),
+    /// Every stage is done.
+    Done,
+    /// The strategy cannot go on.
+    Failed {
+        at: Option<StepAt>,
+        reason: String,
+        timed_out: bool,
+    },
+    /// An abort has let the steps in flight end.
+    Aborted,
+}
+
+/// A step of the apply phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepAt {
+    pub stage: StageKey,
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageKey {
+    Start,
+    Images,
+    FirstControlPlane,
+    Networking,
+    SecondControlPlane,
+    /// A controller's kubelet.
+    Controller(String),
+    /// The worker batch in progress.
+    Workers,
+    Complete,
+}
+
+impl StepAt {
+    fn new(stage: StageKey, step: &'static str) -> Self {
+        StepAt { stage, step }
+    }
+}
+
+/// What the runner does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Run this command. `key`: the operation it starts ([`kup_types::Operation::key`]), whose
+    /// earlier failures count against the strategy's retries.
+    Run {
+        cmd: Command,
+        at: StepAt,
+        key: Option<String>,
+    },
+    /// Something runs; wait for it to end.
+    Wait { at: StepAt, why: String },
+    /// Choose this worker batch (record it before its first step).
+    Batch {
+        hosts: Vec<String>,
+        skipped: Vec<SkippedHost>,
+    },
+    /// Nothing left to do.
+    Done,
+    /// Stop: the reason says why.
+    Fail { at: StepAt, reason: String },
+}
+
+/// The alarms a strategy ignores (VIM's list); the request's restrictions widen it.
+pub const STRATEGY_ALARM_IGNORE: &[&str] = DEFAULT_ALARM_IGNORE;
+
+/// Checks the settings of a create request: the only refusals of a create, apart from a
+/// strategy that exists. Everything about the cluster is the build's to find.
+pub fn validate(req: &StrategyCreate) -> Result<KubeVersion, Refusal> {
+    let to = KubeVersion::parse(&req.to_version)?;
+    let cap = req
+        .max_parallel_worker_hosts
+        .unwrap_or(DEFAULT_MAX_PARALLEL_WORKER_HOSTS);
+    if !(1..=MAX_PARALLEL_WORKER_HOSTS).contains(&cap) {
+        return Err(Refusal::InvalidStrategy(format!(
+            "max-parallel-worker-hosts must be from 1 to {MAX_PARALLEL_WORKER_HOSTS}, got {cap}"
+        )));
+    }
+    Ok(to)
+}
+
+/// The build phase: the strategy's stages, predicted by the plan, and every reason it cannot
+/// be applied (the strategy is then `build-failed`, with those reasons).
+pub fn build(
+    ctx: &Ctx<'_>,
+    req: &StrategyCreate,
+    durations: &BTreeMap<StepKind, u64>,
+    uuid: &str,
+) -> Result<StrategyRecord, Refusal> {
+    let to = validate(req)?;
+    let worker_apply_type = req.worker_apply_type.unwrap_or(ApplyType::Parallel);
+    let cap = match worker_apply_type {
+        ApplyType::Serial => 1,
+        _ => req
+            .max_parallel_worker_hosts
+            .unwrap_or(DEFAULT_MAX_PARALLEL_WORKER_HOSTS),
+    };
+    let mode = req.mode.unwrap_or(UpgradeMode::Online);
+    let mut record = StrategyRecord {
+        uuid: uuid.to_string(),
+        to_version: to,
+        controller_apply_type: ApplyType::Serial,
+        storage_apply_type: ApplyType::Ignore,
+        worker_apply_type,
+        max_parallel_worker_hosts: cap,
+        alarm_restrictions: req.alarm_restrictions.unwrap_or(AlarmRestrictions::Strict),
+        mode,
+        partial_ok: req.partial_ok,
+        state: StrategyState::Building,
+        build_phase: Phase::new("build"),
+        apply_phase: Phase::new("apply"),
+        abort_phase: Phase::new("abort"),
+        batch: None,
+        skipped: Vec::new(),
+        predicted_seconds: 0,
+        lower_bound_seconds: 0,
+        created_at: ctx.now,
+        updated_at: None,
+    };
+    let mut failures = build_checks(ctx, &record);
+    let workloads = ctx.workloads.ok_or(Refusal::Internal(
+        "a strategy is built from the pods, which were not read",
+    ))?;
+    let plan = plan::plan(&PlanInput {
+        obs: ctx.obs,
+        workloads,
+        snap: ctx.snap,
+        catalog: ctx.catalog,
+        to,
+        max_parallel_worker_hosts: cap,
+        durations,
+        min_free_disk_gib: crate::safety::DEFAULT_MIN_FREE_DISK_GIB,
+    });
+    let already = ctx
+        .snap
+        .upgrade
+        .as_ref()
+        .is_some_and(|u| u.to_version == to);
+    if !already {
+        failures.extend(plan.blocked.iter().cloned());
+    }
+    if failures.is_empty() {
+        failures.extend(host_checks(ctx, &record, &plan));
+    }
+    record.predicted_seconds = plan.total_seconds;
+    record.lower_bound_seconds = plan.lower_bound_seconds;
+    record.apply_phase.stages = stages(ctx, &record, &plan);
+    let mut build = Stage::new(
+        "kube-upgrade-query".into(),
+        Vec::new(),
+        [
+            "query-alarms",
+            "query-kube-versions",
+            "query-kube-upgrade",
+            "query-kube-host-upgrade",
+        ]
+        .into_iter()
+        .map(|s| Step::new(s, Vec::new(), 60))
+        .collect(),
+    );
+    let result = if failures.is_empty() {
+        StepResult::Success
+    } else {
+        StepResult::Failed
+    };
+    for s in &mut build.steps {
+        end(&mut s.result, &mut s.start, &mut s.end, result, ctx.now);
+    }
+    end(
+        &mut build.result,
+        &mut build.start,
+        &mut build.end,
+        result,
+        ctx.now,
+    );
+    build.reason = failures.join("; ");
+    record.build_phase.stages = vec![build];
+    record.build_phase.reason = failures.join("; ");
+    let phase = &mut record.build_phase;
+    end(
+        &mut phase.result,
+        &mut phase.start,
+        &mut phase.end,
+        result,
+        ctx.now,
+    );
+    record.state = if failures.is_empty() {
+        StrategyState::ReadyToApply
+    } else {
+        StrategyState::BuildFailed
+    };
+    Ok(record)
+}
+
+/// VIM's build checks: the version, the upgrade in progress, the alarms.
+fn build_checks(ctx: &Ctx<'_>, s: &StrategyRecord) -> Vec<String> {
+    let to = s.to_version;
+    let mut failures = Vec::new();
+    if ctx.catalog.get(to).is_none() {
+        failures.push(format!("Invalid to_version value: '{to}'"));
+        return failures;
+    }
+    match &ctx.snap.upgrade {
+        Some(u) if u.to_version != to => failures.push(format!(
+            "an upgrade from {} to {} is in progress ({}): finish it, or once complete delete \
+             it (kube-upgrade-delete), before a strategy to {to}",
+            u.from_version, u.to_version, u.state
+        )),
+        Some(_) => {}
+        None => {
+            let states = ctx.catalog.states(ctx.obs);
+            if states.get(&to) == Some(&VersionState::Active) {
+                failures.push(format!("Kubernetes is already upgraded to: {to}"));
+            }
+        }
+    }
+    let blocking: Vec<&str> = ctx
+        .obs
+        .alarms
+        .iter()
+        .filter(|a| !STRATEGY_ALARM_IGNORE.contains(&a.alarm_id.as_str()))
+        .filter(|a| match s.alarm_restrictions {
+            AlarmRestrictions::Strict => true,
+            AlarmRestrictions::Relaxed => a.management_affecting,
+            AlarmRestrictions::Permissive => false,
+        })
+        .map(|a| a.alarm_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !blocking.is_empty() {
+        failures.push(format!("active alarms present [ {} ]", blocking.join(", ")));
+    }
+    failures
+}
+
+/// Kismatic's gate: online, every host still to upgrade must be safe to take down alone and
+/// ready; with `--partial-ok` those that are not are left out, but never a controller (the
+/// upgrade cannot complete without it). Offline skips the workload analysis, not readiness.
+fn host_checks(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<String> {
+    let mut failures = Vec::new();
+    for h in pending_hosts(ctx.obs, s.to_version) {
+        if s.worker_apply_type == ApplyType::Ignore && h.personality == Personality::Worker {
+            continue;
+        }
+        let mut problems = ready_problems(ctx, h, s.to_version);
+        if s.mode == UpgradeMode::Online {
+            let unsafe_ = plan
+                .hosts
+                .iter()
+                .find(|x| x.host == h.hostname)
+                .filter(|x| x.verdict == Verdict::Unsafe);
+            if let Some(x) = unsafe_ {
+                problems.extend(
+                    x.findings
+                        .iter()
+                        .filter(|f| f.verdict == Verdict::Unsafe)
+                        .map(|f| format!("unsafe: {f}")),
+                );
+            }
+        }
+        if problems.is_empty() || (s.partial_ok && skippable(ctx.obs, h)) {
+            continue;
+        }
+        let why = problems.join("; ");
+        failures.push(format!("{}: {why}", h.hostname));
+    }
+    failures
+}
+
+/// Only workers can be left out: the kubelet of every controller must reach the target.
+fn skippable(obs: &Observation, h: &HostInfo) -> bool {
+    h.personality == Personality::Worker && obs.system_type != SystemType::AioSimplex
+}
+
+/// Why a host cannot take its upgrade now (readiness): not in service, too little disk, a
+/// patch its version needs not uploaded. The binaries kup can install itself do not count.
+fn ready_problems(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> Vec<String> {
+    let missing = crate::patches::not_uploaded_for(ctx.snap, h, ctx.catalog.get(to));
+    crate::safety::readiness(
+        ctx.obs,
+        &h.hostname,
+        crate::safety::DEFAULT_MIN_FREE_DISK_GIB,
+        &missing,
+    )
+    .problems
+}
+
+/// Hosts whose kubelet is not at the target, in id order.
+fn pending_hosts(obs: &Observation, to: KubeVersion) -> Vec<&HostInfo> {
+    let mut hosts: Vec<&HostInfo> = obs
+        .hosts
+        .iter()
+        .filter(|h| h.personality.has_kubelet() && obs.kubelet_version(&h.hostname) != Some(to))
+        .collect();
+    hosts.sort_by_key(|h| (h.id, &h.hostname));
+    hosts
+}
+
+/// The apply phase's stages as the plan predicts them; those already done are marked so.
+fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
+    let policy = ctx.policy;
+    let secs = |k: StepKind| policy.deadline(k).as_secs().max(0) as u64;
+    let one = |stage: &str, step: &str, hosts: Vec<String>, kind: StepKind| {
+        Stage::new(
+            stage.into(),
+            hosts.clone(),
+            vec![Step::new(step, hosts, secs(kind))],
+        )
+    };
+    let simplex = ctx.obs.system_type == SystemType::AioSimplex;
+    let mut out = vec![Stage::new(
+        STAGE_START.into(),
+        Vec::new(),
+        vec![Step::new(STEP_START, Vec::new(), 60)],
+    )];
+    let upgrade_done = |stage: &str| {
+        plan.stages
+            .iter()
+            .find(|p| p.name == stage)
+            .is_some_and(|p| p.done)
+    };
+    let hosts_of = |stage: &str| -> Vec<Vec<String>> {
+        plan.stages
+            .iter()
+            .find(|p| p.name == stage)
+            .map(|p| p.batches.iter().map(|b| b.hosts.clone()).collect())
+            .unwrap_or_default()
+    };
+    if ctx.snap.upgrade.is_some() {
+        mark_all(&mut out[0], StepResult::Success, ctx.now);
+    }
+    let mut cluster = |name: &str, step: &str, kind: StepKind, plan_stage: &str| {
+        let hosts = hosts_of(plan_stage).into_iter().flatten().collect();
+        let mut st = one(name, step, hosts, kind);
+        if upgrade_done(plan_stage) {
+            mark_all(&mut st, StepResult::Success, ctx.now);
+        }
+        out.push(st);
+    };
+    cluster(
+        STAGE_IMAGES,
+        STEP_IMAGES,
+        StepKind::DownloadImages,
+        plan::DOWNLOAD_IMAGES,
+    );
+    cluster(
+        STAGE_FIRST_CP,
+        STEP_CP,
+        StepKind::ControlPlane,
+        plan::FIRST_CONTROL_PLANE,
+    );
+    cluster(
+        STAGE_NETWORKING,
+        STEP_NETWORKING,
+        StepKind::Networking,
+        plan::NETWORKING,
+    );
+    if !simplex {
+        cluster(
+            STAGE_SECOND_CP,
+            STEP_CP,
+            StepKind::ControlPlane,
+            plan::SECOND_CONTROL_PLANE,
+        );
+    }
+    for hosts in hosts_of(plan::CONTROLLER_KUBELETS) {
+        let active = hosts
+            .first()
+            .and_then(|h| ctx.obs.host(h))
+            .is_some_and(|h| h.active_controller);
+        let mut steps = Vec::new();
+        if simplex {
+            steps.push(Step::new(
+                STEP_KUBELET,
+                hosts.clone(),
+                secs(StepKind::Kubelet),
+            ));
+        } else {
+            if active {
+                steps.push(Step::new(STEP_SWACT, hosts.clone(), secs(StepKind::Swact)));
+            }
+            steps.push(Step::new(STEP_LOCK, hosts.clone(), secs(StepKind::Lock)));
+            steps.push(Step::new(
+                STEP_KUBELET,
+                hosts.clone(),
+                secs(StepKind::Kubelet),
+            ));
+            steps.push(Step::new(
+                STEP_UNLOCK,
+                hosts.clone(),
+                secs(StepKind::Unlock),
+            ));
+        }
+        out.push(Stage::new(STAGE_CONTROLLER.into(), hosts, steps));
+    }
+    if s.worker_apply_type != ApplyType::Ignore {
+        for hosts in hosts_of(plan::WORKER_KUBELETS) {
+            out.push(worker_stage(ctx, hosts));
+        }
+        out.push(one(
+            STAGE_COMPLETE,
+            STEP_COMPLETE,
+            Vec::new(),
+            StepKind::Networking,
+        ));
+        if let Some(last) = out.last_mut() {
+            last.timeout = 60;
+            last.steps[0].timeout = 60;
+        }
+    }
+    out
+}
+
+fn worker_stage(ctx: &Ctx<'_>, hosts: Vec<String>) -> Stage {
+    let secs = |k: StepKind| ctx.policy.deadline(k).as_secs().max(0) as u64;
+    Stage::new(
+        STAGE_WORKERS.into(),
+        hosts.clone(),
+        vec![
+            Step::new(STEP_LOCK, hosts.clone(), secs(StepKind::Lock)),
+            Step::new(STEP_KUBELET, hosts.clone(), secs(StepKind::Kubelet)),
+            Step::new(STEP_UNLOCK, hosts, secs(StepKind::Unlock)),
+        ],
+    )
+}
+
+fn mark_all(stage: &mut Stage, result: StepResult, now: Timestamp) {
+    for s in &mut stage.steps {
+        end(&mut s.result, &mut s.start, &mut s.end, result, now);
+    }
+    end(
+        &mut stage.result,
+        &mut stage.start,
+        &mut stage.end,
+        result,
+        now,
+    );
+}
+
+/// Ends a phase, stage or step with `result` (starting it too if it never started).
+fn end(
+    r: &mut StepResult,
+    start: &mut Option<Timestamp>,
+    stop: &mut Option<Timestamp>,
+    result: StepResult,
+    now: Timestamp,
+) {
+    *r = result;
+    start.get_or_insert(now);
+    *stop = Some(now);
+}
+
+fn begin(r: &mut StepResult, start: &mut Option<Timestamp>, now: Timestamp) -> bool {
+    if *r == StepResult::Wait {
+        return false;
+    }
+    *r = StepResult::Wait;
+    start.get_or_insert(now);
+    true
+}
+
+/// The next thing the runner does. Reads only the snapshot and the observation (and the pods,
+/// when a worker batch is to be chosen online).
+pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
+    let to = s.to_version;
+    let Some(u) = &ctx.snap.upgrade else {
+        if ctx.catalog.states(ctx.obs).get(&to) == Some(&VersionState::Active) {
+            return Next::Done; // Completed (and deleted) meanwhile.
+        }
+        return start_step(ctx, s);
+    };
+    if u.to_version != to {
+        return Next::Fail {
+            at: StepAt::new(StageKey::Start, STEP_START),
+            reason: format!(
+                "an upgrade from {} to {} is in progress: this strategy is for {to}",
+                u.from_version, u.to_version
+            ),
+        };
+    }
+    let wait = |stage: StageKey, step: &'static str, why: &str| Next::Wait {
+        at: StepAt::new(stage, step),
+        why: why.to_string(),
+    };
+    let simplex = ctx.obs.system_type == SystemType::AioSimplex;
+    match u.state {
+        S::UpgradeStarted | S::DownloadingImagesFailed => run(
+            Command::DownloadImages,
+            StepAt::new(StageKey::Images, STEP_IMAGES),
+            Some(format!("{}/{to}", StepKind::DownloadImages)),
+        ),
+        S::DownloadingImages => wait(StageKey::Images, STEP_IMAGES, "images are downloading"),
+        S::DownloadedImages | S::UpgradingFirstMasterFailed => {
+            control_plane_step(ctx, to, StageKey::FirstControlPlane)
+        }
+        S::UpgradingFirstMaster => wait(
+            StageKey::FirstControlPlane,
+            STEP_CP,
+            "the first control plane is upgrading",
+        ),
+        S::UpgradedFirstMaster | S::UpgradingNetworkingFailed => run(
+            Command::UpgradeNetworking,
+            StepAt::new(StageKey::Networking, STEP_NETWORKING),
+            Some(format!("{}/{to}", StepKind::Networking)),
+        ),
+        S::UpgradingNetworking => wait(
+            StageKey::Networking,
+            STEP_NETWORKING,
+            "networking is upgrading",
+        ),
+        S::UpgradedNetworking if simplex => kubelet_phase(ctx, s),
+        S::UpgradedNetworking | S::UpgradingSecondMasterFailed => {
+            control_plane_step(ctx, to, StageKey::SecondControlPlane)
+        }
+        S::UpgradingSecondMaster => wait(
+            StageKey::SecondControlPlane,
+            STEP_CP,
+            "the second control plane is upgrading",
+        ),
+        S::UpgradedSecondMaster | S::UpgradingKubelets => kubelet_phase(ctx, s),
+        S::UpgradeComplete => Next::Done,
+    }
+}
+
+fn run(cmd: Command, at: StepAt, key: Option<String>) -> Next {
+    Next::Run { cmd, at, key }
+}
+
+/// Before the start: the patches the version needs applied (applied and installed where
+/// needed), then the start itself.
+fn start_step(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
+    let to = s.to_version;
+    let at = StepAt::new(StageKey::Start, STEP_START);
+    if let Some(meta) = ctx.catalog.get(to) {
+        for id in &meta.applied_patches {
+            let Some(p) = ctx.snap.patch(id) else {
+                continue; // The start refuses with the reason.
+            };
+            match p.state {
+                PatchState::Available => {
+                    return run(Command::PatchApply { id: id.clone() }, at, None);
+                }
+                PatchState::PartialApply => {
+                    let host = ctx.obs.hosts.iter().find(|h| {
+                        crate::patches::needed_on(p, h) && !ctx.snap.installed(id, &h.hostname)
+                    });
+                    if let Some(h) = host {
+                        return run(
+                            Command::PatchHostInstall {
+                                host: h.hostname.clone(),
+                            },
+                            at,
+                            None,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut alarm_ignore: Vec<String> = STRATEGY_ALARM_IGNORE
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if s.alarm_restrictions == AlarmRestrictions::Permissive {
+        alarm_ignore.extend(ctx.obs.alarms.iter().map(|a| a.alarm_id.clone()));
+    }
+    run(
+        Command::Start {
+            to_version: to.to_string(),
+            force: s.alarm_restrictions != AlarmRestrictions::Strict,
+            alarm_ignore,
+        },
+        at,
+        None,
+    )
+}
+
+/// The binaries of `kind` a host step needs: an applied patch installed on the host first (or
+/// applied, if only uploaded). `None` when nothing is missing.
+fn binaries_first(ctx: &Ctx<'_>, kind: PatchKind, to: KubeVersion, host: &str) -> Option<Command> {
+    match crate::patches::binaries_missing(ctx.snap, kind, to, host)? {
+        Refusal::BinariesNotInstalled {
+            applied: true,
+            host,
+            ..
+        } => Some(Command::PatchHostInstall { host }),
+        Refusal::BinariesNotInstalled { patch, .. } => Some(Command::PatchApply { id: patch }),
+        _ => None,
+    }
+}
+
+/// The control plane of the first (the standby, or one already at the target) or the second
+/// controller.
+fn control_plane_step(ctx: &Ctx<'_>, to: KubeVersion, stage: StageKey) -> Next {
+    let at = StepAt::new(stage.clone(), STEP_CP);
+    let first = stage == StageKey::FirstControlPlane;
+    let host = if first {
+        plan::first_control_plane(ctx.obs, to)
+    } else {
+        ctx.obs
+            .controllers()
+            .filter(|c| ctx.obs.control_plane_version(&c.hostname) != Some(to))
+            .min_by_key(|c| c.id)
+    };
+    let Some(h) = host else {
+        return Next::Fail {
+            at,
+            reason: "no controller is left to upgrade the control plane of".into(),
+        };
+    };
+    if let Some(cmd) = binaries_first(ctx, PatchKind::Kubeadm, to, &h.hostname) {
+        return run(cmd, at, None);
+    }
+    run(
+        Command::ControlPlane {
+            host: h.hostname.clone(),
+            force: false,
+        },
+        at,
+        Some(format!("{}/{}/{to}", StepKind::ControlPlane, h.hostname)),
+    )
+}
+
+/// The operation kup runs on a host, if any.
+fn in_flight<'a>(ctx: &'a Ctx<'_>, host: &str) -> Option<&'a kup_types::OperationRecord> {
+    ctx.snap
+        .operations
+        .iter()
+        .find(|o| o.op.host() == Some(host))
+}
+
+/// Whether a host's kubelet cycle is over: at the target, its row says so, back in service,
+/// and nothing of kup's still runs on it (the cluster may show an unlock before kup has
+/// recorded its end).
+fn kubelet_done(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> bool {
+    in_flight(ctx, &h.hostname).is_none()
+        && ctx.obs.kubelet_version(&h.hostname) == Some(to)
+        && ctx.snap.host(&h.hostname).and_then(|r| r.status) == Some(HS::UpgradedKubelet)
+        && (ctx.obs.system_type == SystemType::AioSimplex
+            || h.administrative == AdminState::Unlocked)
+}
+
+/// The controllers (the standby ones first, the active one last after a swact), then the
+/// workers in batches, then complete.
+fn kubelet_phase(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
+    let to = s.to_version;
+    let mut controllers: Vec<&HostInfo> = ctx.obs.controllers().collect();
+    controllers.sort_by_key(|h| (h.active_controller, h.id));
+    for c in controllers {
+        if kubelet_done(ctx, c, to) {
+            continue;
+        }
+        let stage = StageKey::Controller(c.hostname.clone());
+        return host_cycle(ctx, s, c, stage, true);
+    }
+    if s.worker_apply_type == ApplyType::Ignore {
+        return Next::Done;
+    }
+    if let Some(batch) = &s.batch {
+        let hosts: Vec<&HostInfo> = batch.iter().filter_map(|h| ctx.obs.host(h)).collect();
+        let mut waiting = None;
+        for h in &hosts {
+            if kubelet_done(ctx, h, to) {
+                continue;
+            }
+            match host_cycle(ctx, s, h, StageKey::Workers, false) {
+                Next::Wait { at, why } => {
+                    waiting.get_or_insert(Next::Wait { at, why });
+                }
+                other => return other,
+            }
+        }
+        if let Some(w) = waiting {
+            return w;
+        }
+    }
+    choose_batch(ctx, s)
+}
+
+/// One host's kubelet cycle: (swact,) lock, binaries, kubelet, unlock; on aio-simplex the
+/// kubelet alone, in place. Waits while anything runs on the host.
+fn host_cycle(
+    ctx: &Ctx<'_>,
+    s: &StrategyRecord,
+    h: &HostInfo,
+    stage: StageKey,
+    controller: bool,
+) -> Next {
+    let to = s.to_version;
+    let name = h.hostname.clone();
+    let at = |step: &'static str| StepAt::new(stage.clone(), step);
+    let busy = in_flight(ctx, &name);
+    let status = ctx.snap.host(&name).and_then(|r| r.status);
+    let kubelet_key = Some(format!("{}/{name}/{to}", StepKind::Kubelet));
+    let at_target = ctx.obs.kubelet_version(&name) == Some(to);
+    let simplex = ctx.obs.system_type == SystemType::AioSimplex;
+    if let Some(o) = busy {
+        let step = match o.op.kind() {
+            StepKind::Swact => STEP_SWACT,
+            StepKind::Lock => STEP_LOCK,
+            StepKind::Unlock => STEP_UNLOCK,
+            _ => STEP_KUBELET,
+        };
+        return Next::Wait {
+            at: at(step),
+            why: format!("{} runs", o.op),
+        };
+    }
+    if h.task.is_some() {
+        return Next::Wait {
+            at: at(STEP_LOCK),
+            why: format!("{name} is busy"),
+        };
+    }
+    if simplex {
+        if at_target && status == Some(HS::UpgradedKubelet) {
+            return Next::Done;
+        }
+        if let Some(cmd) = binaries_first(ctx, PatchKind::Kubelet, to, &name) {
+            return run(cmd, at(STEP_KUBELET), None);
+        }
+        return run(
+            Command::Kubelet {
+                host: name,
+                force: false,
+            },
+            at(STEP_KUBELET),
+            kubelet_key,
+        );
+    }
+    let locked = h.administrative == AdminState::Locked;
+    let kubelet_finished = at_target && status == Some(HS::UpgradedKubelet);
+    if !locked && !kubelet_finished {
+        if controller && h.active_controller {
+            return run(
+                Command::Swact { host: name.clone() },
+                at(STEP_SWACT),
+                Some(format!("{}/{name}", StepKind::Swact)),
+            );
+        }
+        return run(
+            Command::Lock {
+                host: name.clone(),
+                force: s.mode == UpgradeMode::Offline,
+            },
+            at(STEP_LOCK),
+            Some(format!("{}/{name}", StepKind::Lock)),
+        );
+    }
+    if locked && !kubelet_finished {
+        if let Some(cmd) = binaries_first(ctx, PatchKind::Kubelet, to, &name) {
+            return run(cmd, at(STEP_KUBELET), None);
+        }
+        return run(
+            Command::Kubelet {
+                host: name,
+                force: false,
+            },
+            at(STEP_KUBELET),
+            kubelet_key,
+        );
+    }
+    // At the target and recorded so: back into service.
+    run(
+        Command::Unlock {
+            host: name.clone(),
+            force: false,
+        },
+        at(STEP_UNLOCK),
+        Some(format!("{}/{name}", StepKind::Unlock)),
+    )
+}
+
+/// The next worker batch, judged on the live cluster: workers not at the target and not left
+/// out, in id order; the first one that is ready (and, online, safe alone) starts it, and every
+/// further one joins while the grown batch stays safe, up to the cap. Hosts that are not
+/// ready or not safe even alone are left out with `--partial-ok`, and stop the strategy
+/// otherwise. No worker left: complete (unless some were left out: the upgrade stays open).
+fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
+    let to = s.to_version;
+    let at = StepAt::new(StageKey::Workers, STEP_LOCK);
+    let skipped: BTreeSet<&str> = s.skipped.iter().map(|x| x.host.as_str()).collect();
+    let candidates: Vec<&HostInfo> = pending_workers(ctx, to)
+        .into_iter()
+        .filter(|h| !skipped.contains(h.hostname.as_str()))
+        .collect();
+    if candidates.is_empty() {
+        if !s.skipped.is_empty() {
+            return Next::Done;
+        }
+        return run(
+            Command::Complete,
+            StepAt::new(StageKey::Complete, STEP_COMPLETE),
+            None,
+        );
+    }
+    // Workers the upgrade already took down (a re-created strategy, a half-done manual
+    // upgrade): already out of service, so they are finished first, without judging them.
+    let resumed: Vec<String> = candidates
+        .iter()
+        .filter(|h| h.administrative == AdminState::Locked && in_kubelet_cycle(ctx, h, to))
+        .take(s.max_parallel_worker_hosts.max(1) as usize)
+        .map(|h| h.hostname.clone())
+        .collect();
+    if !resumed.is_empty() {
+        return Next::Batch {
+            hosts: resumed,
+            skipped: Vec::new(),
+        };
+    }
+    // A host step of kup's runs on a candidate (an operator's, say): wait for it to end.
+    if let Some(o) = candidates.iter().find_map(|h| in_flight(ctx, &h.hostname)) {
+        return Next::Wait {
+            at,
+            why: format!("{} runs", o.op),
+        };
+    }
+    let mut left_out = Vec::new();
+    let mut leave = |h: &HostInfo, reason: String| -> Option<Next> {
+        if s.partial_ok {
+            left_out.push(SkippedHost {
+                host: h.hostname.clone(),
+                reason,
+            });
+            None
+        } else {
+            Some(Next::Fail {
+                at: at.clone(),
+                reason: format!("{}: {reason}", h.hostname),
+            })
+        }
+    };
+    let online = s.mode == UpgradeMode::Online;
+    let mut batch: Vec<String> = Vec::new();
+    let cap = s.max_parallel_worker_hosts.max(1) as usize;
+    let workloads = ctx.workloads.filter(|_| online);
+    let mut analyzer = workloads.map(|wl| Analyzer::new(ctx.obs, wl));
+    let mut eval = BatchEval::new();
+    let mut failed_probes = 0;
+    for h in candidates {
+        if batch.len() >= cap || failed_probes >= plan::MAX_UNSAFE_PROBES {
+            break;
+        }
+        let problems = ready_problems(ctx, h, to);
+        if !problems.is_empty() {
+            // Readiness never changes by waiting for the batch: judged for each host.
+            if let Some(fail) = leave(h, format!("not ready: {}", problems.join("; "))) {
+                return fail;
+            }
+            continue;
+        }
+        let Some(an) = analyzer.as_mut() else {
+            batch.push(h.hostname.clone());
+            continue;
+        };
+        if eval.surely_unsafe(an, &h.hostname).is_some() && !batch.is_empty() {
+            continue;
+        }
+        eval.add(an, &h.hostname);
+        let verdict = eval.evaluate(an);
+        if verdict.verdict != Verdict::Unsafe {
+            batch.push(h.hostname.clone());
+            continue;
+        }
+        eval.pop();
+        failed_probes += usize::from(!batch.is_empty());
+        if batch.is_empty() {
+            // Unsafe even alone: it can only be left out (or stop the strategy).
+            let worst: Vec<String> = verdict
+                .findings
+                .iter()
+                .filter(|f| f.verdict == Verdict::Unsafe)
+                .map(|f| f.to_string())
+                .collect();
+            if let Some(fail) = leave(h, format!("unsafe: {}", worst.join("; "))) {
+                return fail;
+            }
+        }
+    }
+    if batch.is_empty() {
+        // Every candidate was left out.
+        return Next::Batch {
+            hosts: Vec::new(),
+            skipped: left_out,
+        };
+    }
+    Next::Batch {
+        hosts: batch,
+        skipped: left_out,
+    }
+}
+
+/// Whether the upgrade's kubelet step reached this host: at the target, or its row shows the
+/// step (running, failed or done) for the target.
+fn in_kubelet_cycle(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> bool {
+    let row = ctx.snap.host(&h.hostname);
+    ctx.obs.kubelet_version(&h.hostname) == Some(to)
+        || row.is_some_and(|r| {
+            r.target_version == Some(to)
+                && matches!(
+                    r.status,
+                    Some(HS::UpgradingKubelet | HS::UpgradingKubeletFailed | HS::UpgradedKubelet)
+                )
+        })
+}
+
+/// Workers not done, in id order.
+fn pending_workers<'a>(ctx: &'a Ctx<'_>, to: KubeVersion) -> Vec<&'a HostInfo> {
+    let mut hosts: Vec<&HostInfo> = ctx
+        .obs
+        .hosts
+        .iter()
+        .filter(|h| h.personality == Personality::Worker && !kubelet_done(ctx, h, to))
+        .collect();
+    hosts.sort_by_key(|h| (h.id, &h.hostname));
+    hosts
+}
+
+/// The strategy's commands: what each writes, or why it is refused.
+pub(crate) fn decide(
+    ctx: &Ctx<'_>,
+    cmd: &StrategyCommand,
+    events: &mut Vec<(EventKind, String)>,
+) -> Result<StrategyWrite, Refusal> {
+    use StrategyState as T;
+    let now = ctx.now;
+    let current = ctx.snap.strategy.as_ref();
+    let existing = || current.cloned().ok_or(Refusal::NoStrategy);
+    let mut say = |m: String| events.push((EventKind::Strategy, m));
+    let put = |mut r: StrategyRecord| {
+        r.updated_at = Some(now);
+        StrategyWrite::Put(Box::new(r))
+    };
+    match cmd {
+        StrategyCommand::Create { req, durations } => {
+            if current.is_some() {
+                return Err(Refusal::StrategyExists);
+            }
+            let r = build(ctx, req, durations, ctx.fresh_uuid)?;
+            let mut m = format!(
+                "strategy to {} ({} {}, workers {} by up to {}) built: {}",
+                r.to_version,
+                r.mode,
+                if r.partial_ok {
+                    "partial-ok"
+                } else {
+                    "all hosts"
+                },
+                r.worker_apply_type,
+                r.max_parallel_worker_hosts,
+                r.state
+            );
+            if !r.build_phase.reason.is_empty() {
+                m.push_str(&format!(" ({})", r.build_phase.reason));
+            }
+            say(m);
+            Ok(StrategyWrite::Put(Box::new(r)))
+        }
+        StrategyCommand::Apply => {
+            let mut r = existing()?;
+            match r.state {
+                T::ReadyToApply | T::ApplyFailed | T::ApplyTimeout | T::Aborted => {}
+                T::Applying | T::Aborting => return Err(Refusal::StrategyBusy(r.state)),
+                other => return Err(Refusal::StrategyNotReady(other)),
+            }
+            let again = r.state != T::ReadyToApply;
+            // A re-apply resumes: what failed or was aborted is tried afresh, retries reset.
+            for st in &mut r.apply_phase.stages {
+                if matches!(
+                    st.result,
+                    StepResult::Failed | StepResult::TimedOut | StepResult::Aborted
+                ) {
+                    st.result = StepResult::Wait;
+                    st.reason.clear();
+                    st.end = None;
+                }
+                for step in &mut st.steps {
+                    if matches!(
+                        step.result,
+                        StepResult::Failed | StepResult::TimedOut | StepResult::Aborted
+                    ) {
+                        step.result = StepResult::Initial;
+                        step.reason.clear();
+                        step.end = None;
+                    }
+                }
+            }
+            r.state = T::Applying;
+            r.apply_phase.result = StepResult::Wait;
+            r.apply_phase.reason.clear();
+            r.apply_phase.start = Some(now);
+            r.apply_phase.end = None;
+            r.abort_phase = Phase::new("abort");
+            say(format!(
+                "strategy to {} {}",
+                r.to_version,
+                if again { "applied again" } else { "applying" }
+            ));
+            Ok(put(r))
+        }
+        StrategyCommand::Abort => {
+            let mut r = existing()?;
+            if r.state != T::Applying {
+                return Err(Refusal::StrategyAbortNotApplying(r.state));
+            }
+            r.state = T::Aborting;
+            r.abort_phase.result = StepResult::Wait;
+            r.abort_phase.start = Some(now);
+            say(format!(
+                "strategy to {} aborting: the steps in flight finish, no new one starts",
+                r.to_version
+            ));
+            Ok(put(r))
+        }
+        StrategyCommand::Delete => {
+            let r = existing()?;
+            if r.state.running() {
+                return Err(Refusal::StrategyBusy(r.state));
+            }
+            say(format!("strategy to {} deleted", r.to_version));
+            Ok(StrategyWrite::Delete)
+        }
+        StrategyCommand::Progress(p) => {
+            let mut r = existing()?;
+            if !r.state.running() {
+                return Err(Refusal::StrategyNotReady(r.state));
+            }
+            progress(ctx, &mut r, p, &mut say);
+            Ok(put(r))
+        }
+    }
+}
+
+/// Records the runner's progress in the strategy's stages and state.
+fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl FnMut(String)) {
+    let now = ctx.now;
+    match p {
+        Progress::At(at) => {
+            if let Some(i) = stage_index(r, &at.stage) {
+                let stages = &mut r.apply_phase.stages;
+                for st in &mut stages[..i] {
+                    if st.result != StepResult::Success {
+                        mark_all(st, StepResult::Success, now);
+                    }
+                }
+                let st = &mut stages[i];
+                let name = st.name.clone();
+                if begin(&mut st.result, &mut st.start, now) {
+                    let on = if st.hosts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", st.hosts.join(", "))
+                    };
+                    say(format!("stage {name}{on} started"));
+                }
+                if let Some(k) = st.steps.iter().position(|x| x.name == at.step) {
+                    for step in &mut st.steps[..k] {
+                        if step.result != StepResult::Success {
+                            end(
+                                &mut step.result,
+                                &mut step.start,
+                                &mut step.end,
+                                StepResult::Success,
+                                now,
+                            );
+                        }
+                    }
+                    let step = &mut st.steps[k];
+                    begin(&mut step.result, &mut step.start, now);
+                }
+            }
+        }
+        Progress::Batch { hosts, skipped } => {
+            // The batch before it is done.
+            let stages = &mut r.apply_phase.stages;
+            for st in stages
+                .iter_mut()
+                .filter(|st| st.name == STAGE_WORKERS && st.result == StepResult::Wait)
+            {
+                mark_all(st, StepResult::Success, now);
+            }
+            for x in skipped {
+                say(format!("{} left out: {}", x.host, x.reason));
+            }
+            r.skipped.extend(skipped.iter().cloned());
+            let taken: BTreeSet<&str> = hosts
+                .iter()
+                .map(String::as_str)
+                .chain(r.skipped.iter().map(|x| x.host.as_str()))
+                .collect();
+            let first_open = stages
+                .iter()
+                .position(|st| st.name == STAGE_WORKERS && st.result == StepResult::Initial);
+            // Later predicted batches lose the hosts taken now (or left out).
+            for st in stages
+                .iter_mut()
+                .filter(|st| st.name == STAGE_WORKERS && st.result == StepResult::Initial)
+            {
+                st.hosts.retain(|h| !taken.contains(h.as_str()));
+                for step in &mut st.steps {
+                    step.hosts.retain(|h| !taken.contains(h.as_str()));
+                }
+            }
+            if !hosts.is_empty() {
+                let fresh = worker_stage(ctx, hosts.clone());
+                match first_open {
+                    Some(i) => stages[i] = fresh,
+                    None => {
+                        let at = stages
+                            .iter()
+                            .position(|st| st.name == STAGE_COMPLETE)
+                            .unwrap_or(stages.len());
+                        stages.insert(at, fresh);
+                    }
+                }
+                say(format!(
+                    "worker batch of {}: {}",
+                    hosts.len(),
+                    hosts.join(",")
+                ));
+            }
+            stages.retain(|st| st.name != STAGE_WORKERS || !st.hosts.is_empty());
+            r.batch = (!hosts.is_empty()).then(|| hosts.clone());
+        }
+        Progress::Skip(x) => {
+            say(format!("{} left out: {}", x.host, x.reason));
+            r.skipped.push(x.clone());
+            if let Some(b) = &mut r.batch {
+                b.retain(|h| *h != x.host);
+            }
+        }
+        Progress::Done => {
+            let partial = !r.skipped.is_empty();
+            for st in &mut r.apply_phase.stages {
+                if st.result == StepResult::Success {
+                    continue;
+                }
+                if partial && st.name == STAGE_COMPLETE {
+                    st.reason = "not run: some hosts were left out".into();
+                    continue;
+                }
+                mark_all(st, StepResult::Success, now);
+            }
+            r.batch = None;
+            let result = if partial {
+                StepResult::Degraded
+            } else {
+                StepResult::Success
+            };
+            let phase = &mut r.apply_phase;
+            end(
+                &mut phase.result,
+                &mut phase.start,
+                &mut phase.end,
+                result,
+                now,
+            );
+            if partial {
+                let hosts: Vec<&str> = r.skipped.iter().map(|x| x.host.as_str()).collect();
+                r.apply_phase.reason = format!(
+                    "{} host{} left out ({}): the upgrade stays open until they are upgraded",
+                    hosts.len(),
+                    if hosts.len() == 1 { "" } else { "s" },
+                    hosts.join(", ")
+                );
+            }
+            r.state = StrategyState::Applied;
+            say(format!(
+                "strategy to {} applied{}",
+                r.to_version,
+                if partial { " (partially)" } else { "" }
+            ));
+        }
+        Progress::Failed {
+            at,
+            reason,
+            timed_out,
+        } => {
+            let result = if *timed_out {
+                StepResult::TimedOut
+            } else {
+                StepResult::Failed
+            };
+            if let Some(i) = at.as_ref().and_then(|a| stage_index(r, &a.stage)) {
+                let st = &mut r.apply_phase.stages[i];
+                st.result = result;
+                st.reason = reason.clone();
+                st.start.get_or_insert(now);
+                st.end = Some(now);
+                if let Some(step) = at
+                    .as_ref()
+                    .and_then(|a| st.steps.iter_mut().find(|x| x.name == a.step))
+                {
+                    end(
+                        &mut step.result,
+                        &mut step.start,
+                        &mut step.end,
+                        result,
+                        now,
+                    );
+                    step.reason = reason.clone();
+                }
+            }
+            let phase = &mut r.apply_phase;
+            end(
+                &mut phase.result,
+                &mut phase.start,
+                &mut phase.end,
+                result,
+                now,
+            );
+            phase.reason = reason.clone();
+            r.state = if *timed_out {
+                StrategyState::ApplyTimeout
+            } else {
+                StrategyState::ApplyFailed
+            };
+            say(format!("strategy to {} failed: {reason}", r.to_version));
+        }
+        Progress::Aborted => {
+            for st in &mut r.apply_phase.stages {
+                if st.result == StepResult::Wait {
+                    st.result = StepResult::Aborted;
+                    st.end = Some(now);
+                    for step in &mut st.steps {
+                        if step.result == StepResult::Wait {
+                            step.result = StepResult::Aborted;
+                            step.end = Some(now);
+                        }
+                    }
+                }
+            }
+            let phase = &mut r.apply_phase;
+            end(
+                &mut phase.result,
+                &mut phase.start,
+                &mut phase.end,
+                StepResult::Aborted,
+                now,
+            );
+            let abort = &mut r.abort_phase;
+            end(
+                &mut abort.result,
+                &mut abort.start,
+                &mut abort.end,
+                StepResult::Success,
+                now,
+            );
+            r.state = StrategyState::Aborted;
+            say(format!("strategy to {} aborted", r.to_version));
+        }
+    }
+}
+
+/// The stage a step belongs to in the apply phase.
+fn stage_index(r: &StrategyRecord, key: &StageKey) -> Option<usize> {
+    let stages = &r.apply_phase.stages;
+    let named = |n: &str| stages.iter().position(|s| s.name == n);
+    match key {
+        StageKey::Start => named(STAGE_START),
+        StageKey::Images => named(STAGE_IMAGES),
+        StageKey::FirstControlPlane => named(STAGE_FIRST_CP),
+        StageKey::Networking => named(STAGE_NETWORKING),
+        StageKey::SecondControlPlane => named(STAGE_SECOND_CP),
+        StageKey::Controller(h) => stages
+            .iter()
+            .position(|s| s.name == STAGE_CONTROLLER && s.hosts.first() == Some(h)),
+        StageKey::Workers => stages
+            .iter()
+            .position(|s| s.name == STAGE_WORKERS && s.result != StepResult::Success),
+        StageKey::Complete => named(STAGE_COMPLETE),
+    }
+}
+
+/// What the runner records when the engine refuses its command: a worker that cannot be taken
+/// down safely now is left out with `--partial-ok`; a step that is busy passes by waiting
+/// (`None`); anything else stops the strategy with the refusal's reason.
+pub fn refused(
+    s: &StrategyRecord,
+    obs: &Observation,
+    at: &StepAt,
+    cmd: &Command,
+    r: &Refusal,
+) -> Option<Progress> {
+    match r {
+        Refusal::HostBusy { .. } | Refusal::KubeletBusy(_) | Refusal::ControlPlaneBusy(_) => None,
+        Refusal::LockUnsafe { host, reasons, .. }
+            if s.partial_ok && obs.host(host).is_some_and(|h| skippable(obs, h)) =>
+        {
+            Some(Progress::Skip(SkippedHost {
+                host: host.clone(),
+                reason: format!("unsafe: {}", reasons.join("; ")),
+            }))
+        }
+        _ => Some(Progress::Failed {
+            at: Some(at.clone()),
+            reason: format!("{}: {r}", cmd.describe()),
+            timed_out: false,
+        }),
+    }
+}
+
+/// Whether the strategy's record already shows the step in progress (nothing to record).
+pub fn already_at(s: &StrategyRecord, at: &StepAt) -> bool {
+    stage_index(s, &at.stage).is_some_and(|i| {
+        let st = &s.apply_phase.stages[i];
+        st.result == StepResult::Wait
+            && st.current_step().map(|k| st.steps[k].name.as_str()) == Some(at.step)
+            && s.apply_phase.stages[..i]
+                .iter()
+                .all(|x| x.result == StepResult::Success)
+    })
+}
+
+/// Whether a failed step is tried again now, later, or not at all: each step may fail
+/// `retries` times since the apply began, each re-try after a backoff that doubles.
+pub fn retry(
+    failures: &[(Timestamp, String)],
+    retries: u32,
+    backoff: jiff::SignedDuration,
+    now: Timestamp,
+) -> Retry {
+    let n = failures.len() as u32;
+    let Some((last, why)) = failures.last() else {
+        return Retry::Now;
+    };
+    if n > retries {
+        return Retry::GiveUp(format!(
+            "failed {n} time{}, the last: {why}",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    let wait = backoff * 2_i32.saturating_pow(n.saturating_sub(1).min(16));
+    match last.checked_add(wait) {
+        Ok(t) if t > now => Retry::At(t),
+        _ => Retry::Now,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Retry {
+    Now,
+    At(Timestamp),
+    GiveUp(String),
+}
