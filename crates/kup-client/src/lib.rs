@@ -330,6 +330,47 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/kube_upgrade_strategy`; `None` when there is none.
+    pub async fn strategy(&self) -> Result<Option<kup_types::StrategyView>, ClientError> {
+        match self.get(&["kube_upgrade_strategy"]).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /v1/kube_upgrade_strategy`: builds a strategy.
+    pub async fn strategy_create(
+        &self,
+        req: &kup_types::StrategyCreate,
+    ) -> Result<kup_types::StrategyView, ClientError> {
+        self.send(Method::POST, &["kube_upgrade_strategy"], Some(req))
+            .await
+    }
+
+    /// `POST /v1/kube_upgrade_strategy/actions`: `apply-all` or `abort`.
+    pub async fn strategy_action(
+        &self,
+        action: &str,
+    ) -> Result<kup_types::StrategyView, ClientError> {
+        let body = kup_types::StrategyActionRequest {
+            action: action.into(),
+        };
+        self.send(
+            Method::POST,
+            &["kube_upgrade_strategy", "actions"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/kube_upgrade_strategy`.
+    pub async fn strategy_delete(&self) -> Result<(), ClientError> {
+        self.request(Method::DELETE, &["kube_upgrade_strategy"], None::<&()>, &[])
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /v1/ihosts`.
     pub async fn hosts(&self) -> Result<Vec<IHost>, ClientError> {
         let list: IHostList = self.get(&["ihosts"]).await?;

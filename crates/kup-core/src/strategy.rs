@@ -251,9 +251,10 @@ pub fn build(
         result,
         ctx.now,
     );
-    build.reason = failures.join("; ");
+    // One reason a line: a host's findings are themselves joined with "; ".
+    build.reason = failures.join("\n");
     record.build_phase.stages = vec![build];
-    record.build_phase.reason = failures.join("; ");
+    record.build_phase.reason = failures.join("\n");
     let phase = &mut record.build_phase;
     end(
         &mut phase.result,
@@ -322,7 +323,8 @@ fn host_checks(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stri
             continue;
         }
         let mut problems = ready_problems(ctx, h, s.to_version);
-        if s.mode == UpgradeMode::Online {
+        // On aio-simplex the kubelet is upgraded in place: nothing is drained.
+        if s.mode == UpgradeMode::Online && ctx.obs.system_type != SystemType::AioSimplex {
             let unsafe_ = plan
                 .hosts
                 .iter()
@@ -398,19 +400,30 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
             .find(|p| p.name == stage)
             .is_some_and(|p| p.done)
     };
-    let hosts_of = |stage: &str| -> Vec<Vec<String>> {
+    let batches_of = |stage: &str| -> Vec<(Vec<String>, u64)> {
         plan.stages
             .iter()
             .find(|p| p.name == stage)
-            .map(|p| p.batches.iter().map(|b| b.hosts.clone()).collect())
+            .map(|p| {
+                if p.batches.is_empty() {
+                    vec![(Vec::new(), p.seconds)]
+                } else {
+                    p.batches
+                        .iter()
+                        .map(|b| (b.hosts.clone(), b.seconds))
+                        .collect()
+                }
+            })
             .unwrap_or_default()
     };
     if ctx.snap.upgrade.is_some() {
         mark_all(&mut out[0], StepResult::Success, ctx.now);
     }
     let mut cluster = |name: &str, step: &str, kind: StepKind, plan_stage: &str| {
-        let hosts = hosts_of(plan_stage).into_iter().flatten().collect();
+        let batches = batches_of(plan_stage);
+        let hosts = batches.iter().flat_map(|b| b.0.clone()).collect();
         let mut st = one(name, step, hosts, kind);
+        st.predicted_seconds = batches.iter().map(|b| b.1).sum();
         if upgrade_done(plan_stage) {
             mark_all(&mut st, StepResult::Success, ctx.now);
         }
@@ -442,7 +455,10 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
             plan::SECOND_CONTROL_PLANE,
         );
     }
-    for hosts in hosts_of(plan::CONTROLLER_KUBELETS) {
+    for (hosts, predicted) in batches_of(plan::CONTROLLER_KUBELETS) {
+        if hosts.is_empty() {
+            continue;
+        }
         let active = hosts
             .first()
             .and_then(|h| ctx.obs.host(h))
@@ -470,11 +486,18 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
                 secs(StepKind::Unlock),
             ));
         }
-        out.push(Stage::new(STAGE_CONTROLLER.into(), hosts, steps));
+        let mut st = Stage::new(STAGE_CONTROLLER.into(), hosts, steps);
+        st.predicted_seconds = predicted;
+        out.push(st);
     }
     if s.worker_apply_type != ApplyType::Ignore {
-        for hosts in hosts_of(plan::WORKER_KUBELETS) {
-            out.push(worker_stage(ctx, hosts));
+        for (hosts, predicted) in batches_of(plan::WORKER_KUBELETS) {
+            if hosts.is_empty() {
+                continue;
+            }
+            let mut st = worker_stage(ctx, hosts);
+            st.predicted_seconds = predicted;
+            out.push(st);
         }
         out.push(one(
             STAGE_COMPLETE,
@@ -1031,7 +1054,7 @@ pub(crate) fn decide(
                 r.state
             );
             if !r.build_phase.reason.is_empty() {
-                m.push_str(&format!(" ({})", r.build_phase.reason));
+                m.push_str(&format!(" ({})", r.build_phase.reason.replace('\n', "; ")));
             }
             say(m);
             Ok(StrategyWrite::Put(Box::new(r)))
@@ -1182,7 +1205,18 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 }
             }
             if !hosts.is_empty() {
-                let fresh = worker_stage(ctx, hosts.clone());
+                let mut fresh = worker_stage(ctx, hosts.clone());
+                // As long as the batch the plan predicted in its place.
+                fresh.predicted_seconds = first_open
+                    .map(|i| stages[i].predicted_seconds)
+                    .or_else(|| {
+                        stages
+                            .iter()
+                            .rev()
+                            .find(|st| st.name == STAGE_WORKERS)
+                            .map(|st| st.predicted_seconds)
+                    })
+                    .unwrap_or(0);
                 match first_open {
                     Some(i) => stages[i] = fresh,
                     None => {

@@ -170,6 +170,10 @@ pub struct WorkloadSpec {
     /// Taint keys the pods tolerate (`*`: all).
     #[serde(default)]
     pub tolerations: Vec<String>,
+    /// A Job or a bare Pod that ends this many seconds (at time scale 1) after the cluster
+    /// starts: its pods are then gone. Without it, it runs for ever.
+    #[serde(default)]
+    pub completes_after: Option<Spanned<f64>>,
 }
 
 /// A PodDisruptionBudget of its own, selecting pods by label (a workload's `pdb` selects its
@@ -567,6 +571,20 @@ impl Inventory {
                         format!(
                             "workload {} names {}, which is not a host with a kubelet",
                             w.name.value, n.value
+                        ),
+                    ));
+                }
+            }
+            if let Some(c) = &w.completes_after {
+                if !matches!(w.kind, WorkloadKind::Job | WorkloadKind::Pod) {
+                    return Err(at(c, "completes_after is only for a Job or a Pod"));
+                }
+                if !c.value.is_finite() || !(0.0..=MAX_STEP_SECONDS).contains(&c.value) {
+                    return Err(at(
+                        c,
+                        format!(
+                            "completes_after must be from 0 to {MAX_STEP_SECONDS} seconds (a year), not {:?}",
+                            c.value
                         ),
                     ));
                 }

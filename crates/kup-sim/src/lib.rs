@@ -113,6 +113,8 @@ struct State {
     state_file: Option<state_file::StateFile>,
     /// Set when the simulation process is considered dead: nothing changes any more.
     halted: bool,
+    /// Jobs and bare pods that end by themselves: when, and which (namespace, name).
+    completions: Vec<(tokio::time::Instant, String, String)>,
 }
 
 impl State {
@@ -127,6 +129,26 @@ impl State {
             f.check(&mut self.model).map_err(DriverError::Unreachable)?;
         }
         Ok(())
+    }
+
+    /// Ends the Jobs and bare pods whose time has come. Looked at whenever the cluster is
+    /// read, so an ended Job is never seen running.
+    fn complete_due(&mut self) -> bool {
+        if self.halted || self.completions.is_empty() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.completions)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.completions = later;
+        for (_, ns, name) in &due {
+            self.model.complete_workload(ns, name);
+        }
+        if !due.is_empty() {
+            self.persist();
+        }
+        !due.is_empty()
     }
 
     /// Records what changed (the journal of the state file, if there is one).
@@ -218,6 +240,18 @@ impl SimCluster {
                 time_scale: time_scale.max(0.0),
                 state_file,
                 halted: false,
+                completions: inv
+                    .workloads
+                    .iter()
+                    .filter_map(|w| {
+                        let secs = w.completes_after.as_ref()?.value;
+                        Some((
+                            deadline_after(secs * time_scale.max(0.0)),
+                            w.namespace.clone(),
+                            w.name.value.clone(),
+                        ))
+                    })
+                    .collect(),
             })),
             changed: Arc::new(watch::channel(0).0),
             catalog: inv.catalog(),
@@ -228,6 +262,15 @@ impl SimCluster {
     /// make it unusable (no poisoning): every change leaves the model whole.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state, with the Jobs and pods that have ended by now gone.
+    fn current(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        if st.complete_due() {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        st
     }
 
     /// The version catalog the cluster file declares.
@@ -360,15 +403,15 @@ fn precondition(model: &SimModel, op: &Operation, starting: bool) -> Result<(), 
 #[async_trait]
 impl Driver for SimCluster {
     async fn observe(&self) -> Result<Arc<Observation>, DriverError> {
-        Ok(self.lock().model.observation())
+        Ok(self.current().model.observation())
     }
 
     async fn workloads(&self) -> Result<Arc<Workloads>, DriverError> {
-        Ok(self.lock().model.workload_view())
+        Ok(self.current().model.workload_view())
     }
 
     fn with_views(&self, f: &mut dyn FnMut(&Observation, &Workloads)) -> Result<(), DriverError> {
-        let st = self.lock();
+        let st = self.current();
         f(st.model.observation_ref(), st.model.pods());
         Ok(())
     }

@@ -577,6 +577,21 @@ impl SimModel {
         }
     }
 
+    /// A Job or bare Pod ran to its end: its pods are gone, and none comes back.
+    pub fn complete_workload(&mut self, namespace: &str, name: &str) {
+        let Some(&w) = self
+            .d
+            .workload_ix
+            .get(&(namespace.to_string(), name.to_string()))
+        else {
+            return;
+        };
+        self.workloads[w].replicas = 0;
+        for id in self.d.by_workload[w].clone() {
+            self.delete_pod(id);
+        }
+    }
+
     /// Deletes the pods `f` picks (tests).
     pub fn remove_pods(&mut self, f: impl Fn(&PodInfo) -> bool) {
         let gone: Vec<PodId> = self

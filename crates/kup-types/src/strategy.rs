@@ -117,6 +117,9 @@ pub struct Stage {
     pub reason: String,
     /// How long the stage may take (the sum of its steps' deadlines), in seconds.
     pub timeout: u64,
+    /// How long the plan predicts it takes, in seconds of the cluster's realistic durations.
+    #[serde(default)]
+    pub predicted_seconds: u64,
     #[serde(with = "crate::time::serde_opt_ts")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub start: Option<Timestamp>,
@@ -188,6 +191,7 @@ impl Stage {
             name,
             hosts,
             timeout: steps.iter().map(|s| s.timeout).sum(),
+            predicted_seconds: 0,
             steps,
             result: StepResult::Initial,
             reason: String::new(),

@@ -215,7 +215,12 @@ pub enum ClientCommand {
     SwPatch(SwPatchCommand),
     /// The cluster's version (or the transition in progress) and every host's versions.
     Info,
-    /// The whole upgrade: `upgrade plan` shows what it would do and how long it would take.
+    /// The upgrade strategy that runs the whole upgrade (StarlingX VIM's): create, show,
+    /// apply, abort, delete.
+    #[command(subcommand)]
+    KubeUpgradeStrategy(orchestration::StrategyCommand),
+    /// The whole upgrade: `upgrade plan` shows what it would do and how long it would take;
+    /// `upgrade online|offline` does it.
     #[command(subcommand)]
     Upgrade(UpgradeCommand),
 }
@@ -236,6 +241,13 @@ pub enum UpgradeCommand {
         #[arg(long, default_value_t = 1, value_name = "GIB")]
         min_free_disk_gib: u32,
     },
+    /// Upgrade the whole cluster, judging the workloads before each batch: refuses (changing
+    /// nothing) while a host is unsafe or not ready, unless --partial-ok. Follows the upgrade
+    /// to its end; Ctrl-C detaches without stopping it.
+    Online(orchestration::RunArgs),
+    /// Upgrade the whole cluster without the workload checks (hosts are locked with force);
+    /// the order, readiness and control-plane availability still hold.
+    Offline(orchestration::RunArgs),
 }
 
 #[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
@@ -329,6 +341,7 @@ impl ClientCommand {
             EventList { .. } => "event-list",
             SwPatch(_) => "sw-patch",
             Info => "info",
+            KubeUpgradeStrategy(_) => "kube-upgrade-strategy",
             Upgrade(_) => "upgrade",
         }
     }
@@ -366,6 +379,8 @@ pub enum CliError {
 pub struct Outcome {
     pub stdout: String,
     pub error: Option<CliError>,
+    /// An exit status other than 0 or 1 (130: detached by Ctrl-C).
+    pub code: Option<u8>,
 }
 
 impl Outcome {
@@ -373,6 +388,7 @@ impl Outcome {
         Self {
             stdout,
             error: None,
+            code: None,
         }
     }
 
@@ -380,11 +396,14 @@ impl Outcome {
         Self {
             stdout: String::new(),
             error: Some(error),
+            code: None,
         }
     }
 
     pub fn exit_code(&self) -> ExitCode {
-        if self.error.is_some() {
+        if let Some(code) = self.code {
+            ExitCode::from(code)
+        } else if self.error.is_some() {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
@@ -567,6 +586,13 @@ impl Runner {
                     .await?;
                 output::plan(plan, f)?
             }
+            Upgrade(UpgradeCommand::Online(args)) => {
+                return self.upgrade(kup_types::UpgradeMode::Online, args).await;
+            }
+            Upgrade(UpgradeCommand::Offline(args)) => {
+                return self.upgrade(kup_types::UpgradeMode::Offline, args).await;
+            }
+            KubeUpgradeStrategy(s) => return self.strategy(s).await,
         };
         Ok(Outcome::done(text))
     }
@@ -810,7 +836,11 @@ impl Runner {
 }
 
 fn settled(stdout: String, error: Option<CliError>) -> Result<Outcome, CliError> {
-    Ok(Outcome { stdout, error })
+    Ok(Outcome {
+        stdout,
+        error,
+        code: None,
+    })
 }
 
 fn host_step_running(row: &HostUpgradeRow) -> bool {
@@ -872,6 +902,7 @@ impl Drop for Spinner {
     }
 }
 
+mod orchestration;
 #[cfg(test)]
 mod tests;
 

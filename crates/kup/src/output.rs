@@ -399,6 +399,11 @@ fn to_value<T: Serialize>(item: &T, format: Format) -> Result<Value, OutputError
     })
 }
 
+/// An object in JSON or YAML (or JSON, for a table that has no table form).
+pub fn structured_value<T: Serialize>(item: &T, format: Format) -> Rendered {
+    structured(item, format)
+}
+
 fn structured<T: Serialize>(item: &T, format: Format) -> Rendered {
     let text = match format {
         Format::Json | Format::Table => {

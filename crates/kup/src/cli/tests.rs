@@ -50,6 +50,7 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "event-list",
             "sw-patch",
             "info",
+            "kube-upgrade-strategy",
             "upgrade",
         ]
     );
