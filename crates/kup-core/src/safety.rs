@@ -614,18 +614,12 @@ struct Budget<'a> {
 
 impl<'a> Budget<'a> {
     fn of(b: &'a kup_types::workloads::Budget) -> Self {
-        // As the disruption controller does: maxUnavailable wins if (invalidly) both are set.
-        let desired = match (b.pdb.max_unavailable, b.pdb.min_available) {
-            (Some(m), _) => b.total.saturating_sub(m),
-            (None, Some(m)) => m,
-            (None, None) => 0,
-        };
         Budget {
             pdb: &b.pdb,
             total: b.total,
             healthy: b.healthy,
-            desired,
-            allowed: b.healthy.saturating_sub(desired),
+            desired: b.desired_healthy(),
+            allowed: b.allowed_disruptions(),
         }
     }
     fn rule(&self) -> String {
@@ -642,7 +636,7 @@ impl<'a> Budget<'a> {
 
 /// How many pods a budget lets go now: its healthy pods beyond those it must keep.
 pub(crate) fn allowed_disruptions(b: &kup_types::workloads::Budget) -> u32 {
-    Budget::of(b).allowed
+    b.allowed_disruptions()
 }
 
 /// The hosts' roles, counted once.

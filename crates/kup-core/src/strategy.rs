@@ -214,7 +214,7 @@ pub fn build(
         .upgrade
         .as_ref()
         .is_some_and(|u| u.to_version == to);
-    if !already {
+    if failures.is_empty() && !already {
         failures.extend(plan.blocked.iter().cloned());
     }
     if failures.is_empty() {
@@ -318,13 +318,23 @@ fn build_checks(ctx: &Ctx<'_>, s: &StrategyRecord) -> Vec<String> {
 /// upgrade cannot complete without it). Offline skips the workload analysis, not readiness.
 fn host_checks(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<String> {
     let mut failures = Vec::new();
+    // Hosts the upgrade already took down (by hand, or a strategy before this one) come back
+    // first; judged alone now, the others would look unsafe for their absence. The runner
+    // judges every batch, and the engine every lock, on the cluster as it is then.
+    let resuming =
+        ctx.obs.hosts.iter().any(|h| {
+            h.administrative == AdminState::Locked && in_kubelet_cycle(ctx, h, s.to_version)
+        });
     for h in pending_hosts(ctx.obs, s.to_version) {
         if s.worker_apply_type == ApplyType::Ignore && h.personality == Personality::Worker {
             continue;
         }
         let mut problems = ready_problems(ctx, h, s.to_version);
         // On aio-simplex the kubelet is upgraded in place: nothing is drained.
-        if s.mode == UpgradeMode::Online && ctx.obs.system_type != SystemType::AioSimplex {
+        if s.mode == UpgradeMode::Online
+            && ctx.obs.system_type != SystemType::AioSimplex
+            && !resuming
+        {
             let unsafe_ = plan
                 .hosts
                 .iter()

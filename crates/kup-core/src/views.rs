@@ -139,6 +139,7 @@ pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
         .flatten();
     let show = |v: Option<kup_types::KubeVersion>| v.map_or("N/A".to_string(), |v| v.to_string());
     kup_types::ClusterInfo {
+        safety_audit: None,
         cluster_version: single,
         transitioning_from: transition.map(|t| t.0),
         transitioning_to: transition.map(|t| t.1),

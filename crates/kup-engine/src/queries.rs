@@ -132,7 +132,9 @@ impl Engine {
     /// `kup info`.
     pub async fn info(&self) -> Result<kup_types::ClusterInfo, EngineError> {
         let (snap, obs) = self.read().await?;
-        Ok(kup_core::views::info(&snap, &obs))
+        let mut info = kup_core::views::info(&snap, &obs);
+        info.safety_audit = self.inner.driver.safety_audit();
+        Ok(info)
     }
 
     pub async fn alarms(&self) -> Result<Vec<Alarm>, EngineError> {

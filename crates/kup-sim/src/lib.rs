@@ -495,6 +495,10 @@ impl Driver for SimCluster {
     }
 
     /// The cluster file's durations (realistic seconds, before the time scale).
+    fn safety_audit(&self) -> Option<kup_types::SafetyAudit> {
+        Some(self.lock().model.safety_audit())
+    }
+
     fn step_durations(&self) -> std::collections::BTreeMap<StepKind, u64> {
         let st = self.lock();
         st.durations

@@ -53,9 +53,19 @@ pub struct SimModel {
     /// Workloads whose pods each host's last drain moved away, spread back at its unlock.
     #[serde(default)]
     evicted: BTreeMap<String, BTreeSet<usize>>,
+    /// What the simulation saw of the upgrade's safety, since the cluster began.
+    #[serde(default)]
+    pub audit: kup_types::SafetyAudit,
+    /// The pods of each host being locked: disrupted until the lock ends, when the drain
+    /// has placed them elsewhere.
+    #[serde(skip)]
+    disrupting: BTreeMap<String, Vec<PodId>>,
     #[serde(skip)]
     d: Derived,
 }
+
+/// The audit keeps this many examples.
+const AUDIT_EXAMPLES: usize = 10;
 
 /// What is computed from the model and kept current with it.
 #[derive(Clone, Debug, Default)]
@@ -88,6 +98,7 @@ struct Dirty {
     images: bool,
     networking: bool,
     evicted: BTreeSet<String>,
+    audit: bool,
 }
 
 /// One change to the model, as the state file's journal records it.
@@ -113,6 +124,9 @@ pub enum Change {
     Evicted {
         host: String,
         workloads: BTreeSet<usize>,
+    },
+    Audit {
+        audit: kup_types::SafetyAudit,
     },
 }
 
@@ -357,6 +371,8 @@ impl SimModel {
             networking_version: Some(inv.networking_version.unwrap_or(inv.kubernetes_version)),
             pods: Arc::new(Workloads::new(Vec::new(), Vec::new(), pdbs)),
             evicted: BTreeMap::new(),
+            audit: kup_types::SafetyAudit::default(),
+            disrupting: BTreeMap::new(),
             d: Derived::default(),
         };
         model.rebuild();
@@ -903,6 +919,17 @@ impl SimModel {
                     }
                     self.put(id, None);
                     self.place(id);
+                    if self.d.pending.contains(&id) {
+                        let name = self
+                            .pods
+                            .pod(id)
+                            .map(|p| format!("{}/{}", p.namespace, p.name))
+                            .unwrap_or_default();
+                        self.violation(
+                            || format!("pod {name} evicted from {host}: no host has room for it"),
+                            true,
+                        );
+                    }
                 }
             }
         }
@@ -1063,7 +1090,10 @@ impl SimModel {
                 (host, |h| h.control_plane_upgrading = true)
             }
             Operation::UpgradeKubelet { host, .. } => (host, |h| h.kubelet_restarting = true),
-            Operation::Lock { host, .. } => (host, |h| h.task = Some("Locking".into())),
+            Operation::Lock { host, .. } => {
+                self.begin_disruption(host);
+                (host, |h| h.task = Some("Locking".into()))
+            }
             Operation::Unlock { host } => (host, |h| h.task = Some("Unlocking".into())),
             Operation::Swact { host } => (host, |h| h.task = Some("Swacting".into())),
             Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => return,
@@ -1114,6 +1144,9 @@ impl SimModel {
             Operation::Lock { host, .. }
             | Operation::Unlock { host }
             | Operation::Swact { host } => {
+                if matches!(op, Operation::Lock { .. }) {
+                    self.end_disruption(host);
+                }
                 if let Some(h) = self.host_index(host) {
                     self.hosts[h].task = None;
                     self.touch_host(h);
@@ -1172,6 +1205,11 @@ impl SimModel {
                 host,
             });
         }
+        if dirty.audit {
+            out.push(Change::Audit {
+                audit: self.audit.clone(),
+            });
+        }
         out
     }
 
@@ -1203,11 +1241,79 @@ impl SimModel {
                     self.evicted.insert(host, workloads);
                 }
             }
+            Change::Audit { audit } => self.audit = audit,
         }
+    }
+
+    /// Notes a safety violation: counted always, described for the first few.
+    fn violation(&mut self, example: impl FnOnce() -> String, unplaced: bool) {
+        if unplaced {
+            self.audit.unplaced_pods += 1;
+        } else {
+            self.audit.pdb_violations += 1;
+        }
+        if self.audit.examples.len() < AUDIT_EXAMPLES {
+            self.audit.examples.push(example());
+        }
+        self.d.dirty.audit = true;
+    }
+
+    /// A lock begins: the host's ready pods are disrupted (evicted, or down with it) until it
+    /// ends. Any budget with more of its pods disrupted at once, over all the hosts being
+    /// locked, than it allows is a violation: what the Eviction API would refuse.
+    fn begin_disruption(&mut self, host: &str) {
+        let ids: Vec<PodId> = self
+            .pods
+            .on_host(host)
+            .iter()
+            .copied()
+            .filter(|&id| self.pods.pod(id).is_some_and(|p| p.ready))
+            .collect();
+        let mut touched: BTreeSet<kup_types::PdbId> = BTreeSet::new();
+        for &id in &ids {
+            touched.extend(self.pods.pdbs_of(id).iter().copied());
+        }
+        self.disrupting.insert(host.to_string(), ids);
+        for b in touched {
+            let disrupted = self
+                .disrupting
+                .values()
+                .flatten()
+                .filter(|&&id| self.pods.pdbs_of(id).contains(&b))
+                .count() as u32;
+            let budget = self.pods.budget(b);
+            let allowed = budget.allowed_disruptions();
+            if disrupted > allowed {
+                let hosts: Vec<String> = self.disrupting.keys().cloned().collect();
+                let name = format!("{}/{}", budget.pdb.namespace, budget.pdb.name);
+                self.violation(
+                    || {
+                        format!(
+                            "pdb {name}: {disrupted} pods disrupted at once, {allowed} allowed \
+                             (hosts going down: {})",
+                            hosts.join(", ")
+                        )
+                    },
+                    false,
+                );
+            }
+        }
+    }
+
+    fn end_disruption(&mut self, host: &str) {
+        self.disrupting.remove(host);
+    }
+}
+
+impl SimModel {
+    /// The audit of the simulation: PDB violations and unplaced pods, with examples.
+    pub fn safety_audit(&self) -> kup_types::SafetyAudit {
+        self.audit.clone()
     }
 
     /// Forgets what was in progress: the process that ran it is gone.
     pub fn settle_after_restart(&mut self) {
+        self.disrupting.clear();
         for h in &mut self.hosts {
             h.task = None;
             h.control_plane_upgrading = false;

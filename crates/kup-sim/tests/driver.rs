@@ -255,6 +255,62 @@ async fn pods_that_fit_nowhere_stay_pending() {
         .collect();
     assert!(!pending.is_empty());
     assert!(pending.iter().all(|(_, p)| !p.ready));
+    // The audit saw each of them.
+    let audit = sim.safety_audit().unwrap();
+    assert_eq!(audit.unplaced_pods, pending.len() as u64, "{audit:?}");
+    assert!(
+        audit.examples[0].contains("evicted from worker-0: no host has room"),
+        "{audit:?}"
+    );
+}
+
+/// Two workers locked at once, each holding a pod of a budget that allows one disruption: the
+/// audit counts what the Eviction API would have refused. One at a time is fine.
+#[tokio::test(start_paused = true)]
+async fn the_audit_counts_budgets_broken_by_concurrent_drains() {
+    let yaml = r#"
+system_type: standard
+kubernetes_version: v1.16.1
+versions: [{ version: v1.16.1 }]
+hosts:
+  - { name: controller-0, personality: controller, active: true }
+  - { name: controller-1, personality: controller }
+  - { name: worker-0, personality: worker }
+  - { name: worker-1, personality: worker }
+  - { name: worker-2, personality: worker }
+workloads:
+  - name: web
+    kind: Deployment
+    replicas: 3
+    requests: { cpu_millis: 1000, memory_mib: 100 }
+    pdb: { max_unavailable: 1 }
+durations: { lock: 10 }
+"#;
+    let inv = Inventory::parse(yaml).unwrap();
+    let sim = SimCluster::new(&inv, 1.0);
+    let lock = |h: &str| Operation::Lock {
+        host: h.into(),
+        force: true,
+    };
+    start(&sim, &lock("worker-0")).await.unwrap();
+    wait(&sim, &lock("worker-0")).await.unwrap();
+    // Its pod went elsewhere; the unlock spreads it back.
+    let unlock = Operation::Unlock {
+        host: "worker-0".into(),
+    };
+    start(&sim, &unlock).await.unwrap();
+    wait(&sim, &unlock).await.unwrap();
+    assert_eq!(sim.safety_audit().unwrap().pdb_violations, 0);
+    start(&sim, &lock("worker-1")).await.unwrap();
+    start(&sim, &lock("worker-2")).await.unwrap();
+    wait(&sim, &lock("worker-2")).await.unwrap();
+    let audit = sim.safety_audit().unwrap();
+    assert_eq!(audit.pdb_violations, 1, "{audit:?}");
+    assert!(
+        audit.examples[0]
+            == "pdb default/web-pdb: 2 pods disrupted at once, 1 allowed (hosts going down: worker-1, worker-2)",
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

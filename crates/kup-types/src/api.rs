@@ -332,6 +332,9 @@ pub struct HostPatchList {
 /// `kup info`: what the cluster runs (Kismatic's `info`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterInfo {
+    /// What the simulated cluster saw of the upgrade's safety (a real cluster has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_audit: Option<SafetyAudit>,
     /// The one version everything runs, when it is one.
     pub cluster_version: Option<KubeVersion>,
     /// While versions are mixed or an upgrade is in progress: from the lowest running version
@@ -350,4 +353,16 @@ pub struct HostVersions {
     pub control_plane_version: String,
     /// A version or `N/A`.
     pub kubelet_version: String,
+}
+
+/// What a simulated cluster checked at every instant of the upgrade: no PodDisruptionBudget
+/// with more pods disrupted at once than it allows, and no evicted pod left without a place.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SafetyAudit {
+    /// Drains that took a budget's pods beyond its allowed disruptions.
+    pub pdb_violations: u64,
+    /// Evicted pods that no remaining host had room for.
+    pub unplaced_pods: u64,
+    /// The first few of them, in words.
+    pub examples: Vec<String>,
 }

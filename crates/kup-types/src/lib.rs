@@ -18,7 +18,7 @@ pub use api::{
     AlarmList, AlarmView, ClusterInfo, ErrorBody, EventList, EventView, HostPatchList,
     HostPatchView, HostUpgradeRequest, HostVersions, IHost, IHostList, KubeHostUpgradeList,
     KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail,
-    KubeVersionList, KubeVersionSummary, PatchList, PatchOp, PatchView,
+    KubeVersionList, KubeVersionSummary, PatchList, PatchOp, PatchView, SafetyAudit,
 };
 pub use catalog::VersionMeta;
 pub use cluster::{

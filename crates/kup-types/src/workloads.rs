@@ -58,6 +58,23 @@ pub struct Budget {
     pub healthy: u32,
 }
 
+impl Budget {
+    /// The ready pods the budget must keep, as the disruption controller computes it:
+    /// `maxUnavailable` wins if (invalidly) both are set.
+    pub fn desired_healthy(&self) -> u32 {
+        match (self.pdb.max_unavailable, self.pdb.min_available) {
+            (Some(m), _) => self.total.saturating_sub(m),
+            (None, Some(m)) => m,
+            (None, None) => 0,
+        }
+    }
+
+    /// How many pods the budget lets go now: its ready pods beyond those it must keep.
+    pub fn allowed_disruptions(&self) -> u32 {
+        self.healthy.saturating_sub(self.desired_healthy())
+    }
+}
+
 /// Pods of one namespace with one label set, and the budgets selecting them (computed once per
 /// set: the pods of a workload share theirs).
 #[derive(Clone, Debug)]

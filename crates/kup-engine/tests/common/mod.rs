@@ -35,6 +35,24 @@ pub fn seed_cluster() -> Inventory {
     inv
 }
 
+/// The seed's cluster (with v1.16.2 in its catalog) with more workloads, given as the YAML
+/// items of a `workloads:` list.
+pub fn seed_with_workloads(items: &str) -> Inventory {
+    let path = format!(
+        "{}/../../examples/standard.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).unwrap().replacen(
+        "workloads:\n",
+        &format!("workloads:\n{items}"),
+        1,
+    );
+    let mut inv = Inventory::parse(&text).unwrap();
+    inv.versions
+        .extend(seed_cluster().versions.into_iter().skip(1));
+    inv
+}
+
 /// An example cluster whose Jobs and bare pods never end: at time scale 0 they would end at
 /// once, and the tests of unsafe drains need them running.
 pub fn example(name: &str) -> Inventory {
@@ -78,6 +96,20 @@ pub async fn open_with(sim: &SimCluster, db: &Path, policy: Policy) -> Arc<Engin
 impl Harness {
     pub async fn new(inv: Inventory) -> Harness {
         Self::with_scale(inv, 0.0).await
+    }
+
+    /// A cluster at `time_scale` and an engine with `policy`.
+    pub async fn with_policy(inv: Inventory, time_scale: f64, policy: Policy) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kup.db");
+        let sim = SimCluster::new(&inv, time_scale);
+        let engine = open_with(&sim, &db, policy).await;
+        Harness {
+            engine,
+            sim,
+            db,
+            dir,
+        }
     }
 
     pub async fn with_scale(inv: Inventory, time_scale: f64) -> Harness {
