@@ -127,6 +127,12 @@ pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
     let running = crate::catalog::running_versions(obs);
     let (lowest, highest) = (running.first().copied(), running.last().copied());
     let transition = match &snap.upgrade {
+        // Complete: everything runs the target; the row only waits to be deleted.
+        Some(u)
+            if u.state == kup_types::KubeUpgradeState::UpgradeComplete && running.len() == 1 =>
+        {
+            None
+        }
         Some(u) => Some((
             lowest.unwrap_or(u.from_version).min(u.from_version),
             u.to_version,

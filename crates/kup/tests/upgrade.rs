@@ -1,0 +1,267 @@
+//! `kup upgrade online|offline` and `kup kube-upgrade-strategy` through the binary against
+//! `kup serve`, as an operator runs them.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// The patches as the README delivers them before `upgrade online`: all three uploaded, the
+/// platform patch (which brings v1.16.2) applied and installed; the runner does the rest.
+fn deliver_patches(d: &Daemon) {
+    let files: Vec<String> = ["PLATFORM", "KUBEADM", "KUBELET"]
+        .iter()
+        .map(|k| patch_file(&format!("K8S-1.16.2-{k}")))
+        .collect();
+    ok(d, &format!("sw-patch upload {}", files.join(" ")));
+    ok(d, "sw-patch apply K8S-1.16.2-PLATFORM");
+    for h in HOSTS {
+        ok(d, &format!("sw-patch host-install {h}"));
+    }
+}
+
+fn audit(d: &Daemon) -> (u64, u64) {
+    let info: serde_json::Value = serde_json::from_str(&ok(d, "info --format json")).unwrap();
+    let a = &info["safety_audit"];
+    (
+        a["pdb_violations"].as_u64().unwrap(),
+        a["unplaced_pods"].as_u64().unwrap(),
+    )
+}
+
+/// The largest worker batch the run printed.
+fn widest_batch(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter_map(|l| l.split("worker batch of ").nth(1))
+        .filter_map(|rest| rest.split(':').next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn upgrade_online_takes_every_example_to_complete_without_a_violation() {
+    for example in [
+        None,
+        Some("aio-simplex.yaml"),
+        Some("aio-duplex.yaml"),
+        Some("standard-50-workers.yaml"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = example.map(|e| examples().join(e).display().to_string());
+        let extra: Vec<&str> = match &cluster {
+            Some(c) => vec!["--cluster", c.as_str()],
+            None => vec![],
+        };
+        let d = serve_with(dir.path(), "0", &extra);
+        if example.is_none() {
+            deliver_patches(&d);
+        }
+        let out = ok(&d, "upgrade online --to v1.16.2");
+        assert!(
+            out.contains("Upgrade to v1.16.2: applied\n"),
+            "{example:?}: {out}"
+        );
+        assert_eq!(state_of(&d), "upgrade-complete", "{example:?}");
+        assert_eq!(audit(&d), (0, 0), "{example:?}");
+        if example == Some("standard-50-workers.yaml") {
+            assert!(widest_batch(&out) > 1, "{out}");
+        }
+        let info = ok(&d, "info");
+        assert!(info.starts_with("Cluster version: v1.16.2"), "{info}");
+    }
+}
+
+/// A cluster file: the built-in one with v1.16.2 in its catalog and a bare pod on worker-1.
+fn cluster_with_a_bare_pod(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(examples().join("standard.yaml"))
+        .unwrap()
+        .replacen(
+            "  - version: v1.16.1\n",
+            "  - version: v1.16.1\n  - version: v1.16.2\n    upgrade_from: [v1.16.1]\n",
+            1,
+        )
+        .replacen(
+            "workloads:\n",
+            "workloads:\n  - name: debug\n    kind: Pod\n    nodes: [worker-1]\n",
+            1,
+        );
+    let path = dir.join("bare-pod.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn online_refuses_an_unsafe_host_and_partial_ok_upgrades_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster_with_a_bare_pod(dir.path());
+    let d = serve_with(dir.path(), "0", &["--cluster", &cluster]);
+    let before = events(&d).len();
+
+    let r = kup(&d, "upgrade online");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("Cannot upgrade online to v1.16.2; nothing was changed:\n  - worker-1: unsafe: pod default/debug-0: unmanaged pod"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stderr.trim_end(),
+        "Error: the upgrade to v1.16.2 was refused (--partial-ok upgrades the other hosts; \
+         offline skips the workload checks)"
+    );
+    assert_eq!(state_of(&d), "none");
+    // Nothing but the strategy's own bookkeeping was written.
+    assert!(
+        events(&d)[before..].iter().all(
+            |e| e["kind"] == "command" && e["subject"] == "strategy" || e["kind"] == "strategy"
+        ),
+        "{:?}",
+        &events(&d)[before..]
+    );
+
+    let dry = ok(&d, "upgrade online --dry-run");
+    assert!(dry.ends_with("Dry run: nothing was changed.\n"), "{dry}");
+    assert_eq!(state_of(&d), "none");
+
+    let out = ok(&d, "upgrade online --partial-ok");
+    assert!(out.contains("Upgrade to v1.16.2: applied ("), "{out}");
+    assert!(
+        out.contains("Hosts left out: 1\n  - worker-1: unsafe: pod default/debug-0: unmanaged pod"),
+        "{out}"
+    );
+    assert_eq!(state_of(&d), "upgrading-kubelets");
+    assert_eq!(audit(&d), (0, 0));
+
+    // Offline finishes it: the operator accepts losing the bare pod.
+    let out = ok(&d, "upgrade offline");
+    assert!(out.contains("Upgrade to v1.16.2: applied\n"), "{out}");
+    assert_eq!(state_of(&d), "upgrade-complete");
+}
+
+/// The strategy as an operator runs it by hand: create, show, apply --wait.
+#[test]
+fn the_strategy_commands_create_show_apply_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    deliver_patches(&d);
+    let out = ok(
+        &d,
+        "kube-upgrade-strategy create --to-version v1.16.2 --worker-apply-type serial",
+    );
+    assert!(
+        out.contains("  state:                      ready-to-apply\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  worker-apply-type:          serial\n"),
+        "{out}"
+    );
+    let details = ok(&d, "kube-upgrade-strategy show --details");
+    assert!(details.contains("  apply-phase:\n"), "{details}");
+    assert!(
+        details.contains("stage-name: kube-upgrade-kubelets-workers\n        hosts: worker-0\n"),
+        "{details}"
+    );
+    let r = kup(&d, "kube-upgrade-strategy create --to-version v1.16.2");
+    assert_eq!(
+        r.stderr.trim_end(),
+        "Error: A kube-upgrade strategy already exists; delete it first"
+    );
+    let out = ok(&d, "kube-upgrade-strategy apply --wait");
+    assert!(out.contains("Upgrade to v1.16.2: applied\n"), "{out}");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&d, "kube-upgrade-strategy show --format json")).unwrap();
+    assert_eq!(show["strategy"]["state"], "applied");
+    assert_eq!(show["current"]["phase_completion_percentage"], 100);
+    ok(&d, "kube-upgrade-strategy delete");
+    let r = kup(&d, "kube-upgrade-strategy show");
+    assert_eq!(
+        r.stderr.trim_end(),
+        "Error: No kube-upgrade strategy exists"
+    );
+}
+
+/// The daemon killed while it applies: started again, it goes on by itself and completes,
+/// and every operation ends exactly once in the event log.
+#[test]
+fn a_daemon_killed_during_an_apply_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = serve(dir.path(), "0.005");
+    deliver_patches(&d);
+    ok(&d, "kube-upgrade-strategy create --to-version v1.16.2");
+    ok(&d, "kube-upgrade-strategy apply");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !["upgrading-networking", "upgraded-networking"].contains(&state_of(&d).as_str()) {
+        assert!(Instant::now() < deadline, "stuck at {}", state_of(&d));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    drop(d);
+
+    let d = serve(dir.path(), "0");
+    // `upgrade online` finds the strategy applying and follows it to its end.
+    let out = ok(&d, "upgrade online --to v1.16.2");
+    assert!(out.contains("already applying: following it"), "{out}");
+    assert!(out.contains("Upgrade to v1.16.2: applied\n"), "{out}");
+    assert_eq!(state_of(&d), "upgrade-complete");
+    let log = events(&d);
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1, "gap at {e}");
+    }
+    let mut done = std::collections::BTreeMap::new();
+    for e in &log {
+        let m = e["message"].as_str().unwrap();
+        if e["kind"] == "operation" && m.ends_with(": done") {
+            *done.entry(m.to_string()).or_insert(0) += 1;
+        }
+    }
+    assert!(done.values().all(|&n| n == 1), "{done:?}");
+    assert!(done.len() >= 15, "{done:?}");
+}
+
+/// Ctrl-C detaches: the upgrade goes on, and running the command again follows it.
+#[test]
+fn ctrl_c_detaches_without_stopping_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0.005");
+    deliver_patches(&d);
+    let mut child = Command::new(KUP)
+        .args(["upgrade", "online"])
+        .env("KUP_URL", &d.url)
+        .env("KUP_TOKEN", &d.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.contains("stage kube-upgrade-download-images started") {
+            break;
+        }
+    }
+    // SIGINT, as Ctrl-C sends.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("Detached: the upgrade goes on"),
+        "{stderr}"
+    );
+    let out = ok(&d, "upgrade online");
+    assert!(out.contains("Upgrade to v1.16.2: applied\n"), "{out}");
+}
