@@ -1038,11 +1038,15 @@ pub(crate) fn decide(
     use StrategyState as T;
     let now = ctx.now;
     let current = ctx.snap.strategy.as_ref();
-    let existing = || current.cloned().ok_or(Refusal::NoStrategy);
+    let existing = || {
+        current
+            .map(|r| (**r).clone())
+            .ok_or(Refusal::NoStrategy)
+    };
     let mut say = |m: String| events.push((EventKind::Strategy, m));
     let put = |mut r: StrategyRecord| {
         r.updated_at = Some(now);
-        StrategyWrite::Put(Box::new(r))
+        StrategyWrite::Put(std::sync::Arc::new(r))
     };
     match cmd {
         StrategyCommand::Create { req, durations } => {
@@ -1067,7 +1071,7 @@ pub(crate) fn decide(
                 m.push_str(&format!(" ({})", r.build_phase.reason.replace('\n', "; ")));
             }
             say(m);
-            Ok(StrategyWrite::Put(Box::new(r)))
+            Ok(StrategyWrite::Put(std::sync::Arc::new(r)))
         }
         StrategyCommand::Apply => {
             let mut r = existing()?;

@@ -52,19 +52,22 @@ impl Inner {
         loop {
             // Subscribed before looking, so a commit in between still wakes the wait.
             let mut changed = self.last_event.subscribe();
+            // Shared, not copied (the record grows with the cluster); and the snapshot let go
+            // of before any commit, which would otherwise have to copy it.
             let snap = self.snapshot();
             let Some(s) = snap.strategy.clone() else {
                 return;
             };
+            let idle = snap.operations.is_empty();
+            drop(snap);
             let step = match s.state {
                 StrategyState::Applying => self.step(&s).await,
-                StrategyState::Aborting if snap.operations.is_empty() => {
+                StrategyState::Aborting if idle => {
                     self.record(Progress::Aborted).await
                 }
                 StrategyState::Aborting => Ok(Step::Wait(IDLE)),
                 _ => return,
             };
-            drop(snap);
             match step {
                 Ok(Step::Again) => {}
                 Ok(Step::Wait(d)) => {

@@ -362,7 +362,7 @@ async fn the_build_refuses_what_cannot_be_applied() {
     let h = Harness::new(seed_cluster()).await;
     let failed = |s: StrategyView| {
         assert_eq!(s.strategy.state, StrategyState::BuildFailed);
-        s.strategy.build_phase.reason
+        s.strategy.build_phase.reason.clone()
     };
     let s = build(&h, create("v1.99.0")).await;
     assert_eq!(failed(s), "Invalid to_version value: 'v1.99.0'");

@@ -129,9 +129,10 @@ pub struct Snapshot {
     /// How many runs each step has had ([`Operation::key`] → count), for the next attempt.
     #[serde(default)]
     pub attempts: BTreeMap<String, u32>,
-    /// The upgrade strategy, if one was created.
+    /// The upgrade strategy, if one was created. Shared: it grows with the cluster, and its
+    /// readers (the runner, the API) must not copy it.
     #[serde(default)]
-    pub strategy: Option<crate::StrategyRecord>,
+    pub strategy: Option<std::sync::Arc<crate::StrategyRecord>>,
     /// Host rows by hostname (see [`Snapshot::reindex`]).
     #[serde(skip)]
     pub index: NameIndex,
@@ -207,7 +208,7 @@ impl Snapshot {
         }
         self.installs.sort();
         match &batch.strategy {
-            Some(StrategyWrite::Put(r)) => self.strategy = Some((**r).clone()),
+            Some(StrategyWrite::Put(r)) => self.strategy = Some(std::sync::Arc::clone(r)),
             Some(StrategyWrite::Delete) => self.strategy = None,
             None => {}
         }
@@ -251,7 +252,7 @@ pub enum UpgradeWrite {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StrategyWrite {
     /// Create or replace the strategy (there is at most one).
-    Put(Box<crate::StrategyRecord>),
+    Put(std::sync::Arc<crate::StrategyRecord>),
     Delete,
 }
 

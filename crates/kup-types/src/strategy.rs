@@ -244,7 +244,10 @@ impl StrategyRecord {
 /// `GET /v1/kube_upgrade_strategy`: the strategy, and where it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StrategyView {
-    pub strategy: StrategyRecord,
+    /// Shared with the store's snapshot: a view is not a copy of a record that grows with the
+    /// cluster.
+    #[schema(value_type = StrategyRecord)]
+    pub strategy: std::sync::Arc<StrategyRecord>,
     pub current: StrategyProgress,
 }
 
@@ -265,6 +268,12 @@ pub struct StrategyProgress {
 
 impl From<StrategyRecord> for StrategyView {
     fn from(s: StrategyRecord) -> Self {
+        Self::from(std::sync::Arc::new(s))
+    }
+}
+
+impl From<std::sync::Arc<StrategyRecord>> for StrategyView {
+    fn from(s: std::sync::Arc<StrategyRecord>) -> Self {
         let phase = s.current_phase();
         let stage_ix = phase.current_stage();
         let stage = stage_ix.map(|i| &phase.stages[i]);

@@ -12,6 +12,9 @@ use kup_types::{
 };
 
 use super::{CliError, EVENT_WAIT, Outcome, Runner, name_arg};
+
+/// How often `follow` reads the strategy again when none of its events came.
+const REREAD: Duration = Duration::from_secs(3);
 use crate::output::{self, Format};
 
 #[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
@@ -281,23 +284,35 @@ impl Runner {
         let mut seen = Instant::now();
         let interrupted = tokio::signal::ctrl_c();
         tokio::pin!(interrupted);
+        // The strategy (which grows with the cluster) is read again when one of its own events
+        // says it moved, and at least every few seconds; not at every event of the cluster.
+        let mut read_at = Instant::now();
+        let mut view: Option<StrategyView> = None;
         let view = loop {
-            let polled = c.strategy().await;
-            let Some(polled) = self.tolerate(polled, &mut seen)? else {
-                tokio::time::sleep(self.poll).await;
-                continue;
-            };
-            let view = polled.ok_or_else(|| {
-                CliError::Refused("the strategy was deleted while it was followed".into())
-            })?;
-            if view.strategy.uuid != uuid {
-                return Err(CliError::Refused(
-                    "the strategy was replaced while it was followed".into(),
-                ));
-            }
-            bars.show(&view, started.elapsed());
-            if !view.strategy.state.running() {
-                break view;
+            if let Some(v) = view.as_ref().filter(|_| read_at.elapsed() < REREAD) {
+                if !v.strategy.state.running() {
+                    break view.take().expect("just seen");
+                }
+            } else {
+                read_at = Instant::now();
+                let polled = c.strategy().await;
+                let Some(polled) = self.tolerate(polled, &mut seen)? else {
+                    tokio::time::sleep(self.poll).await;
+                    continue;
+                };
+                let polled = polled.ok_or_else(|| {
+                    CliError::Refused("the strategy was deleted while it was followed".into())
+                })?;
+                if polled.strategy.uuid != uuid {
+                    return Err(CliError::Refused(
+                        "the strategy was replaced while it was followed".into(),
+                    ));
+                }
+                bars.show(&polled, started.elapsed());
+                if !polled.strategy.state.running() {
+                    break polled;
+                }
+                view = Some(polled);
             }
             tokio::select! {
                 _ = &mut interrupted => {
@@ -312,6 +327,9 @@ impl Runner {
                 list = c.events_wait(after, 1000, EVENT_WAIT) => {
                     match list {
                         Ok(list) => {
+                            if list.events.iter().any(|e| e.kind == "strategy") {
+                                view = None;
+                            }
                             for ev in list.events.iter().filter(|e| e.kind == "strategy") {
                                 bars.println(self.format, &format!(
                                     "{} {}",
