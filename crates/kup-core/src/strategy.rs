@@ -1038,11 +1038,7 @@ pub(crate) fn decide(
     use StrategyState as T;
     let now = ctx.now;
     let current = ctx.snap.strategy.as_ref();
-    let existing = || {
-        current
-            .map(|r| (**r).clone())
-            .ok_or(Refusal::NoStrategy)
-    };
+    let existing = || current.map(|r| (**r).clone()).ok_or(Refusal::NoStrategy);
     let mut say = |m: String| events.push((EventKind::Strategy, m));
     let put = |mut r: StrategyRecord| {
         r.updated_at = Some(now);

@@ -62,9 +62,7 @@ impl Inner {
             drop(snap);
             let step = match s.state {
                 StrategyState::Applying => self.step(&s).await,
-                StrategyState::Aborting if idle => {
-                    self.record(Progress::Aborted).await
-                }
+                StrategyState::Aborting if idle => self.record(Progress::Aborted).await,
                 StrategyState::Aborting => Ok(Step::Wait(IDLE)),
                 _ => return,
             };
