@@ -1669,3 +1669,69 @@ async fn the_event_long_poll_answers_when_an_event_is_committed() {
         "Invalid query: wait must be at most 300 seconds, got 301"
     );
 }
+
+/// A strategy is created from VIM's body (dash-style keys) as well as kup's; VIM's rules for
+/// the keys kup has no use for hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_is_created_from_a_vim_style_body() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let path = "/v1/kube_upgrade_strategy";
+    let bad = json!({"to-version": "v1.16.2", "controller-apply-type": "parallel"});
+    let r = send(&base, Some(ADMIN), Method::POST, path, Some(bad)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.reason(),
+        "Invalid strategy: controller-apply-type must be 'serial' for kube-upgrade"
+    );
+    let r = send(
+        &base,
+        Some(ADMIN),
+        Method::POST,
+        path,
+        Some(json!({"to_version": "v1.16.2", "max_parallel_worker_hosts": 0})),
+    )
+    .await;
+    assert_eq!(
+        r.reason(),
+        "Invalid strategy: max-parallel-worker-hosts must be from 1 to 1000, got 0"
+    );
+    let vim = json!({
+        "to-version": "1.16.2",
+        "controller-apply-type": "serial",
+        "storage-apply-type": "ignore",
+        "worker-apply-type": "parallel",
+        "max-parallel-worker-hosts": 5,
+        "default-instance-action": "stop-start",
+        "alarm-restrictions": "relaxed"
+    });
+    let r = send(&base, Some(ADMIN), Method::POST, path, Some(vim)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let s = &r.body["strategy"];
+    assert_eq!(s["state"], "ready-to-apply");
+    assert_eq!(s["to_version"], "v1.16.2");
+    assert_eq!(s["max_parallel_worker_hosts"], 5);
+    assert_eq!(s["alarm_restrictions"], "relaxed");
+    // One at a time; a reader may look but not act.
+    let r = send(&base, Some(READER), Method::GET, path, None).await;
+    assert_eq!(r.status, 200);
+    let r = send(
+        &base,
+        Some(READER),
+        Method::POST,
+        &format!("{path}/actions"),
+        Some(json!({"action": "apply-all"})),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = send(
+        &base,
+        Some(ADMIN),
+        Method::POST,
+        &format!("{path}/actions"),
+        Some(json!({"action": "apply-stage"})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.reason().contains("not supported"), "{}", r.reason());
+}

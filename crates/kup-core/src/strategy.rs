@@ -146,6 +146,23 @@ pub const STRATEGY_ALARM_IGNORE: &[&str] = DEFAULT_ALARM_IGNORE;
 /// strategy that exists. Everything about the cluster is the build's to find.
 pub fn validate(req: &StrategyCreate) -> Result<KubeVersion, Refusal> {
     let to = KubeVersion::parse(&req.to_version)?;
+    if req
+        .controller_apply_type
+        .is_some_and(|t| t != ApplyType::Serial)
+    {
+        return Err(Refusal::InvalidStrategy(
+            "controller-apply-type must be 'serial' for kube-upgrade".into(),
+        ));
+    }
+    if let Some(a) = req
+        .default_instance_action
+        .as_deref()
+        .filter(|a| !matches!(*a, "stop-start" | "migrate"))
+    {
+        return Err(Refusal::InvalidStrategy(format!(
+            "default-instance-action must be 'stop-start' or 'migrate', got {a:?}"
+        )));
+    }
     let cap = req
         .max_parallel_worker_hosts
         .unwrap_or(DEFAULT_MAX_PARALLEL_WORKER_HOSTS);

@@ -18,6 +18,7 @@ fn create(to: &str) -> StrategyCreate {
         alarm_restrictions: None,
         mode: None,
         partial_ok: false,
+        ..Default::default()
     }
 }
 

@@ -14,8 +14,9 @@ pub const MAX_PARALLEL_WORKER_HOSTS: u32 = 1000;
 /// The worker batch cap when none is given.
 pub const DEFAULT_MAX_PARALLEL_WORKER_HOSTS: u32 = 10;
 
-/// What `kube-upgrade-strategy create` (and `upgrade online|offline`) ask for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// What `kube-upgrade-strategy create` (and `upgrade online|offline`) ask for. VIM's
+/// dash-style keys are accepted too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyCreate {
     /// The target version (`v1.16.2`, `1.16.2` or `V1.16.2`).
@@ -38,6 +39,28 @@ pub struct StrategyCreate {
     /// Skip the hosts that are unsafe or unready instead of stopping, and report them.
     #[serde(default, alias = "partial-ok")]
     pub partial_ok: bool,
+    /// VIM's: only `serial` (controllers are always taken one at a time).
+    #[serde(
+        default,
+        alias = "controller-apply-type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub controller_apply_type: Option<ApplyType>,
+    /// VIM's: accepted and without effect (storage hosts run no Kubernetes).
+    #[serde(
+        default,
+        alias = "storage-apply-type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub storage_apply_type: Option<ApplyType>,
+    /// VIM's: `stop-start` or `migrate`; accepted and without effect (kup drains pods, it has
+    /// no instances to move).
+    #[serde(
+        default,
+        alias = "default-instance-action",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_instance_action: Option<String>,
 }
 
 /// `POST /v1/kube_upgrade_strategy/actions`.

@@ -70,6 +70,7 @@ async fn upgrade(inv: &Inventory, scale: f64, serial: bool) -> Run {
         alarm_restrictions: None,
         mode: None,
         partial_ok: false,
+        ..Default::default()
     };
     let built = engine.strategy_create(req).await.expect("a strategy");
     assert_eq!(

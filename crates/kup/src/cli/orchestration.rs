@@ -119,6 +119,7 @@ impl StrategyCreateArgs {
                 Mode::Offline => UpgradeMode::Offline,
             }),
             partial_ok: self.partial_ok,
+            ..Default::default()
         }
     }
 }
@@ -196,6 +197,7 @@ impl Runner {
             alarm_restrictions: Some(AlarmRestrictions::Strict),
             mode: Some(mode),
             partial_ok: args.partial_ok,
+            ..Default::default()
         };
         if let Some(existing) = c.strategy().await? {
             let s = &existing.strategy;
