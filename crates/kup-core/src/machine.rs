@@ -479,15 +479,24 @@ fn status_of(ctx: &Ctx<'_>, host: &str) -> Option<HS> {
     ctx.snap.host(host).and_then(|r| r.status)
 }
 
-/// The states in which kubelets may be upgraded: the control planes are done (on simplex there
-/// is only one, and networking follows it), or the kubelet phase has begun.
-pub(crate) fn kubelet_phase(system: SystemType) -> [S; 2] {
-    let ready = if system == SystemType::AioSimplex {
-        S::UpgradedNetworking
-    } else {
-        S::UpgradedSecondMaster
-    };
-    [ready, S::UpgradingKubelets]
+/// The states in which kubelets may be upgraded: every control plane is done (after the
+/// others, or after networking where the first is the only one: aio-simplex, a single
+/// control-plane node), or the kubelet phase has begun.
+pub(crate) fn kubelet_phase(obs: &Observation, to: KubeVersion) -> Vec<S> {
+    if obs.controllers().nth(1).is_none() {
+        return vec![S::UpgradedNetworking, S::UpgradingKubelets];
+    }
+    let mut states = vec![S::UpgradedSecondMaster, S::UpgradingKubelets];
+    if all_control_planes_at(obs, to) {
+        states.insert(0, S::UpgradedNetworking);
+    }
+    states
+}
+
+/// Whether every controller's control plane runs `to`.
+pub(crate) fn all_control_planes_at(obs: &Observation, to: KubeVersion) -> bool {
+    obs.controllers()
+        .all(|c| obs.control_plane_version(&c.hostname) == Some(to))
 }
 
 fn simplex(ctx: &Ctx<'_>) -> bool {
@@ -636,13 +645,20 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                     }
                     Some(_) => {}
                 }
-            }
-            // While any control plane is being upgraded, the other one must stay in service.
-            let cp_in_flight = ctx.snap.upgrade.as_ref().is_some_and(|u| {
-                matches!(u.state, S::UpgradingFirstMaster | S::UpgradingSecondMaster)
-            });
-            if h.personality == Personality::Controller && cp_in_flight {
-                return Err(Refusal::LockDuringControlPlane(name.clone()));
+                // While a control plane is being upgraded, every other one stays in service.
+                if let Some(upgrading) = control_plane_in_flight(ctx) {
+                    return Err(Refusal::LockDuringControlPlane {
+                        host: name.clone(),
+                        upgrading: upgrading.to_string(),
+                    });
+                }
+                if let Some((peer, why)) = control_plane_peer_down(ctx, name) {
+                    return Err(Refusal::LockControlPlanePeerDown {
+                        host: name.clone(),
+                        peer,
+                        why,
+                    });
+                }
             }
             // Look before draining: a lock that would lose data or break a budget is refused
             // unless the operator says it knows (--force).
@@ -692,6 +708,9 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             if h.personality != Personality::Controller {
                 return Err(Refusal::SwactNotController(name.clone()));
             }
+            if !ctx.obs.system_type.has_active_controller() {
+                return Err(Refusal::SwactNoActiveRole(name.clone()));
+            }
             if !h.active_controller {
                 return Err(Refusal::SwactNotActive(name.clone()));
             }
@@ -702,9 +721,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             {
                 return Err(Refusal::SwactNoStandby(name.clone()));
             }
-            if ctx.snap.upgrade.as_ref().is_some_and(|u| {
-                matches!(u.state, S::UpgradingFirstMaster | S::UpgradingSecondMaster)
-            }) {
+            if control_plane_in_flight(ctx).is_some() {
                 return Err(Refusal::SwactDuringControlPlane(name.clone()));
             }
             w.op(Operation::Swact { host: name.clone() });
@@ -781,6 +798,40 @@ fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
         }),
         None => Ok(()),
     }
+}
+
+/// The host whose control plane kup's records say is being upgraded.
+pub(crate) fn control_plane_in_flight<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
+    ctx.snap.operations.iter().find_map(|o| match &o.op {
+        Operation::UpgradeControlPlane { host, .. } => Some(host.as_str()),
+        _ => None,
+    })
+}
+
+/// Another control-plane host that is down or unavailable (out of service, its control-plane
+/// pods not ready), with why: taking `name` down too would leave two out at once.
+fn control_plane_peer_down(ctx: &Ctx<'_>, name: &str) -> Option<(String, String)> {
+    ctx.obs
+        .controllers()
+        .filter(|c| c.hostname != name)
+        .find_map(|c| {
+            let why = if !in_service(ctx, c) {
+                format!("not in service ({})", host_state(c))
+            } else {
+                let unready: Vec<&str> = ctx
+                    .obs
+                    .control_plane_pods
+                    .iter()
+                    .filter(|p| p.host == c.hostname && !p.ready)
+                    .map(|p| p.component.as_str())
+                    .collect();
+                if unready.is_empty() {
+                    return None;
+                }
+                format!("not ready ({})", unready.join(", "))
+            };
+            Some((c.hostname.clone(), why))
+        })
 }
 
 /// Hosts going down: those kup's operation records say it is locking (the record is written
@@ -950,16 +1001,34 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
             }
         }
     } else {
-        gate(
-            u,
-            &[S::UpgradedNetworking, S::UpgradingSecondMasterFailed],
-            "upgrade the second control plane",
-        )?;
+        // `upgrading-second-master` spans every control plane after the first: on a cluster
+        // with three or more, the next one starts once the one before has ended (StarlingX's
+        // message names the states it knows, with two controllers).
+        if u.state != S::UpgradingSecondMaster {
+            gate(
+                u,
+                &[S::UpgradedNetworking, S::UpgradingSecondMasterFailed],
+                "upgrade the second control plane",
+            )?;
+        }
+        if let Some(other) = control_plane_in_flight(ctx) {
+            return Err(Refusal::ControlPlaneInFlight {
+                host: name.into(),
+                other: other.into(),
+            });
+        }
     }
     if h.administrative != AdminState::Unlocked || h.operational != OperState::Enabled {
         return Err(Refusal::ControlPlaneHostState {
             host: name.into(),
             state: host_state(h),
+        });
+    }
+    if let Some((peer, why)) = control_plane_peer_down(ctx, name) {
+        return Err(Refusal::PeerControlPlaneDown {
+            host: name.into(),
+            peer,
+            why,
         });
     }
     crate::skew::control_plane_step(ctx.obs, name, u.to_version)?;
@@ -971,11 +1040,14 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
     ) {
         return Err(missing);
     }
-    w.set_state(if first {
+    let state = if first {
         S::UpgradingFirstMaster
     } else {
         S::UpgradingSecondMaster
-    });
+    };
+    if u.state != state {
+        w.set_state(state);
+    }
     w.set_host(
         name,
         Some(HS::UpgradingControlPlane),
@@ -999,7 +1071,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         });
     }
     not_busy(ctx, h)?;
-    gate(u, &kubelet_phase(ctx.obs.system_type), "upgrade kubelets")?;
+    gate(u, &kubelet_phase(ctx.obs, u.to_version), "upgrade kubelets")?;
     if h.personality == Personality::Worker {
         let pending: Vec<String> = ctx
             .obs
@@ -1198,21 +1270,30 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
                 S::UpgradingNetworkingFailed,
             ));
         }
-        Operation::UpgradeControlPlane { host, first, .. }
-            if state
-                == Some(if *first {
-                    S::UpgradingFirstMaster
-                } else {
-                    S::UpgradingSecondMaster
-                }) =>
+        Operation::UpgradeControlPlane {
+            host,
+            first,
+            version,
+        } if state
+            == Some(if *first {
+                S::UpgradingFirstMaster
+            } else {
+                S::UpgradingSecondMaster
+            }) =>
         {
             let next = match (first, ok) {
-                (true, true) => S::UpgradedFirstMaster,
-                (true, false) => S::UpgradingFirstMasterFailed,
-                (false, true) => S::UpgradedSecondMaster,
-                (false, false) => S::UpgradingSecondMasterFailed,
+                (true, true) => Some(S::UpgradedFirstMaster),
+                (true, false) => Some(S::UpgradingFirstMasterFailed),
+                // Upgraded only when the last of the others is: until then the phase goes on.
+                (false, true) if all_control_planes_at(w.ctx.obs, *version) => {
+                    Some(S::UpgradedSecondMaster)
+                }
+                (false, true) => None,
+                (false, false) => Some(S::UpgradingSecondMasterFailed),
             };
-            w.set_state(next);
+            if let Some(next) = next {
+                w.set_state(next);
+            }
             w.set_host(
                 host,
                 pick(ok, None, Some(HS::UpgradingControlPlaneFailed)),
@@ -1347,6 +1428,8 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
                     version: u.to_version,
                     first,
                 }),
+                // Between two of the control planes after the first: nothing was running.
+                None if !first => {}
                 None => {
                     w.event(
                         EventKind::Recovery,

@@ -133,7 +133,7 @@ pub fn apply(
         let version = p.delivers.expect("a kubelet patch delivers a version");
         let ready = snap.upgrade.as_ref().is_some_and(|u| {
             u.to_version == version
-                && crate::machine::kubelet_phase(obs.system_type).contains(&u.state)
+                && crate::machine::kubelet_phase(obs, u.to_version).contains(&u.state)
         });
         if !ready {
             return Err(Refusal::KubeletPatchTooEarly {

@@ -248,14 +248,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .collect();
 
     let first_cp = first_control_plane(obs, to);
-    let second_cp = if simplex {
-        None
-    } else {
-        controllers
-            .iter()
-            .copied()
-            .find(|c| Some(c.hostname.as_str()) != first_cp.map(|f| f.hostname.as_str()))
-    };
+    // Every other control plane, one at a time, in id order; those already at the target
+    // (mid-upgrade) are done.
+    let other_cps: Vec<&HostInfo> = controllers
+        .iter()
+        .copied()
+        .filter(|c| Some(c.hostname.as_str()) != first_cp.map(|f| f.hostname.as_str()))
+        .collect();
 
     let mut stages = Vec::new();
     stages.push(Stage {
@@ -276,6 +275,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             .map(|h| {
                 let reason = if controllers.len() == 1 {
                     "the only controller (kubeadm upgrade apply); its host stays in service"
+                } else if !obs.system_type.has_active_controller() {
+                    "the first control plane (kubeadm upgrade apply); its host stays in service"
                 } else {
                     "the standby controller first (kubeadm upgrade apply); its host stays in \
                      service"
@@ -293,16 +294,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         seconds: d(StepKind::Networking),
         done: done_steps >= 3,
     });
-    if let Some(h) = second_cp {
+    if !other_cps.is_empty() {
+        let reason = if other_cps.len() == 1 {
+            "the other controller, after networking (kubeadm upgrade node); its host stays in \
+             service"
+        } else {
+            "the next control plane, after networking, one at a time while every other one \
+             serves (kubeadm upgrade node); its host stays in service"
+        };
+        let done = done_steps >= 4;
+        let batches: Vec<Batch> = other_cps
+            .iter()
+            .filter(|h| done_steps < 3 || obs.control_plane_version(&h.hostname) != Some(to))
+            .map(|h| cp_batch(h, reason))
+            .collect();
         stages.push(Stage {
             name: SECOND_CONTROL_PLANE.into(),
-            batches: vec![cp_batch(
-                h,
-                "the other controller, after networking (kubeadm upgrade node); its host stays \
-                 in service",
-            )],
-            seconds: d(StepKind::ControlPlane),
-            done: done_steps >= 4,
+            seconds: if done {
+                d(StepKind::ControlPlane) * other_cps.len() as u64
+            } else {
+                batches.iter().map(|b| b.seconds).sum()
+            },
+            done,
+            batches,
         });
     }
 
@@ -336,6 +350,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                          swact to {peer}"
                     ),
                     d(StepKind::Swact) + host_cycle,
+                ),
+                Some(_) if !obs.system_type.has_active_controller() => (
+                    "one control-plane node at a time, while every other one serves".to_string(),
+                    host_cycle,
                 ),
                 Some(_) => (
                     "one controller at a time; the standby first".to_string(),

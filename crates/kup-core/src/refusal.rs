@@ -175,6 +175,18 @@ pub enum Refusal {
         "The host must be unlocked and enabled to upgrade the control plane ({host} is {state})"
     )]
     ControlPlaneHostState { host: String, state: String },
+    #[error(
+        "Can not upgrade the control plane on {host}: the control plane on {other} is being upgraded; control planes are upgraded one at a time"
+    )]
+    ControlPlaneInFlight { host: String, other: String },
+    #[error(
+        "Can not upgrade the control plane on {host}: control-plane host {peer} is {why}; two control-plane hosts must never be down at once"
+    )]
+    PeerControlPlaneDown {
+        host: String,
+        peer: String,
+        why: String,
+    },
 
     // -- kubelet --
     #[error("Host {host} does not have a kubelet (it is a {personality} host)")]
@@ -225,14 +237,26 @@ pub enum Refusal {
         "Can not lock {0}: it is the only available controller (no other is unlocked, enabled, available and idle)"
     )]
     LockLastController(String),
-    #[error("Can not lock {0} while its control plane is being upgraded")]
-    LockDuringControlPlane(String),
+    #[error("Can not lock {host} while the control plane on {upgrading} is being upgraded")]
+    LockDuringControlPlane { host: String, upgrading: String },
+    #[error(
+        "Can not lock {host}: control-plane host {peer} is {why}; two control-plane hosts must never be down at once"
+    )]
+    LockControlPlanePeerDown {
+        host: String,
+        peer: String,
+        why: String,
+    },
     #[error("Host {host} has an action in progress ({task}); wait for it to finish")]
     HostBusy { host: String, task: String },
     #[error(
         "Can not unlock {0} while upgrading kubelet. Wait for kubelet upgrade to complete, or use force-unlock"
     )]
     UnlockDuringKubelet(String),
+    #[error(
+        "Can not swact {0}: a kubeadm cluster has no active controller to hand over (every control-plane node serves)"
+    )]
+    SwactNoActiveRole(String),
     #[error("Can not swact {0}: it is not a controller")]
     SwactNotController(String),
     #[error("Can not swact {0}: it is not the active controller")]

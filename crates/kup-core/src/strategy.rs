@@ -21,7 +21,7 @@ use kup_types::{
     strategy::{DEFAULT_MAX_PARALLEL_WORKER_HOSTS, MAX_PARALLEL_WORKER_HOSTS, Phase, Stage, Step},
 };
 
-use crate::machine::{Command, Ctx};
+use crate::machine::{Command, Ctx, all_control_planes_at, control_plane_in_flight};
 use crate::plan::{self, PlanInput};
 use crate::safety::{Analyzer, BatchEval, Verdict};
 use crate::{DEFAULT_ALARM_IGNORE, Refusal};
@@ -102,7 +102,8 @@ pub enum StageKey {
     Images,
     FirstControlPlane,
     Networking,
-    SecondControlPlane,
+    /// A control plane after the first (`kubeadm upgrade node`), one stage per host.
+    SecondControlPlane(String),
     /// A controller's kubelet.
     Controller(String),
     /// The worker batch in progress.
@@ -474,13 +475,25 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
         StepKind::Networking,
         plan::NETWORKING,
     );
-    if !simplex {
-        cluster(
+    let others_done = upgrade_done(plan::SECOND_CONTROL_PLANE);
+    for c in ctx.obs.controllers() {
+        let first = plan::first_control_plane(ctx.obs, s.to_version)
+            .is_some_and(|f| f.hostname == c.hostname);
+        if first {
+            continue;
+        }
+        let mut st = one(
             STAGE_SECOND_CP,
             STEP_CP,
+            vec![c.hostname.clone()],
             StepKind::ControlPlane,
-            plan::SECOND_CONTROL_PLANE,
         );
+        st.predicted_seconds = one_control_plane_seconds(plan);
+        let at_target = ctx.obs.control_plane_version(&c.hostname) == Some(s.to_version);
+        if others_done || (upgrade_done(plan::NETWORKING) && at_target) {
+            mark_all(&mut st, StepResult::Success, ctx.now);
+        }
+        out.push(st);
     }
     for (hosts, predicted) in batches_of(plan::CONTROLLER_KUBELETS) {
         if hosts.is_empty() {
@@ -538,6 +551,14 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
         }
     }
     out
+}
+
+/// What one control plane's upgrade takes, as the plan predicts it.
+fn one_control_plane_seconds(plan: &plan::Plan) -> u64 {
+    plan.stages
+        .iter()
+        .find(|p| p.name == plan::FIRST_CONTROL_PLANE)
+        .map_or(0, |p| p.seconds)
 }
 
 fn worker_stage(ctx: &Ctx<'_>, hosts: Vec<String>) -> Stage {
@@ -611,7 +632,6 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         at: StepAt::new(stage, step),
         why: why.to_string(),
     };
-    let simplex = ctx.obs.system_type == SystemType::AioSimplex;
     match u.state {
         S::UpgradeStarted | S::DownloadingImagesFailed => run(
             Command::DownloadImages,
@@ -620,7 +640,7 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         ),
         S::DownloadingImages => wait(StageKey::Images, STEP_IMAGES, "images are downloading"),
         S::DownloadedImages | S::UpgradingFirstMasterFailed => {
-            control_plane_step(ctx, to, StageKey::FirstControlPlane)
+            control_plane_step(ctx, to, Some(StageKey::FirstControlPlane))
         }
         S::UpgradingFirstMaster => wait(
             StageKey::FirstControlPlane,
@@ -637,15 +657,17 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             STEP_NETWORKING,
             "networking is upgrading",
         ),
-        S::UpgradedNetworking if simplex => kubelet_phase(ctx, s),
-        S::UpgradedNetworking | S::UpgradingSecondMasterFailed => {
-            control_plane_step(ctx, to, StageKey::SecondControlPlane)
+        S::UpgradedNetworking if all_control_planes_at(ctx.obs, to) => kubelet_phase(ctx, s),
+        S::UpgradedNetworking | S::UpgradingSecondMaster | S::UpgradingSecondMasterFailed => {
+            match control_plane_in_flight(ctx) {
+                Some(host) => wait(
+                    StageKey::SecondControlPlane(host.to_string()),
+                    STEP_CP,
+                    &format!("the control plane on {host} is upgrading"),
+                ),
+                None => control_plane_step(ctx, to, None),
+            }
         }
-        S::UpgradingSecondMaster => wait(
-            StageKey::SecondControlPlane,
-            STEP_CP,
-            "the second control plane is upgrading",
-        ),
         S::UpgradedSecondMaster | S::UpgradingKubelets => kubelet_phase(ctx, s),
         S::UpgradeComplete => Next::Done,
     }
@@ -719,25 +741,30 @@ fn binaries_first(ctx: &Ctx<'_>, kind: PatchKind, to: KubeVersion, host: &str) -
     }
 }
 
-/// The control plane of the first (the standby, or one already at the target) or the second
-/// controller.
-fn control_plane_step(ctx: &Ctx<'_>, to: KubeVersion, stage: StageKey) -> Next {
-    let at = StepAt::new(stage.clone(), STEP_CP);
-    let first = stage == StageKey::FirstControlPlane;
-    let host = if first {
-        plan::first_control_plane(ctx.obs, to)
-    } else {
-        ctx.obs
+/// The control plane of the first controller (`Some(FirstControlPlane)`: the standby, or one
+/// already at the target), or of the next of the others (`None`: the lowest id not at the
+/// target, or the one whose last attempt failed).
+fn control_plane_step(ctx: &Ctx<'_>, to: KubeVersion, first: Option<StageKey>) -> Next {
+    let host = match first {
+        Some(_) => plan::first_control_plane(ctx.obs, to),
+        None => ctx
+            .obs
             .controllers()
-            .filter(|c| ctx.obs.control_plane_version(&c.hostname) != Some(to))
-            .min_by_key(|c| c.id)
+            .filter(|c| {
+                ctx.obs.control_plane_version(&c.hostname) != Some(to)
+                    || ctx.snap.host(&c.hostname).and_then(|r| r.status)
+                        == Some(HS::UpgradingControlPlaneFailed)
+            })
+            .min_by_key(|c| c.id),
     };
     let Some(h) = host else {
         return Next::Fail {
-            at,
+            at: StepAt::new(first.unwrap_or(StageKey::FirstControlPlane), STEP_CP),
             reason: "no controller is left to upgrade the control plane of".into(),
         };
     };
+    let stage = first.unwrap_or_else(|| StageKey::SecondControlPlane(h.hostname.clone()));
+    let at = StepAt::new(stage, STEP_CP);
     if let Some(cmd) = binaries_first(ctx, PatchKind::Kubeadm, to, &h.hostname) {
         return run(cmd, at, None);
     }
@@ -1402,7 +1429,9 @@ fn stage_index(r: &StrategyRecord, key: &StageKey) -> Option<usize> {
         StageKey::Images => named(STAGE_IMAGES),
         StageKey::FirstControlPlane => named(STAGE_FIRST_CP),
         StageKey::Networking => named(STAGE_NETWORKING),
-        StageKey::SecondControlPlane => named(STAGE_SECOND_CP),
+        StageKey::SecondControlPlane(h) => stages
+            .iter()
+            .position(|s| s.name == STAGE_SECOND_CP && s.hosts.first() == Some(h)),
         StageKey::Controller(h) => stages
             .iter()
             .position(|s| s.name == STAGE_CONTROLLER && s.hosts.first() == Some(h)),

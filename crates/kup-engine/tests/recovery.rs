@@ -555,3 +555,35 @@ async fn overrides_let_a_start_or_an_unlock_through() {
             .starts_with("upgrade the kubelet on controller-1 to v1.16.2: done")
     }));
 }
+
+/// Three control planes: a crash between the second and the third leaves the upgrade in
+/// `upgrading-second-master` with nothing running, which recovery keeps as it is (nothing was
+/// in flight); a crash while the third upgrades marks it failed; either way the same command
+/// finishes the phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_and_during_the_other_control_planes() {
+    let inv = example("kubeadm-3-control-planes.yaml");
+    let mut h = Harness::persistent(inv.clone()).await;
+    h.ok(start("v1.29.10")).await;
+    h.ok(Command::DownloadImages).await;
+    h.ok(cp("control-plane-0")).await;
+    h.ok(Command::UpgradeNetworking).await;
+    h.ok(cp("control-plane-1")).await;
+    assert_eq!(h.state().await, "upgrading-second-master");
+    h = h.crash(&inv).await;
+    assert_eq!(h.state().await, "upgrading-second-master");
+    assert!(
+        !h.events()
+            .await
+            .iter()
+            .any(|e| e.kind == EventKind::Recovery),
+        "nothing was in flight"
+    );
+    h.sim.set_time_scale(1000.0);
+    h.run(cp("control-plane-2")).await.unwrap();
+    h = h.crash(&inv).await;
+    assert_eq!(h.state().await, "upgrading-second-master-failed");
+    h.ok(cp("control-plane-2")).await;
+    assert_eq!(h.state().await, "upgraded-second-master");
+    assert_gapless(&h.events().await);
+}

@@ -262,6 +262,9 @@ pub struct FaultSpec {
 /// make the simulator place billions.
 pub const MAX_PODS: u64 = 1_000_000;
 
+/// etcd clusters beyond seven members are slower, not safer; nine leaves room for the odd one.
+pub const MAX_KUBEADM_CONTROL_PLANES: usize = 9;
+
 impl Inventory {
     /// Free text that reaches terminals and reports (roles, labels, taints, alarms,
     /// applications) holds no control or invisible formatting character: none could forge
@@ -525,12 +528,32 @@ impl Inventory {
             }
             SystemType::Standard if !(1..=2).contains(&controllers) => {
                 return Err(whole(format!(
-                    "a standard system has one or two controllers (found {controllers})"
+                    "a standard system has one or two controllers (found {controllers}); a \
+                     cluster with more control-plane nodes is system_type: kubeadm"
+                )));
+            }
+            SystemType::Kubeadm if !(1..=MAX_KUBEADM_CONTROL_PLANES).contains(&controllers) => {
+                return Err(whole(format!(
+                    "a kubeadm cluster has 1 to {MAX_KUBEADM_CONTROL_PLANES} control-plane \
+                     nodes (found {controllers})"
+                )));
+            }
+            SystemType::Kubeadm if storage > 0 => {
+                return Err(whole(format!(
+                    "a kubeadm cluster has no storage hosts (found {storage})"
                 )));
             }
             _ => {}
         }
         let actives: Vec<&HostSpec> = self.hosts.iter().filter(|h| h.active).collect();
+        if let Some(a) = actives.first()
+            && !self.system_type.has_active_controller()
+        {
+            return Err(at(
+                &a.name,
+                "a kubeadm cluster has no active controller: every control-plane node serves",
+            ));
+        }
         if actives.len() > 1 {
             return Err(at(
                 &actives[1].name,

@@ -254,7 +254,10 @@ impl SimModel {
                     administrative: h.administrative,
                     operational: h.operational,
                     availability: h.availability,
-                    active: h.active || (!any_active && Some(i) == first_controller),
+                    active: h.active
+                        || (!any_active
+                            && Some(i) == first_controller
+                            && inv.system_type.has_active_controller()),
                     task: None,
                     control_plane_version: controller
                         .then(|| h.control_plane_version.unwrap_or(inv.kubernetes_version)),
@@ -271,13 +274,20 @@ impl SimModel {
                         l.insert("kubernetes.io/hostname".into(), h.name.value.clone());
                         l
                     },
-                    // Standard controllers run only platform pods, as StarlingX taints them.
+                    // Standard controllers run only platform pods, as StarlingX taints them;
+                    // kubeadm taints its control-plane nodes the same way.
                     taints: if controller
-                        && inv.system_type == SystemType::Standard
                         && h.taints.is_empty()
+                        && inv.system_type != SystemType::AioSimplex
+                        && inv.system_type != SystemType::AioDuplex
                     {
                         vec![Taint {
-                            key: "node-role.kubernetes.io/master".into(),
+                            key: if inv.system_type == SystemType::Kubeadm {
+                                "node-role.kubernetes.io/control-plane"
+                            } else {
+                                "node-role.kubernetes.io/master"
+                            }
+                            .into(),
                             effect: "NoSchedule".into(),
                         }]
                     } else {
@@ -1085,6 +1095,9 @@ impl SimModel {
 
     /// Visible effects while an operation runs.
     pub fn begin(&mut self, op: &Operation) {
+        if let Operation::UpgradeControlPlane { host, .. } | Operation::Lock { host, .. } = op {
+            self.audit_control_plane(host);
+        }
         let (host, f): (&str, fn(&mut SimHost)) = match op {
             Operation::UpgradeControlPlane { host, .. } => {
                 (host, |h| h.control_plane_upgrading = true)
@@ -1297,6 +1310,42 @@ impl SimModel {
                     false,
                 );
             }
+        }
+    }
+
+    /// A control-plane host goes down (its lock, or its control plane's upgrade): any other
+    /// control-plane host already down or unavailable is a violation — two members of etcd
+    /// and of the API servers out at once.
+    fn audit_control_plane(&mut self, host: &str) {
+        let Some(h) = self.host_index(host) else {
+            return;
+        };
+        if self.hosts[h].personality != Personality::Controller {
+            return;
+        }
+        let down: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|x| x.personality == Personality::Controller && x.name != host)
+            .filter(|x| {
+                x.administrative == AdminState::Locked
+                    || x.operational != OperState::Enabled
+                    || x.availability != Availability::Available
+                    || x.task.is_some()
+                    || x.control_plane_upgrading
+            })
+            .map(|x| x.name.clone())
+            .collect();
+        if !down.is_empty() {
+            self.audit.control_plane_violations += 1;
+            if self.audit.examples.len() < AUDIT_EXAMPLES {
+                self.audit.examples.push(format!(
+                    "control plane: {host} went down while {} {} down",
+                    down.join(", "),
+                    if down.len() == 1 { "was" } else { "were" }
+                ));
+            }
+            self.d.dirty.audit = true;
         }
     }
 

@@ -313,6 +313,43 @@ durations: { lock: 10 }
     );
 }
 
+/// A control-plane host going down (locked, or its control plane upgrading) while another one
+/// is down is what the audit counts: two members of etcd out at once. One at a time is fine.
+#[tokio::test(start_paused = true)]
+async fn the_audit_counts_two_control_planes_down_at_once() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/kubeadm-3-control-planes.yaml");
+    let inv = Inventory::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let sim = SimCluster::new(&inv, 1.0);
+    let v = kup_types::KubeVersion::new(1, 29, 10);
+    let cp = |h: &str| Operation::UpgradeControlPlane {
+        host: h.into(),
+        version: v,
+        first: h == "control-plane-0",
+    };
+    // One after the other: no violation.
+    for h in ["control-plane-0", "control-plane-1"] {
+        start(&sim, &cp(h)).await.unwrap();
+        wait(&sim, &cp(h)).await.unwrap();
+    }
+    assert_eq!(sim.safety_audit().unwrap().control_plane_violations, 0);
+    // control-plane-2 locked, then control-plane-1's lock begins: a violation.
+    let lock = |h: &str| Operation::Lock {
+        host: h.into(),
+        force: true,
+    };
+    start(&sim, &lock("control-plane-2")).await.unwrap();
+    wait(&sim, &lock("control-plane-2")).await.unwrap();
+    assert_eq!(sim.safety_audit().unwrap().control_plane_violations, 0);
+    start(&sim, &lock("control-plane-1")).await.unwrap();
+    let audit = sim.safety_audit().unwrap();
+    assert_eq!(audit.control_plane_violations, 1, "{audit:?}");
+    assert_eq!(
+        audit.examples,
+        ["control plane: control-plane-1 went down while control-plane-2 was down"]
+    );
+}
+
 #[tokio::test]
 async fn the_state_file_outlives_the_simulation() {
     let dir = tempfile::tempdir().unwrap();

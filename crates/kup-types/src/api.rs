@@ -356,13 +356,18 @@ pub struct HostVersions {
 }
 
 /// What a simulated cluster checked at every instant of the upgrade: no PodDisruptionBudget
-/// with more pods disrupted at once than it allows, and no evicted pod left without a place.
+/// with more pods disrupted at once than it allows, no evicted pod left without a place, and
+/// never two control-plane hosts down at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SafetyAudit {
     /// Drains that took a budget's pods beyond its allowed disruptions.
     pub pdb_violations: u64,
     /// Evicted pods that no remaining host had room for.
     pub unplaced_pods: u64,
+    /// Times a control-plane host went down (locked, or its control plane upgrading) while
+    /// another control-plane host was down or unavailable: etcd quorum and the API at risk.
+    #[serde(default)]
+    pub control_plane_violations: u64,
     /// The first few of them, in words.
     pub examples: Vec<String>,
 }

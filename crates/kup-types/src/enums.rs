@@ -134,8 +134,19 @@ string_enum!(
         Standard = "standard",
         AioSimplex = "aio-simplex",
         AioDuplex = "aio-duplex",
+        /// A kubeadm-built cluster: one or more control-plane nodes (three or five for high
+        /// availability), no storage hosts, and no active controller to hand over.
+        Kubeadm = "kubeadm",
     }
 );
+
+impl SystemType {
+    /// Whether one controller is active and the others stand by (StarlingX's systems): the
+    /// active one hands its role over (swact) before it goes down.
+    pub fn has_active_controller(self) -> bool {
+        self != SystemType::Kubeadm
+    }
+}
 
 string_enum!(
     Personality {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kup_client::{Client, ClientError};
-use kup_types::{AdminState, IHost, KubeUpgradeCreate, KubeUpgradeView};
+use kup_types::{AdminState, IHost, KubeUpgradeCreate};
 
 use crate::output::{self, Format, HostUpgradeRow, OutputError};
 
@@ -706,7 +706,9 @@ impl Runner {
             let spinner = Spinner::start(self.progress, step);
             let mut cluster = c.kube_upgrade().await?;
             let mut seen = Instant::now();
-            while host_step_running(&row) || cluster_in_flight(cluster.as_ref()) {
+            // The host's row says when its step ends: on a cluster with three or more control
+            // planes the upgrade stays `upgrading-second-master` between two of them.
+            while host_step_running(&row) {
                 let state = row.status.as_deref().unwrap_or("None");
                 spinner.say(format!(
                     "{step} {} {}: {state}",
@@ -848,10 +850,6 @@ fn host_step_running(row: &HostUpgradeRow) -> bool {
         row.status.as_deref(),
         Some("upgrading-control-plane" | "upgrading-kubelet")
     )
-}
-
-fn cluster_in_flight(upgrade: Option<&KubeUpgradeView>) -> bool {
-    upgrade.is_some_and(|u| u.state.in_flight())
 }
 
 /// Why a settled host action did not do what it was asked, if it did not.

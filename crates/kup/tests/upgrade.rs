@@ -27,9 +27,11 @@ fn deliver_patches(d: &Daemon) {
     }
 }
 
+/// PDB violations and unplaced pods; and no two control-plane hosts down at once, ever.
 fn audit(d: &Daemon) -> (u64, u64) {
     let info: serde_json::Value = serde_json::from_str(&ok(d, "info --format json")).unwrap();
     let a = &info["safety_audit"];
+    assert_eq!(a["control_plane_violations"], 0, "{a}");
     (
         a["pdb_violations"].as_u64().unwrap(),
         a["unplaced_pods"].as_u64().unwrap(),
@@ -264,4 +266,120 @@ fn ctrl_c_detaches_without_stopping_the_upgrade() {
     );
     let out = ok(&d, "upgrade online");
     assert!(out.contains("Upgrade to v1.16.2: applied\n"), "{out}");
+}
+
+/// The hosts of a cluster, from `kube-host-upgrade-list`: (name, personality).
+fn hosts_of(d: &Daemon) -> Vec<(String, String)> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["hostname"].as_str().unwrap().to_string(),
+                r["personality"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// kubeadm clusters with three and five control planes, by hand: `kubeadm upgrade apply` on
+/// the first, `upgrade node` on each other in turn (the state stays upgrading-second-master
+/// until the last one is done), then each host's kubelet with a lock; never two control-plane
+/// hosts down at once (the simulation's audit), and never a swact.
+#[test]
+fn kubeadm_clusters_with_three_and_five_control_planes_by_hand() {
+    for (example, cps) in [
+        ("kubeadm-3-control-planes.yaml", 3),
+        ("kubeadm-5-control-planes.yaml", 5),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = examples().join(example).display().to_string();
+        let d = serve_with(dir.path(), "0", &["--cluster", &cluster]);
+        let hosts = hosts_of(&d);
+        let controllers: Vec<&str> = hosts
+            .iter()
+            .filter(|h| h.1 == "controller")
+            .map(|h| h.0.as_str())
+            .collect();
+        assert_eq!(controllers.len(), cps, "{example}");
+        ok(&d, "kube-upgrade-start v1.29.10");
+        ok(&d, "kube-upgrade-download-images --wait");
+        ok(
+            &d,
+            &format!("kube-host-upgrade {} control-plane --wait", controllers[0]),
+        );
+        assert_eq!(state_of(&d), "upgraded-first-master", "{example}");
+        ok(&d, "kube-upgrade-networking --wait");
+        for (i, c) in controllers[1..].iter().enumerate() {
+            ok(&d, &format!("kube-host-upgrade {c} control-plane --wait"));
+            let last = i + 2 == cps;
+            assert_eq!(
+                state_of(&d),
+                if last {
+                    "upgraded-second-master"
+                } else {
+                    "upgrading-second-master"
+                },
+                "{example}: after {c}"
+            );
+        }
+        let swact = refused(&d, &format!("host-swact {}", controllers[0]));
+        assert!(
+            swact.contains("no active controller to hand over"),
+            "{swact}"
+        );
+        for (h, _) in &hosts {
+            let locked = kup(&d, &format!("host-lock {h} --wait"));
+            assert_eq!(locked.code, 0, "{example}: {h}: {}", locked.stderr);
+            ok(&d, &format!("kube-host-upgrade {h} kubelet --wait"));
+            ok(&d, &format!("host-unlock {h} --wait"));
+        }
+        ok(&d, "kube-upgrade-complete");
+        assert_eq!(state_of(&d), "upgrade-complete", "{example}");
+        assert_eq!(audit(&d), (0, 0), "{example}");
+        let info = ok(&d, "info");
+        assert!(info.starts_with("Cluster version: v1.29.10"), "{info}");
+    }
+}
+
+/// The same clusters by `upgrade online`: the plan and the strategy name every control plane;
+/// worker batches are wider than one; no violation of any kind.
+#[test]
+fn kubeadm_clusters_with_three_and_five_control_planes_online() {
+    for (example, cps) in [
+        ("kubeadm-3-control-planes.yaml", 3),
+        ("kubeadm-5-control-planes.yaml", 5),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = examples().join(example).display().to_string();
+        let d = serve_with(dir.path(), "0", &["--cluster", &cluster]);
+        let plan = ok(&d, "upgrade plan --to v1.29.10");
+        assert_eq!(
+            plan.matches("(kubeadm upgrade node)").count(),
+            cps - 1,
+            "{plan}"
+        );
+        let out = ok(&d, "upgrade online --to v1.29.10");
+        assert!(out.contains("Upgrade to v1.29.10: applied\n"), "{out}");
+        for i in 1..cps {
+            assert!(
+                out.contains(&format!(
+                    "stage kube-upgrade-second-control-plane (control-plane-{i}) started"
+                )),
+                "{out}"
+            );
+        }
+        assert!(!out.contains("swact"), "{out}");
+        assert!(widest_batch(&out) > 1, "{out}");
+        assert_eq!(state_of(&d), "upgrade-complete", "{example}");
+        assert_eq!(audit(&d), (0, 0), "{example}");
+        let show = ok(&d, "kube-upgrade-strategy show --details");
+        assert_eq!(
+            show.matches("kube-upgrade-second-control-plane").count(),
+            cps - 1,
+            "{show}"
+        );
+    }
 }

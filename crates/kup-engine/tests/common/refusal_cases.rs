@@ -561,8 +561,8 @@ pub fn cases() -> Vec<Case> {
                 Step::InFlight(cp("controller-1")),
             ],
             lock("controller-1"),
-            |r| matches!(r, R::LockDuringControlPlane(_)),
-            "while its control plane is being upgraded",
+            |r| matches!(r, R::LockDuringControlPlane { .. }),
+            "while the control plane on controller-1 is being upgraded",
         ),
         c(
             "unlock a host that is still locking",
@@ -657,6 +657,109 @@ pub fn cases() -> Vec<Case> {
             |r| matches!(r, R::UnknownHost(_)) && r.is_not_found(),
             "Host controller-9 not found",
         ),
+        // -- three control planes: never two down at once --
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "a third control plane while the second upgrades",
+                with(
+                    kubeadm_upto_networking(),
+                    [Step::InFlight(cp("control-plane-1"))],
+                ),
+                cp("control-plane-2"),
+                |r| matches!(r, R::ControlPlaneInFlight { .. }),
+                "the control plane on control-plane-1 is being upgraded; control planes are upgraded one at a time",
+            )
+        },
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "a control plane while another control-plane host is locked",
+                with(
+                    kubeadm_upto_networking(),
+                    [Step::Ok(lock("control-plane-2"))],
+                ),
+                cp("control-plane-1"),
+                |r| matches!(r, R::PeerControlPlaneDown { .. }),
+                "control-plane host control-plane-2 is not in service (locked/disabled/online); two control-plane hosts must never be down at once",
+            )
+        },
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "the first control plane while another control-plane host is locked",
+                vec![
+                    Step::Ok(start("v1.29.10")),
+                    Step::Ok(Command::DownloadImages),
+                    Step::Ok(lock("control-plane-2")),
+                ],
+                cp("control-plane-0"),
+                |r| {
+                    matches!(
+                        r,
+                        R::PeerControlPlaneUnsettled { .. } | R::PeerControlPlaneDown { .. }
+                    )
+                },
+                "control-plane-2",
+            )
+        },
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "lock a control-plane host while another is locked",
+                vec![Step::Ok(lock("control-plane-2"))],
+                lock("control-plane-1"),
+                |r| matches!(r, R::LockControlPlanePeerDown { .. }),
+                "Can not lock control-plane-1: control-plane host control-plane-2 is not in service",
+            )
+        },
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "lock a control-plane host while another's control plane upgrades",
+                with(
+                    kubeadm_upto_networking(),
+                    [Step::InFlight(cp("control-plane-1"))],
+                ),
+                lock("control-plane-2"),
+                |r| matches!(r, R::LockDuringControlPlane { .. }),
+                "Can not lock control-plane-2 while the control plane on control-plane-1 is being upgraded",
+            )
+        },
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "swact on a kubeadm cluster",
+                vec![],
+                swact("control-plane-0"),
+                |r| matches!(r, R::SwactNoActiveRole(_)),
+                "a kubeadm cluster has no active controller to hand over",
+            )
+        },
+        Case {
+            cluster: three_control_planes,
+            ..c(
+                "kubelets before the last control plane",
+                with(kubeadm_upto_networking(), [Step::Ok(cp("control-plane-1"))]),
+                kubelet("control-plane-0"),
+                |r| matches!(r, R::WrongState { .. }),
+                "(it is in upgrading-second-master state)",
+            )
+        },
+    ]
+}
+
+fn three_control_planes() -> Inventory {
+    example("kubeadm-3-control-planes.yaml")
+}
+
+/// A kubeadm cluster's upgrade to v1.29.10 up to its networking.
+fn kubeadm_upto_networking() -> Vec<Step> {
+    vec![
+        Step::Ok(start("v1.29.10")),
+        Step::Ok(Command::DownloadImages),
+        Step::Ok(cp("control-plane-0")),
+        Step::Ok(Command::UpgradeNetworking),
     ]
 }
 
