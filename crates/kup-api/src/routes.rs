@@ -136,7 +136,17 @@ const INTERNAL: &[&str] = &["/id", "/uuid", "/links", "/created_at", "/updated_a
 
 /// Validates a JSON-patch list and returns the string value of the one path it must set.
 fn patch_value(ops: &[PatchOp], wanted: &str) -> Result<String, ApiError> {
+    patch_values(ops, wanted, None).map(|(v, _)| v)
+}
+
+/// The same, with one more path it may set too (e.g. `/hostname` beside `/state`).
+fn patch_values(
+    ops: &[PatchOp],
+    wanted: &str,
+    optional: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
     let mut value = None;
+    let mut extra = None;
     for op in ops {
         let valid_path = op.path.len() > 1
             && op.path.split('/').skip(1).all(|seg| {
@@ -164,29 +174,36 @@ fn patch_value(ops: &[PatchOp], wanted: &str) -> Result<String, ApiError> {
                 op.path
             )));
         }
-        if op.path != wanted {
+        let slot = if op.path == wanted {
+            &mut value
+        } else if Some(op.path.as_str()) == optional {
+            &mut extra
+        } else {
             return Err(ApiError::bad_request(format!(
                 "'{}' can not be changed here; only '{wanted}' can",
                 op.path
             )));
-        }
+        };
         if op.op == "remove" {
-            return Err(ApiError::bad_request(format!("'{wanted}' is mandatory")));
+            return Err(ApiError::bad_request(format!("'{}' is mandatory", op.path)));
         }
         match &op.value {
-            Some(serde_json::Value::String(s)) => value = Some(s.clone()),
+            Some(serde_json::Value::String(s)) => *slot = Some(s.clone()),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "'{wanted}' must be a string"
+                    "'{}' must be a string",
+                    op.path
                 )));
             }
         }
     }
-    value.ok_or_else(|| ApiError::bad_request(format!("'{wanted}' is mandatory")))
+    let value = value.ok_or_else(|| ApiError::bad_request(format!("'{wanted}' is mandatory")))?;
+    Ok((value, extra))
 }
 
 /// The command dispatcher: `/state` set to `downloading-images`, `upgrading-networking`,
-/// `upgrade-complete` or the `-failed` state of the step in flight.
+/// `upgrade-complete` or the `-failed` state of the step in flight; `cordon-started` or
+/// `uncordon-started` with the `/hostname` (aio-simplex).
 #[utoipa::path(patch, path = "/v1/kube_upgrade", tag = "kube_upgrade",
     request_body(content = Vec<PatchOp>, description = "One operation on `/state`",
         example = json!([{"op": "replace", "path": "/state", "value": "downloading-images"}])),
@@ -197,9 +214,9 @@ pub async fn kube_upgrade_patch(
     State(e): State<AppState>,
     ApiJson(ops): ApiJson<Vec<PatchOp>>,
 ) -> ApiResult<Json<KubeUpgradeView>> {
-    let state = patch_value(&ops, "/state")?;
-    let cmd =
-        Command::from_patch_state(&state).map_err(|r| ApiError::bad_request(r.to_string()))?;
+    let (state, hostname) = patch_values(&ops, "/state", Some("/hostname"))?;
+    let cmd = Command::from_patch(&state, hostname.as_deref())
+        .map_err(|r| ApiError::bad_request(r.to_string()))?;
     upgrade_reply(e.execute(cmd).await?.upgrade)
 }
 
@@ -295,7 +312,8 @@ pub async fn ihosts_show(
     Ok(Json(e.ihost(&host).await?))
 }
 
-/// Host actions: `/action` set to `lock`, `force-lock`, `unlock`, `force-unlock` or `swact`.
+/// Host actions: `/action` set to `lock`, `force-lock`, `unlock`, `force-unlock`, `swact` or
+/// `force-swact`.
 #[utoipa::path(patch, path = "/v1/ihosts/{host}", tag = "ihosts",
     params(("host" = String, Path, description = "hostname, numeric id or uuid")),
     request_body(content = Vec<PatchOp>, description = "One operation on `/action`",
@@ -327,10 +345,17 @@ pub async fn ihosts_patch(
             host: host.clone(),
             force: true,
         },
-        "swact" => Command::Swact { host: host.clone() },
+        "swact" => Command::Swact {
+            host: host.clone(),
+            force: false,
+        },
+        "force-swact" => Command::Swact {
+            host: host.clone(),
+            force: true,
+        },
         other => {
             return Err(ApiError::bad_request(format!(
-                "Invalid action {other:?}: expected lock, force-lock, unlock, force-unlock or swact"
+                "Invalid action {other:?}: expected lock, force-lock, unlock, force-unlock, swact or force-swact"
             )));
         }
     };

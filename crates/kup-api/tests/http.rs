@@ -164,6 +164,15 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
             state("upgrade-complete"),
         ),
         Command::MarkFailed(s) => (Method::PATCH, "/v1/kube_upgrade".into(), state(s.as_str())),
+        // As StarlingX's client sends it: the hostname, then the state.
+        Command::Cordon { host } | Command::Uncordon { host } => (
+            Method::PATCH,
+            "/v1/kube_upgrade".into(),
+            Some(json!([
+                {"op": "replace", "path": "/hostname", "value": host},
+                {"op": "replace", "path": "/state", "value": if matches!(cmd, Command::Cordon { .. }) { "cordon-started" } else { "uncordon-started" }},
+            ])),
+        ),
         Command::Delete => (Method::DELETE, "/v1/kube_upgrade".into(), None),
         Command::ControlPlane { host, force } => (
             Method::POST,
@@ -185,7 +194,11 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
             format!("/v1/ihosts/{host}"),
             action(if *force { "force-unlock" } else { "unlock" }),
         ),
-        Command::Swact { host } => (Method::PATCH, format!("/v1/ihosts/{host}"), action("swact")),
+        Command::Swact { host, force } => (
+            Method::PATCH,
+            format!("/v1/ihosts/{host}"),
+            action(if *force { "force-swact" } else { "swact" }),
+        ),
         Command::PatchApply { id } => (Method::POST, format!("/v1/patches/{id}/apply"), None),
         Command::PatchRemove { id } => (Method::POST, format!("/v1/patches/{id}/remove"), None),
         Command::PatchDelete { id } => (Method::DELETE, format!("/v1/patches/{id}"), None),

@@ -300,7 +300,21 @@ impl Client {
         &self,
         state: &str,
     ) -> Result<KubeUpgradeView, ClientError> {
-        let body = [replace("/state", state)];
+        self.kube_upgrade_set_state_on(state, None).await
+    }
+
+    /// The same with the host it acts on (`kube-host-cordon|uncordon`), sent as StarlingX's
+    /// client does: `/hostname` first, then `/state`.
+    pub async fn kube_upgrade_set_state_on(
+        &self,
+        state: &str,
+        hostname: Option<&str>,
+    ) -> Result<KubeUpgradeView, ClientError> {
+        let mut body = Vec::new();
+        if let Some(h) = hostname {
+            body.push(replace("/hostname", h));
+        }
+        body.push(replace("/state", state));
         self.send(Method::PATCH, &["kube_upgrade"], Some(&body))
             .await
     }

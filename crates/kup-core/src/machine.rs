@@ -55,6 +55,9 @@ pub fn default_deadlines() -> BTreeMap<StepKind, SignedDuration> {
         (StepKind::Lock, 1800),
         (StepKind::Unlock, 1800),
         (StepKind::Swact, 600),
+        // VIM's cordon stage timeout.
+        (StepKind::Cordon, 600),
+        (StepKind::Uncordon, 600),
     ]
     .into_iter()
     .map(|(k, s)| (k, SignedDuration::from_secs(s)))
@@ -92,9 +95,11 @@ macro_rules! host_commands {
             | Command::Kubelet { host, .. }
             | Command::Lock { host, .. }
             | Command::Unlock { host, .. }
-            | Command::Swact { host }
+            | Command::Swact { host, .. }
             | Command::PatchHostInstall { host }
-            | Command::FailHostStep { host } => Some(host),
+            | Command::FailHostStep { host }
+            | Command::Cordon { host }
+            | Command::Uncordon { host } => Some(host),
             _ => None,
         }
     };
@@ -131,6 +136,8 @@ pub enum Command {
     },
     Swact {
         host: String,
+        /// `force-swact`: the standby may be degraded (never locked or disabled).
+        force: bool,
     },
     /// A verified bundle's patch, to be added to the repository.
     PatchUpload(Box<kup_types::PatchRecord>),
@@ -151,6 +158,14 @@ pub enum Command {
     FailHostStep {
         host: String,
     },
+    /// `kube-host-cordon` (aio-simplex): evict the host's pods before its upgrade.
+    Cordon {
+        host: String,
+    },
+    /// `kube-host-uncordon` (aio-simplex): let pods back once its kubelet is done.
+    Uncordon {
+        host: String,
+    },
     /// `kube-upgrade-strategy create|apply|abort|delete`, and the runner's progress.
     Strategy(crate::strategy::StrategyCommand),
 }
@@ -169,7 +184,19 @@ impl Command {
 
     /// The `PATCH /v1/kube_upgrade` dispatcher: a requested `/state` value to a command.
     pub fn from_patch_state(value: &str) -> Result<Command, Refusal> {
+        Self::from_patch(value, None)
+    }
+
+    /// The same, with the `/hostname` that `kube-host-cordon|uncordon` send along.
+    pub fn from_patch(value: &str, hostname: Option<&str>) -> Result<Command, Refusal> {
+        let host = || {
+            hostname
+                .map(str::to_string)
+                .ok_or_else(|| Refusal::HostnameRequired(value.to_string()))
+        };
         match value.parse::<S>() {
+            Ok(S::CordonStarted) => Ok(Command::Cordon { host: host()? }),
+            Ok(S::UncordonStarted) => Ok(Command::Uncordon { host: host()? }),
             Ok(S::DownloadingImages) => Ok(Command::DownloadImages),
             Ok(S::UpgradingNetworking) => Ok(Command::UpgradeNetworking),
             Ok(S::UpgradeComplete) => Ok(Command::Complete),
@@ -205,13 +232,17 @@ impl Command {
             Command::Unlock { host, force } => {
                 format!("host-{}unlock {host}", if *force { "force-" } else { "" })
             }
-            Command::Swact { host } => format!("host-swact {host}"),
+            Command::Swact { host, force } => {
+                format!("host-swact {host}{}", if *force { " --force" } else { "" })
+            }
             Command::PatchUpload(p) => format!("sw-patch upload {}", p.id),
             Command::PatchApply { id } => format!("sw-patch apply {id}"),
             Command::PatchRemove { id } => format!("sw-patch remove {id}"),
             Command::PatchDelete { id } => format!("sw-patch delete {id}"),
             Command::PatchHostInstall { host } => format!("sw-patch host-install {host}"),
             Command::FailHostStep { host } => format!("kube-host-upgrade-failed {host}"),
+            Command::Cordon { host } => format!("kube-host-cordon {host}"),
+            Command::Uncordon { host } => format!("kube-host-uncordon {host}"),
             Command::Strategy(sc) => {
                 use crate::strategy::StrategyCommand as C;
                 match sc {
@@ -279,7 +310,9 @@ impl OpSlot {
         match op {
             Operation::DownloadImages { .. }
             | Operation::UpgradeControlPlane { .. }
-            | Operation::UpgradeNetworking { .. } => OpSlot::Cluster,
+            | Operation::UpgradeNetworking { .. }
+            | Operation::Cordon { .. }
+            | Operation::Uncordon { .. } => OpSlot::Cluster,
             Operation::UpgradeKubelet { host, .. } => OpSlot::Kubelet(host.clone()),
             Operation::Lock { host, .. }
             | Operation::Unlock { host }
@@ -493,6 +526,13 @@ pub(crate) fn kubelet_phase(obs: &Observation, to: KubeVersion) -> Vec<S> {
     states
 }
 
+/// Whether kubelets may be upgraded now: [`kubelet_phase`], or an aio-simplex host cordoned
+/// after networking (its kubelet follows; the state list StarlingX prints leaves it out).
+pub(crate) fn kubelets_open(obs: &Observation, u: &KubeUpgradeRecord) -> bool {
+    kubelet_phase(obs, u.to_version).contains(&u.state)
+        || (u.state == S::CordonComplete && all_control_planes_at(obs, u.to_version))
+}
+
 /// Whether every controller's control plane runs `to`.
 pub(crate) fn all_control_planes_at(obs: &Observation, to: KubeVersion) -> bool {
     obs.controllers()
@@ -543,10 +583,53 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             });
         }
         Command::ControlPlane { host: name, .. } => control_plane(ctx, &mut w, name)?,
+        Command::Cordon { host: name } => {
+            let u = upgrade(ctx)?;
+            let h = host(ctx, name)?;
+            if !simplex(ctx) {
+                return Err(Refusal::CordonNotSimplex(ctx.obs.system_type));
+            }
+            // Before the control plane moves (StarlingX: after storage), or after networking
+            // before the kubelet; a failed cordon is re-done.
+            gate(
+                u,
+                &[S::DownloadedImages, S::UpgradedNetworking, S::CordonFailed],
+                "cordon",
+            )?;
+            if h.administrative != AdminState::Unlocked {
+                return Err(Refusal::CordonHostState {
+                    host: name.clone(),
+                    state: host_state(h),
+                });
+            }
+            w.set_state(S::CordonStarted);
+            w.op(Operation::Cordon { host: name.clone() });
+        }
+        Command::Uncordon { host: name } => {
+            let u = upgrade(ctx)?;
+            host(ctx, name)?;
+            if !simplex(ctx) {
+                return Err(Refusal::UncordonNotSimplex(ctx.obs.system_type));
+            }
+            gate(u, &[S::UpgradingKubelets, S::UncordonFailed], "uncordon")?;
+            let not_done = kubelet_hosts_not_done(ctx, u.to_version);
+            if !not_done.is_empty() {
+                return Err(Refusal::UncordonBeforeKubelets(not_done));
+            }
+            w.set_state(S::UncordonStarted);
+            w.op(Operation::Uncordon { host: name.clone() });
+        }
         Command::Kubelet { host: name, force } => kubelet(ctx, &mut w, name, *force)?,
         Command::Complete => {
             let u = upgrade(ctx)?;
-            gate(u, &[S::UpgradingKubelets], "complete")?;
+            if !simplex(ctx) {
+                gate(u, &[S::UpgradingKubelets], "complete")?;
+            } else if ctx.obs.nodes.iter().any(|n| n.unschedulable) {
+                // Cordoned: the pods it evicted wait for the uncordon.
+                gate(u, &[S::UncordonComplete], "complete")?;
+            } else {
+                gate(u, &[S::UpgradingKubelets, S::UncordonComplete], "complete")?;
+            }
             let not_done = kubelet_hosts_not_done(ctx, u.to_version);
             if !not_done.is_empty() {
                 return Err(Refusal::HostsNotDone(not_done));
@@ -702,7 +785,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             }
             w.op(Operation::Unlock { host: name.clone() });
         }
-        Command::Swact { host: name } => {
+        Command::Swact { host: name, force } => {
             let h = host(ctx, name)?;
             not_busy(ctx, h)?;
             if h.personality != Personality::Controller {
@@ -714,10 +797,19 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             if !h.active_controller {
                 return Err(Refusal::SwactNotActive(name.clone()));
             }
+            // Forced, a degraded standby will do; never one that is locked or disabled.
+            let standby = |c: &HostInfo| {
+                in_service(ctx, c)
+                    || (*force
+                        && c.administrative == AdminState::Unlocked
+                        && c.operational == OperState::Enabled
+                        && c.task.is_none()
+                        && recorded_action(ctx, c).is_none())
+            };
             if !ctx
                 .obs
                 .controllers()
-                .any(|c| c.hostname != h.hostname && in_service(ctx, c))
+                .any(|c| c.hostname != h.hostname && standby(c))
             {
                 return Err(Refusal::SwactNoStandby(name.clone()));
             }
@@ -980,7 +1072,11 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
     if first {
         gate(
             u,
-            &[S::DownloadedImages, S::UpgradingFirstMasterFailed],
+            &[
+                S::DownloadedImages,
+                S::UpgradingFirstMasterFailed,
+                S::CordonComplete,
+            ],
             "upgrade the first control plane",
         )?;
         // A peer whose control plane is not settled at the old version may still be running
@@ -1071,7 +1167,9 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         });
     }
     not_busy(ctx, h)?;
-    gate(u, &kubelet_phase(ctx.obs, u.to_version), "upgrade kubelets")?;
+    if !kubelets_open(ctx.obs, u) {
+        gate(u, &kubelet_phase(ctx.obs, u.to_version), "upgrade kubelets")?;
+    }
     if h.personality == Personality::Worker {
         let pending: Vec<String> = ctx
             .obs
@@ -1220,6 +1318,14 @@ pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
             Some(h) if !h.active_controller => Ok(()),
             _ => Err(format!("{host} is still the active controller")),
         },
+        Operation::Cordon { host } => match obs.node(host) {
+            Some(n) if n.unschedulable => Ok(()),
+            _ => Err(format!("{host} is schedulable")),
+        },
+        Operation::Uncordon { host } => match obs.node(host) {
+            Some(n) if !n.unschedulable => Ok(()),
+            _ => Err(format!("{host} is still cordoned")),
+        },
     }
 }
 
@@ -1262,6 +1368,12 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
     match op {
         Operation::DownloadImages { .. } if state == Some(S::DownloadingImages) => {
             w.set_state(pick(ok, S::DownloadedImages, S::DownloadingImagesFailed));
+        }
+        Operation::Cordon { .. } if state == Some(S::CordonStarted) => {
+            w.set_state(pick(ok, S::CordonComplete, S::CordonFailed));
+        }
+        Operation::Uncordon { .. } if state == Some(S::UncordonStarted) => {
+            w.set_state(pick(ok, S::UncordonComplete, S::UncordonFailed));
         }
         Operation::UpgradeNetworking { .. } if state == Some(S::UpgradingNetworking) => {
             w.set_state(pick(

@@ -131,10 +131,10 @@ pub fn apply(
     }
     if p.kind == PatchKind::Kubelet {
         let version = p.delivers.expect("a kubelet patch delivers a version");
-        let ready = snap.upgrade.as_ref().is_some_and(|u| {
-            u.to_version == version
-                && crate::machine::kubelet_phase(obs, u.to_version).contains(&u.state)
-        });
+        let ready = snap
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.to_version == version && crate::machine::kubelets_open(obs, u));
         if !ready {
             return Err(Refusal::KubeletPatchTooEarly {
                 id: id.into(),

@@ -120,10 +120,19 @@ pub struct Batch {
 }
 
 /// How far the stored upgrade state is: the number of cluster-wide steps done (images, first
-/// control plane, networking, second control plane), 5 when complete.
-fn progress(state: KubeUpgradeState) -> u8 {
+/// control plane, networking, second control plane), 5 when complete. A cordon (aio-simplex)
+/// comes before the control plane or after networking: `cps_done` says which.
+fn progress(state: KubeUpgradeState, cps_done: bool) -> u8 {
     use KubeUpgradeState as S;
     match state {
+        S::CordonStarted | S::CordonComplete | S::CordonFailed => {
+            if cps_done {
+                3
+            } else {
+                1
+            }
+        }
+        S::UncordonStarted | S::UncordonComplete | S::UncordonFailed => 4,
         S::UpgradeStarted | S::DownloadingImages | S::DownloadingImagesFailed => 0,
         S::DownloadedImages | S::UpgradingFirstMaster | S::UpgradingFirstMasterFailed => 1,
         S::UpgradedFirstMaster | S::UpgradingNetworking | S::UpgradingNetworkingFailed => 2,
@@ -228,7 +237,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
     let cap = input.max_parallel_worker_hosts.max(1) as usize;
     let d = |k: StepKind| input.durations.get(&k).copied().unwrap_or(0);
-    let done_steps = input.snap.upgrade.as_ref().map_or(0, |u| progress(u.state));
+    let done_steps = input.snap.upgrade.as_ref().map_or(0, |u| {
+        progress(u.state, crate::machine::all_control_planes_at(obs, to))
+    });
     let complete = done_steps >= 5;
     let simplex = obs.system_type == SystemType::AioSimplex;
     let safety: HashMap<&str, &HostSafety> = hosts.iter().map(|h| (h.host.as_str(), h)).collect();

@@ -1,7 +1,9 @@
 //! Every reason kup refuses a command. Messages follow StarlingX's wording where it has one,
 //! and always say what was refused and why, in one line.
 
-use kup_types::{KubeUpgradeState, KubeVersion, PatchKind, PatchState, VersionError, VersionState};
+use kup_types::{
+    KubeUpgradeState, KubeVersion, PatchKind, PatchState, SystemType, VersionError, VersionState,
+};
 
 /// At most three reasons in a one-line message; the plan shows them all.
 fn summarize(reasons: &[String]) -> String {
@@ -253,6 +255,19 @@ pub enum Refusal {
         "Can not unlock {0} while upgrading kubelet. Wait for kubelet upgrade to complete, or use force-unlock"
     )]
     UnlockDuringKubelet(String),
+    #[error("Setting the state to {0} needs the host too (the hostname field)")]
+    HostnameRequired(String),
+    #[error("The 'system kube-host-cordon' is not supported in {0} (only on aio-simplex)")]
+    CordonNotSimplex(SystemType),
+    #[error("The system kube-host-uncordon is not supported in {0} (only on aio-simplex)")]
+    UncordonNotSimplex(SystemType),
+    #[error("Can not cordon {host}: it must be unlocked (it is {state})")]
+    CordonHostState { host: String, state: String },
+    #[error(
+        "At least one host has not completed the kubelet upgrade: {}",
+        .0.join(", ")
+    )]
+    UncordonBeforeKubelets(Vec<String>),
     #[error(
         "Can not swact {0}: a kubeadm cluster has no active controller to hand over (every control-plane node serves)"
     )]

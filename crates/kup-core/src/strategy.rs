@@ -669,6 +669,30 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             }
         }
         S::UpgradedSecondMaster | S::UpgradingKubelets => kubelet_phase(ctx, s),
+        // A cordon by hand (aio-simplex): waited for, re-done if it failed, then the control
+        // plane or the kubelet it came before; the uncordon likewise before complete.
+        S::CordonStarted | S::UncordonStarted => wait(
+            StageKey::Complete,
+            STEP_COMPLETE,
+            "a cordon or uncordon runs",
+        ),
+        S::CordonFailed => match ctx.obs.controllers().next() {
+            Some(c) => run(
+                Command::Cordon {
+                    host: c.hostname.clone(),
+                },
+                StepAt::new(StageKey::FirstControlPlane, STEP_CP),
+                Some(format!("{}/{}", StepKind::Cordon, c.hostname)),
+            ),
+            None => Next::Fail {
+                at: StepAt::new(StageKey::FirstControlPlane, STEP_CP),
+                reason: "no controller to cordon".into(),
+            },
+        },
+        S::CordonComplete if all_control_planes_at(ctx.obs, to) => kubelet_phase(ctx, s),
+        S::CordonComplete => control_plane_step(ctx, to, Some(StageKey::FirstControlPlane)),
+        S::UncordonFailed => uncordon_step(ctx),
+        S::UncordonComplete => kubelet_phase(ctx, s),
         S::UpgradeComplete => Next::Done,
     }
 }
@@ -890,7 +914,10 @@ fn host_cycle(
     if !locked && !kubelet_finished {
         if controller && h.active_controller {
             return run(
-                Command::Swact { host: name.clone() },
+                Command::Swact {
+                    host: name.clone(),
+                    force: false,
+                },
                 at(STEP_SWACT),
                 Some(format!("{}/{name}", StepKind::Swact)),
             );
@@ -928,6 +955,24 @@ fn host_cycle(
     )
 }
 
+/// aio-simplex: the host cordoned by hand is uncordoned before complete.
+fn uncordon_step(ctx: &Ctx<'_>) -> Next {
+    let at = StepAt::new(StageKey::Complete, STEP_COMPLETE);
+    match ctx.obs.controllers().next() {
+        Some(c) => run(
+            Command::Uncordon {
+                host: c.hostname.clone(),
+            },
+            at,
+            Some(format!("{}/{}", StepKind::Uncordon, c.hostname)),
+        ),
+        None => Next::Fail {
+            at,
+            reason: "no controller to uncordon".into(),
+        },
+    }
+}
+
 /// The next worker batch, judged on the live cluster: workers not at the target and not left
 /// out, in id order; the first one that is ready (and, online, safe alone) starts it, and every
 /// further one joins while the grown batch stays safe, up to the cap. Hosts that are not
@@ -944,6 +989,13 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
     if candidates.is_empty() {
         if !s.skipped.is_empty() {
             return Next::Done;
+        }
+        let cordoned = ctx.obs.nodes.iter().any(|n| n.unschedulable);
+        if ctx.obs.system_type == SystemType::AioSimplex
+            && cordoned
+            && ctx.snap.upgrade.as_ref().map(|u| u.state) != Some(S::UncordonComplete)
+        {
+            return uncordon_step(ctx);
         }
         return run(
             Command::Complete,

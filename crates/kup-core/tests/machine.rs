@@ -648,6 +648,22 @@ fn from_patch_state_for_every_state() {
             Ok(Command::MarkFailed(S::UpgradingSecondMasterFailed)),
         ),
         (S::UpgradingKubelets, invalid("upgrading-kubelets")),
+        // Without the hostname StarlingX's client sends along.
+        (
+            S::CordonStarted,
+            Err(Refusal::HostnameRequired("cordon-started".into())),
+        ),
+        (S::CordonComplete, invalid("cordon-complete")),
+        (S::CordonFailed, Ok(Command::MarkFailed(S::CordonFailed))),
+        (
+            S::UncordonStarted,
+            Err(Refusal::HostnameRequired("uncordon-started".into())),
+        ),
+        (S::UncordonComplete, invalid("uncordon-complete")),
+        (
+            S::UncordonFailed,
+            Ok(Command::MarkFailed(S::UncordonFailed)),
+        ),
         (S::UpgradeComplete, Ok(Command::Complete)),
     ];
     let covered: Vec<S> = table.iter().map(|(s, _)| *s).collect();
@@ -659,6 +675,22 @@ fn from_patch_state_for_every_state() {
             "{state}"
         );
     }
+}
+
+#[test]
+fn cordon_and_uncordon_take_the_hostname() {
+    assert_eq!(
+        Command::from_patch("cordon-started", Some("controller-0")),
+        Ok(Command::Cordon {
+            host: "controller-0".into()
+        })
+    );
+    assert_eq!(
+        Command::from_patch("uncordon-started", Some("controller-0")),
+        Ok(Command::Uncordon {
+            host: "controller-0".into()
+        })
+    );
 }
 
 #[test]

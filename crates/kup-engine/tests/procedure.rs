@@ -417,3 +417,22 @@ async fn seed_procedure_on_fifty_workers() {
         );
     }
 }
+
+/// `host-swact --force` hands the active role over to a degraded standby, which a plain swact
+/// refuses (the refusal table has that, and that force never picks a locked standby).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_swact_accepts_a_degraded_standby() {
+    let h = Harness::new(seed_cluster()).await;
+    h.sim.mutate(|m| {
+        m.host_mut("controller-1").unwrap().availability = kup_types::Availability::Degraded
+    });
+    assert!(h.run(swact("controller-0")).await.is_err());
+    h.ok(Command::Swact {
+        host: "controller-0".into(),
+        force: true,
+    })
+    .await;
+    let obs = h.engine.observe().await.unwrap();
+    assert!(obs.host("controller-1").unwrap().active_controller);
+    assert!(!obs.host("controller-0").unwrap().active_controller);
+}

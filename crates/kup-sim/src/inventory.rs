@@ -413,6 +413,9 @@ pub fn default_duration(kind: StepKind) -> f64 {
         StepKind::Lock => 45.0,
         StepKind::Unlock => 420.0,
         StepKind::Swact => 60.0,
+        // kubectl drain with --timeout=150s, and an uncordon's API call.
+        StepKind::Cordon => 90.0,
+        StepKind::Uncordon => 5.0,
     }
 }
 

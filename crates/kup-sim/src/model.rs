@@ -150,6 +150,9 @@ pub struct SimHost {
     pub control_plane_upgrading: bool,
     /// While the kubelet restarts, the node is not ready.
     pub kubelet_restarting: bool,
+    /// `kube-host-cordon`: unschedulable while unlocked.
+    #[serde(default)]
+    pub cordoned: bool,
     /// Individual readiness overrides, for tests of unhealthy clusters.
     pub node_ready: bool,
     pub control_plane_ready: bool,
@@ -164,6 +167,7 @@ impl SimHost {
         self.personality.has_kubelet()
             && self.administrative == AdminState::Unlocked
             && self.operational == OperState::Enabled
+            && !self.cordoned
             && self.node_up()
     }
 
@@ -267,6 +271,7 @@ impl SimModel {
                         .then(|| h.kubelet_version.unwrap_or(inv.kubernetes_version)),
                     control_plane_upgrading: false,
                     kubelet_restarting: false,
+                    cordoned: false,
                     node_ready: true,
                     control_plane_ready: true,
                     labels: {
@@ -533,7 +538,7 @@ impl SimModel {
         Some(NodeInfo {
             name: h.name.clone(),
             ready: h.node_up(),
-            unschedulable: h.administrative == AdminState::Locked,
+            unschedulable: h.administrative == AdminState::Locked || h.cordoned,
             kubelet_version: h.kubelet_version?,
             labels: h.labels.clone(),
             taints: h.taints.clone(),
@@ -913,6 +918,14 @@ impl SimModel {
     /// Evicts the host's pods as a drain does: controller-managed pods are rescheduled
     /// elsewhere (or stay pending), DaemonSet pods stop, bare pods are deleted.
     pub fn drain(&mut self, host: &str) {
+        self.drain_audited(host, true);
+    }
+
+    fn drain_unaudited(&mut self, host: &str) {
+        self.drain_audited(host, false);
+    }
+
+    fn drain_audited(&mut self, host: &str, audited: bool) {
         let Some(h) = self.host_index(host) else {
             return;
         };
@@ -929,7 +942,7 @@ impl SimModel {
                     }
                     self.put(id, None);
                     self.place(id);
-                    if self.d.pending.contains(&id) {
+                    if audited && self.d.pending.contains(&id) {
                         let name = self
                             .pods
                             .pod(id)
@@ -949,6 +962,23 @@ impl SimModel {
                 .or_default()
                 .extend(moved);
             self.d.dirty.evicted.insert(self.hosts[h].name.clone());
+        }
+    }
+
+    /// `kubectl drain --force --ignore-daemonsets` of an aio-simplex host (the operator's
+    /// choice to stop its workloads for the upgrade: the evicted pods wait, pending, for the
+    /// uncordon, and the audit does not count them), or the uncordon that lets them back.
+    pub fn cordon(&mut self, host: &str, on: bool) {
+        let Some(h) = self.host_index(host) else {
+            return;
+        };
+        self.hosts[h].cordoned = on;
+        self.touch_host(h);
+        if on {
+            self.drain_unaudited(host);
+        } else {
+            self.schedule_pending();
+            self.rebalance(h);
         }
     }
 
@@ -1109,7 +1139,10 @@ impl SimModel {
             }
             Operation::Unlock { host } => (host, |h| h.task = Some("Unlocking".into())),
             Operation::Swact { host } => (host, |h| h.task = Some("Swacting".into())),
-            Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => return,
+            Operation::DownloadImages { .. }
+            | Operation::UpgradeNetworking { .. }
+            | Operation::Cordon { .. }
+            | Operation::Uncordon { .. } => return,
         };
         if let Some(h) = self.host_index(host) {
             f(&mut self.hosts[h]);
@@ -1154,6 +1187,9 @@ impl SimModel {
                     self.touch_host(h);
                 }
             }
+            Operation::Cordon { host } if ok => self.cordon(host, true),
+            Operation::Uncordon { host } if ok => self.cordon(host, false),
+            Operation::Cordon { .. } | Operation::Uncordon { .. } => {}
             Operation::Lock { host, .. }
             | Operation::Unlock { host }
             | Operation::Swact { host } => {

@@ -426,3 +426,43 @@ async fn absurd_time_scales_do_not_panic() {
         sim.check().await.unwrap();
     }
 }
+
+/// A cordon empties an aio-simplex host (its pods wait, pending; the audit does not count a
+/// drain the operator asked for) and the uncordon puts them back.
+#[tokio::test]
+async fn cordon_evicts_and_uncordon_brings_the_pods_back() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aio-simplex.yaml");
+    let inv = Inventory::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let sim = SimCluster::new(&inv, 0.0);
+    let running = |pods: &kup_types::Workloads| {
+        pods.iter()
+            .filter(|(_, p)| p.node.is_some() && p.owner_kind != "DaemonSet")
+            .count()
+    };
+    let before = running(&sim.workloads().await.unwrap());
+    assert!(before > 0);
+    let cordon = Operation::Cordon {
+        host: "controller-0".into(),
+    };
+    start(&sim, &cordon).await.unwrap();
+    wait(&sim, &cordon).await.unwrap();
+    let obs = sim.observe().await.unwrap();
+    assert!(obs.node("controller-0").unwrap().unschedulable);
+    assert_eq!(running(&sim.workloads().await.unwrap()), 0);
+    assert_eq!(sim.safety_audit().unwrap().unplaced_pods, 0);
+    let uncordon = Operation::Uncordon {
+        host: "controller-0".into(),
+    };
+    start(&sim, &uncordon).await.unwrap();
+    wait(&sim, &uncordon).await.unwrap();
+    assert!(
+        !sim.observe()
+            .await
+            .unwrap()
+            .node("controller-0")
+            .unwrap()
+            .unschedulable
+    );
+    assert!(running(&sim.workloads().await.unwrap()) > 0);
+}

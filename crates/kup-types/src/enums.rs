@@ -81,6 +81,14 @@ string_enum!(
         UpgradedSecondMaster = "upgraded-second-master",
         UpgradingSecondMasterFailed = "upgrading-second-master-failed",
         UpgradingKubelets = "upgrading-kubelets",
+        /// aio-simplex: the host's pods evicted before its upgrade (`kube-host-cordon`).
+        CordonStarted = "cordon-started",
+        CordonComplete = "cordon-complete",
+        CordonFailed = "cordon-failed",
+        /// aio-simplex: the host schedulable again once its kubelet is done.
+        UncordonStarted = "uncordon-started",
+        UncordonComplete = "uncordon-complete",
+        UncordonFailed = "uncordon-failed",
         UpgradeComplete = "upgrade-complete",
     }
 );
@@ -101,6 +109,10 @@ impl KubeUpgradeState {
     /// Whether an asynchronous step is running in this state.
     pub fn in_flight(self) -> bool {
         self.failed().is_some()
+            || matches!(
+                self,
+                KubeUpgradeState::CordonStarted | KubeUpgradeState::UncordonStarted
+            )
     }
 
     pub fn is_failed(self) -> bool {

@@ -41,6 +41,15 @@ pub enum Operation {
     Swact {
         host: String,
     },
+    /// aio-simplex: mark the node unschedulable and evict its pods (`kubectl drain --force
+    /// --ignore-daemonsets`); the host stays unlocked.
+    Cordon {
+        host: String,
+    },
+    /// Make the node schedulable again.
+    Uncordon {
+        host: String,
+    },
 }
 
 /// The kinds of step, as named in fault and duration settings.
@@ -54,10 +63,12 @@ pub enum StepKind {
     Lock,
     Unlock,
     Swact,
+    Cordon,
+    Uncordon,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 9] = [
         StepKind::DownloadImages,
         StepKind::ControlPlane,
         StepKind::Networking,
@@ -65,6 +76,8 @@ impl StepKind {
         StepKind::Lock,
         StepKind::Unlock,
         StepKind::Swact,
+        StepKind::Cordon,
+        StepKind::Uncordon,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -75,6 +88,8 @@ impl StepKind {
             StepKind::Lock => "lock",
             StepKind::Unlock => "unlock",
             StepKind::Swact => "swact",
+            StepKind::Cordon => "cordon",
+            StepKind::Uncordon => "uncordon",
         }
     }
 }
@@ -95,6 +110,8 @@ impl Operation {
             Operation::Lock { .. } => StepKind::Lock,
             Operation::Unlock { .. } => StepKind::Unlock,
             Operation::Swact { .. } => StepKind::Swact,
+            Operation::Cordon { .. } => StepKind::Cordon,
+            Operation::Uncordon { .. } => StepKind::Uncordon,
         }
     }
 
@@ -105,7 +122,11 @@ impl Operation {
             | Operation::UpgradeControlPlane { version, .. }
             | Operation::UpgradeNetworking { version }
             | Operation::UpgradeKubelet { version, .. } => Some(*version),
-            Operation::Lock { .. } | Operation::Unlock { .. } | Operation::Swact { .. } => None,
+            Operation::Lock { .. }
+            | Operation::Unlock { .. }
+            | Operation::Swact { .. }
+            | Operation::Cordon { .. }
+            | Operation::Uncordon { .. } => None,
         };
         let mut key = self.kind().to_string();
         for part in [
@@ -127,7 +148,9 @@ impl Operation {
             | Operation::UpgradeKubelet { host, .. }
             | Operation::Lock { host, .. }
             | Operation::Unlock { host }
-            | Operation::Swact { host } => Some(host),
+            | Operation::Swact { host }
+            | Operation::Cordon { host }
+            | Operation::Uncordon { host } => Some(host),
             Operation::DownloadImages { .. } | Operation::UpgradeNetworking { .. } => None,
         }
     }
@@ -155,6 +178,8 @@ impl fmt::Display for Operation {
             Operation::Lock { host, .. } => write!(f, "lock {host}"),
             Operation::Unlock { host } => write!(f, "unlock {host}"),
             Operation::Swact { host } => write!(f, "swact from {host}"),
+            Operation::Cordon { host } => write!(f, "cordon {host}"),
+            Operation::Uncordon { host } => write!(f, "uncordon {host}"),
         }
     }
 }

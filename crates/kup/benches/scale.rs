@@ -514,6 +514,7 @@ async fn whole_upgrade(engine: &Engine) -> u64 {
                 engine,
                 Cmd::Swact {
                     host: "controller-0".into(),
+                    force: false,
                 },
                 &mut n,
             )

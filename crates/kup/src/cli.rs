@@ -123,6 +123,19 @@ pub enum ClientCommand {
     KubeUpgradeDownloadImages,
     /// Upgrade the Kubernetes networking (asynchronous).
     KubeUpgradeNetworking,
+    /// aio-simplex: evict the host's pods before its upgrade (kubectl drain; the host stays
+    /// unlocked; asynchronous).
+    KubeHostCordon {
+        /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
+        host: String,
+    },
+    /// aio-simplex: let the evicted pods back once the kubelet is upgraded (asynchronous).
+    KubeHostUncordon {
+        /// Hostname, numeric id or uuid.
+        #[arg(value_parser = name_arg)]
+        host: String,
+    },
     /// Upgrade a host's control plane or kubelet (asynchronous).
     KubeHostUpgrade {
         /// Hostname, numeric id or uuid.
@@ -187,6 +200,9 @@ pub enum ClientCommand {
         /// Hostname, numeric id or uuid of the active controller.
         #[arg(value_parser = name_arg)]
         host: String,
+        /// Hand over even to a degraded standby (never to one that is locked or disabled).
+        #[arg(short, long)]
+        force: bool,
     },
     /// List the active alarms.
     AlarmList,
@@ -325,6 +341,8 @@ impl ClientCommand {
             KubeUpgradeShow => "kube-upgrade-show",
             KubeUpgradeDownloadImages => "kube-upgrade-download-images",
             KubeUpgradeNetworking => "kube-upgrade-networking",
+            KubeHostCordon { .. } => "kube-host-cordon",
+            KubeHostUncordon { .. } => "kube-host-uncordon",
             KubeHostUpgrade { .. } => "kube-host-upgrade",
             KubeHostUpgradeList => "kube-host-upgrade-list",
             KubeUpgradeComplete => "kube-upgrade-complete",
@@ -507,6 +525,18 @@ impl Runner {
             KubeUpgradeShow => output::kube_upgrade_show(c.kube_upgrade().await?.as_ref(), f)?,
             KubeUpgradeDownloadImages => return self.cluster_step(cmd, "downloading-images").await,
             KubeUpgradeNetworking => return self.cluster_step(cmd, "upgrading-networking").await,
+            KubeHostCordon { host } => {
+                let host = c.host(host).await?.hostname;
+                return self
+                    .cluster_step_on(cmd, "cordon-started", Some(&host))
+                    .await;
+            }
+            KubeHostUncordon { host } => {
+                let host = c.host(host).await?.hostname;
+                return self
+                    .cluster_step_on(cmd, "uncordon-started", Some(&host))
+                    .await;
+            }
             KubeUpgradeComplete => output::kube_upgrade_show(
                 Some(&c.kube_upgrade_set_state("upgrade-complete").await?),
                 f,
@@ -561,7 +591,10 @@ impl Runner {
                 let action = if *force { "force-unlock" } else { "unlock" };
                 return self.host_action(cmd, host, action).await;
             }
-            HostSwact { host } => return self.host_action(cmd, host, "swact").await,
+            HostSwact { host, force } => {
+                let action = if *force { "force-swact" } else { "swact" };
+                return self.host_action(cmd, host, action).await;
+            }
             AlarmList => output::alarm_list(&c.alarms().await?, f)?,
             EventList { after, follow, .. } if *follow => return self.follow_events(*after).await,
             EventList {
@@ -652,8 +685,21 @@ impl Runner {
     /// `download-images`, `networking`: PATCH the state; with `--wait`, poll until the upgrade
     /// leaves the in-flight state.
     async fn cluster_step(&self, cmd: &ClientCommand, state: &str) -> Result<Outcome, CliError> {
+        self.cluster_step_on(cmd, state, None).await
+    }
+
+    /// A cluster step, naming the host it acts on (cordon, uncordon) as StarlingX's client does.
+    async fn cluster_step_on(
+        &self,
+        cmd: &ClientCommand,
+        state: &str,
+        hostname: Option<&str>,
+    ) -> Result<Outcome, CliError> {
         let mut cursor = self.event_cursor().await;
-        let accepted = self.client.kube_upgrade_set_state(state).await?;
+        let accepted = self
+            .client
+            .kube_upgrade_set_state_on(state, hostname)
+            .await?;
         if !self.wait {
             return Ok(Outcome::done(output::kube_upgrade_show(
                 Some(&accepted),

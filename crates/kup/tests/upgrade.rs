@@ -383,3 +383,71 @@ fn kubeadm_clusters_with_three_and_five_control_planes_online() {
         );
     }
 }
+
+/// aio-simplex with StarlingX's cordon: the host's pods are evicted before its control plane
+/// (and wait, pending), the kubelet is upgraded in place, complete is refused while the host
+/// is cordoned, the uncordon lets the pods back; the same on other systems is refused. A
+/// strategy created while the host is cordoned uncordons it before completing.
+#[test]
+fn cordon_and_uncordon_on_aio_simplex() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = examples().join("aio-simplex.yaml").display().to_string();
+    let d = serve_with(dir.path(), "0", &["--cluster", &cluster]);
+    ok(&d, "kube-upgrade-start v1.16.2");
+    let early = refused(&d, "kube-host-cordon controller-0");
+    assert!(
+        early.contains(
+            "must be in downloaded-images or upgraded-networking or cordon-failed state to cordon"
+        ),
+        "{early}"
+    );
+    ok(&d, "kube-upgrade-download-images --wait");
+    let out = ok(&d, "kube-host-cordon controller-0 --wait");
+    assert!(out.contains("cordon-complete"), "{out}");
+    ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
+    ok(&d, "kube-upgrade-networking --wait");
+    ok(&d, "kube-host-upgrade controller-0 kubelet --wait");
+    let complete = refused(&d, "kube-upgrade-complete");
+    assert!(
+        complete.contains("must be in uncordon-complete state to complete"),
+        "{complete}"
+    );
+    let out = ok(&d, "kube-host-uncordon controller-0 --wait");
+    assert!(out.contains("uncordon-complete"), "{out}");
+    ok(&d, "kube-upgrade-complete");
+    assert_eq!(state_of(&d), "upgrade-complete");
+    assert_eq!(audit(&d), (0, 0));
+
+    // Elsewhere it is refused, with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    let no = refused(&d, "kube-host-cordon controller-0");
+    assert!(
+        no.contains("A kubernetes upgrade is not in progress")
+            || no.contains("not supported in standard"),
+        "{no}"
+    );
+}
+
+/// A strategy that finds the aio-simplex host cordoned by hand finishes the upgrade and
+/// uncordons it before completing (VIM's resume map).
+#[test]
+fn a_strategy_resumes_a_cordoned_aio_simplex_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = examples().join("aio-simplex.yaml").display().to_string();
+    let d = serve_with(dir.path(), "0", &["--cluster", &cluster]);
+    ok(&d, "kube-upgrade-start v1.16.2");
+    ok(&d, "kube-upgrade-download-images --wait");
+    ok(&d, "kube-host-cordon controller-0 --wait");
+    let out = ok(&d, "upgrade online --to v1.16.2");
+    assert!(out.contains("Upgrade to v1.16.2: applied\n"), "{out}");
+    assert_eq!(state_of(&d), "upgrade-complete");
+    let events = events(&d);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "kube-host-uncordon controller-0 accepted"),
+        "{events:?}"
+    );
+    assert_eq!(audit(&d), (0, 0));
+}

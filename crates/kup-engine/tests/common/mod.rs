@@ -276,7 +276,10 @@ pub fn unlock(h: &str) -> Command {
     }
 }
 pub fn swact(h: &str) -> Command {
-    Command::Swact { host: h.into() }
+    Command::Swact {
+        host: h.into(),
+        force: false,
+    }
 }
 
 /// Every gapless event log starts at 1 and counts up by one.

@@ -613,6 +613,25 @@ pub fn cases() -> Vec<Case> {
             "no other controller is unlocked, enabled and available",
         ),
         c(
+            "swact to a degraded standby without --force",
+            vec![Step::Mutate(|m| {
+                m.host_mut("controller-1").unwrap().availability = kup_types::Availability::Degraded
+            })],
+            swact("controller-0"),
+            |r| matches!(r, R::SwactNoStandby(_)),
+            "no other controller is unlocked, enabled and available",
+        ),
+        c(
+            "force-swact with the standby locked",
+            vec![Step::Ok(lock("controller-1"))],
+            Command::Swact {
+                host: "controller-0".into(),
+                force: true,
+            },
+            |r| matches!(r, R::SwactNoStandby(_)),
+            "no other controller is unlocked, enabled and available",
+        ),
+        c(
             "swact during a control-plane upgrade",
             vec![
                 Step::Ok(start("v1.16.2")),
@@ -657,6 +676,39 @@ pub fn cases() -> Vec<Case> {
             |r| matches!(r, R::UnknownHost(_)) && r.is_not_found(),
             "Host controller-9 not found",
         ),
+        // -- cordon (aio-simplex only) --
+        c(
+            "cordon on a standard system",
+            vec![
+                Step::Ok(start("v1.16.2")),
+                Step::Ok(Command::DownloadImages),
+            ],
+            Command::Cordon {
+                host: "controller-1".into(),
+            },
+            |r| matches!(r, R::CordonNotSimplex(_)),
+            "The 'system kube-host-cordon' is not supported in standard",
+        ),
+        Case {
+            cluster: simplex,
+            ..c(
+                "uncordon before the kubelet",
+                vec![
+                    Step::Ok(start("v1.16.2")),
+                    Step::Ok(Command::DownloadImages),
+                    Step::Ok(Command::Cordon {
+                        host: "controller-0".into(),
+                    }),
+                    Step::Ok(cp("controller-0")),
+                    Step::Ok(Command::UpgradeNetworking),
+                ],
+                Command::Uncordon {
+                    host: "controller-0".into(),
+                },
+                |r| matches!(r, R::WrongState { .. }),
+                "must be in upgrading-kubelets or uncordon-failed state to uncordon",
+            )
+        },
         // -- three control planes: never two down at once --
         Case {
             cluster: three_control_planes,

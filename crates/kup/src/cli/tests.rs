@@ -34,6 +34,8 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "kube-upgrade-show",
             "kube-upgrade-download-images",
             "kube-upgrade-networking",
+            "kube-host-cordon",
+            "kube-host-uncordon",
             "kube-host-upgrade",
             "kube-host-upgrade-list",
             "kube-upgrade-complete",
@@ -266,6 +268,8 @@ fn an_empty_name_is_a_usage_error_for_every_command_that_takes_one() {
         [
             "kube-version-show",
             "kube-upgrade-start",
+            "kube-host-cordon",
+            "kube-host-uncordon",
             "kube-host-upgrade",
             "kube-host-upgrade-failed",
             "host-show",
