@@ -979,16 +979,7 @@ fn start(
     if let Some(missing) = crate::patches::missing_for_start(ctx.snap, meta) {
         return Err(missing);
     }
-    let ignore: Vec<String> = ctx
-        .policy
-        .alarm_ignore
-        .iter()
-        .chain(alarm_ignore)
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let health = kube_upgrade_health(ctx.obs, pods(ctx), force, &ignore);
+    let health = start_health(ctx, pods(ctx), force, alarm_ignore);
     if !health.ok() {
         return Err(Refusal::Unhealthy(health.failures()));
     }
@@ -1034,6 +1025,25 @@ fn start(
         w.set_host(&row.hostname, None, Some(Some(from)));
     }
     Ok(())
+}
+
+/// The start's health checks: the server's alarm list and the request's own.
+pub(crate) fn start_health(
+    ctx: &Ctx<'_>,
+    workloads: &Workloads,
+    force: bool,
+    alarm_ignore: &[String],
+) -> crate::health::HealthReport {
+    let ignore: Vec<String> = ctx
+        .policy
+        .alarm_ignore
+        .iter()
+        .chain(alarm_ignore)
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    kube_upgrade_health(ctx.obs, workloads, force, &ignore)
 }
 
 fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Refusal> {
@@ -1425,6 +1435,10 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
     }
 }
 
+/// How an operation that a restart found unfinished is recorded failed: the process that ran
+/// it is gone, not the step (a strategy's retries do not count it).
+pub const IN_FLIGHT_AT_RESTART: &str = "in flight at restart and did not finish";
+
 /// What a restart does with the operations that were in flight.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
@@ -1496,7 +1510,7 @@ pub fn recover(ctx: &Ctx<'_>, driver: &BTreeMap<String, OpStatus>) -> Recovery {
         if let Some(r) = record {
             let detail = result
                 .err()
-                .map(|why| format!("in flight at restart and did not finish: {why}"));
+                .map(|why| format!("{IN_FLIGHT_AT_RESTART}: {why}"));
             w.end_op(r, detail.is_none(), detail);
         }
     }

@@ -294,6 +294,8 @@ pub enum Refusal {
     StrategyNotReady(kup_types::StrategyState),
     #[error("Abort rejected: abort can only be executed when the strategy is applying (it is {0})")]
     StrategyAbortNotApplying(kup_types::StrategyState),
+    #[error("The strategy is no longer applying (it is {0}): its runner starts nothing more")]
+    StrategyStopped(String),
     #[error("Internal error: {0}")]
     Internal(&'static str),
 }

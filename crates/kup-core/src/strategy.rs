@@ -235,6 +235,23 @@ pub fn build(
     if failures.is_empty() && !already {
         failures.extend(plan.blocked.iter().cloned());
     }
+    // The start's own health checks, as the start will run them: a host out of service now
+    // cannot be left out (the start needs every host in service).
+    if failures.is_empty()
+        && ctx.snap.upgrade.is_none()
+        && let Command::Start {
+            force,
+            alarm_ignore,
+            ..
+        } = start_command(ctx, &record)
+    {
+        failures.extend(
+            crate::machine::start_health(ctx, workloads, force, &alarm_ignore)
+                .failures()
+                .into_iter()
+                .map(|f| format!("the start's health check: {f}")),
+        );
+    }
     if failures.is_empty() {
         failures.extend(host_checks(ctx, &record, &plan));
     }
@@ -339,12 +356,17 @@ fn host_checks(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stri
     // Hosts the upgrade already took down (by hand, or a strategy before this one) come back
     // first; judged alone now, the others would look unsafe for their absence. The runner
     // judges every batch, and the engine every lock, on the cluster as it is then.
-    let resuming =
-        ctx.obs.hosts.iter().any(|h| {
-            h.administrative == AdminState::Locked && in_kubelet_cycle(ctx, h, s.to_version)
-        });
+    let resuming = ctx
+        .obs
+        .hosts
+        .iter()
+        .any(|h| taken_down(ctx, h, s.to_version));
     for h in pending_hosts(ctx.obs, s.to_version) {
         if s.worker_apply_type == ApplyType::Ignore && h.personality == Personality::Worker {
+            continue;
+        }
+        // Locked for its kubelet already: the runner finishes it first, as it stands.
+        if taken_down(ctx, h, s.to_version) {
             continue;
         }
         let mut problems = ready_problems(ctx, h, s.to_version);
@@ -733,6 +755,11 @@ fn start_step(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             }
         }
     }
+    run(start_command(ctx, s), at, None)
+}
+
+/// The start as the strategy sends it: VIM's alarm list, widened by the restrictions.
+fn start_command(ctx: &Ctx<'_>, s: &StrategyRecord) -> Command {
     let mut alarm_ignore: Vec<String> = STRATEGY_ALARM_IGNORE
         .iter()
         .map(|a| a.to_string())
@@ -740,15 +767,11 @@ fn start_step(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
     if s.alarm_restrictions == AlarmRestrictions::Permissive {
         alarm_ignore.extend(ctx.obs.alarms.iter().map(|a| a.alarm_id.clone()));
     }
-    run(
-        Command::Start {
-            to_version: to.to_string(),
-            force: s.alarm_restrictions != AlarmRestrictions::Strict,
-            alarm_ignore,
-        },
-        at,
-        None,
-    )
+    Command::Start {
+        to_version: s.to_version.to_string(),
+        force: s.alarm_restrictions != AlarmRestrictions::Strict,
+        alarm_ignore,
+    }
 }
 
 /// The binaries of `kind` a host step needs: an applied patch installed on the host first (or
@@ -1007,7 +1030,7 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
     // upgrade): already out of service, so they are finished first, without judging them.
     let resumed: Vec<String> = candidates
         .iter()
-        .filter(|h| h.administrative == AdminState::Locked && in_kubelet_cycle(ctx, h, to))
+        .filter(|h| taken_down(ctx, h, to))
         .take(s.max_parallel_worker_hosts.max(1) as usize)
         .map(|h| h.hostname.clone())
         .collect();
@@ -1097,6 +1120,18 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         hosts: batch,
         skipped: left_out,
     }
+}
+
+/// A host the upgrade took down for its kubelet (a strategy before, or an operator by hand):
+/// locked while its kubelet step has begun, or while the kubelet phase is open.
+fn taken_down(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> bool {
+    h.administrative == AdminState::Locked
+        && (in_kubelet_cycle(ctx, h, to)
+            || ctx
+                .snap
+                .upgrade
+                .as_ref()
+                .is_some_and(|u| u.to_version == to && crate::machine::kubelets_open(ctx.obs, u)))
 }
 
 /// Whether the upgrade's kubelet step reached this host: at the target, or its row shows the
@@ -1231,12 +1266,28 @@ pub(crate) fn decide(
         }
         StrategyCommand::Progress(p) => {
             let mut r = existing()?;
-            if !r.state.running() {
-                return Err(Refusal::StrategyNotReady(r.state));
+            // An abort committed meanwhile wins over what the runner decided before it.
+            let expected = match p {
+                Progress::Aborted => T::Aborting,
+                _ => T::Applying,
+            };
+            if r.state != expected {
+                return Err(Refusal::StrategyStopped(r.state.to_string()));
             }
             progress(ctx, &mut r, p, &mut say);
             Ok(put(r))
         }
+    }
+}
+
+/// Whether the runner of strategy `uuid` may still start a command: the strategy is the same
+/// one and still applying. Checked under the command lock, so an abort (or a delete and a new
+/// strategy) committed after the runner decided stops the command it was about to run.
+pub fn runner_may_act(snap: &kup_types::Snapshot, uuid: &str) -> Result<(), Refusal> {
+    match snap.strategy.as_deref() {
+        Some(s) if s.uuid == uuid && s.state == StrategyState::Applying => Ok(()),
+        Some(s) if s.uuid == uuid => Err(Refusal::StrategyStopped(s.state.to_string())),
+        _ => Err(Refusal::StrategyStopped("deleted".into())),
     }
 }
 

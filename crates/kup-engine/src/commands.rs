@@ -14,9 +14,22 @@ use crate::{EngineError, Inner, Outcome};
 
 impl Inner {
     pub(crate) async fn execute(self: &Arc<Self>, cmd: Command) -> Result<Outcome, EngineError> {
+        self.execute_for(cmd, None).await
+    }
+
+    /// [`Inner::execute`]; with `strategy`, only while that strategy still applies (the
+    /// runner's commands: an abort committed after it decided stops them).
+    pub(crate) async fn execute_for(
+        self: &Arc<Self>,
+        cmd: Command,
+        strategy: Option<&str>,
+    ) -> Result<Outcome, EngineError> {
         let _guard = self.commands.lock().await;
         let now = Timestamp::now();
         let uuid = uuid::Uuid::new_v4().to_string();
+        if let Some(s) = strategy {
+            kup_core::strategy::runner_may_act(&self.snapshot(), s)?;
+        }
         self.add_missing_rows(now).await?;
         // Decided on the driver's views in place: nothing of the cluster is copied or held.
         let snap = self.snapshot();

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kup_core::Command;
 use kup_core::strategy::{self, Next, Progress, Retry, StepAt, StrategyCommand};
+use kup_core::{Command, Refusal};
 use kup_types::{OperationState, StrategyRecord, StrategyState};
 
 use crate::{EngineError, Inner};
@@ -106,8 +106,10 @@ impl Inner {
                         }
                     }
                 }
-                match self.execute(cmd.clone()).await {
+                match self.execute_for(cmd.clone(), Some(&s.uuid)).await {
                     Ok(_) => Ok(Step::Again),
+                    // Aborted (or gone) since it decided: look again.
+                    Err(EngineError::Refused(Refusal::StrategyStopped(_))) => Ok(Step::Again),
                     Err(EngineError::Refused(r)) => {
                         let mut progress = None;
                         self.driver.with_views(&mut |obs, _| {
@@ -167,6 +169,12 @@ impl Inner {
             .await?
             .into_iter()
             .filter(|o| o.state == OperationState::Failed && o.started_at >= since)
+            // Cut short by a restart of kup, not failed by the cluster.
+            .filter(|o| {
+                !o.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(kup_core::machine::IN_FLIGHT_AT_RESTART))
+            })
             .map(|o| {
                 (
                     o.ended_at.unwrap_or(o.started_at),
@@ -195,9 +203,14 @@ impl Inner {
     }
 
     async fn record(self: &Arc<Self>, p: Progress) -> Result<Step, EngineError> {
-        self.execute(Command::Strategy(StrategyCommand::Progress(p)))
-            .await?;
-        Ok(Step::Again)
+        match self
+            .execute(Command::Strategy(StrategyCommand::Progress(p)))
+            .await
+        {
+            // Aborted meanwhile: the loop sees it.
+            Ok(_) | Err(EngineError::Refused(Refusal::StrategyStopped(_))) => Ok(Step::Again),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -435,3 +435,84 @@ async fn the_build_refuses_what_cannot_be_applied() {
         .unwrap();
     h.engine.wait_strategy().await;
 }
+
+/// Abort raced against a runner that never waits (time scale 0): whenever the abort lands,
+/// no command of the runner is accepted after it, and the strategy ends aborted, not failed or
+/// applied. Applied again each time, it resumes; in the end the upgrade completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_starts_after_an_abort_whenever_it_lands() {
+    let h = Harness::new(example("standard-50-workers.yaml")).await;
+    let mut req = create("v1.16.2");
+    req.mode = Some(UpgradeMode::Offline);
+    build(&h, req).await;
+    let mut aborts = 0;
+    for round in 0..40u64 {
+        h.engine
+            .strategy_action(StrategyCommand::Apply)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_micros(300 * (round % 7))).await;
+        let Ok(_) = h.engine.strategy_action(StrategyCommand::Abort).await else {
+            break; // Applied already.
+        };
+        aborts += 1;
+        h.engine.wait_strategy().await;
+        let s = h.engine.strategy().unwrap().unwrap();
+        assert_eq!(s.strategy.state, StrategyState::Aborted, "round {round}");
+        let events = h.events().await;
+        let at = events
+            .iter()
+            .rposition(|e| e.message == "kube-upgrade-strategy abort accepted")
+            .unwrap();
+        let late: Vec<&str> = events[at..]
+            .iter()
+            .filter(|e| e.kind == kup_types::EventKind::Command && e.subject != "strategy")
+            .map(|e| e.message.as_str())
+            .collect();
+        assert!(late.is_empty(), "round {round}: {late:?}");
+    }
+    assert!(aborts > 5, "{aborts} aborts");
+    if h.engine.strategy().unwrap().unwrap().strategy.state != StrategyState::Applied {
+        assert_applied(&apply(&h).await);
+    }
+    assert_eq!(h.state().await, "upgrade-complete");
+}
+
+/// A manual upgrade left with hosts locked before their kubelet step (a controller and a
+/// worker): the strategy takes them as they stand, finishes them first, and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_finishes_hosts_locked_by_hand_before_their_kubelet() {
+    let h = Harness::new(seed_cluster()).await;
+    h.ok(start("v1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    h.ok(cp("controller-1")).await;
+    h.ok(Command::UpgradeNetworking).await;
+    h.ok(cp("controller-0")).await;
+    h.ok(lock("controller-1")).await;
+    let s = build_and_apply(&h, create("v1.16.2")).await;
+    assert_applied(&s);
+    assert_eq!(h.state().await, "upgrade-complete");
+    assert_no_violation(&h);
+}
+
+/// With a worker locked before any upgrade, the start's health check would refuse: the build
+/// says so, even with --partial-ok (a host out of service cannot be left out of a start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_build_runs_the_starts_health_check() {
+    let h = Harness::new(seed_cluster()).await;
+    h.ok(lock("worker-1")).await;
+    let mut req = create("v1.16.2");
+    req.partial_ok = true;
+    let s = build(&h, req).await;
+    assert_eq!(s.strategy.state, StrategyState::BuildFailed);
+    assert!(
+        s.strategy
+            .build_phase
+            .reason
+            .contains("the start's health check: ")
+            && s.strategy.build_phase.reason.contains("worker-1"),
+        "{}",
+        s.strategy.build_phase.reason
+    );
+    assert_eq!(h.state().await, "none");
+}

@@ -202,10 +202,21 @@ impl Runner {
         if let Some(existing) = c.strategy().await? {
             let s = &existing.strategy;
             let same = s.to_version == to && s.mode == mode && s.partial_ok == args.partial_ok;
+            // A failed or aborted strategy with other batch limits is built afresh (it resumes
+            // from the upgrade's state all the same); a running one keeps its own.
+            let same_cap = s.max_parallel_worker_hosts == args.max_parallel_worker_hosts;
             match s.state {
                 StrategyState::Applying | StrategyState::Aborting if same => {
+                    let cap = if same_cap {
+                        String::new()
+                    } else {
+                        format!(
+                            " (it keeps its own limit of {} worker hosts at a time)",
+                            s.max_parallel_worker_hosts
+                        )
+                    };
                     self.say(&format!(
-                        "A strategy to {to} is already {}: following it.",
+                        "A strategy to {to} is already {}: following it{cap}.",
                         s.state
                     ));
                     return self.follow(s.uuid.clone()).await;
@@ -220,7 +231,7 @@ impl Runner {
                 StrategyState::ApplyFailed
                 | StrategyState::ApplyTimeout
                 | StrategyState::Aborted
-                    if same =>
+                    if same && same_cap =>
                 {
                     self.say(&format!(
                         "Resuming the strategy to {to} ({}: {}).",
