@@ -51,6 +51,28 @@ impl Catalog {
         Ok(meta)
     }
 
+    /// The versions an upgrade from `from` to `to` steps through, `to` last: the highest
+    /// patch of each minor between them, each step a catalog edge (`upgrade_from`) of one
+    /// minor at most. One step for an upgrade within a minor or to the next one.
+    pub fn steps(
+        &self,
+        from: KubeVersion,
+        to: KubeVersion,
+    ) -> Result<Vec<KubeVersion>, crate::Refusal> {
+        self.get(to).ok_or(crate::Refusal::UnknownVersion(to))?;
+        let steps = higher_patch_versions(self.versions.keys().copied(), from, to);
+        if steps.last() != Some(&to) {
+            return Err(crate::Refusal::NoUpgradePath { from, to });
+        }
+        let mut prev = from;
+        for &step in &steps {
+            self.upgrade_path(prev, step)
+                .map_err(|_| crate::Refusal::NoUpgradePath { from, to })?;
+            prev = step;
+        }
+        Ok(steps)
+    }
+
     /// Live state of every known version.
     pub fn states(&self, obs: &Observation) -> BTreeMap<KubeVersion, VersionState> {
         let running: BTreeSet<KubeVersion> = running_versions(obs)
@@ -128,6 +150,31 @@ impl Catalog {
 
 /// Every version a control plane (one per controller: its lowest component) or a kubelet runs,
 /// known to the catalog or not.
+/// StarlingX's `kube_get_higher_patch_version` (reference §4.4): of `known`, the versions
+/// above `current` up to `target`, only the highest patch of each minor, and none of
+/// `current`'s own minor when `target` is in a higher one; ascending.
+pub fn higher_patch_versions(
+    known: impl IntoIterator<Item = KubeVersion>,
+    current: KubeVersion,
+    target: KubeVersion,
+) -> Vec<KubeVersion> {
+    let mut highest: BTreeMap<(u32, u32), KubeVersion> = BTreeMap::new();
+    let skip_own_minor = (target.major, target.minor) > (current.major, current.minor);
+    for v in known {
+        if v <= current || v > target {
+            continue;
+        }
+        if skip_own_minor && (v.major, v.minor) == (current.major, current.minor) {
+            continue;
+        }
+        let e = highest.entry((v.major, v.minor)).or_insert(v);
+        if v > *e {
+            *e = v;
+        }
+    }
+    highest.into_values().collect()
+}
+
 pub fn running_versions(obs: &Observation) -> BTreeSet<KubeVersion> {
     let cps = obs
         .controllers()

@@ -498,3 +498,79 @@ fn an_empty_catalog_has_no_states() {
     assert!(cat.summaries(&o, None).is_empty());
     assert_eq!(cat.active(&o), None);
 }
+
+/// StarlingX's `kube_get_higher_patch_version` table (reference §4.4).
+#[test]
+fn higher_patch_versions_as_starlingx_computes_them() {
+    let known: Vec<_> = [
+        "v1.41.3", "v1.42.0", "v1.42.1", "v1.42.3", "v1.42.4", "v1.42.11", "v1.43.1", "v1.44.0",
+        "v1.45.1", "v1.45.3",
+    ]
+    .iter()
+    .map(|s| v(s))
+    .collect();
+    let table: &[(&str, &str, &[&str])] = &[
+        ("v1.41.3", "v1.43.1", &["v1.42.11", "v1.43.1"]),
+        (
+            "v1.41.3",
+            "v1.45.1",
+            &["v1.42.11", "v1.43.1", "v1.44.0", "v1.45.1"],
+        ),
+        ("v1.42.0", "v1.42.3", &["v1.42.3"]),
+        ("v1.42.1", "v1.44.0", &["v1.43.1", "v1.44.0"]),
+        ("v1.42.1", "v1.42.11", &["v1.42.11"]),
+        ("v1.43.1", "v1.45.3", &["v1.44.0", "v1.45.3"]),
+        ("v1.43.1", "v1.42.4", &[]),
+        ("v1.42.3", "v1.42.11", &["v1.42.11"]),
+    ];
+    for (current, target, expect) in table {
+        let got: Vec<String> =
+            kup_core::catalog::higher_patch_versions(known.iter().copied(), v(current), v(target))
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
+        assert_eq!(&got, expect, "{current} -> {target}");
+    }
+}
+
+/// The steps of a multi-version upgrade follow the catalog's edges, one minor each; a missing
+/// edge or a skipped minor is no path.
+#[test]
+fn steps_follow_the_catalogs_edges() {
+    let cat = Catalog::new(
+        [
+            ("v1.29.2", vec![]),
+            ("v1.29.6", vec!["v1.29.2"]),
+            ("v1.30.1", vec!["v1.29.2", "v1.29.6"]),
+            ("v1.30.6", vec!["v1.29.2", "v1.29.6", "v1.30.1"]),
+            ("v1.31.5", vec!["v1.30.1", "v1.30.6"]),
+            ("v1.32.2", vec!["v1.31.5"]),
+            ("v1.33.0", vec!["v1.32.2"]),
+            ("v1.35.0", vec!["v1.33.0"]),
+        ]
+        .into_iter()
+        .map(|(ver, from)| kup_types::VersionMeta {
+            version: v(ver),
+            upgrade_from: from.into_iter().map(v).collect(),
+            downgrade_to: vec![],
+            applied_patches: vec![],
+            available_patches: vec![],
+            images: vec![],
+        }),
+    );
+    let steps = |a: &str, b: &str| {
+        cat.steps(v(a), v(b))
+            .map(|s| s.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        steps("v1.29.2", "v1.33.0").unwrap(),
+        ["v1.30.6", "v1.31.5", "v1.32.2", "v1.33.0"]
+    );
+    assert_eq!(steps("v1.29.2", "v1.29.6").unwrap(), ["v1.29.6"]);
+    assert_eq!(steps("v1.30.1", "v1.31.5").unwrap(), ["v1.31.5"]);
+    // v1.34 is not in the catalog: v1.35.0 would skip a minor.
+    assert!(steps("v1.29.2", "v1.35.0").is_err());
+    assert!(steps("v1.33.0", "v1.29.2").is_err());
+    assert!(steps("v1.29.2", "v1.36.0").is_err());
+}

@@ -436,3 +436,27 @@ async fn force_swact_accepts_a_degraded_standby() {
     assert!(obs.host("controller-1").unwrap().active_controller);
     assert!(!obs.host("controller-0").unwrap().active_controller);
 }
+
+/// The multi-version example: its catalog steps v1.29.2 -> v1.33.0 through the highest patch
+/// of each minor; every minor has patch releases.
+#[test]
+fn the_multi_version_example_steps_through_each_minor() {
+    let inv = example("kubeadm-v1.29-to-v1.33.yaml");
+    let cat = kup_core::Catalog::new(inv.versions.clone());
+    let v = |s: &str| kup_types::KubeVersion::parse(s).unwrap();
+    let steps: Vec<String> = cat
+        .steps(v("v1.29.2"), v("v1.33.0"))
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    assert_eq!(steps, ["v1.30.6", "v1.31.5", "v1.32.2", "v1.33.0"]);
+    for minor in 29..=32 {
+        let patches = inv
+            .versions
+            .iter()
+            .filter(|m| m.version.minor == minor)
+            .count();
+        assert!(patches >= 2, "v1.{minor}: {patches}");
+    }
+}
