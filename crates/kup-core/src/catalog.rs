@@ -66,8 +66,11 @@ impl Catalog {
         }
         let mut prev = from;
         for &step in &steps {
-            self.upgrade_path(prev, step)
-                .map_err(|_| crate::Refusal::NoUpgradePath { from, to })?;
+            self.upgrade_path(prev, step).map_err(|e| match e {
+                crate::Refusal::NoUpgradePath { .. } => crate::Refusal::NoUpgradePath { from, to },
+                // An edge that skips minors says so.
+                other => other,
+            })?;
             prev = step;
         }
         Ok(steps)

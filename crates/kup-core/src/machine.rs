@@ -517,7 +517,12 @@ fn status_of(ctx: &Ctx<'_>, host: &str) -> Option<HS> {
 /// control-plane node), or the kubelet phase has begun.
 pub(crate) fn kubelet_phase(obs: &Observation, to: KubeVersion) -> Vec<S> {
     if obs.controllers().nth(1).is_none() {
-        return vec![S::UpgradedNetworking, S::UpgradingKubelets];
+        let mut states = vec![S::UpgradedNetworking, S::UpgradingKubelets];
+        // A later minor of a multi-version upgrade: networking was done in the first.
+        if obs.networking_version == Some(to) {
+            states.insert(0, S::UpgradedFirstMaster);
+        }
+        return states;
     }
     let mut states = vec![S::UpgradedSecondMaster, S::UpgradingKubelets];
     if all_control_planes_at(obs, to) {
@@ -531,6 +536,46 @@ pub(crate) fn kubelet_phase(obs: &Observation, to: KubeVersion) -> Vec<S> {
 pub(crate) fn kubelets_open(obs: &Observation, u: &KubeUpgradeRecord) -> bool {
     kubelet_phase(obs, u.to_version).contains(&u.state)
         || (u.state == S::CordonComplete && all_control_planes_at(obs, u.to_version))
+}
+
+/// The versions the upgrade steps through, its target last (one, unless it crosses several
+/// minors).
+pub(crate) fn upgrade_steps(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Vec<KubeVersion> {
+    ctx.catalog
+        .steps(u.from_version, u.to_version)
+        .unwrap_or_else(|_| vec![u.to_version])
+}
+
+/// The images of every version the upgrade steps through.
+fn upgrade_images(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Vec<String> {
+    let mut images: Vec<String> = upgrade_steps(ctx, u)
+        .into_iter()
+        .filter_map(|v| ctx.catalog.get(v))
+        .flat_map(|m| m.images.iter().cloned())
+        .collect();
+    images.dedup();
+    images
+}
+
+/// The first step above `current`.
+pub(crate) fn next_step(steps: &[KubeVersion], current: KubeVersion) -> Option<KubeVersion> {
+    steps.iter().copied().find(|s| *s > current)
+}
+
+/// The version every control plane has reached: the lowest of them.
+pub(crate) fn control_plane_floor(obs: &Observation) -> Option<KubeVersion> {
+    obs.controllers()
+        .filter_map(|c| obs.control_plane_version(&c.hostname))
+        .min()
+}
+
+/// The version kubelets are upgraded to now: the one every control plane runs (a kubelet is
+/// never newer than an API server); `None` while the control planes differ.
+pub(crate) fn kubelet_target(obs: &Observation) -> Option<KubeVersion> {
+    let floor = control_plane_floor(obs)?;
+    obs.controllers()
+        .all(|c| obs.control_plane_version(&c.hostname) == Some(floor))
+        .then_some(floor)
 }
 
 /// Whether every controller's control plane runs `to`.
@@ -559,11 +604,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 &[S::UpgradeStarted, S::DownloadingImagesFailed],
                 "download images",
             )?;
-            let images = ctx
-                .catalog
-                .get(u.to_version)
-                .map(|m| m.images.clone())
-                .unwrap_or_default();
+            let images = upgrade_images(ctx, u);
             w.set_state(S::DownloadingImages);
             w.op(Operation::DownloadImages {
                 version: u.to_version,
@@ -577,6 +618,11 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 &[S::UpgradedFirstMaster, S::UpgradingNetworkingFailed],
                 "upgrade networking",
             )?;
+            // Done once, in the first minor of a multi-version upgrade.
+            if u.state == S::UpgradedFirstMaster && ctx.obs.networking_version == Some(u.to_version)
+            {
+                return Err(Refusal::NetworkingAlreadyUpgraded);
+            }
             w.set_state(S::UpgradingNetworking);
             w.op(Operation::UpgradeNetworking {
                 version: u.to_version,
@@ -973,11 +1019,14 @@ fn start(
             state: to_state,
         });
     }
-    // `available` is StarlingX's "reachable from here"; a start needs the one-step rule (never a
-    // downgrade, nor a skipped minor, whatever the metadata says), shared with the plan.
-    let meta = ctx.catalog.upgrade_path(from, to)?;
-    if let Some(missing) = crate::patches::missing_for_start(ctx.snap, meta) {
-        return Err(missing);
+    // `available` is StarlingX's "reachable from here"; a start needs a path of catalog edges,
+    // one minor each (never a downgrade, nor a skipped minor, whatever the metadata says),
+    // shared with the plan. Every version on the way must have its patches.
+    for step in ctx.catalog.steps(from, to)? {
+        let meta = ctx.catalog.get(step).ok_or(Refusal::UnknownVersion(step))?;
+        if let Some(missing) = crate::patches::missing_for_start(ctx.snap, meta) {
+            return Err(missing);
+        }
     }
     let health = start_health(ctx, pods(ctx), force, alarm_ignore);
     if !health.ok() {
@@ -1064,35 +1113,66 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
     if status == Some(HS::UpgradingControlPlane) {
         return Err(Refusal::ControlPlaneBusy(name.into()));
     }
-    // A host whose last attempt failed may be re-done even if its control plane reached the
-    // target meanwhile; otherwise reaching the target means there is nothing left to do.
-    if cp == u.to_version && status != Some(HS::UpgradingControlPlaneFailed) {
+    // The step this host takes: the next version of the upgrade's path above what it runs (one
+    // minor at most); a re-do after a failure aims where the failed attempt aimed.
+    let steps = upgrade_steps(ctx, u);
+    let failed_target = (status == Some(HS::UpgradingControlPlaneFailed))
+        .then(|| ctx.snap.host(name).and_then(|r| r.target_version))
+        .flatten()
+        .filter(|t| steps.contains(t));
+    let Some(next) = failed_target.or_else(|| next_step(&steps, cp)) else {
         return Err(Refusal::ControlPlaneAlreadyUpgraded {
             host: name.into(),
             version: u.to_version,
         });
-    }
-    // First or second is read from the cluster: the second master is the one whose peer
-    // already runs the target.
+    };
+    let first_round = Some(&next) == steps.first();
+    let networking_done = ctx.obs.networking_version == Some(u.to_version);
+    // First or second is read from the cluster: the second master is one whose peer already
+    // runs this step's version.
     let first = !ctx
         .obs
         .controllers()
         .filter(|c| c.hostname != name)
-        .any(|c| ctx.obs.control_plane_version(&c.hostname) == Some(u.to_version));
+        .any(|c| ctx.obs.control_plane_version(&c.hostname) >= Some(next));
     if first {
-        gate(
-            u,
-            &[
-                S::DownloadedImages,
-                S::UpgradingFirstMasterFailed,
-                S::CordonComplete,
-            ],
-            "upgrade the first control plane",
-        )?;
-        // A peer whose control plane is not settled at the old version may still be running
-        // an upgrade that was marked failed: two first masters must never run at once.
+        if first_round {
+            gate(
+                u,
+                &[
+                    S::DownloadedImages,
+                    S::UpgradingFirstMasterFailed,
+                    S::CordonComplete,
+                ],
+                "upgrade the first control plane",
+            )?;
+        } else {
+            // A later minor: once every control plane finished the one before (networking is
+            // done once, in the first).
+            gate(
+                u,
+                &[
+                    S::UpgradedFirstMaster,
+                    S::UpgradedNetworking,
+                    S::UpgradedSecondMaster,
+                    S::UpgradingKubelets,
+                    S::UpgradingFirstMasterFailed,
+                ],
+                "upgrade the first control plane",
+            )?;
+        }
+        // Every other control plane must have finished this one's current version, settled
+        // and ready: two first masters must never run at once, and StarlingX's rule that the
+        // others catch up before the first moves again.
         for peer in ctx.obs.controllers().filter(|c| c.hostname != name) {
-            let settled = ctx.obs.control_plane_version(&peer.hostname) == Some(u.from_version)
+            let peer_cp = ctx.obs.control_plane_version(&peer.hostname);
+            if peer_cp.is_some_and(|p| p < cp) {
+                return Err(Refusal::SecondControlPlanesFirst {
+                    host: name.into(),
+                    peer: peer.hostname.clone(),
+                });
+            }
+            let settled = peer_cp == Some(cp)
                 && ctx
                     .obs
                     .control_plane_pods
@@ -1109,13 +1189,14 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
     } else {
         // `upgrading-second-master` spans every control plane after the first: on a cluster
         // with three or more, the next one starts once the one before has ended (StarlingX's
-        // message names the states it knows, with two controllers).
+        // message names the states it knows, with two controllers). In a later minor,
+        // networking is done already: the others follow the first directly.
         if u.state != S::UpgradingSecondMaster {
-            gate(
-                u,
-                &[S::UpgradedNetworking, S::UpgradingSecondMasterFailed],
-                "upgrade the second control plane",
-            )?;
+            let mut allowed = vec![S::UpgradedNetworking, S::UpgradingSecondMasterFailed];
+            if !first_round && networking_done {
+                allowed.insert(0, S::UpgradedFirstMaster);
+            }
+            gate(u, &allowed, "upgrade the second control plane")?;
         }
         if let Some(other) = control_plane_in_flight(ctx) {
             return Err(Refusal::ControlPlaneInFlight {
@@ -1137,13 +1218,10 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
             why,
         });
     }
-    crate::skew::control_plane_step(ctx.obs, name, u.to_version)?;
-    if let Some(missing) = crate::patches::binaries_missing(
-        ctx.snap,
-        kup_types::PatchKind::Kubeadm,
-        u.to_version,
-        name,
-    ) {
+    crate::skew::control_plane_step(ctx.obs, name, next)?;
+    if let Some(missing) =
+        crate::patches::binaries_missing(ctx.snap, kup_types::PatchKind::Kubeadm, next, name)
+    {
         return Err(missing);
     }
     let state = if first {
@@ -1154,14 +1232,10 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
     if u.state != state {
         w.set_state(state);
     }
-    w.set_host(
-        name,
-        Some(HS::UpgradingControlPlane),
-        Some(Some(u.to_version)),
-    );
+    w.set_host(name, Some(HS::UpgradingControlPlane), Some(Some(next)));
     w.op(Operation::UpgradeControlPlane {
         host: name.into(),
-        version: u.to_version,
+        version: next,
         first,
     });
     Ok(())
@@ -1180,11 +1254,15 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
     if !kubelets_open(ctx.obs, u) {
         gate(u, &kubelet_phase(ctx.obs, u.to_version), "upgrade kubelets")?;
     }
+    // The version of this kubelet round: what every control plane runs (the target, or a
+    // minor on the way when the skew policy wants the kubelets to follow first).
+    let target = kubelet_target(ctx.obs)
+        .ok_or_else(|| Refusal::ControlPlanesDiffer { host: name.into() })?;
     if h.personality == Personality::Worker {
         let pending: Vec<String> = ctx
             .obs
             .controllers()
-            .filter(|c| ctx.obs.kubelet_version(&c.hostname) != Some(u.to_version))
+            .filter(|c| ctx.obs.kubelet_version(&c.hostname) != Some(target))
             .map(|c| c.hostname.clone())
             .collect();
         if !pending.is_empty() {
@@ -1199,7 +1277,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         .obs
         .kubelet_version(name)
         .ok_or_else(|| Refusal::KubeletUnknown(name.into()))?;
-    if current == u.to_version && !force {
+    if current == target && !force {
         // Nothing to run: record that this host is done.
         if ctx
             .snap
@@ -1209,7 +1287,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         {
             w.set_state(S::UpgradingKubelets);
         }
-        w.set_host(name, Some(HS::UpgradedKubelet), Some(Some(u.to_version)));
+        w.set_host(name, Some(HS::UpgradedKubelet), Some(Some(target)));
         return Ok(());
     }
     if simplex(ctx) {
@@ -1230,21 +1308,18 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
             state: host_state(h),
         });
     }
-    if let Some(missing) = crate::patches::binaries_missing(
-        ctx.snap,
-        kup_types::PatchKind::Kubelet,
-        u.to_version,
-        name,
-    ) {
+    if let Some(missing) =
+        crate::patches::binaries_missing(ctx.snap, kup_types::PatchKind::Kubelet, target, name)
+    {
         return Err(missing);
     }
     if u.state != S::UpgradingKubelets {
         w.set_state(S::UpgradingKubelets);
     }
-    w.set_host(name, Some(HS::UpgradingKubelet), Some(Some(u.to_version)));
+    w.set_host(name, Some(HS::UpgradingKubelet), Some(Some(target)));
     w.op(Operation::UpgradeKubelet {
         host: name.into(),
-        version: u.to_version,
+        version: target,
     });
     Ok(())
 }
@@ -1528,11 +1603,7 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
     let mut in_flight = Vec::new();
     match u.state {
         S::DownloadingImages => {
-            let images = ctx
-                .catalog
-                .get(u.to_version)
-                .map(|m| m.images.clone())
-                .unwrap_or_default();
+            let images = upgrade_images(ctx, &u);
             in_flight.push(Operation::DownloadImages {
                 version: u.to_version,
                 images,
@@ -1551,7 +1622,7 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
             {
                 Some(r) => in_flight.push(Operation::UpgradeControlPlane {
                     host: r.hostname.clone(),
-                    version: u.to_version,
+                    version: r.target_version.unwrap_or(u.to_version),
                     first,
                 }),
                 // Between two of the control planes after the first: nothing was running.
@@ -1572,7 +1643,7 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
         if r.status == Some(HS::UpgradingKubelet) {
             in_flight.push(Operation::UpgradeKubelet {
                 host: r.hostname.clone(),
-                version: u.to_version,
+                version: r.target_version.unwrap_or(u.to_version),
             });
         }
     }

@@ -183,7 +183,7 @@ fn check_path(input: &PlanInput<'_>) -> (Option<KubeVersion>, Vec<String>) {
                     "the running version {f} is not in the version catalog"
                 ));
             }
-            match (meta, input.catalog.upgrade_path(f, to)) {
+            match (meta, input.catalog.steps(f, to)) {
                 (Some(m), Err(crate::Refusal::NoUpgradePath { .. })) => {
                     blocked.push(format!(
                         "no upgrade path from {f} to {to} ({to} upgrades from {})",

@@ -178,6 +178,16 @@ pub enum Refusal {
     )]
     ControlPlaneHostState { host: String, state: String },
     #[error(
+        "Update second control-plane before updating first control plane again ({peer} has not caught up with {host})"
+    )]
+    SecondControlPlanesFirst { host: String, peer: String },
+    #[error(
+        "Can not upgrade the kubelet on {host} while the control planes run different versions: finish the control planes first"
+    )]
+    ControlPlanesDiffer { host: String },
+    #[error("Kubernetes networking is already upgraded")]
+    NetworkingAlreadyUpgraded,
+    #[error(
         "Can not upgrade the control plane on {host}: the control plane on {other} is being upgraded; control planes are upgraded one at a time"
     )]
     ControlPlaneInFlight { host: String, other: String },

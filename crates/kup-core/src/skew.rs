@@ -49,15 +49,31 @@ pub fn control_plane_step(obs: &Observation, host: &str, to: KubeVersion) -> Res
             ));
         }
     }
+    // Every kubelet the step would leave too far behind, named at once: they move first.
+    let behind: Vec<String> = obs
+        .nodes
+        .iter()
+        .filter(|n| {
+            let k = n.kubelet_version;
+            k.major != to.major || to.minor_skew(&k) > kubelet_max_skew(k)
+        })
+        .map(|n| format!("{} ({})", n.name, n.kubelet_version))
+        .collect();
+    if !behind.is_empty() {
+        return refuse(format!(
+            "the kubelets on {} would be more than {} minor versions behind {to}; upgrade them first",
+            behind.join(", "),
+            kubelet_max_skew(
+                obs.nodes
+                    .iter()
+                    .map(|n| n.kubelet_version)
+                    .min()
+                    .unwrap_or(to)
+            )
+        ));
+    }
     for n in &obs.nodes {
         let k = n.kubelet_version;
-        if k.major != to.major || to.minor_skew(&k) > kubelet_max_skew(k) {
-            return refuse(format!(
-                "the kubelet on {} runs {k}, more than {} minor versions behind {to}; upgrade it first",
-                n.name,
-                kubelet_max_skew(k)
-            ));
-        }
         if to.minor_skew(&k) < 0 {
             return refuse(format!(
                 "the kubelet on {} runs {k}, newer than {to}; a kubelet may never be newer than the API server",

@@ -144,6 +144,14 @@ const ACCEPTED: &[Accepted] = &[
         from: "v1.42.1",
     },
     Accepted {
+        name: "two minors up, through the highest patch of the one between",
+        setup: no_setup,
+        to: "v1.44.0",
+        force: false,
+        ignore: &[],
+        from: "v1.42.1",
+    },
+    Accepted {
         name: "next patch of the same minor",
         setup: no_setup,
         to: "v1.42.1",
@@ -426,10 +434,16 @@ fn refused_cases() -> Vec<Refused> {
             force: false,
             expect: not_available("v1.42.0", "unavailable"),
         },
-        // 6. the target is available but not reachable directly
+        // 6. the target is available but not reachable: no release of the minor between
         Refused {
             name: "no upgrade path two minors up",
-            setup: no_setup,
+            setup: |w| {
+                w.catalog = catalog(&[
+                    ("v1.42.1", &[]),
+                    ("v1.43.1", &["v1.42.0"]),
+                    ("v1.44.0", &["v1.43.1"]),
+                ])
+            },
             to: "v1.44.0",
             force: false,
             expect: Refusal::NoUpgradePath {
@@ -440,6 +454,11 @@ fn refused_cases() -> Vec<Refused> {
         Refused {
             name: "no upgrade path before unhealthy",
             setup: |w| {
+                w.catalog = catalog(&[
+                    ("v1.41.3", &[]),
+                    ("v1.42.1", &["v1.41.3"]),
+                    ("v1.43.1", &["v1.42.0"]),
+                ]);
                 w.obs = standard("v1.41.3");
                 w.snap = snapshot(&w.obs);
                 node_not_ready(w);

@@ -65,7 +65,7 @@ const CASES: &[Case] = &[
         host: "c1",
         to: "v1.19.0",
         refused: Some(
-            "Can not upgrade the control plane on c1 to v1.19.0: the kubelet on c0 runs v1.16.1, more than 2 minor versions behind v1.19.0; upgrade it first",
+            "Can not upgrade the control plane on c1 to v1.19.0: the kubelets on c0 (v1.16.1), c1 (v1.16.1) would be more than 2 minor versions behind v1.19.0; upgrade them first",
         ),
     },
     Case {
@@ -89,7 +89,7 @@ const CASES: &[Case] = &[
         host: "c0",
         to: "v1.19.0",
         refused: Some(
-            "Can not upgrade the control plane on c0 to v1.19.0: the kubelet on w0 runs v1.16.0, more than 2 minor versions behind v1.19.0; upgrade it first",
+            "Can not upgrade the control plane on c0 to v1.19.0: the kubelets on w0 (v1.16.0) would be more than 2 minor versions behind v1.19.0; upgrade them first",
         ),
     },
     Case {

@@ -123,7 +123,7 @@ async fn the_skew_policy_is_checked_before_each_control_plane_step() {
     let r = h.run(cp("controller-1")).await.unwrap_err();
     assert_eq!(
         r.to_string(),
-        "Can not upgrade the control plane on controller-1 to v1.17.0: the kubelet on worker-1 runs v1.14.3, more than 2 minor versions behind v1.17.0; upgrade it first"
+        "Can not upgrade the control plane on controller-1 to v1.17.0: the kubelets on worker-1 (v1.14.3) would be more than 2 minor versions behind v1.17.0; upgrade them first"
     );
     h.sim.mutate(|m| {
         m.host_mut("worker-1").unwrap().kubelet_version = Some(KubeVersion::new(1, 16, 1));

@@ -460,3 +460,123 @@ fn the_multi_version_example_steps_through_each_minor() {
         assert!(patches >= 2, "v1.{minor}: {patches}");
     }
 }
+
+/// After every step: no kubelet newer than any API server or more minors behind than it
+/// supports, and the API servers within one minor of each other.
+async fn assert_within_skew(h: &Harness, after: &str) {
+    let obs = h.engine.observe().await.unwrap();
+    let cps: Vec<kup_types::KubeVersion> = obs
+        .controllers()
+        .filter_map(|c| obs.control_plane_version(&c.hostname))
+        .collect();
+    let (lo, hi) = (*cps.iter().min().unwrap(), *cps.iter().max().unwrap());
+    assert!(hi.minor_skew(&lo) <= 1, "{after}: control planes {cps:?}");
+    for n in &obs.nodes {
+        let k = n.kubelet_version;
+        assert!(
+            lo.minor_skew(&k) >= 0,
+            "{after}: {} runs {k}, newer than {lo}",
+            n.name
+        );
+        assert!(
+            hi.minor_skew(&k) <= kup_core::skew::kubelet_max_skew(k),
+            "{after}: {} runs {k}, too far behind {hi}",
+            n.name
+        );
+    }
+}
+
+/// Every host's kubelet, one at a time (lock, kubelet, unlock), to what the control planes run.
+async fn kubelet_round(h: &Harness, hosts: &[String], version: &str) {
+    for host in hosts {
+        h.ok(lock(host)).await;
+        h.ok(kubelet(host)).await;
+        h.ok(unlock(host)).await;
+        assert_within_skew(h, &format!("kubelet {host} to {version}")).await;
+    }
+    let t = h.table().await;
+    for host in hosts {
+        let line = t
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(host.as_str()))
+            .unwrap();
+        assert!(line.contains(&format!("{version} upgraded-kubelet")), "{t}");
+    }
+}
+
+/// v1.29.2 -> v1.33.0 by hand on three control planes: each control-plane command advances one
+/// minor (the highest patch of it); networking once; the step that would leave the kubelets
+/// four minors behind is refused naming every host, so they move at v1.32.2; then the last
+/// minor, the kubelets again, complete. The skew policy holds after every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_version_upgrade_by_hand() {
+    let h = Harness::new(example("kubeadm-v1.29-to-v1.33.yaml")).await;
+    let cps = ["control-plane-0", "control-plane-1", "control-plane-2"];
+    let workers: Vec<String> = (0..6).map(|i| format!("worker-{i}")).collect();
+    h.ok(start("v1.33.0")).await;
+    h.ok(Command::DownloadImages).await;
+    assert_eq!(h.state().await, "downloaded-images");
+    let row = |t: &str, host: &str| {
+        t.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(host))
+            .unwrap()
+            .to_string()
+    };
+    let hosts: Vec<String> = cps
+        .iter()
+        .map(|c| c.to_string())
+        .chain(workers.iter().cloned())
+        .collect();
+    for (round, version) in ["v1.30.6", "v1.31.5", "v1.32.2"].iter().enumerate() {
+        h.ok(cp(cps[0])).await;
+        assert_eq!(h.state().await, "upgraded-first-master", "{version}");
+        // The host row shows the step's target, not the final one.
+        assert!(row(&h.table().await, cps[0]).contains(&format!("{version} {version}")));
+        if round == 0 {
+            h.ok(Command::UpgradeNetworking).await;
+        } else {
+            let r = h.run(Command::UpgradeNetworking).await.unwrap_err();
+            assert!(
+                matches!(r.refusal(), Some(Refusal::NetworkingAlreadyUpgraded)),
+                "{r}"
+            );
+        }
+        // The first may not move again before the others caught up.
+        if round == 1 {
+            let r = h.run(cp(cps[0])).await.unwrap_err();
+            assert_eq!(
+                r.to_string(),
+                "Update second control-plane before updating first control plane again \
+                 (control-plane-1 has not caught up with control-plane-0)"
+            );
+        }
+        for c in &cps[1..] {
+            h.ok(cp(c)).await;
+            assert_within_skew(&h, &format!("{c} to {version}")).await;
+        }
+        assert_eq!(h.state().await, "upgraded-second-master", "{version}");
+    }
+    // v1.33.0 would leave every kubelet (v1.29.2) four minors behind.
+    let r = h.run(cp(cps[0])).await.unwrap_err();
+    let why = r.to_string();
+    assert!(
+        why.contains("to v1.33.0: the kubelets on control-plane-0 (v1.29.2), control-plane-1 (v1.29.2)")
+            && why.contains("worker-5 (v1.29.2) would be more than 3 minor versions behind v1.33.0; upgrade them first"),
+        "{why}"
+    );
+    kubelet_round(&h, &hosts, "v1.32.2").await;
+    assert_eq!(h.state().await, "upgrading-kubelets");
+    // Complete waits for the last minor.
+    assert!(h.run(Command::Complete).await.is_err());
+    for c in cps {
+        h.ok(cp(c)).await;
+        assert_within_skew(&h, &format!("{c} to v1.33.0")).await;
+    }
+    assert_eq!(h.state().await, "upgraded-second-master");
+    kubelet_round(&h, &hosts, "v1.33.0").await;
+    h.ok(Command::Complete).await;
+    assert_eq!(h.state().await, "upgrade-complete");
+    let audit = kup_driver::Driver::safety_audit(&h.sim).unwrap();
+    assert_eq!(audit.control_plane_violations, 0, "{audit:?}");
+    assert_gapless(&h.events().await);
+}
