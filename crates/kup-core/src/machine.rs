@@ -557,6 +557,23 @@ fn upgrade_images(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Vec<String> {
     images
 }
 
+/// The version a host's control plane moves to next: where its failed attempt aimed, else
+/// the next step of the upgrade above what it runs (`cp`).
+pub(crate) fn control_plane_target(
+    ctx: &Ctx<'_>,
+    u: &KubeUpgradeRecord,
+    host: &str,
+    cp: KubeVersion,
+) -> Option<KubeVersion> {
+    let steps = upgrade_steps(ctx, u);
+    let row = ctx.snap.host(host);
+    let failed_target = row
+        .filter(|r| r.status == Some(HS::UpgradingControlPlaneFailed))
+        .and_then(|r| r.target_version)
+        .filter(|t| steps.contains(t));
+    failed_target.or_else(|| next_step(&steps, cp))
+}
+
 /// The first step above `current`.
 pub(crate) fn next_step(steps: &[KubeVersion], current: KubeVersion) -> Option<KubeVersion> {
     steps.iter().copied().find(|s| *s > current)
@@ -1116,11 +1133,7 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
     // The step this host takes: the next version of the upgrade's path above what it runs (one
     // minor at most); a re-do after a failure aims where the failed attempt aimed.
     let steps = upgrade_steps(ctx, u);
-    let failed_target = (status == Some(HS::UpgradingControlPlaneFailed))
-        .then(|| ctx.snap.host(name).and_then(|r| r.target_version))
-        .flatten()
-        .filter(|t| steps.contains(t));
-    let Some(next) = failed_target.or_else(|| next_step(&steps, cp)) else {
+    let Some(next) = control_plane_target(ctx, u, name, cp) else {
         return Err(Refusal::ControlPlaneAlreadyUpgraded {
             host: name.into(),
             version: u.to_version,

@@ -97,6 +97,10 @@ pub struct Stage {
     /// One of [`DOWNLOAD_IMAGES`], [`FIRST_CONTROL_PLANE`], [`NETWORKING`],
     /// [`SECOND_CONTROL_PLANE`], [`CONTROLLER_KUBELETS`], [`WORKER_KUBELETS`], [`COMPLETE`].
     pub name: String,
+    /// The version a control-plane or kubelet stage moves to, when the upgrade crosses
+    /// several minors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<KubeVersion>,
     /// Run one after the other; the hosts of a batch in parallel. Cluster-wide stages have
     /// none.
     pub batches: Vec<Batch>,
@@ -258,175 +262,251 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .filter(|h| h.personality == Personality::Worker)
         .collect();
 
-    let first_cp = first_control_plane(obs, to);
-    // Every other control plane, one at a time, in id order; those already at the target
-    // (mid-upgrade) are done.
-    let other_cps: Vec<&HostInfo> = controllers
+    // The versions the control planes step through (one unless the upgrade crosses several
+    // minors), and where they stand: the current round is the first step not every control
+    // plane has reached.
+    let steps: Vec<KubeVersion> = from
+        .and_then(|f| input.catalog.steps(f, to).ok())
+        .unwrap_or_else(|| vec![to]);
+    let multi = steps.len() > 1;
+    let cps: Vec<KubeVersion> = controllers
         .iter()
-        .copied()
-        .filter(|c| Some(c.hostname.as_str()) != first_cp.map(|f| f.hostname.as_str()))
+        .filter_map(|c| obs.control_plane_version(&c.hostname))
         .collect();
-
-    let mut stages = Vec::new();
-    stages.push(Stage {
-        name: DOWNLOAD_IMAGES.into(),
-        batches: Vec::new(),
-        seconds: d(StepKind::DownloadImages),
-        done: done_steps >= 1,
-    });
-    let cp_batch = |h: &HostInfo, reason: &str| Batch {
-        hosts: vec![h.hostname.clone()],
-        reason: reason.to_string(),
-        verdict: Verdict::Ok,
-        seconds: d(StepKind::ControlPlane),
-    };
-    stages.push(Stage {
-        name: FIRST_CONTROL_PLANE.into(),
-        batches: first_cp
-            .map(|h| {
-                let reason = if controllers.len() == 1 {
-                    "the only controller (kubeadm upgrade apply); its host stays in service"
-                } else if !obs.system_type.has_active_controller() {
-                    "the first control plane (kubeadm upgrade apply); its host stays in service"
-                } else {
-                    "the standby controller first (kubeadm upgrade apply); its host stays in \
-                     service"
-                };
-                cp_batch(h, reason)
-            })
-            .into_iter()
-            .collect(),
-        seconds: d(StepKind::ControlPlane),
-        done: done_steps >= 2,
-    });
-    stages.push(Stage {
-        name: NETWORKING.into(),
-        batches: Vec::new(),
-        seconds: d(StepKind::Networking),
-        done: done_steps >= 3,
-    });
-    if !other_cps.is_empty() {
-        let reason = if other_cps.len() == 1 {
-            "the other controller, after networking (kubeadm upgrade node); its host stays in \
-             service"
-        } else {
-            "the next control plane, after networking, one at a time while every other one \
-             serves (kubeadm upgrade node); its host stays in service"
-        };
-        let done = done_steps >= 4;
-        let batches: Vec<Batch> = other_cps
-            .iter()
-            .filter(|h| done_steps < 3 || obs.control_plane_version(&h.hostname) != Some(to))
-            .map(|h| cp_batch(h, reason))
-            .collect();
-        stages.push(Stage {
-            name: SECOND_CONTROL_PLANE.into(),
-            seconds: if done {
-                d(StepKind::ControlPlane) * other_cps.len() as u64
-            } else {
-                batches.iter().map(|b| b.seconds).sum()
-            },
-            done,
-            batches,
-        });
-    }
+    let (cp_floor, cp_max) = (cps.iter().min().copied(), cps.iter().max().copied());
+    let current_round = steps.iter().position(|s| cp_floor < Some(*s));
+    let version = |v: KubeVersion| multi.then_some(v);
 
     // Controllers' kubelets: one at a time, the standby ones first, the active one last (it
-    // hands its role over first).
+    // hands its role over first). Workers in batches. Judged once; a kubelet round on the way
+    // (a minor the skew policy wants the kubelets at before the control planes go on) takes
+    // the same batches, less the hosts already there.
     let mut pending_controllers: Vec<&HostInfo> =
         controllers.iter().copied().filter(|h| pending(h)).collect();
     pending_controllers.sort_by_key(|h| (h.active_controller, h.id));
     let host_cycle = d(StepKind::Lock) + d(StepKind::Kubelet) + d(StepKind::Unlock);
     let controller_batches: Vec<Batch> = pending_controllers
         .iter()
-        .map(|h| {
-            if simplex {
-                return Batch {
-                    hosts: vec![h.hostname.clone()],
-                    reason: "aio-simplex: the only host; its kubelet is upgraded in place, \
-                             without a lock or a drain"
-                        .into(),
-                    verdict: Verdict::Ok,
-                    seconds: d(StepKind::Kubelet),
-                };
-            }
-            let peer = controllers
-                .iter()
-                .find(|c| c.hostname != h.hostname)
-                .map(|c| c.hostname.as_str());
-            let (mut reason, seconds) = match peer {
-                Some(peer) if h.active_controller => (
-                    format!(
-                        "one controller at a time; the active controller goes last, after a \
-                         swact to {peer}"
-                    ),
-                    d(StepKind::Swact) + host_cycle,
-                ),
-                Some(_) if !obs.system_type.has_active_controller() => (
-                    "one control-plane node at a time, while every other one serves".to_string(),
-                    host_cycle,
-                ),
-                Some(_) => (
-                    "one controller at a time; the standby first".to_string(),
-                    host_cycle,
-                ),
-                None => ("the only controller".to_string(), host_cycle),
-            };
-            let verdict = safety
-                .get(h.hostname.as_str())
-                .map_or(Verdict::Ok, |s| s.verdict);
-            if verdict == Verdict::Unsafe
-                && let Some(f) = safety
-                    .get(h.hostname.as_str())
-                    .and_then(|s| s.findings.first())
-            {
-                let _ = write!(reason, "; unsafe: {f}");
-            }
-            Batch {
-                hosts: vec![h.hostname.clone()],
-                reason,
-                verdict,
-                seconds,
-            }
-        })
+        .map(|h| controller_batch(obs, &controllers, &safety, h, simplex, &d))
         .collect();
-    stages.push(Stage {
-        name: CONTROLLER_KUBELETS.into(),
-        seconds: controller_batches.iter().map(|b| b.seconds).sum(),
-        done: controller_batches.is_empty(),
-        batches: controller_batches,
-    });
-
     let pending_workers: Vec<&HostInfo> = workers.iter().copied().filter(|h| pending(h)).collect();
-    let mut lower_workers = 0;
-    if !workers.is_empty() {
-        let batches = worker_batches(&mut analyzer, &pending_workers, &safety, cap, host_cycle);
-        lower_workers = pending_workers.len().div_ceil(cap) as u64 * host_cycle;
-        stages.push(Stage {
-            name: WORKER_KUBELETS.into(),
-            seconds: batches.iter().map(|b| b.seconds).sum(),
-            done: batches.is_empty(),
-            batches,
-        });
-    }
-    stages.push(Stage {
-        name: COMPLETE.into(),
-        batches: Vec::new(),
-        seconds: 0,
-        done: complete,
-    });
+    let worker_plan = if workers.is_empty() {
+        None
+    } else {
+        Some(worker_batches(
+            &mut analyzer,
+            &pending_workers,
+            &safety,
+            cap,
+            host_cycle,
+        ))
+    };
 
-    let left = stages.iter().filter(|s| !s.done);
-    let total_seconds = left.clone().map(|s| s.seconds).sum();
-    let lower_bound_seconds = left
-        .map(|s| {
-            if s.name == WORKER_KUBELETS {
-                lower_workers
-            } else {
-                s.seconds
+    // Each stage with what any schedule needs for it at least (the lower bound).
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut lower: Vec<u64> = Vec::new();
+    let mut push = |st: Stage, least: u64| {
+        lower.push(least);
+        stages.push(st);
+    };
+    push(
+        Stage {
+            name: DOWNLOAD_IMAGES.into(),
+            version: None,
+            batches: Vec::new(),
+            seconds: d(StepKind::DownloadImages),
+            done: done_steps >= 1,
+        },
+        d(StepKind::DownloadImages),
+    );
+    let cp_batch = |h: &HostInfo, reason: &str| Batch {
+        hosts: vec![h.hostname.clone()],
+        reason: reason.to_string(),
+        verdict: Verdict::Ok,
+        seconds: d(StepKind::ControlPlane),
+    };
+    let kubelets_below = |v: KubeVersion| {
+        obs.hosts
+            .iter()
+            .filter(|h| h.personality.has_kubelet())
+            .filter_map(|h| obs.kubelet_version(&h.hostname))
+            .min()
+            .is_some_and(|k| k < v)
+    };
+    let mut kubelet_floor = obs
+        .hosts
+        .iter()
+        .filter(|h| h.personality.has_kubelet())
+        .filter_map(|h| obs.kubelet_version(&h.hostname))
+        .min();
+    let mut prev: Option<KubeVersion> = None;
+    for (i, &step) in steps.iter().enumerate() {
+        // The kubelets move first where this step would leave one beyond the skew policy.
+        if let (Some(p), Some(k)) = (prev, kubelet_floor)
+            && !crate::skew::kubelet_allows(step, k)
+        {
+            let below = |h: &str| obs.kubelet_version(h).is_some_and(|k| k < p);
+            for (name, batches) in [
+                (CONTROLLER_KUBELETS, &controller_batches),
+                (WORKER_KUBELETS, worker_plan.as_ref().unwrap_or(&Vec::new())),
+            ] {
+                let batches: Vec<Batch> = batches
+                    .iter()
+                    .filter_map(|b| {
+                        let hosts: Vec<String> =
+                            b.hosts.iter().filter(|h| below(h)).cloned().collect();
+                        (!hosts.is_empty()).then(|| Batch { hosts, ..b.clone() })
+                    })
+                    .collect();
+                let n: usize = batches.iter().map(|b| b.hosts.len()).sum();
+                let least = if name == WORKER_KUBELETS {
+                    n.div_ceil(cap) as u64 * host_cycle
+                } else {
+                    batches.iter().map(|b| b.seconds).sum()
+                };
+                push(
+                    Stage {
+                        name: name.into(),
+                        version: Some(p),
+                        seconds: batches.iter().map(|b| b.seconds).sum(),
+                        done: !kubelets_below(p),
+                        batches,
+                    },
+                    least,
+                );
             }
-        })
-        .sum();
+            kubelet_floor = Some(p);
+        }
+        // Done: rounds before the current one; in the first, the upgrade's state says; in a
+        // later one, the control planes (networking was done in the first).
+        let (first_done, net_done, others_done) = match current_round {
+            _ if !multi || (current_round == Some(0) && i == 0) => {
+                (done_steps >= 2, done_steps >= 3, done_steps >= 4)
+            }
+            None => (true, true, true),
+            Some(k) if i < k => (true, true, true),
+            Some(k) if i == k => (cp_max >= Some(step), true, false),
+            Some(_) => (false, false, false),
+        };
+        let first_cp = first_control_plane(obs, step);
+        // Every other control plane, one at a time, in id order; those already at this step
+        // (mid-upgrade) are done.
+        let other_cps: Vec<&HostInfo> = controllers
+            .iter()
+            .copied()
+            .filter(|c| Some(c.hostname.as_str()) != first_cp.map(|f| f.hostname.as_str()))
+            .collect();
+        push(
+            Stage {
+                name: FIRST_CONTROL_PLANE.into(),
+                version: version(step),
+                batches: first_cp
+                    .map(|h| {
+                        let reason = if controllers.len() == 1 {
+                            "the only controller (kubeadm upgrade apply); its host stays in \
+                             service"
+                        } else if !obs.system_type.has_active_controller() {
+                            "the first control plane (kubeadm upgrade apply); its host stays in \
+                             service"
+                        } else {
+                            "the standby controller first (kubeadm upgrade apply); its host \
+                             stays in service"
+                        };
+                        cp_batch(h, reason)
+                    })
+                    .into_iter()
+                    .collect(),
+                seconds: d(StepKind::ControlPlane),
+                done: first_done,
+            },
+            d(StepKind::ControlPlane),
+        );
+        if i == 0 {
+            push(
+                Stage {
+                    name: NETWORKING.into(),
+                    version: None,
+                    batches: Vec::new(),
+                    seconds: d(StepKind::Networking),
+                    done: net_done,
+                },
+                d(StepKind::Networking),
+            );
+        }
+        if !other_cps.is_empty() {
+            let reason = if other_cps.len() == 1 {
+                "the other controller, after networking (kubeadm upgrade node); its host stays \
+                 in service"
+            } else {
+                "the next control plane, after networking, one at a time while every other one \
+                 serves (kubeadm upgrade node); its host stays in service"
+            };
+            let batches: Vec<Batch> = other_cps
+                .iter()
+                .filter(|h| {
+                    !net_done
+                        || current_round != Some(i)
+                        || obs.control_plane_version(&h.hostname) < Some(step)
+                })
+                .filter(|_| !others_done)
+                .map(|h| cp_batch(h, reason))
+                .collect();
+            let seconds = if others_done {
+                d(StepKind::ControlPlane) * other_cps.len() as u64
+            } else {
+                batches.iter().map(|b| b.seconds).sum()
+            };
+            push(
+                Stage {
+                    name: SECOND_CONTROL_PLANE.into(),
+                    version: version(step),
+                    seconds,
+                    done: others_done,
+                    batches,
+                },
+                seconds,
+            );
+        }
+        prev = Some(step);
+    }
+
+    let controller_seconds = controller_batches.iter().map(|b| b.seconds).sum();
+    push(
+        Stage {
+            name: CONTROLLER_KUBELETS.into(),
+            version: version(to),
+            seconds: controller_seconds,
+            done: controller_batches.is_empty(),
+            batches: controller_batches,
+        },
+        controller_seconds,
+    );
+    if let Some(batches) = worker_plan {
+        push(
+            Stage {
+                name: WORKER_KUBELETS.into(),
+                version: version(to),
+                seconds: batches.iter().map(|b| b.seconds).sum(),
+                done: batches.is_empty(),
+                batches,
+            },
+            pending_workers.len().div_ceil(cap) as u64 * host_cycle,
+        );
+    }
+    push(
+        Stage {
+            name: COMPLETE.into(),
+            version: None,
+            batches: Vec::new(),
+            seconds: 0,
+            done: complete,
+        },
+        0,
+    );
+
+    let left = || stages.iter().zip(&lower).filter(|(s, _)| !s.done);
+    let total_seconds = left().map(|(s, _)| s.seconds).sum();
+    let lower_bound_seconds = left().map(|(_, least)| *least).sum();
     Plan {
         from,
         to,
@@ -439,12 +519,73 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
 }
 
-/// The first control plane: one already at the target (mid-upgrade), else the standby (the
-/// lowest id of the controllers that are not active).
+/// A controller's kubelet batch: alone; on aio-simplex in place; the active controller after
+/// a swact.
+fn controller_batch(
+    obs: &Observation,
+    controllers: &[&HostInfo],
+    safety: &HashMap<&str, &HostSafety>,
+    h: &HostInfo,
+    simplex: bool,
+    d: &impl Fn(StepKind) -> u64,
+) -> Batch {
+    let host_cycle = d(StepKind::Lock) + d(StepKind::Kubelet) + d(StepKind::Unlock);
+    if simplex {
+        return Batch {
+            hosts: vec![h.hostname.clone()],
+            reason: "aio-simplex: the only host; its kubelet is upgraded in place, without a \
+                     lock or a drain"
+                .into(),
+            verdict: Verdict::Ok,
+            seconds: d(StepKind::Kubelet),
+        };
+    }
+    let peer = controllers
+        .iter()
+        .find(|c| c.hostname != h.hostname)
+        .map(|c| c.hostname.as_str());
+    let (mut reason, seconds) = match peer {
+        Some(peer) if h.active_controller => (
+            format!(
+                "one controller at a time; the active controller goes last, after a swact to \
+                 {peer}"
+            ),
+            d(StepKind::Swact) + host_cycle,
+        ),
+        Some(_) if !obs.system_type.has_active_controller() => (
+            "one control-plane node at a time, while every other one serves".to_string(),
+            host_cycle,
+        ),
+        Some(_) => (
+            "one controller at a time; the standby first".to_string(),
+            host_cycle,
+        ),
+        None => ("the only controller".to_string(), host_cycle),
+    };
+    let verdict = safety
+        .get(h.hostname.as_str())
+        .map_or(Verdict::Ok, |s| s.verdict);
+    if verdict == Verdict::Unsafe
+        && let Some(f) = safety
+            .get(h.hostname.as_str())
+            .and_then(|s| s.findings.first())
+    {
+        let _ = write!(reason, "; unsafe: {f}");
+    }
+    Batch {
+        hosts: vec![h.hostname.clone()],
+        reason,
+        verdict,
+        seconds,
+    }
+}
+
+/// The first control plane of a step to `to`: one already there (mid-upgrade), else the
+/// standby (the lowest id of the controllers that are not active).
 pub fn first_control_plane(obs: &Observation, to: KubeVersion) -> Option<&HostInfo> {
     obs.controllers().min_by_key(|c| {
         (
-            obs.control_plane_version(&c.hostname) != Some(to),
+            obs.control_plane_version(&c.hostname) < Some(to),
             c.active_controller,
             c.id,
             c.hostname.as_str(),
@@ -644,15 +785,24 @@ pub fn render_table(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "Stages:");
     let mut at = 0;
+    // Wider when stages carry the version they move to (an upgrade across several minors).
+    let width = if plan.stages.iter().any(|s| s.version.is_some()) {
+        32
+    } else {
+        22
+    };
     for (i, s) in plan.stages.iter().enumerate() {
+        let name = match s.version {
+            Some(v) => format!("{} {v}", s.name),
+            None => s.name.clone(),
+        };
         if s.done {
-            let _ = writeln!(out, "{:>2}. {:<22}{:>11}", i + 1, s.name, "done");
+            let _ = writeln!(out, "{:>2}. {name:<width$}{:>11}", i + 1, "done");
         } else {
             let _ = writeln!(
                 out,
-                "{:>2}. {:<22}{:>11}  at +{}",
+                "{:>2}. {name:<width$}{:>11}  at +{}",
                 i + 1,
-                s.name,
                 human(s.seconds),
                 human(at)
             );

@@ -10,11 +10,13 @@ use crate::refusal::Refusal;
 /// How many minor versions a kubelet may be older than the API server: 3 from kubelet 1.25
 /// on, 2 before.
 pub fn kubelet_max_skew(kubelet: KubeVersion) -> i64 {
-    if (kubelet.major, kubelet.minor) >= (1, 25) {
-        3
-    } else {
-        2
-    }
+    kubelet.kubelet_max_skew()
+}
+
+/// Whether a kubelet at `kubelet` may run under API servers at `to`: never newer, never more
+/// minors behind than it supports.
+pub fn kubelet_allows(to: KubeVersion, kubelet: KubeVersion) -> bool {
+    kubelet.kubelet_runs_under(to)
 }
 
 /// A control plane moves from `from` to `to` in one step only within one minor version.
@@ -57,6 +59,7 @@ pub fn control_plane_step(obs: &Observation, host: &str, to: KubeVersion) -> Res
             let k = n.kubelet_version;
             k.major != to.major || to.minor_skew(&k) > kubelet_max_skew(k)
         })
+        // (newer ones are refused below, one by one)
         .map(|n| format!("{} ({})", n.name, n.kubelet_version))
         .collect();
     if !behind.is_empty() {

@@ -21,7 +21,9 @@ use kup_types::{
     strategy::{DEFAULT_MAX_PARALLEL_WORKER_HOSTS, MAX_PARALLEL_WORKER_HOSTS, Phase, Stage, Step},
 };
 
-use crate::machine::{Command, Ctx, all_control_planes_at, control_plane_in_flight};
+use crate::machine::{
+    Command, Ctx, all_control_planes_at, control_plane_in_flight, kubelet_target,
+};
 use crate::plan::{self, PlanInput};
 use crate::safety::{Analyzer, BatchEval, Verdict};
 use crate::{DEFAULT_ALARM_IGNORE, Refusal};
@@ -70,10 +72,12 @@ pub enum StrategyCommand {
 pub enum Progress {
     /// The strategy is at this step: everything before it is done.
     At(StepAt),
-    /// The next worker batch (judged just now), and the hosts left out while choosing it.
+    /// The next worker batch (judged just now), and the hosts left out while choosing it; of
+    /// the kubelet round to `version` (when the upgrade crosses several minors).
     Batch {
         hosts: Vec<String>,
         skipped: Vec<SkippedHost>,
+        version: Option<KubeVersion>,
     },
     /// A host left out after the engine refused its step (`--partial-ok`).
     Skip(SkippedHost),
@@ -100,14 +104,16 @@ pub struct StepAt {
 pub enum StageKey {
     Start,
     Images,
-    FirstControlPlane,
+    /// Each stage that moves to a version is keyed by it when the upgrade crosses several
+    /// minors (`None` otherwise).
+    FirstControlPlane(Option<KubeVersion>),
     Networking,
     /// A control plane after the first (`kubeadm upgrade node`), one stage per host.
-    SecondControlPlane(String),
+    SecondControlPlane(String, Option<KubeVersion>),
     /// A controller's kubelet.
-    Controller(String),
+    Controller(String, Option<KubeVersion>),
     /// The worker batch in progress.
-    Workers,
+    Workers(Option<KubeVersion>),
     Complete,
 }
 
@@ -133,6 +139,7 @@ pub enum Next {
     Batch {
         hosts: Vec<String>,
         skipped: Vec<SkippedHost>,
+        version: Option<KubeVersion>,
     },
     /// Nothing left to do.
     Done,
@@ -356,17 +363,23 @@ fn host_checks(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stri
     // Hosts the upgrade already took down (by hand, or a strategy before this one) come back
     // first; judged alone now, the others would look unsafe for their absence. The runner
     // judges every batch, and the engine every lock, on the cluster as it is then.
-    let resuming = ctx
-        .obs
-        .hosts
-        .iter()
-        .any(|h| taken_down(ctx, h, s.to_version));
+    // The kubelet round under way: at the control planes' version (a minor on the way, in an
+    // upgrade across several).
+    let round = kubelet_target(ctx.obs)
+        .filter(|_| {
+            ctx.snap
+                .upgrade
+                .as_ref()
+                .is_some_and(|u| crate::machine::kubelets_open(ctx.obs, u))
+        })
+        .unwrap_or(s.to_version);
+    let resuming = ctx.obs.hosts.iter().any(|h| taken_down(ctx, h, round));
     for h in pending_hosts(ctx.obs, s.to_version) {
         if s.worker_apply_type == ApplyType::Ignore && h.personality == Personality::Worker {
             continue;
         }
         // Locked for its kubelet already: the runner finishes it first, as it stands.
-        if taken_down(ctx, h, s.to_version) {
+        if taken_down(ctx, h, round) {
             continue;
         }
         let mut problems = ready_problems(ctx, h, s.to_version);
@@ -427,10 +440,10 @@ fn pending_hosts(obs: &Observation, to: KubeVersion) -> Vec<&HostInfo> {
     hosts
 }
 
-/// The apply phase's stages as the plan predicts them; those already done are marked so.
+/// The apply phase's stages as the plan predicts them, one for each of the plan's stages (one
+/// per host or batch where the plan has several); those already done are marked so.
 fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
-    let policy = ctx.policy;
-    let secs = |k: StepKind| policy.deadline(k).as_secs().max(0) as u64;
+    let secs = |k: StepKind| ctx.policy.deadline(k).as_secs().max(0) as u64;
     let one = |stage: &str, step: &str, hosts: Vec<String>, kind: StepKind| {
         Stage::new(
             stage.into(),
@@ -444,143 +457,122 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
         Vec::new(),
         vec![Step::new(STEP_START, Vec::new(), 60)],
     )];
-    let upgrade_done = |stage: &str| {
-        plan.stages
-            .iter()
-            .find(|p| p.name == stage)
-            .is_some_and(|p| p.done)
-    };
-    let batches_of = |stage: &str| -> Vec<(Vec<String>, u64)> {
-        plan.stages
-            .iter()
-            .find(|p| p.name == stage)
-            .map(|p| {
-                if p.batches.is_empty() {
-                    vec![(Vec::new(), p.seconds)]
-                } else {
-                    p.batches
-                        .iter()
-                        .map(|b| (b.hosts.clone(), b.seconds))
-                        .collect()
-                }
-            })
-            .unwrap_or_default()
-    };
     if ctx.snap.upgrade.is_some() {
         mark_all(&mut out[0], StepResult::Success, ctx.now);
     }
-    let mut cluster = |name: &str, step: &str, kind: StepKind, plan_stage: &str| {
-        let batches = batches_of(plan_stage);
-        let hosts = batches.iter().flat_map(|b| b.0.clone()).collect();
-        let mut st = one(name, step, hosts, kind);
-        st.predicted_seconds = batches.iter().map(|b| b.1).sum();
-        if upgrade_done(plan_stage) {
-            mark_all(&mut st, StepResult::Success, ctx.now);
-        }
-        out.push(st);
-    };
-    cluster(
-        STAGE_IMAGES,
-        STEP_IMAGES,
-        StepKind::DownloadImages,
-        plan::DOWNLOAD_IMAGES,
-    );
-    cluster(
-        STAGE_FIRST_CP,
-        STEP_CP,
-        StepKind::ControlPlane,
-        plan::FIRST_CONTROL_PLANE,
-    );
-    cluster(
-        STAGE_NETWORKING,
-        STEP_NETWORKING,
-        StepKind::Networking,
-        plan::NETWORKING,
-    );
-    let others_done = upgrade_done(plan::SECOND_CONTROL_PLANE);
-    for c in ctx.obs.controllers() {
-        let first = plan::first_control_plane(ctx.obs, s.to_version)
-            .is_some_and(|f| f.hostname == c.hostname);
-        if first {
-            continue;
-        }
-        let mut st = one(
-            STAGE_SECOND_CP,
-            STEP_CP,
-            vec![c.hostname.clone()],
-            StepKind::ControlPlane,
-        );
-        st.predicted_seconds = one_control_plane_seconds(plan);
-        let at_target = ctx.obs.control_plane_version(&c.hostname) == Some(s.to_version);
-        if others_done || (upgrade_done(plan::NETWORKING) && at_target) {
-            mark_all(&mut st, StepResult::Success, ctx.now);
-        }
-        out.push(st);
-    }
-    for (hosts, predicted) in batches_of(plan::CONTROLLER_KUBELETS) {
-        if hosts.is_empty() {
-            continue;
-        }
-        let active = hosts
-            .first()
-            .and_then(|h| ctx.obs.host(h))
-            .is_some_and(|h| h.active_controller);
-        let mut steps = Vec::new();
-        if simplex {
-            steps.push(Step::new(
-                STEP_KUBELET,
-                hosts.clone(),
-                secs(StepKind::Kubelet),
-            ));
-        } else {
-            if active {
-                steps.push(Step::new(STEP_SWACT, hosts.clone(), secs(StepKind::Swact)));
+    for p in &plan.stages {
+        let mut made: Vec<Stage> = match p.name.as_str() {
+            plan::DOWNLOAD_IMAGES => vec![one(
+                STAGE_IMAGES,
+                STEP_IMAGES,
+                Vec::new(),
+                StepKind::DownloadImages,
+            )],
+            plan::NETWORKING => vec![one(
+                STAGE_NETWORKING,
+                STEP_NETWORKING,
+                Vec::new(),
+                StepKind::Networking,
+            )],
+            plan::FIRST_CONTROL_PLANE => vec![one(
+                STAGE_FIRST_CP,
+                STEP_CP,
+                p.batches.iter().flat_map(|b| b.hosts.clone()).collect(),
+                StepKind::ControlPlane,
+            )],
+            plan::SECOND_CONTROL_PLANE => p
+                .batches
+                .iter()
+                .map(|b| {
+                    let mut st = one(
+                        STAGE_SECOND_CP,
+                        STEP_CP,
+                        b.hosts.clone(),
+                        StepKind::ControlPlane,
+                    );
+                    st.predicted_seconds = b.seconds;
+                    st
+                })
+                .collect(),
+            plan::CONTROLLER_KUBELETS => p
+                .batches
+                .iter()
+                .map(|b| {
+                    let mut st = controller_stage(ctx, b.hosts.clone(), simplex);
+                    st.predicted_seconds = b.seconds;
+                    st
+                })
+                .collect(),
+            plan::WORKER_KUBELETS if s.worker_apply_type != ApplyType::Ignore => p
+                .batches
+                .iter()
+                .map(|b| {
+                    let mut st = worker_stage(ctx, b.hosts.clone());
+                    st.predicted_seconds = b.seconds;
+                    st
+                })
+                .collect(),
+            plan::COMPLETE if s.worker_apply_type != ApplyType::Ignore => {
+                let mut st = one(
+                    STAGE_COMPLETE,
+                    STEP_COMPLETE,
+                    Vec::new(),
+                    StepKind::Networking,
+                );
+                st.timeout = 60;
+                st.steps[0].timeout = 60;
+                vec![st]
             }
-            steps.push(Step::new(STEP_LOCK, hosts.clone(), secs(StepKind::Lock)));
-            steps.push(Step::new(
-                STEP_KUBELET,
-                hosts.clone(),
-                secs(StepKind::Kubelet),
-            ));
-            steps.push(Step::new(
-                STEP_UNLOCK,
-                hosts.clone(),
-                secs(StepKind::Unlock),
-            ));
+            _ => Vec::new(),
+        };
+        if let [st] = made.as_mut_slice()
+            && st.predicted_seconds == 0
+        {
+            st.predicted_seconds = p.seconds;
         }
-        let mut st = Stage::new(STAGE_CONTROLLER.into(), hosts, steps);
-        st.predicted_seconds = predicted;
-        out.push(st);
-    }
-    if s.worker_apply_type != ApplyType::Ignore {
-        for (hosts, predicted) in batches_of(plan::WORKER_KUBELETS) {
-            if hosts.is_empty() {
-                continue;
+        for mut st in made {
+            st.version = p.version;
+            if p.done {
+                mark_all(&mut st, StepResult::Success, ctx.now);
             }
-            let mut st = worker_stage(ctx, hosts);
-            st.predicted_seconds = predicted;
             out.push(st);
-        }
-        out.push(one(
-            STAGE_COMPLETE,
-            STEP_COMPLETE,
-            Vec::new(),
-            StepKind::Networking,
-        ));
-        if let Some(last) = out.last_mut() {
-            last.timeout = 60;
-            last.steps[0].timeout = 60;
         }
     }
     out
 }
 
-/// What one control plane's upgrade takes, as the plan predicts it.
-fn one_control_plane_seconds(plan: &plan::Plan) -> u64 {
-    plan.stages
-        .iter()
-        .find(|p| p.name == plan::FIRST_CONTROL_PLANE)
-        .map_or(0, |p| p.seconds)
+/// A controller's kubelet stage: (swact,) lock, kubelet, unlock; on aio-simplex the kubelet
+/// alone, in place.
+fn controller_stage(ctx: &Ctx<'_>, hosts: Vec<String>, simplex: bool) -> Stage {
+    let secs = |k: StepKind| ctx.policy.deadline(k).as_secs().max(0) as u64;
+    let active = hosts
+        .first()
+        .and_then(|h| ctx.obs.host(h))
+        .is_some_and(|h| h.active_controller);
+    let mut steps = Vec::new();
+    if simplex {
+        steps.push(Step::new(
+            STEP_KUBELET,
+            hosts.clone(),
+            secs(StepKind::Kubelet),
+        ));
+    } else {
+        if active {
+            steps.push(Step::new(STEP_SWACT, hosts.clone(), secs(StepKind::Swact)));
+        }
+        steps.push(Step::new(STEP_LOCK, hosts.clone(), secs(StepKind::Lock)));
+        steps.push(Step::new(
+            STEP_KUBELET,
+            hosts.clone(),
+            secs(StepKind::Kubelet),
+        ));
+        steps.push(Step::new(
+            STEP_UNLOCK,
+            hosts.clone(),
+            secs(StepKind::Unlock),
+        ));
+    }
+    Stage::new(STAGE_CONTROLLER.into(), hosts, steps)
 }
 
 fn worker_stage(ctx: &Ctx<'_>, hosts: Vec<String>) -> Stage {
@@ -654,6 +646,7 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         at: StepAt::new(stage, step),
         why: why.to_string(),
     };
+    let networking_done = ctx.obs.networking_version == Some(to);
     match u.state {
         S::UpgradeStarted | S::DownloadingImagesFailed => run(
             Command::DownloadImages,
@@ -661,15 +654,13 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             Some(format!("{}/{to}", StepKind::DownloadImages)),
         ),
         S::DownloadingImages => wait(StageKey::Images, STEP_IMAGES, "images are downloading"),
-        S::DownloadedImages | S::UpgradingFirstMasterFailed => {
-            control_plane_step(ctx, to, Some(StageKey::FirstControlPlane))
-        }
+        S::DownloadedImages | S::UpgradingFirstMasterFailed => first_control_plane_step(ctx, u),
         S::UpgradingFirstMaster => wait(
-            StageKey::FirstControlPlane,
+            StageKey::FirstControlPlane(round_key(ctx, u, in_flight_step(ctx))),
             STEP_CP,
             "the first control plane is upgrading",
         ),
-        S::UpgradedFirstMaster | S::UpgradingNetworkingFailed => run(
+        S::UpgradedFirstMaster | S::UpgradingNetworkingFailed if !networking_done => run(
             Command::UpgradeNetworking,
             StepAt::new(StageKey::Networking, STEP_NETWORKING),
             Some(format!("{}/{to}", StepKind::Networking)),
@@ -679,18 +670,33 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             STEP_NETWORKING,
             "networking is upgrading",
         ),
-        S::UpgradedNetworking if all_control_planes_at(ctx.obs, to) => kubelet_phase(ctx, s),
-        S::UpgradedNetworking | S::UpgradingSecondMaster | S::UpgradingSecondMasterFailed => {
-            match control_plane_in_flight(ctx) {
-                Some(host) => wait(
-                    StageKey::SecondControlPlane(host.to_string()),
-                    STEP_CP,
-                    &format!("the control plane on {host} is upgrading"),
-                ),
-                None => control_plane_step(ctx, to, None),
-            }
+        // Every control plane has finished this minor: kubelets, or the next minor.
+        S::UpgradedFirstMaster
+        | S::UpgradingNetworkingFailed
+        | S::UpgradedNetworking
+        | S::UpgradedSecondMaster
+        | S::UpgradingKubelets
+            if kubelet_target(ctx.obs).is_some() =>
+        {
+            round_done(ctx, s, u)
         }
-        S::UpgradedSecondMaster | S::UpgradingKubelets => kubelet_phase(ctx, s),
+        S::UpgradedFirstMaster
+        | S::UpgradingNetworkingFailed
+        | S::UpgradedNetworking
+        | S::UpgradedSecondMaster
+        | S::UpgradingKubelets
+        | S::UpgradingSecondMaster
+        | S::UpgradingSecondMasterFailed => match control_plane_in_flight(ctx) {
+            Some(host) => wait(
+                StageKey::SecondControlPlane(
+                    host.to_string(),
+                    round_key(ctx, u, in_flight_step(ctx)),
+                ),
+                STEP_CP,
+                &format!("the control plane on {host} is upgrading"),
+            ),
+            None => other_control_plane_step(ctx, u),
+        },
         // A cordon by hand (aio-simplex): waited for, re-done if it failed, then the control
         // plane or the kubelet it came before; the uncordon likewise before complete.
         S::CordonStarted | S::UncordonStarted => wait(
@@ -703,19 +709,67 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
                 Command::Cordon {
                     host: c.hostname.clone(),
                 },
-                StepAt::new(StageKey::FirstControlPlane, STEP_CP),
+                StepAt::new(StageKey::FirstControlPlane(None), STEP_CP),
                 Some(format!("{}/{}", StepKind::Cordon, c.hostname)),
             ),
             None => Next::Fail {
-                at: StepAt::new(StageKey::FirstControlPlane, STEP_CP),
+                at: StepAt::new(StageKey::FirstControlPlane(None), STEP_CP),
                 reason: "no controller to cordon".into(),
             },
         },
-        S::CordonComplete if all_control_planes_at(ctx.obs, to) => kubelet_phase(ctx, s),
-        S::CordonComplete => control_plane_step(ctx, to, Some(StageKey::FirstControlPlane)),
+        S::CordonComplete if all_control_planes_at(ctx.obs, to) => kubelet_phase(ctx, s, to),
+        S::CordonComplete => first_control_plane_step(ctx, u),
         S::UncordonFailed => uncordon_step(ctx),
-        S::UncordonComplete => kubelet_phase(ctx, s),
+        S::UncordonComplete => kubelet_phase(ctx, s, to),
         S::UpgradeComplete => Next::Done,
+    }
+}
+
+/// The version of the control-plane operation in flight, if any.
+fn in_flight_step(ctx: &Ctx<'_>) -> Option<KubeVersion> {
+    ctx.snap.operations.iter().find_map(|o| match &o.op {
+        kup_types::Operation::UpgradeControlPlane { version, .. } => Some(*version),
+        _ => None,
+    })
+}
+
+/// How a stage of version `v` is keyed: by its version when the upgrade crosses several
+/// minors (the stages of each carry it), by nothing otherwise.
+fn round_key(
+    ctx: &Ctx<'_>,
+    u: &kup_types::KubeUpgradeRecord,
+    v: Option<KubeVersion>,
+) -> Option<KubeVersion> {
+    (crate::machine::upgrade_steps(ctx, u).len() > 1)
+        .then_some(v)
+        .flatten()
+}
+
+/// Every control plane runs the same minor of the way: the kubelets follow where the next
+/// minor would leave one beyond the skew policy (and at the end); otherwise the next minor's
+/// first control plane.
+fn round_done(ctx: &Ctx<'_>, s: &StrategyRecord, u: &kup_types::KubeUpgradeRecord) -> Next {
+    let Some(r) = kubelet_target(ctx.obs) else {
+        return other_control_plane_step(ctx, u);
+    };
+    if r >= s.to_version {
+        return kubelet_phase(ctx, s, s.to_version);
+    }
+    let steps = crate::machine::upgrade_steps(ctx, u);
+    let Some(next) = crate::machine::next_step(&steps, r) else {
+        return kubelet_phase(ctx, s, s.to_version);
+    };
+    let kubelets_allow = ctx
+        .obs
+        .nodes
+        .iter()
+        .all(|n| crate::skew::kubelet_allows(next, n.kubelet_version));
+    // A kubelet round begun (a host taken down for it) is finished first.
+    let begun = ctx.obs.hosts.iter().any(|h| taken_down(ctx, h, r));
+    if kubelets_allow && !begun && s.batch.is_none() {
+        first_control_plane_step(ctx, u)
+    } else {
+        kubelet_phase(ctx, s, r)
     }
 }
 
@@ -788,30 +842,61 @@ fn binaries_first(ctx: &Ctx<'_>, kind: PatchKind, to: KubeVersion, host: &str) -
     }
 }
 
-/// The control plane of the first controller (`Some(FirstControlPlane)`: the standby, or one
-/// already at the target), or of the next of the others (`None`: the lowest id not at the
-/// target, or the one whose last attempt failed).
-fn control_plane_step(ctx: &Ctx<'_>, to: KubeVersion, first: Option<StageKey>) -> Next {
-    let host = match first {
-        Some(_) => plan::first_control_plane(ctx.obs, to),
-        None => ctx
-            .obs
-            .controllers()
-            .filter(|c| {
-                ctx.obs.control_plane_version(&c.hostname) != Some(to)
-                    || ctx.snap.host(&c.hostname).and_then(|r| r.status)
-                        == Some(HS::UpgradingControlPlaneFailed)
-            })
-            .min_by_key(|c| c.id),
-    };
-    let Some(h) = host else {
+/// The next minor's first control plane (or the one whose attempt failed): the standby, or
+/// one already there.
+fn first_control_plane_step(ctx: &Ctx<'_>, u: &kup_types::KubeUpgradeRecord) -> Next {
+    let failed = ctx.obs.controllers().find(|c| {
+        ctx.snap.host(&c.hostname).and_then(|r| r.status) == Some(HS::UpgradingControlPlaneFailed)
+    });
+    let steps = crate::machine::upgrade_steps(ctx, u);
+    let round = crate::machine::control_plane_floor(ctx.obs)
+        .and_then(|f| crate::machine::next_step(&steps, f))
+        .unwrap_or(u.to_version);
+    let host = failed.or_else(|| plan::first_control_plane(ctx.obs, round));
+    control_plane_on(ctx, u, host, StageKey::FirstControlPlane)
+}
+
+/// The next of the other control planes of this minor (the lowest id not there yet, or one
+/// whose attempt failed).
+fn other_control_plane_step(ctx: &Ctx<'_>, u: &kup_types::KubeUpgradeRecord) -> Next {
+    let round = ctx
+        .obs
+        .controllers()
+        .filter_map(|c| ctx.obs.control_plane_version(&c.hostname))
+        .max()
+        .unwrap_or(u.to_version);
+    let host = ctx
+        .obs
+        .controllers()
+        .filter(|c| {
+            ctx.obs.control_plane_version(&c.hostname) < Some(round)
+                || ctx.snap.host(&c.hostname).and_then(|r| r.status)
+                    == Some(HS::UpgradingControlPlaneFailed)
+        })
+        .min_by_key(|c| c.id);
+    let name = host.map(|h| h.hostname.clone()).unwrap_or_default();
+    control_plane_on(ctx, u, host, |v| StageKey::SecondControlPlane(name, v))
+}
+
+/// The control-plane command for `host` (its kubeadm binaries installed first), at the stage
+/// `stage` makes of its step's version.
+fn control_plane_on(
+    ctx: &Ctx<'_>,
+    u: &kup_types::KubeUpgradeRecord,
+    host: Option<&HostInfo>,
+    stage: impl FnOnce(Option<KubeVersion>) -> StageKey,
+) -> Next {
+    let target = host.and_then(|h| {
+        let cp = ctx.obs.control_plane_version(&h.hostname)?;
+        crate::machine::control_plane_target(ctx, u, &h.hostname, cp)
+    });
+    let at = StepAt::new(stage(round_key(ctx, u, target)), STEP_CP);
+    let (Some(h), Some(to)) = (host, target) else {
         return Next::Fail {
-            at: StepAt::new(first.unwrap_or(StageKey::FirstControlPlane), STEP_CP),
+            at,
             reason: "no controller is left to upgrade the control plane of".into(),
         };
     };
-    let stage = first.unwrap_or_else(|| StageKey::SecondControlPlane(h.hostname.clone()));
-    let at = StepAt::new(stage, STEP_CP);
     if let Some(cmd) = binaries_first(ctx, PatchKind::Kubeadm, to, &h.hostname) {
         return run(cmd, at, None);
     }
@@ -844,18 +929,19 @@ fn kubelet_done(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> bool {
             || h.administrative == AdminState::Unlocked)
 }
 
-/// The controllers (the standby ones first, the active one last after a swact), then the
-/// workers in batches, then complete.
-fn kubelet_phase(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
-    let to = s.to_version;
+/// A kubelet round to `to` (the target, or a minor on the way): the controllers (the standby
+/// ones first, the active one last after a swact), then the workers in batches; then complete,
+/// or the next minor's control planes.
+fn kubelet_phase(ctx: &Ctx<'_>, s: &StrategyRecord, to: KubeVersion) -> Next {
+    let key = stage_version(ctx, s, to);
     let mut controllers: Vec<&HostInfo> = ctx.obs.controllers().collect();
     controllers.sort_by_key(|h| (h.active_controller, h.id));
     for c in controllers {
         if kubelet_done(ctx, c, to) {
             continue;
         }
-        let stage = StageKey::Controller(c.hostname.clone());
-        return host_cycle(ctx, s, c, stage, true);
+        let stage = StageKey::Controller(c.hostname.clone(), key);
+        return host_cycle(ctx, s, c, stage, true, to);
     }
     if s.worker_apply_type == ApplyType::Ignore {
         return Next::Done;
@@ -867,7 +953,7 @@ fn kubelet_phase(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             if kubelet_done(ctx, h, to) {
                 continue;
             }
-            match host_cycle(ctx, s, h, StageKey::Workers, false) {
+            match host_cycle(ctx, s, h, StageKey::Workers(key), false, to) {
                 Next::Wait { at, why } => {
                     waiting.get_or_insert(Next::Wait { at, why });
                 }
@@ -878,7 +964,16 @@ fn kubelet_phase(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
             return w;
         }
     }
-    choose_batch(ctx, s)
+    choose_batch(ctx, s, to)
+}
+
+/// The version a stage of `v` is keyed by: `v` when the upgrade crosses several minors.
+fn stage_version(ctx: &Ctx<'_>, s: &StrategyRecord, v: KubeVersion) -> Option<KubeVersion> {
+    ctx.snap.upgrade.as_ref().and_then(|u| {
+        (u.to_version == s.to_version)
+            .then(|| round_key(ctx, u, Some(v)))
+            .flatten()
+    })
 }
 
 /// One host's kubelet cycle: (swact,) lock, binaries, kubelet, unlock; on aio-simplex the
@@ -889,8 +984,8 @@ fn host_cycle(
     h: &HostInfo,
     stage: StageKey,
     controller: bool,
+    to: KubeVersion,
 ) -> Next {
-    let to = s.to_version;
     let name = h.hostname.clone();
     let at = |step: &'static str| StepAt::new(stage.clone(), step);
     let busy = in_flight(ctx, &name);
@@ -1001,14 +1096,28 @@ fn uncordon_step(ctx: &Ctx<'_>) -> Next {
 /// further one joins while the grown batch stays safe, up to the cap. Hosts that are not
 /// ready or not safe even alone are left out with `--partial-ok`, and stop the strategy
 /// otherwise. No worker left: complete (unless some were left out: the upgrade stays open).
-fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
-    let to = s.to_version;
-    let at = StepAt::new(StageKey::Workers, STEP_LOCK);
+fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord, to: KubeVersion) -> Next {
+    let version = stage_version(ctx, s, to);
+    let at = StepAt::new(StageKey::Workers(version), STEP_LOCK);
     let skipped: BTreeSet<&str> = s.skipped.iter().map(|x| x.host.as_str()).collect();
     let candidates: Vec<&HostInfo> = pending_workers(ctx, to)
         .into_iter()
         .filter(|h| !skipped.contains(h.hostname.as_str()))
         .collect();
+    if candidates.is_empty() && to < s.to_version {
+        // A kubelet round on the way is over: its last batch let go of, then the next minor.
+        if s.batch.is_some() {
+            return Next::Batch {
+                hosts: Vec::new(),
+                skipped: Vec::new(),
+                version,
+            };
+        }
+        return match &ctx.snap.upgrade {
+            Some(u) => first_control_plane_step(ctx, u),
+            None => Next::Done,
+        };
+    }
     if candidates.is_empty() {
         if !s.skipped.is_empty() {
             return Next::Done;
@@ -1038,6 +1147,7 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         return Next::Batch {
             hosts: resumed,
             skipped: Vec::new(),
+            version,
         };
     }
     // A host step of kup's runs on a candidate (an operator's, say): wait for it to end.
@@ -1114,11 +1224,13 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         return Next::Batch {
             hosts: Vec::new(),
             skipped: left_out,
+            version,
         };
     }
     Next::Batch {
         hosts: batch,
         skipped: left_out,
+        version,
     }
 }
 
@@ -1127,11 +1239,9 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
 fn taken_down(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> bool {
     h.administrative == AdminState::Locked
         && (in_kubelet_cycle(ctx, h, to)
-            || ctx
-                .snap
-                .upgrade
-                .as_ref()
-                .is_some_and(|u| u.to_version == to && crate::machine::kubelets_open(ctx.obs, u)))
+            || ctx.snap.upgrade.as_ref().is_some_and(|u| {
+                crate::machine::kubelets_open(ctx.obs, u) && kubelet_target(ctx.obs) == Some(to)
+            }))
 }
 
 /// Whether the upgrade's kubelet step reached this host: at the target, or its row shows the
@@ -1304,7 +1414,10 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                     }
                 }
                 let st = &mut stages[i];
-                let name = st.name.clone();
+                let name = match st.version {
+                    Some(v) => format!("{} {v}", st.name),
+                    None => st.name.clone(),
+                };
                 if begin(&mut st.result, &mut st.start, now) {
                     let on = if st.hosts.is_empty() {
                         String::new()
@@ -1330,7 +1443,11 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 }
             }
         }
-        Progress::Batch { hosts, skipped } => {
+        Progress::Batch {
+            hosts,
+            skipped,
+            version,
+        } => {
             // The batch before it is done.
             let stages = &mut r.apply_phase.stages;
             for st in stages
@@ -1339,6 +1456,7 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
             {
                 mark_all(st, StepResult::Success, now);
             }
+            let this_round = |st: &Stage| st.name == STAGE_WORKERS && st.version == *version;
             for x in skipped {
                 say(format!("{} left out: {}", x.host, x.reason));
             }
@@ -1350,11 +1468,11 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 .collect();
             let first_open = stages
                 .iter()
-                .position(|st| st.name == STAGE_WORKERS && st.result == StepResult::Initial);
-            // Later predicted batches lose the hosts taken now (or left out).
+                .position(|st| this_round(st) && st.result == StepResult::Initial);
+            // Later predicted batches of this round lose the hosts taken now (or left out).
             for st in stages
                 .iter_mut()
-                .filter(|st| st.name == STAGE_WORKERS && st.result == StepResult::Initial)
+                .filter(|st| this_round(st) && st.result == StepResult::Initial)
             {
                 st.hosts.retain(|h| !taken.contains(h.as_str()));
                 for step in &mut st.steps {
@@ -1364,22 +1482,26 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
             if !hosts.is_empty() {
                 let mut fresh = worker_stage(ctx, hosts.clone());
                 // As long as the batch the plan predicted in its place.
+                fresh.version = *version;
                 fresh.predicted_seconds = first_open
                     .map(|i| stages[i].predicted_seconds)
                     .or_else(|| {
                         stages
                             .iter()
                             .rev()
-                            .find(|st| st.name == STAGE_WORKERS)
+                            .find(|st| this_round(st))
                             .map(|st| st.predicted_seconds)
                     })
                     .unwrap_or(0);
                 match first_open {
                     Some(i) => stages[i] = fresh,
                     None => {
+                        // After this round's last stage (or before complete).
                         let at = stages
                             .iter()
-                            .position(|st| st.name == STAGE_COMPLETE)
+                            .rposition(&this_round)
+                            .map(|i| i + 1)
+                            .or_else(|| stages.iter().position(|st| st.name == STAGE_COMPLETE))
                             .unwrap_or(stages.len());
                         stages.insert(at, fresh);
                     }
@@ -1390,7 +1512,7 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                     hosts.join(",")
                 ));
             }
-            stages.retain(|st| st.name != STAGE_WORKERS || !st.hosts.is_empty());
+            stages.retain(|st| !this_round(st) || !st.hosts.is_empty());
             r.batch = (!hosts.is_empty()).then(|| hosts.clone());
         }
         Progress::Skip(x) => {
@@ -1530,17 +1652,19 @@ fn stage_index(r: &StrategyRecord, key: &StageKey) -> Option<usize> {
     match key {
         StageKey::Start => named(STAGE_START),
         StageKey::Images => named(STAGE_IMAGES),
-        StageKey::FirstControlPlane => named(STAGE_FIRST_CP),
+        StageKey::FirstControlPlane(v) => stages
+            .iter()
+            .position(|s| s.name == STAGE_FIRST_CP && s.version == *v),
         StageKey::Networking => named(STAGE_NETWORKING),
-        StageKey::SecondControlPlane(h) => stages
-            .iter()
-            .position(|s| s.name == STAGE_SECOND_CP && s.hosts.first() == Some(h)),
-        StageKey::Controller(h) => stages
-            .iter()
-            .position(|s| s.name == STAGE_CONTROLLER && s.hosts.first() == Some(h)),
-        StageKey::Workers => stages
-            .iter()
-            .position(|s| s.name == STAGE_WORKERS && s.result != StepResult::Success),
+        StageKey::SecondControlPlane(h, v) => stages.iter().position(|s| {
+            s.name == STAGE_SECOND_CP && s.hosts.first() == Some(h) && s.version == *v
+        }),
+        StageKey::Controller(h, v) => stages.iter().position(|s| {
+            s.name == STAGE_CONTROLLER && s.hosts.first() == Some(h) && s.version == *v
+        }),
+        StageKey::Workers(v) => stages.iter().position(|s| {
+            s.name == STAGE_WORKERS && s.version == *v && s.result != StepResult::Success
+        }),
         StageKey::Complete => named(STAGE_COMPLETE),
     }
 }

@@ -131,7 +131,18 @@ impl Inner {
                 self.record_at(s, &at).await?;
                 Ok(Step::Wait(IDLE))
             }
-            Next::Batch { hosts, skipped } => self.record(Progress::Batch { hosts, skipped }).await,
+            Next::Batch {
+                hosts,
+                skipped,
+                version,
+            } => {
+                self.record(Progress::Batch {
+                    hosts,
+                    skipped,
+                    version,
+                })
+                .await
+            }
             Next::Done => {
                 self.record(Progress::Done).await?;
                 Ok(Step::Stop)

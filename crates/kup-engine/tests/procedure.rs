@@ -578,5 +578,6 @@ async fn a_multi_version_upgrade_by_hand() {
     assert_eq!(h.state().await, "upgrade-complete");
     let audit = kup_driver::Driver::safety_audit(&h.sim).unwrap();
     assert_eq!(audit.control_plane_violations, 0, "{audit:?}");
+    assert_eq!(audit.skew_violations, 0, "{audit:?}");
     assert_gapless(&h.events().await);
 }

@@ -1169,6 +1169,7 @@ impl SimModel {
                     }
                     self.touch_host(h);
                 }
+                self.audit_skew();
             }
             Operation::UpgradeNetworking { version } => {
                 if ok {
@@ -1186,6 +1187,7 @@ impl SimModel {
                     }
                     self.touch_host(h);
                 }
+                self.audit_skew();
             }
             Operation::Cordon { host } if ok => self.cordon(host, true),
             Operation::Uncordon { host } if ok => self.cordon(host, false),
@@ -1383,6 +1385,43 @@ impl SimModel {
             }
             self.d.dirty.audit = true;
         }
+    }
+
+    /// After every version change: each kubelet within the skew policy of every API server,
+    /// and the API servers within a minor of each other.
+    fn audit_skew(&mut self) {
+        let cps: Vec<KubeVersion> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.control_plane_version)
+            .collect();
+        let (Some(&lo), Some(&hi)) = (cps.iter().min(), cps.iter().max()) else {
+            return;
+        };
+        let mut found: Vec<String> = Vec::new();
+        if hi.minor_skew(&lo) > 1 {
+            found.push(format!("API servers at {lo} and {hi}"));
+        }
+        for h in &self.hosts {
+            if let Some(k) = h.kubelet_version
+                && !(k.kubelet_runs_under(lo) && k.kubelet_runs_under(hi))
+            {
+                found.push(format!(
+                    "kubelet {k} on {} under API servers {lo}..{hi}",
+                    h.name
+                ));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        self.audit.skew_violations += 1;
+        if self.audit.examples.len() < AUDIT_EXAMPLES {
+            self.audit
+                .examples
+                .push(format!("version skew: {}", found.join("; ")));
+        }
+        self.d.dirty.audit = true;
     }
 
     fn end_disruption(&mut self, host: &str) {

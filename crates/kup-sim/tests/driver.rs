@@ -466,3 +466,24 @@ async fn cordon_evicts_and_uncordon_brings_the_pods_back() {
     );
     assert!(running(&sim.workloads().await.unwrap()) > 0);
 }
+
+/// The audit sees a kubelet outside the skew policy at the step that puts it there: here a
+/// kubelet moved past the API servers.
+#[tokio::test]
+async fn the_audit_counts_kubelets_outside_the_skew_policy() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
+    let ahead = Operation::UpgradeKubelet {
+        host: "worker-0".into(),
+        version: kup_types::KubeVersion::new(1, 17, 0),
+    };
+    sim.mutate(|m| m.host_mut("worker-0").unwrap().administrative = kup_types::AdminState::Locked);
+    start(&sim, &ahead).await.unwrap();
+    wait(&sim, &ahead).await.unwrap();
+    let audit = sim.safety_audit().unwrap();
+    assert_eq!(audit.skew_violations, 1, "{audit:?}");
+    assert!(
+        audit.examples[0]
+            .contains("kubelet v1.17.0 on worker-0 under API servers v1.16.1..v1.16.1"),
+        "{audit:?}"
+    );
+}

@@ -368,6 +368,10 @@ pub struct SafetyAudit {
     /// another control-plane host was down or unavailable: etcd quorum and the API at risk.
     #[serde(default)]
     pub control_plane_violations: u64,
+    /// Moments a kubelet ran outside the version skew policy (newer than an API server, or
+    /// more minors behind one than it supports), or API servers more than a minor apart.
+    #[serde(default)]
+    pub skew_violations: u64,
     /// The first few of them, in words.
     pub examples: Vec<String>,
 }

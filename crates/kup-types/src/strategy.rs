@@ -134,6 +134,11 @@ pub struct Phase {
 #[schema(as = StrategyStage)]
 pub struct Stage {
     pub name: String,
+    /// The version a control-plane or kubelet stage moves to, when the upgrade crosses
+    /// several minors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub version: Option<crate::KubeVersion>,
     pub hosts: Vec<String>,
     pub steps: Vec<Step>,
     pub result: StepResult,
@@ -212,6 +217,7 @@ impl Stage {
     pub fn new(name: String, hosts: Vec<String>, steps: Vec<Step>) -> Self {
         Stage {
             name,
+            version: None,
             hosts,
             timeout: steps.iter().map(|s| s.timeout).sum(),
             predicted_seconds: 0,

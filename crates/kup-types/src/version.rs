@@ -71,6 +71,24 @@ impl KubeVersion {
         100 * (i64::from(self.major) - i64::from(other.major))
             + (i64::from(self.minor) - i64::from(other.minor))
     }
+
+    /// How many minor versions a kubelet of this version may be older than the API server
+    /// (the version skew policy): 3 from kubelet 1.25 on, 2 before.
+    pub fn kubelet_max_skew(&self) -> i64 {
+        if (self.major, self.minor) >= (1, 25) {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// Whether a kubelet of this version may run under API servers of `api`: never newer,
+    /// never more minors behind than it supports.
+    pub fn kubelet_runs_under(&self, api: KubeVersion) -> bool {
+        self.major == api.major
+            && api.minor_skew(self) >= 0
+            && api.minor_skew(self) <= self.kubelet_max_skew()
+    }
 }
 
 impl fmt::Display for KubeVersion {

@@ -32,6 +32,7 @@ fn audit(d: &Daemon) -> (u64, u64) {
     let info: serde_json::Value = serde_json::from_str(&ok(d, "info --format json")).unwrap();
     let a = &info["safety_audit"];
     assert_eq!(a["control_plane_violations"], 0, "{a}");
+    assert_eq!(a["skew_violations"], 0, "{a}");
     (
         a["pdb_violations"].as_u64().unwrap(),
         a["unplaced_pods"].as_u64().unwrap(),
@@ -450,4 +451,106 @@ fn a_strategy_resumes_a_cordoned_aio_simplex_upgrade() {
         "{events:?}"
     );
     assert_eq!(audit(&d), (0, 0));
+}
+
+/// v1.29.2 -> v1.33.0 by `upgrade online` on three control planes: the plan shows every minor
+/// with its stages; the control planes step through v1.30.6, v1.31.5 and v1.32.2, the
+/// kubelets follow at v1.32.2 (the next minor would leave them four behind) and at v1.33.0;
+/// the simulation saw no kubelet outside the skew policy at any step, no budget broken, no
+/// two control planes down.
+#[test]
+fn a_multi_version_upgrade_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = examples()
+        .join("kubeadm-v1.29-to-v1.33.yaml")
+        .display()
+        .to_string();
+    let d = serve_with(dir.path(), "0", &["--cluster", &cluster]);
+    let plan = ok(&d, "upgrade plan --to v1.33.0");
+    let stages: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.len() > 4 && l.as_bytes()[2] == b'.')
+        .map(|l| l[4..].split("  ").next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "download-images",
+            "first-control-plane v1.30.6",
+            "networking",
+            "second-control-plane v1.30.6",
+            "first-control-plane v1.31.5",
+            "second-control-plane v1.31.5",
+            "first-control-plane v1.32.2",
+            "second-control-plane v1.32.2",
+            "controller-kubelets v1.32.2",
+            "worker-kubelets v1.32.2",
+            "first-control-plane v1.33.0",
+            "second-control-plane v1.33.0",
+            "controller-kubelets v1.33.0",
+            "worker-kubelets v1.33.0",
+            "complete",
+        ],
+        "{plan}"
+    );
+    let out = ok(&d, "upgrade online --to v1.33.0");
+    assert!(out.contains("Upgrade to v1.33.0: applied\n"), "{out}");
+    // The order of the control-plane and kubelet stages, as they started.
+    let started: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split(" stage kube-upgrade-").nth(1))
+        .filter(|l| !l.starts_with("kubelets-workers"))
+        .map(|l| {
+            l.trim_end_matches(" started")
+                .split(" (")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let order: Vec<&str> = started.iter().map(String::as_str).collect();
+    assert_eq!(
+        order,
+        [
+            "start",
+            "download-images",
+            "first-control-plane v1.30.6",
+            "networking",
+            "second-control-plane v1.30.6",
+            "second-control-plane v1.30.6",
+            "first-control-plane v1.31.5",
+            "second-control-plane v1.31.5",
+            "second-control-plane v1.31.5",
+            "first-control-plane v1.32.2",
+            "second-control-plane v1.32.2",
+            "second-control-plane v1.32.2",
+            "kubelets-controller v1.32.2",
+            "kubelets-controller v1.32.2",
+            "kubelets-controller v1.32.2",
+            "first-control-plane v1.33.0",
+            "second-control-plane v1.33.0",
+            "second-control-plane v1.33.0",
+            "kubelets-controller v1.33.0",
+            "kubelets-controller v1.33.0",
+            "kubelets-controller v1.33.0",
+            "complete",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("stage kube-upgrade-kubelets-workers v1.32.2 ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("stage kube-upgrade-kubelets-workers v1.33.0 ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("Hosts whose kubelet was upgraded: 9 "),
+        "{out}"
+    );
+    assert_eq!(state_of(&d), "upgrade-complete");
+    assert_eq!(audit(&d), (0, 0));
+    let info = ok(&d, "info");
+    assert!(info.starts_with("Cluster version: v1.33.0"), "{info}");
 }

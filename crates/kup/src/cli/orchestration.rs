@@ -513,6 +513,8 @@ fn summary(s: &StrategyRecord, elapsed: Duration) -> String {
                 && (st.name == kup_core::strategy::STAGE_CONTROLLER
                     || st.name == kup_core::strategy::STAGE_WORKERS)
         })
+        // The last kubelet round counts (an upgrade across several minors has more than one).
+        .filter(|st| st.version.is_none_or(|v| v == s.to_version))
         .flat_map(|st| st.hosts.iter().map(String::as_str))
         .collect();
     let mut out = format!("Upgrade to {}: {}", s.to_version, s.state);
@@ -681,6 +683,9 @@ fn phase_details(out: &mut String, phase: &kup_types::strategy::Phase) {
     for (i, st) in phase.stages.iter().enumerate() {
         out.push_str(&format!("        stage-id: {i}\n"));
         out.push_str(&format!("        stage-name: {}\n", st.name));
+        if let Some(v) = st.version {
+            out.push_str(&format!("        version: {v}\n"));
+        }
         if !st.hosts.is_empty() {
             out.push_str(&format!("        hosts: {}\n", st.hosts.join(", ")));
         }
