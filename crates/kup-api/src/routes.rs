@@ -800,7 +800,9 @@ pub async fn strategy_actions(
     use kup_core::strategy::StrategyCommand as C;
     let cmd = match req.action.as_str() {
         "apply-all" => C::Apply,
-        "abort" => C::Abort,
+        "abort" => C::Abort {
+            rollback: req.rollback,
+        },
         "apply-stage" | "abort-stage" => {
             return Err(ApiError::bad_request(format!(
                 "Action {:?} is not supported: kup applies or aborts the whole strategy \

@@ -219,7 +219,11 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
             match sc {
                 C::Create { req, .. } => (Method::POST, path.into(), Some(json!(req))),
                 C::Apply => (Method::POST, format!("{path}/actions"), action("apply-all")),
-                C::Abort => (Method::POST, format!("{path}/actions"), action("abort")),
+                C::Abort { rollback } => (
+                    Method::POST,
+                    format!("{path}/actions"),
+                    Some(json!({ "action": "abort", "rollback": rollback })),
+                ),
                 C::Delete => (Method::DELETE, path.into(), None),
                 C::Progress(_) => panic!("the runner's progress is not an API request"),
             }
@@ -227,6 +231,12 @@ fn request(cmd: &Command) -> (Method, String, Option<Value>) {
         Command::PatchUpload(_) => {
             panic!("uploads carry a bundle; they are tested with real bundles")
         }
+        Command::Abort => (
+            Method::PATCH,
+            "/v1/kube_upgrade".into(),
+            state("upgrade-aborting"),
+        ),
+        Command::Rollback(_) => panic!("the way back's steps are not API requests"),
     }
 }
 

@@ -367,9 +367,29 @@ impl Client {
         &self,
         action: &str,
     ) -> Result<kup_types::StrategyView, ClientError> {
-        let body = kup_types::StrategyActionRequest {
+        self.strategy_post(kup_types::StrategyActionRequest {
             action: action.into(),
-        };
+            rollback: false,
+        })
+        .await
+    }
+
+    /// Aborts the strategy; with `rollback`, the upgrade is taken back once it has stopped.
+    pub async fn strategy_abort(
+        &self,
+        rollback: bool,
+    ) -> Result<kup_types::StrategyView, ClientError> {
+        self.strategy_post(kup_types::StrategyActionRequest {
+            action: "abort".into(),
+            rollback,
+        })
+        .await
+    }
+
+    async fn strategy_post(
+        &self,
+        body: kup_types::StrategyActionRequest,
+    ) -> Result<kup_types::StrategyView, ClientError> {
         self.send(
             Method::POST,
             &["kube_upgrade_strategy", "actions"],

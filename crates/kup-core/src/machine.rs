@@ -166,6 +166,12 @@ pub enum Command {
     Uncordon {
         host: String,
     },
+    /// `kube-upgrade-abort` (`PATCH /v1/kube_upgrade` to `upgrade-aborting`): every host that
+    /// moved goes back to the from-version.
+    Abort,
+    /// The way back, one step at a time (the runner's): a kubelet back, a control plane
+    /// restored, networking back, the end; or why it cannot go on.
+    Rollback(crate::rollback::RollbackStep),
     /// `kube-upgrade-strategy create|apply|abort|delete`, and the runner's progress.
     Strategy(crate::strategy::StrategyCommand),
 }
@@ -196,6 +202,7 @@ impl Command {
         };
         match value.parse::<S>() {
             Ok(S::CordonStarted) => Ok(Command::Cordon { host: host()? }),
+            Ok(S::UpgradeAborting) => Ok(Command::Abort),
             Ok(S::UncordonStarted) => Ok(Command::Uncordon { host: host()? }),
             Ok(S::DownloadingImages) => Ok(Command::DownloadImages),
             Ok(S::UpgradingNetworking) => Ok(Command::UpgradeNetworking),
@@ -242,6 +249,8 @@ impl Command {
             Command::PatchHostInstall { host } => format!("sw-patch host-install {host}"),
             Command::FailHostStep { host } => format!("kube-host-upgrade-failed {host}"),
             Command::Cordon { host } => format!("kube-host-cordon {host}"),
+            Command::Abort => "kube-upgrade-abort".into(),
+            Command::Rollback(step) => step.describe(),
             Command::Uncordon { host } => format!("kube-host-uncordon {host}"),
             Command::Strategy(sc) => {
                 use crate::strategy::StrategyCommand as C;
@@ -251,7 +260,10 @@ impl Command {
                         req.to_version
                     ),
                     C::Apply => "kube-upgrade-strategy apply".into(),
-                    C::Abort => "kube-upgrade-strategy abort".into(),
+                    C::Abort { rollback } => format!(
+                        "kube-upgrade-strategy abort{}",
+                        if *rollback { " --rollback" } else { "" }
+                    ),
                     C::Delete => "kube-upgrade-strategy delete".into(),
                     C::Progress(_) => "kube-upgrade-strategy progress".into(),
                 }
@@ -312,7 +324,8 @@ impl OpSlot {
             | Operation::UpgradeControlPlane { .. }
             | Operation::UpgradeNetworking { .. }
             | Operation::Cordon { .. }
-            | Operation::Uncordon { .. } => OpSlot::Cluster,
+            | Operation::Uncordon { .. }
+            | Operation::RestoreControlPlane { .. } => OpSlot::Cluster,
             Operation::UpgradeKubelet { host, .. } => OpSlot::Kubelet(host.clone()),
             Operation::Lock { host, .. }
             | Operation::Unlock { host }
@@ -322,10 +335,12 @@ impl OpSlot {
 }
 
 /// Accumulates the writes of one decision, with an event for every change.
-struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     ctx: &'a Ctx<'a>,
     d: Decision,
     upgrade: Option<KubeUpgradeRecord>,
+    /// Settling what a restart found in flight.
+    recovering: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -334,10 +349,16 @@ impl<'a> Writer<'a> {
             ctx,
             d: Decision::default(),
             upgrade: ctx.snap.upgrade.clone(),
+            recovering: false,
         }
     }
 
-    fn event(&mut self, kind: EventKind, subject: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn event(
+        &mut self,
+        kind: EventKind,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.d.batch.events.push(NewEvent {
             at: self.ctx.now,
             kind,
@@ -346,7 +367,7 @@ impl<'a> Writer<'a> {
         });
     }
 
-    fn set_state(&mut self, to: S) {
+    pub(crate) fn set_state(&mut self, to: S) {
         let now = self.ctx.now;
         let u = self.upgrade.as_mut().expect("set_state needs an upgrade");
         let from = u.state;
@@ -361,7 +382,7 @@ impl<'a> Writer<'a> {
         self.event(EventKind::State, "kube_upgrade", format!("{from} -> {to}"));
     }
 
-    fn set_host(
+    pub(crate) fn set_host(
         &mut self,
         hostname: &str,
         status: Option<HS>,
@@ -417,7 +438,7 @@ impl<'a> Writer<'a> {
 
     /// Ends a running operation as failed by the operator's command; the driver is told to
     /// stop it.
-    fn fail_by_hand(&mut self, o: &OperationRecord, cmd: &Command) {
+    pub(crate) fn fail_by_hand(&mut self, o: &OperationRecord, cmd: &Command) {
         let why = format!("marked failed by {}", cmd.describe());
         self.event(
             EventKind::Operation,
@@ -430,7 +451,7 @@ impl<'a> Writer<'a> {
 
     /// Starts an operation: its record (running, with its attempt and deadline) is written
     /// with the decision.
-    fn op(&mut self, op: Operation) {
+    pub(crate) fn op(&mut self, op: Operation) {
         let n = self.d.ops.len();
         let id = match n {
             0 => self.ctx.fresh_uuid.to_string(),
@@ -457,7 +478,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Records how a running operation ended; a completion that arrives later is stale.
-    fn end_op(&mut self, record: &OperationRecord, ok: bool, detail: Option<String>) {
+    pub(crate) fn end_op(&mut self, record: &OperationRecord, ok: bool, detail: Option<String>) {
         let mut r = record.clone();
         r.state = if ok {
             OperationState::Succeeded
@@ -482,11 +503,15 @@ fn pods<'a>(ctx: &Ctx<'a>) -> &'a Workloads {
         .expect("the caller reads the pods for every command that reads_pods()")
 }
 
-fn upgrade<'a>(ctx: &'a Ctx<'_>) -> Result<&'a KubeUpgradeRecord, Refusal> {
+pub(crate) fn upgrade<'a>(ctx: &'a Ctx<'_>) -> Result<&'a KubeUpgradeRecord, Refusal> {
     ctx.snap.upgrade.as_ref().ok_or(Refusal::NotInProgress)
 }
 
-fn gate(u: &KubeUpgradeRecord, allowed: &[S], action: &'static str) -> Result<(), Refusal> {
+pub(crate) fn gate(
+    u: &KubeUpgradeRecord,
+    allowed: &[S],
+    action: &'static str,
+) -> Result<(), Refusal> {
     if allowed.contains(&u.state) {
         Ok(())
     } else {
@@ -498,17 +523,17 @@ fn gate(u: &KubeUpgradeRecord, allowed: &[S], action: &'static str) -> Result<()
     }
 }
 
-fn host<'a>(ctx: &'a Ctx<'_>, name: &str) -> Result<&'a HostInfo, Refusal> {
+pub(crate) fn host<'a>(ctx: &'a Ctx<'_>, name: &str) -> Result<&'a HostInfo, Refusal> {
     ctx.obs
         .host(name)
         .ok_or_else(|| Refusal::UnknownHost(name.to_string()))
 }
 
-fn host_state(h: &HostInfo) -> String {
+pub(crate) fn host_state(h: &HostInfo) -> String {
     format!("{}/{}/{}", h.administrative, h.operational, h.availability)
 }
 
-fn status_of(ctx: &Ctx<'_>, host: &str) -> Option<HS> {
+pub(crate) fn status_of(ctx: &Ctx<'_>, host: &str) -> Option<HS> {
     ctx.snap.host(host).and_then(|r| r.status)
 }
 
@@ -601,7 +626,7 @@ pub(crate) fn all_control_planes_at(obs: &Observation, to: KubeVersion) -> bool 
         .all(|c| obs.control_plane_version(&c.hostname) == Some(to))
 }
 
-fn simplex(ctx: &Ctx<'_>) -> bool {
+pub(crate) fn simplex(ctx: &Ctx<'_>) -> bool {
     ctx.obs.system_type == SystemType::AioSimplex
 }
 
@@ -646,6 +671,8 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             });
         }
         Command::ControlPlane { host: name, .. } => control_plane(ctx, &mut w, name)?,
+        Command::Abort => crate::rollback::abort(ctx, &mut w)?,
+        Command::Rollback(step) => crate::rollback::decide(ctx, &mut w, step)?,
         Command::Cordon { host: name } => {
             let u = upgrade(ctx)?;
             let h = host(ctx, name)?;
@@ -739,6 +766,25 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             for (kind, message) in events {
                 w.event(kind, "strategy", message);
             }
+            // Aborted with --rollback: the way back begins in the same commit.
+            let rollback = ctx
+                .snap
+                .strategy
+                .as_ref()
+                .is_some_and(|s| s.rollback_on_abort);
+            if matches!(
+                sc,
+                crate::strategy::StrategyCommand::Progress(crate::strategy::Progress::Aborted)
+            ) && rollback
+                && ctx.snap.upgrade.as_ref().is_some_and(|u| {
+                    !matches!(
+                        u.state,
+                        S::UpgradeAborting | S::UpgradeAborted | S::UpgradeComplete
+                    )
+                })
+            {
+                crate::rollback::abort(ctx, &mut w)?;
+            }
             if matches!(sc, crate::strategy::StrategyCommand::Progress(_)) {
                 // The runner's bookkeeping is not an operator's command.
                 return Ok(w.finish());
@@ -762,7 +808,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
         }
         Command::Delete => {
             let u = upgrade(ctx)?;
-            gate(u, &[S::UpgradeComplete], "delete")?;
+            gate(u, &[S::UpgradeComplete, S::UpgradeAborted], "delete")?;
             w.d.batch.upgrade = Some(UpgradeWrite::Delete);
             w.event(
                 EventKind::State,
@@ -938,13 +984,13 @@ fn recorded_action<'a>(ctx: &'a Ctx<'_>, h: &HostInfo) -> Option<&'a OperationRe
 }
 
 /// In service by the cluster's view and by kup's own record of what runs.
-fn in_service(ctx: &Ctx<'_>, h: &HostInfo) -> bool {
+pub(crate) fn in_service(ctx: &Ctx<'_>, h: &HostInfo) -> bool {
     h.in_service() && recorded_action(ctx, h).is_none()
 }
 
 /// A host is busy while the cluster shows an action on it, or while kup's own record says a
 /// lock, unlock or swact of it runs.
-fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
+pub(crate) fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
     let recorded = || recorded_action(ctx, h).map(|o| o.op.to_string());
     match h.task.clone().or_else(recorded) {
         Some(task) => Err(Refusal::HostBusy {
@@ -958,14 +1004,15 @@ fn not_busy(ctx: &Ctx<'_>, h: &HostInfo) -> Result<(), Refusal> {
 /// The host whose control plane kup's records say is being upgraded.
 pub(crate) fn control_plane_in_flight<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
     ctx.snap.operations.iter().find_map(|o| match &o.op {
-        Operation::UpgradeControlPlane { host, .. } => Some(host.as_str()),
+        Operation::UpgradeControlPlane { host, .. }
+        | Operation::RestoreControlPlane { host, .. } => Some(host.as_str()),
         _ => None,
     })
 }
 
 /// Another control-plane host that is down or unavailable (out of service, its control-plane
 /// pods not ready), with why: taking `name` down too would leave two out at once.
-fn control_plane_peer_down(ctx: &Ctx<'_>, name: &str) -> Option<(String, String)> {
+pub(crate) fn control_plane_peer_down(ctx: &Ctx<'_>, name: &str) -> Option<(String, String)> {
     ctx.obs
         .controllers()
         .filter(|c| c.hostname != name)
@@ -991,7 +1038,7 @@ fn control_plane_peer_down(ctx: &Ctx<'_>, name: &str) -> Option<(String, String)
 
 /// Hosts going down: those kup's operation records say it is locking (the record is written
 /// before the lock starts, so it is never missed as a cluster's cached view can be).
-fn locks_in_flight<'a>(ctx: &'a Ctx<'_>) -> Vec<&'a str> {
+pub(crate) fn locks_in_flight<'a>(ctx: &'a Ctx<'_>) -> Vec<&'a str> {
     let mut hosts: Vec<&str> = ctx
         .snap
         .operations
@@ -1371,7 +1418,8 @@ pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
                 ))
             }
         }
-        Operation::UpgradeControlPlane { host, version, .. } => {
+        Operation::UpgradeControlPlane { host, version, .. }
+        | Operation::RestoreControlPlane { host, version } => {
             let cp = obs.control_plane_version(host);
             let unready: Vec<&str> = obs
                 .control_plane_pods
@@ -1463,7 +1511,19 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
     fn pick<T>(ok: bool, done: T, failed: T) -> T {
         if ok { done } else { failed }
     }
+    // On the way back, a step that fails stops it (re-done by another abort); one cut short
+    // by a restart of kup is simply done again.
+    if state == Some(S::UpgradeAborting) && !ok && !w.recovering {
+        w.set_state(S::UpgradeAbortingFailed);
+    }
     match op {
+        Operation::RestoreControlPlane { host, .. } => {
+            w.set_host(
+                host,
+                pick(ok, None, Some(HS::UpgradingControlPlaneFailed)),
+                None,
+            );
+        }
         Operation::DownloadImages { .. } if state == Some(S::DownloadingImages) => {
             w.set_state(pick(ok, S::DownloadedImages, S::DownloadingImagesFailed));
         }
@@ -1543,6 +1603,7 @@ pub struct Recovery {
 /// the upgrade's state and host rows stand in for the records.
 pub fn recover(ctx: &Ctx<'_>, driver: &BTreeMap<String, OpStatus>) -> Recovery {
     let mut w = Writer::new(ctx);
+    w.recovering = true;
     let mut reattach = Vec::new();
     let mut in_flight: Vec<(Option<&OperationRecord>, Operation)> = Vec::new();
     for o in &ctx.snap.operations {

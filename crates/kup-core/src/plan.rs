@@ -137,6 +137,8 @@ fn progress(state: KubeUpgradeState, cps_done: bool) -> u8 {
             }
         }
         S::UncordonStarted | S::UncordonComplete | S::UncordonFailed => 4,
+        // On the way back: the way up is planned afresh.
+        S::UpgradeAborting | S::UpgradeAbortingFailed | S::UpgradeAborted => 0,
         S::UpgradeStarted | S::DownloadingImages | S::DownloadingImagesFailed => 0,
         S::DownloadedImages | S::UpgradingFirstMaster | S::UpgradingFirstMasterFailed => 1,
         S::UpgradedFirstMaster | S::UpgradingNetworking | S::UpgradingNetworkingFailed => 2,

@@ -306,6 +306,18 @@ pub enum Refusal {
     StrategyAbortNotApplying(kup_types::StrategyState),
     #[error("The strategy is no longer applying (it is {0}): its runner starts nothing more")]
     StrategyStopped(String),
+    // -- abort --
+    #[error("The kubernetes upgrade can not be aborted in {0} state")]
+    CannotAbort(KubeUpgradeState),
+    #[error("Nothing to take back on {0}")]
+    NothingToRollBack(String),
+    #[error(
+        "Can not take the control planes back to {to} while kubelets run newer versions: {}",
+        .hosts.join(", ")
+    )]
+    KubeletsAhead { to: KubeVersion, hosts: Vec<String> },
+    #[error("Not every host is back at the from-version yet")]
+    NotBackYet,
     #[error("Internal error: {0}")]
     Internal(&'static str),
 }

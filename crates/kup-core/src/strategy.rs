@@ -61,7 +61,10 @@ pub enum StrategyCommand {
         durations: BTreeMap<StepKind, u64>,
     },
     Apply,
-    Abort,
+    /// With `rollback`, the upgrade is aborted (taken back) once the steps in flight end.
+    Abort {
+        rollback: bool,
+    },
     Delete,
     /// The runner's record of where it is.
     Progress(Progress),
@@ -209,6 +212,7 @@ pub fn build(
         alarm_restrictions: req.alarm_restrictions.unwrap_or(AlarmRestrictions::Strict),
         mode,
         partial_ok: req.partial_ok,
+        rollback_on_abort: false,
         state: StrategyState::Building,
         build_phase: Phase::new("build"),
         apply_phase: Phase::new("apply"),
@@ -322,6 +326,18 @@ fn build_checks(ctx: &Ctx<'_>, s: &StrategyRecord) -> Vec<String> {
         return failures;
     }
     match &ctx.snap.upgrade {
+        Some(u)
+            if matches!(
+                u.state,
+                S::UpgradeAborting | S::UpgradeAbortingFailed | S::UpgradeAborted
+            ) =>
+        {
+            failures.push(format!(
+                "the upgrade from {} to {} is aborted ({}): once aborted delete it \
+                 (kube-upgrade-delete) before a new strategy",
+                u.from_version, u.to_version, u.state
+            ))
+        }
         Some(u) if u.to_version != to => failures.push(format!(
             "an upgrade from {} to {} is in progress ({}): finish it, or once complete delete \
              it (kube-upgrade-delete), before a strategy to {to}",
@@ -722,6 +738,13 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         S::UncordonFailed => uncordon_step(ctx),
         S::UncordonComplete => kubelet_phase(ctx, s, to),
         S::UpgradeComplete => Next::Done,
+        S::UpgradeAborting | S::UpgradeAbortingFailed | S::UpgradeAborted => Next::Fail {
+            at: StepAt::new(StageKey::Start, STEP_START),
+            reason: format!(
+                "the upgrade is aborted ({}): no step forward starts",
+                u.state
+            ),
+        },
     }
 }
 
@@ -1352,12 +1375,13 @@ pub(crate) fn decide(
             ));
             Ok(put(r))
         }
-        StrategyCommand::Abort => {
+        StrategyCommand::Abort { rollback } => {
             let mut r = existing()?;
             if r.state != T::Applying {
                 return Err(Refusal::StrategyAbortNotApplying(r.state));
             }
             r.state = T::Aborting;
+            r.rollback_on_abort = *rollback;
             r.abort_phase.result = StepResult::Wait;
             r.abort_phase.start = Some(now);
             say(format!(

@@ -127,9 +127,14 @@ pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
     let running = crate::catalog::running_versions(obs);
     let (lowest, highest) = (running.first().copied(), running.last().copied());
     let transition = match &snap.upgrade {
-        // Complete: everything runs the target; the row only waits to be deleted.
+        // Complete (everything runs the target) or aborted (everything back at the
+        // from-version): the row only waits to be deleted.
         Some(u)
-            if u.state == kup_types::KubeUpgradeState::UpgradeComplete && running.len() == 1 =>
+            if matches!(
+                u.state,
+                kup_types::KubeUpgradeState::UpgradeComplete
+                    | kup_types::KubeUpgradeState::UpgradeAborted
+            ) && running.len() == 1 =>
         {
             None
         }

@@ -684,6 +684,13 @@ fn from_patch_state_for_every_state() {
             Ok(Command::MarkFailed(S::UncordonFailed)),
         ),
         (S::UpgradeComplete, Ok(Command::Complete)),
+        // Exactly what StarlingX's client sends for kube-upgrade-abort.
+        (S::UpgradeAborting, Ok(Command::Abort)),
+        (
+            S::UpgradeAbortingFailed,
+            Ok(Command::MarkFailed(S::UpgradeAbortingFailed)),
+        ),
+        (S::UpgradeAborted, invalid("upgrade-aborted")),
     ];
     let covered: Vec<S> = table.iter().map(|(s, _)| *s).collect();
     assert_eq!(covered, S::ALL, "the table lists every state, in order");

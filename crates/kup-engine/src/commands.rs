@@ -84,13 +84,7 @@ impl Inner {
         for op in decision.ops {
             self.launch(op).await;
         }
-        if matches!(cmd, Command::Strategy(_))
-            && self
-                .snapshot()
-                .strategy
-                .as_ref()
-                .is_some_and(|s| s.state.running())
-        {
+        if crate::runner::needs_runner(&self.snapshot()) {
             self.ensure_runner();
         }
         Ok(outcome)

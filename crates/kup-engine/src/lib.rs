@@ -168,13 +168,8 @@ impl Engine {
         if let Some(repo) = &inner.patch_repo {
             clean_repository(repo, &inner.snapshot());
         }
-        // A strategy that was applying (or aborting) when the last engine stopped goes on.
-        if inner
-            .snapshot()
-            .strategy
-            .as_ref()
-            .is_some_and(|s| s.state.running())
-        {
+        // A strategy that was applying (or aborting), or the way back of an abort, goes on.
+        if runner::needs_runner(&inner.snapshot()) {
             inner.ensure_runner();
         }
         Ok(Engine { inner })

@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use kup_core::rollback::RollbackStep;
 use kup_core::strategy::{self, Next, Progress, Retry, StepAt, StrategyCommand};
 use kup_core::{Command, Refusal};
-use kup_types::{OperationState, StrategyRecord, StrategyState};
+use kup_types::{KubeUpgradeState, OperationState, Snapshot, StrategyRecord, StrategyState};
 
 use crate::{EngineError, Inner};
 
@@ -32,12 +33,8 @@ impl Inner {
             loop {
                 this.run_strategy().await;
                 this.runner_active.store(false, Ordering::SeqCst);
-                // A strategy applied again just as this one stopped: run it too.
-                let again = this
-                    .snapshot()
-                    .strategy
-                    .as_ref()
-                    .is_some_and(|s| s.state.running());
+                // A strategy applied (or an abort begun) just as this one stopped: run it too.
+                let again = needs_runner(&this.snapshot());
                 if !again || this.runner_active.swap(true, Ordering::SeqCst) {
                     return;
                 }
@@ -55,15 +52,20 @@ impl Inner {
             // Shared, not copied (the record grows with the cluster); and the snapshot let go
             // of before any commit, which would otherwise have to copy it.
             let snap = self.snapshot();
-            let Some(s) = snap.strategy.clone() else {
-                return;
-            };
+            let strategy = snap.strategy.clone();
             let idle = snap.operations.is_empty();
+            let aborting = snap
+                .upgrade
+                .as_ref()
+                .is_some_and(|u| u.state == KubeUpgradeState::UpgradeAborting);
             drop(snap);
-            let step = match s.state {
-                StrategyState::Applying => self.step(&s).await,
-                StrategyState::Aborting if idle => self.record(Progress::Aborted).await,
-                StrategyState::Aborting => Ok(Step::Wait(IDLE)),
+            let step = match strategy.as_ref().map(|s| s.state) {
+                Some(StrategyState::Applying) => {
+                    self.step(strategy.as_ref().expect("matched")).await
+                }
+                Some(StrategyState::Aborting) if idle => self.record(Progress::Aborted).await,
+                Some(StrategyState::Aborting) => Ok(Step::Wait(IDLE)),
+                _ if aborting => self.rollback_step().await,
                 _ => return,
             };
             match step {
@@ -71,7 +73,8 @@ impl Inner {
                 Ok(Step::Wait(d)) => {
                     let _ = tokio::time::timeout(d, changed.changed()).await;
                 }
-                Ok(Step::Stop) => return,
+                // The strategy is over; an abort may still have its way back to go.
+                Ok(Step::Stop) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "the strategy runner cannot go on just now");
                     tokio::time::sleep(TROUBLE).await;
@@ -159,6 +162,43 @@ impl Inner {
         }
     }
 
+    /// One decision of the way back of an abort, and what it leads to.
+    async fn rollback_step(self: &Arc<Self>) -> Result<Step, EngineError> {
+        let snap = self.snapshot();
+        let catalog = self.catalog_for(&snap);
+        let mut next = None;
+        self.driver.with_views(&mut |obs, workloads| {
+            let ctx = self.ctx(&catalog, &snap, obs, Some(workloads), Timestamp::now(), "");
+            next = Some(kup_core::rollback::next(&ctx));
+        })?;
+        drop(snap);
+        let stuck = |reason: String| Command::Rollback(RollbackStep::Stuck { reason });
+        match next.expect("the driver calls back") {
+            Next::Run { cmd, .. } => match self.execute(cmd.clone()).await {
+                Ok(_) => Ok(Step::Again),
+                // Something runs that the decision did not see yet: look again soon.
+                Err(EngineError::Refused(
+                    Refusal::HostBusy { .. }
+                    | Refusal::KubeletBusy(_)
+                    | Refusal::ControlPlaneBusy(_)
+                    | Refusal::ControlPlaneInFlight { .. },
+                )) => Ok(Step::Wait(IDLE)),
+                Err(EngineError::Refused(r)) => {
+                    self.execute(stuck(format!("{}: {r}", cmd.describe())))
+                        .await?;
+                    Ok(Step::Again)
+                }
+                Err(e) => Err(e),
+            },
+            Next::Wait { .. } => Ok(Step::Wait(IDLE)),
+            Next::Fail { reason, .. } => {
+                self.execute(stuck(reason)).await?;
+                Ok(Step::Again)
+            }
+            Next::Batch { .. } | Next::Done => Ok(Step::Again),
+        }
+    }
+
     /// What the core says to do next, on the store as committed and the cluster now.
     fn next(&self, s: &StrategyRecord) -> Result<Next, EngineError> {
         let snap = self.snapshot();
@@ -223,6 +263,15 @@ impl Inner {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whether a runner has work: a strategy applying or aborting, or the way back of an abort.
+pub(crate) fn needs_runner(snap: &Snapshot) -> bool {
+    snap.strategy.as_ref().is_some_and(|s| s.state.running())
+        || snap
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.state == KubeUpgradeState::UpgradeAborting)
 }
 
 /// How a step is named in a failure: the command a user would have typed.

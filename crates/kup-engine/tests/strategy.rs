@@ -305,7 +305,7 @@ async fn abort_lets_the_step_in_flight_end_and_starts_no_new_one() {
     }
     let s = h
         .engine
-        .strategy_action(StrategyCommand::Abort)
+        .strategy_action(StrategyCommand::Abort { rollback: false })
         .await
         .unwrap()
         .unwrap();
@@ -430,7 +430,7 @@ async fn the_build_refuses_what_cannot_be_applied() {
         "The strategy is applying: wait for it to finish or abort it first"
     );
     h.engine
-        .strategy_action(StrategyCommand::Abort)
+        .strategy_action(StrategyCommand::Abort { rollback: false })
         .await
         .unwrap();
     h.engine.wait_strategy().await;
@@ -452,7 +452,11 @@ async fn no_command_starts_after_an_abort_whenever_it_lands() {
             .await
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_micros(300 * (round % 7))).await;
-        let Ok(_) = h.engine.strategy_action(StrategyCommand::Abort).await else {
+        let Ok(_) = h
+            .engine
+            .strategy_action(StrategyCommand::Abort { rollback: false })
+            .await
+        else {
             break; // Applied already.
         };
         aborts += 1;

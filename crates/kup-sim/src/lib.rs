@@ -371,6 +371,20 @@ fn precondition(model: &SimModel, op: &Operation, starting: bool) -> Result<(), 
                 return Err(format!("{name} is not an unlocked, idle controller"));
             }
         }
+        Operation::RestoreControlPlane {
+            host: name,
+            version,
+        } => {
+            let h = host(name)?;
+            if h.administrative != AdminState::Unlocked || (starting && h.task.is_some()) {
+                return Err(format!("{name} is not an unlocked, idle controller"));
+            }
+            if !model.has_backup(*version) {
+                return Err(format!(
+                    "no backup of the control plane at {version} to restore"
+                ));
+            }
+        }
         Operation::UpgradeKubelet { host: name, .. } => {
             let h = host(name)?;
             let simplex = model.system_type == SystemType::AioSimplex;

@@ -1125,11 +1125,21 @@ impl SimModel {
 
     /// Visible effects while an operation runs.
     pub fn begin(&mut self, op: &Operation) {
-        if let Operation::UpgradeControlPlane { host, .. } | Operation::Lock { host, .. } = op {
+        if let Operation::UpgradeControlPlane { host, .. }
+        | Operation::RestoreControlPlane { host, .. }
+        | Operation::Lock { host, .. } = op
+        {
             self.audit_control_plane(host);
         }
+        if let Operation::UpgradeControlPlane {
+            host, first: true, ..
+        } = op
+        {
+            self.back_up_control_plane(host);
+        }
         let (host, f): (&str, fn(&mut SimHost)) = match op {
-            Operation::UpgradeControlPlane { host, .. } => {
+            Operation::UpgradeControlPlane { host, .. }
+            | Operation::RestoreControlPlane { host, .. } => {
                 (host, |h| h.control_plane_upgrading = true)
             }
             Operation::UpgradeKubelet { host, .. } => (host, |h| h.kubelet_restarting = true),
@@ -1160,7 +1170,8 @@ impl SimModel {
                     self.d.dirty.images = true;
                 }
             }
-            Operation::UpgradeControlPlane { host, version, .. } => {
+            Operation::UpgradeControlPlane { host, version, .. }
+            | Operation::RestoreControlPlane { host, version } => {
                 if let Some(h) = self.host_index(host) {
                     let x = &mut self.hosts[h];
                     x.control_plane_upgrading = false;
@@ -1385,6 +1396,40 @@ impl SimModel {
             }
             self.d.dirty.audit = true;
         }
+    }
+
+    /// Before a first control plane moves, the driver takes a backup of the control plane
+    /// (etcd snapshot and static pod manifests) at the version it runs; kept once per version.
+    fn back_up_control_plane(&mut self, host: &str) {
+        let Some(version) = self
+            .host_index(host)
+            .and_then(|h| self.hosts[h].control_plane_version)
+        else {
+            return;
+        };
+        if self
+            .audit
+            .control_plane_backups
+            .iter()
+            .any(|b| b.version == version)
+        {
+            return;
+        }
+        self.audit
+            .control_plane_backups
+            .push(kup_types::ControlPlaneBackup {
+                host: host.to_string(),
+                version,
+            });
+        self.d.dirty.audit = true;
+    }
+
+    /// Whether a backup of the control plane at `version` exists (an abort restores it).
+    pub fn has_backup(&self, version: KubeVersion) -> bool {
+        self.audit
+            .control_plane_backups
+            .iter()
+            .any(|b| b.version == version)
     }
 
     /// After every version change: each kubelet within the skew policy of every API server,

@@ -355,6 +355,14 @@ pub struct HostVersions {
     pub kubelet_version: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ControlPlaneBackup {
+    pub host: String,
+    /// The version the control plane ran when it was taken.
+    #[schema(value_type = String)]
+    pub version: crate::KubeVersion,
+}
+
 /// What a simulated cluster checked at every instant of the upgrade: no PodDisruptionBudget
 /// with more pods disrupted at once than it allows, no evicted pod left without a place, and
 /// never two control-plane hosts down at once.
@@ -372,6 +380,10 @@ pub struct SafetyAudit {
     /// more minors behind one than it supports), or API servers more than a minor apart.
     #[serde(default)]
     pub skew_violations: u64,
+    /// The control-plane backups taken before a first control plane moved (etcd snapshot and
+    /// static pod manifests), which an abort restores.
+    #[serde(default)]
+    pub control_plane_backups: Vec<ControlPlaneBackup>,
     /// The first few of them, in words.
     pub examples: Vec<String>,
 }

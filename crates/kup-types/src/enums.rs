@@ -90,6 +90,10 @@ string_enum!(
         UncordonComplete = "uncordon-complete",
         UncordonFailed = "uncordon-failed",
         UpgradeComplete = "upgrade-complete",
+        /// `kube-upgrade-abort`: every host that moved goes back to the from-version.
+        UpgradeAborting = "upgrade-aborting",
+        UpgradeAbortingFailed = "upgrade-aborting-failed",
+        UpgradeAborted = "upgrade-aborted",
     }
 );
 
@@ -111,7 +115,9 @@ impl KubeUpgradeState {
         self.failed().is_some()
             || matches!(
                 self,
-                KubeUpgradeState::CordonStarted | KubeUpgradeState::UncordonStarted
+                KubeUpgradeState::CordonStarted
+                    | KubeUpgradeState::UncordonStarted
+                    | KubeUpgradeState::UpgradeAborting
             )
     }
 

@@ -15,10 +15,11 @@ mod version;
 pub mod workloads;
 
 pub use api::{
-    AlarmList, AlarmView, ClusterInfo, ErrorBody, EventList, EventView, HostPatchList,
-    HostPatchView, HostUpgradeRequest, HostVersions, IHost, IHostList, KubeHostUpgradeList,
-    KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView, KubeVersionDetail,
-    KubeVersionList, KubeVersionSummary, PatchList, PatchOp, PatchView, SafetyAudit,
+    AlarmList, AlarmView, ClusterInfo, ControlPlaneBackup, ErrorBody, EventList, EventView,
+    HostPatchList, HostPatchView, HostUpgradeRequest, HostVersions, IHost, IHostList,
+    KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
+    KubeVersionDetail, KubeVersionList, KubeVersionSummary, PatchList, PatchOp, PatchView,
+    SafetyAudit,
 };
 pub use catalog::VersionMeta;
 pub use cluster::{

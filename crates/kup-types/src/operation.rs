@@ -50,6 +50,13 @@ pub enum Operation {
     Uncordon {
         host: String,
     },
+    /// The way back of an abort: the control plane on `host` restored to `version` from the
+    /// backup taken before the first control plane moved (etcd snapshot, static pod
+    /// manifests).
+    RestoreControlPlane {
+        host: String,
+        version: KubeVersion,
+    },
 }
 
 /// The kinds of step, as named in fault and duration settings.
@@ -104,7 +111,9 @@ impl Operation {
     pub fn kind(&self) -> StepKind {
         match self {
             Operation::DownloadImages { .. } => StepKind::DownloadImages,
-            Operation::UpgradeControlPlane { .. } => StepKind::ControlPlane,
+            Operation::UpgradeControlPlane { .. } | Operation::RestoreControlPlane { .. } => {
+                StepKind::ControlPlane
+            }
             Operation::UpgradeNetworking { .. } => StepKind::Networking,
             Operation::UpgradeKubelet { .. } => StepKind::Kubelet,
             Operation::Lock { .. } => StepKind::Lock,
@@ -120,6 +129,7 @@ impl Operation {
         let version = match self {
             Operation::DownloadImages { version, .. }
             | Operation::UpgradeControlPlane { version, .. }
+            | Operation::RestoreControlPlane { version, .. }
             | Operation::UpgradeNetworking { version }
             | Operation::UpgradeKubelet { version, .. } => Some(*version),
             Operation::Lock { .. }
@@ -145,6 +155,7 @@ impl Operation {
     pub fn host(&self) -> Option<&str> {
         match self {
             Operation::UpgradeControlPlane { host, .. }
+            | Operation::RestoreControlPlane { host, .. }
             | Operation::UpgradeKubelet { host, .. }
             | Operation::Lock { host, .. }
             | Operation::Unlock { host }
@@ -179,6 +190,9 @@ impl fmt::Display for Operation {
             Operation::Unlock { host } => write!(f, "unlock {host}"),
             Operation::Swact { host } => write!(f, "swact from {host}"),
             Operation::Cordon { host } => write!(f, "cordon {host}"),
+            Operation::RestoreControlPlane { host, version } => {
+                write!(f, "restore the control plane on {host} to {version}")
+            }
             Operation::Uncordon { host } => write!(f, "uncordon {host}"),
         }
     }

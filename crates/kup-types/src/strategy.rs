@@ -69,6 +69,10 @@ pub struct StrategyCreate {
 pub struct StrategyActionRequest {
     /// `apply-all` or `abort`.
     pub action: String,
+    /// With `abort`: once the steps in flight have ended, take the upgrade back to its
+    /// from-version (`kube-upgrade-abort`).
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// An upgrade strategy, as stored and as shown.
@@ -85,6 +89,9 @@ pub struct StrategyRecord {
     pub alarm_restrictions: AlarmRestrictions,
     pub mode: UpgradeMode,
     pub partial_ok: bool,
+    /// Aborted with `--rollback`: the way back begins once the steps in flight have ended.
+    #[serde(default)]
+    pub rollback_on_abort: bool,
     pub state: StrategyState,
     pub build_phase: Phase,
     pub apply_phase: Phase,

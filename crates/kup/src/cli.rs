@@ -123,6 +123,10 @@ pub enum ClientCommand {
     KubeUpgradeDownloadImages,
     /// Upgrade the Kubernetes networking (asynchronous).
     KubeUpgradeNetworking,
+    /// Abort the Kubernetes upgrade: every host that moved goes back to the from-version, in
+    /// the reverse order and with the same safety as the way up (asynchronous; --wait follows
+    /// it to upgrade-aborted). Before anything moved it ends at once.
+    KubeUpgradeAbort,
     /// aio-simplex: evict the host's pods before its upgrade (kubectl drain; the host stays
     /// unlocked; asynchronous).
     KubeHostCordon {
@@ -341,6 +345,7 @@ impl ClientCommand {
             KubeUpgradeShow => "kube-upgrade-show",
             KubeUpgradeDownloadImages => "kube-upgrade-download-images",
             KubeUpgradeNetworking => "kube-upgrade-networking",
+            KubeUpgradeAbort => "kube-upgrade-abort",
             KubeHostCordon { .. } => "kube-host-cordon",
             KubeHostUncordon { .. } => "kube-host-uncordon",
             KubeHostUpgrade { .. } => "kube-host-upgrade",
@@ -525,6 +530,7 @@ impl Runner {
             KubeUpgradeShow => output::kube_upgrade_show(c.kube_upgrade().await?.as_ref(), f)?,
             KubeUpgradeDownloadImages => return self.cluster_step(cmd, "downloading-images").await,
             KubeUpgradeNetworking => return self.cluster_step(cmd, "upgrading-networking").await,
+            KubeUpgradeAbort => return self.cluster_step(cmd, "upgrade-aborting").await,
             KubeHostCordon { host } => {
                 let host = c.host(host).await?.hostname;
                 return self

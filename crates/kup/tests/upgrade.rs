@@ -554,3 +554,66 @@ fn a_multi_version_upgrade_online() {
     let info = ok(&d, "info");
     assert!(info.starts_with("Cluster version: v1.33.0"), "{info}");
 }
+
+/// `kup kube-upgrade-abort` after the standard system's control planes and a kubelet moved:
+/// the daemon SIGKILLed on the way back, started again, finishes it (`--wait` follows it to
+/// `upgrade-aborted`); every host is back at v1.16.1, nothing broke, and a fresh upgrade can
+/// start once the aborted one is deleted.
+#[test]
+fn an_abort_killed_half_way_resumes_and_a_fresh_upgrade_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = serve(dir.path(), "0.005");
+    deliver_patches(&d);
+    for h in HOSTS {
+        ok(&d, &format!("sw-patch host-install {h}"));
+    }
+    ok(&d, "sw-patch apply K8S-1.16.2-KUBEADM");
+    for h in HOSTS {
+        ok(&d, &format!("sw-patch host-install {h}"));
+    }
+    ok(&d, "kube-upgrade-start v1.16.2");
+    ok(&d, "kube-upgrade-download-images --wait");
+    ok(&d, "kube-host-upgrade controller-1 control-plane --wait");
+    ok(&d, "kube-upgrade-networking --wait");
+    ok(&d, "kube-host-upgrade controller-0 control-plane --wait");
+    ok(&d, "sw-patch apply K8S-1.16.2-KUBELET");
+    for h in HOSTS {
+        ok(&d, &format!("sw-patch host-install {h}"));
+    }
+    ok(&d, "host-lock controller-1 --wait");
+    ok(&d, "kube-host-upgrade controller-1 kubelet --wait");
+    ok(&d, "host-unlock controller-1 --wait");
+    let out = ok(&d, "kube-upgrade-abort");
+    assert!(out.contains("upgrade-aborting"), "{out}");
+    // Killed once the way back has started a step.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events(&d)
+        .iter()
+        .any(|e| e["message"].as_str().unwrap_or("").starts_with("abort: "))
+    {
+        assert!(Instant::now() < deadline, "no step of the way back started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    drop(d);
+
+    // Started again, the daemon goes on with the way back by itself.
+    let d = serve(dir.path(), "0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state_of(&d) == "upgrade-aborting" {
+        assert!(Instant::now() < deadline, "the abort did not resume");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(state_of(&d), "upgrade-aborted");
+    let info = ok(&d, "info");
+    assert!(info.starts_with("Cluster version: v1.16.1"), "{info}");
+    assert_eq!(audit(&d), (0, 0));
+    let log = events(&d);
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1, "gap at {e}");
+    }
+    ok(&d, "kube-upgrade-delete");
+    ok(&d, "kube-upgrade-start v1.16.2");
+    assert_eq!(state_of(&d), "upgrade-started");
+}

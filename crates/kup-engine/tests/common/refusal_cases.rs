@@ -486,7 +486,7 @@ pub fn cases() -> Vec<Case> {
             vec![Step::Ok(start("v1.16.2"))],
             Command::Delete,
             |r| matches!(r, R::WrongState { .. }),
-            "must be in upgrade-complete state to delete",
+            "must be in upgrade-complete or upgrade-aborted state to delete",
         ),
         c(
             "delete without an upgrade",
@@ -675,6 +675,28 @@ pub fn cases() -> Vec<Case> {
             cp("controller-9"),
             |r| matches!(r, R::UnknownHost(_)) && r.is_not_found(),
             "Host controller-9 not found",
+        ),
+        // -- abort --
+        c(
+            "abort without an upgrade",
+            vec![],
+            Command::Abort,
+            |r| matches!(r, R::NotInProgress),
+            "not in progress",
+        ),
+        c(
+            "abort twice",
+            vec![Step::Ok(start("v1.16.2")), Step::Ok(Command::Abort)],
+            Command::Abort,
+            |r| matches!(r, R::CannotAbort(_)),
+            "The kubernetes upgrade can not be aborted in upgrade-aborted state",
+        ),
+        c(
+            "start again before the aborted upgrade is deleted",
+            vec![Step::Ok(start("v1.16.2")), Step::Ok(Command::Abort)],
+            start("v1.16.2"),
+            |r| matches!(r, R::AlreadyInProgress),
+            "",
         ),
         // -- cordon (aio-simplex only) --
         c(

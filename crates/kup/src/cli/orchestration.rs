@@ -30,8 +30,14 @@ pub enum StrategyCommand {
     /// Apply the strategy (or resume one that failed or was aborted); with --wait, follow it
     /// to its end.
     Apply,
-    /// Abort the strategy: the steps in flight finish, no new one starts.
-    Abort,
+    /// Abort the strategy: the steps in flight finish, no new one starts; the upgrade stays
+    /// resumable (apply again).
+    Abort {
+        /// Then take the upgrade back to its from-version (kube-upgrade-abort), with the same
+        /// safety as the way up.
+        #[arg(long)]
+        rollback: bool,
+    },
     /// Delete the strategy (not while it applies or aborts).
     Delete,
 }
@@ -137,13 +143,14 @@ impl Runner {
                 return Ok(Outcome::done(strategy_show(&view, *details, f)?));
             }
             StrategyCommand::Apply => {
+                let after = self.last_seq().await;
                 let view = c.strategy_action("apply-all").await?;
                 if self.wait {
-                    return self.follow(view.strategy.uuid.clone()).await;
+                    return self.follow_from(view.strategy.uuid.clone(), after).await;
                 }
                 view
             }
-            StrategyCommand::Abort => c.strategy_action("abort").await?,
+            StrategyCommand::Abort { rollback } => c.strategy_abort(*rollback).await?,
             StrategyCommand::Delete => {
                 c.strategy_delete().await?;
                 let text = "Strategy deleted";
@@ -237,8 +244,9 @@ impl Runner {
                         "Resuming the strategy to {to} ({}: {}).",
                         s.state, s.apply_phase.reason
                     ));
+                    let after = self.last_seq().await;
                     let view = c.strategy_action("apply-all").await?;
-                    return self.follow(view.strategy.uuid.clone()).await;
+                    return self.follow_from(view.strategy.uuid.clone(), after).await;
                 }
                 _ => c.strategy_delete().await?,
             }
@@ -271,8 +279,19 @@ impl Runner {
             kup_core::plan::human(built.strategy.predicted_seconds),
             kup_core::plan::human(built.strategy.lower_bound_seconds),
         ));
+        // Followed from before the apply, so no line of it is missed.
+        let after = self.last_seq().await;
         let view = c.strategy_action("apply-all").await?;
-        self.follow(view.strategy.uuid.clone()).await
+        self.follow_from(view.strategy.uuid.clone(), after).await
+    }
+
+    /// The newest event's sequence number now.
+    async fn last_seq(&self) -> i64 {
+        self.client
+            .events_wait(i64::MAX, 1, 0)
+            .await
+            .map(|l| l.last_seq)
+            .unwrap_or(0)
     }
 
     /// A line of progress on stdout, as it happens.
@@ -286,13 +305,14 @@ impl Runner {
     /// bar for the whole apply and one for the stage in progress; then the summary. Ctrl-C
     /// detaches.
     async fn follow(&self, uuid: String) -> Result<Outcome, CliError> {
+        let after = self.last_seq().await;
+        self.follow_from(uuid, after).await
+    }
+
+    /// [`Self::follow`], printing the events after `after`.
+    async fn follow_from(&self, uuid: String, mut after: i64) -> Result<Outcome, CliError> {
         let c = &self.client;
         let started = Instant::now();
-        let mut after = c
-            .events_wait(i64::MAX, 1, 0)
-            .await
-            .map(|l| l.last_seq)
-            .unwrap_or(0);
         let mut bars = Bars::new(self.progress);
         let mut seen = Instant::now();
         let interrupted = tokio::signal::ctrl_c();

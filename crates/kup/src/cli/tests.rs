@@ -34,6 +34,7 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "kube-upgrade-show",
             "kube-upgrade-download-images",
             "kube-upgrade-networking",
+            "kube-upgrade-abort",
             "kube-host-cordon",
             "kube-host-uncordon",
             "kube-host-upgrade",
@@ -177,7 +178,7 @@ fn usage_errors_are_clap_errors() {
         &["kube-host-upgrade", "controller-1", "etcd"][..],
         &["kube-version-show"],
         &["host-list", "--format", "xml"],
-        &["kube-upgrade-abort"],
+        &["kube-upgrade-abort", "now"],
     ] {
         let e = parse(args).unwrap_err();
         assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
