@@ -286,6 +286,9 @@ impl Command {
             return host.to_string();
         }
         match self {
+            Command::Rollback(step) if step.host().is_some() => {
+                step.host().unwrap_or_default().to_string()
+            }
             Command::PatchUpload(p) => format!("patch {}", p.id),
             Command::Strategy(_) => "strategy".into(),
             Command::PatchApply { id }
