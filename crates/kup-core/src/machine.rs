@@ -563,7 +563,7 @@ pub(crate) fn kubelet_phase(obs: &Observation, to: KubeVersion) -> Vec<S> {
 /// after networking (its kubelet follows; the state list StarlingX prints leaves it out).
 pub(crate) fn kubelets_open(obs: &Observation, u: &KubeUpgradeRecord) -> bool {
     kubelet_phase(obs, u.to_version).contains(&u.state)
-        || (u.state == S::CordonComplete && all_control_planes_at(obs, u.to_version))
+        || (u.state == S::CordonComplete && kubelet_target(obs).is_some_and(|t| t > u.from_version))
 }
 
 /// The versions the upgrade steps through, its target last (one, unless it crosses several
@@ -627,6 +627,14 @@ pub(crate) fn kubelet_target(obs: &Observation) -> Option<KubeVersion> {
 pub(crate) fn all_control_planes_at(obs: &Observation, to: KubeVersion) -> bool {
     obs.controllers()
         .all(|c| obs.control_plane_version(&c.hostname) == Some(to))
+}
+
+/// Whether a host's kubelet is upgraded in place, unlocked and undrained: on aio-simplex, and
+/// the only controller of any system (no peer could take its role while it is locked; its
+/// control plane keeps serving while the kubelet restarts).
+pub fn kubelet_in_place(obs: &Observation, h: &HostInfo) -> bool {
+    obs.system_type == SystemType::AioSimplex
+        || (h.personality == Personality::Controller && obs.controllers().nth(1).is_none())
 }
 
 pub(crate) fn simplex(ctx: &Ctx<'_>) -> bool {
@@ -915,6 +923,10 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                     || (*force
                         && c.administrative == AdminState::Unlocked
                         && c.operational == OperState::Enabled
+                        && matches!(
+                            c.availability,
+                            Availability::Available | Availability::Degraded
+                        )
                         && c.task.is_none()
                         && recorded_action(ctx, c).is_none())
             };
@@ -1220,6 +1232,7 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
                     S::UpgradedSecondMaster,
                     S::UpgradingKubelets,
                     S::UpgradingFirstMasterFailed,
+                    S::CordonComplete,
                 ],
                 "upgrade the first control plane",
             )?;
@@ -1353,7 +1366,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         w.set_host(name, Some(HS::UpgradedKubelet), Some(Some(target)));
         return Ok(());
     }
-    if simplex(ctx) {
+    if kubelet_in_place(ctx.obs, h) {
         if !force
             && (h.administrative != AdminState::Unlocked
                 || h.availability != Availability::Available)

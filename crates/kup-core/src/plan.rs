@@ -247,7 +247,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         progress(u.state, crate::machine::all_control_planes_at(obs, to))
     });
     let complete = done_steps >= 5;
-    let simplex = obs.system_type == SystemType::AioSimplex;
     let safety: HashMap<&str, &HostSafety> = hosts.iter().map(|h| (h.host.as_str(), h)).collect();
     let pending = |h: &HostInfo| !complete && obs.kubelet_version(&h.hostname) != Some(to);
 
@@ -289,7 +288,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let host_cycle = d(StepKind::Lock) + d(StepKind::Kubelet) + d(StepKind::Unlock);
     let controller_batches: Vec<Batch> = pending_controllers
         .iter()
-        .map(|h| controller_batch(obs, &controllers, &safety, h, simplex, &d))
+        .map(|h| controller_batch(obs, &controllers, &safety, h, &d))
         .collect();
     let pending_workers: Vec<&HostInfo> = workers.iter().copied().filter(|h| pending(h)).collect();
     let worker_plan = if workers.is_empty() {
@@ -528,11 +527,20 @@ fn controller_batch(
     controllers: &[&HostInfo],
     safety: &HashMap<&str, &HostSafety>,
     h: &HostInfo,
-    simplex: bool,
     d: &impl Fn(StepKind) -> u64,
 ) -> Batch {
     let host_cycle = d(StepKind::Lock) + d(StepKind::Kubelet) + d(StepKind::Unlock);
-    if simplex {
+    if obs.system_type != SystemType::AioSimplex && crate::machine::kubelet_in_place(obs, h) {
+        return Batch {
+            hosts: vec![h.hostname.clone()],
+            reason: "the only control plane: its kubelet is upgraded in place, without a lock \
+                     (no other could serve meanwhile)"
+                .into(),
+            verdict: Verdict::Ok,
+            seconds: d(StepKind::Kubelet),
+        };
+    }
+    if crate::machine::kubelet_in_place(obs, h) {
         return Batch {
             hosts: vec![h.hostname.clone()],
             reason: "aio-simplex: the only host; its kubelet is upgraded in place, without a \

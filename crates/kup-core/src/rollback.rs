@@ -16,7 +16,7 @@ use kup_types::{
 
 use crate::machine::{
     Command, Ctx, Writer, control_plane_in_flight, control_plane_peer_down, gate, host,
-    locks_in_flight, not_busy, simplex, upgrade, upgrade_steps,
+    locks_in_flight, not_busy, upgrade, upgrade_steps,
 };
 use crate::refusal::Refusal;
 use crate::safety::{Analyzer, BatchEval, Verdict};
@@ -169,7 +169,9 @@ pub(crate) fn decide(
             if current.is_none_or(|k| k <= to) {
                 return Err(Refusal::NothingToRollBack(name.clone()));
             }
-            if !simplex(ctx) && h.administrative != AdminState::Locked {
+            if !crate::machine::kubelet_in_place(ctx.obs, h)
+                && h.administrative != AdminState::Locked
+            {
                 return Err(Refusal::KubeletHostState {
                     host: name.clone(),
                     need: "locked and online",
@@ -291,7 +293,6 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
         return wait(format!("{} runs", o.op));
     }
     let to = kubelet_back_to(ctx, u);
-    let is_simplex = simplex(ctx);
     // Kubelets first: the workers (several at once), then the controllers one at a time.
     let mut workers: Vec<&HostInfo> = ctx
         .obs
@@ -305,7 +306,7 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
     let mut waiting = None;
     let mut in_cycle = 0;
     for h in &workers {
-        match host_back(ctx, h, to, is_simplex) {
+        match host_back(ctx, h, to) {
             HostBack::Done => {}
             HostBack::Busy(why) => {
                 in_cycle += 1;
@@ -320,7 +321,7 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
     let candidates: Vec<&HostInfo> = workers
         .iter()
         .copied()
-        .filter(|h| matches!(host_back(ctx, h, to, is_simplex), HostBack::Candidate))
+        .filter(|h| matches!(host_back(ctx, h, to), HostBack::Candidate))
         .collect();
     if in_cycle < MAX_PARALLEL_WORKERS && !candidates.is_empty() {
         match next_worker_to_lock(ctx, &candidates) {
@@ -342,11 +343,11 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
         return wait("workers wait for the ones going down".into());
     }
     for h in &controllers {
-        match host_back(ctx, h, to, is_simplex) {
+        match host_back(ctx, h, to) {
             HostBack::Done => continue,
             HostBack::Busy(why) => return wait(why),
             HostBack::Do(cmd) => return action(cmd),
-            HostBack::Candidate if is_simplex => {
+            HostBack::Candidate if crate::machine::kubelet_in_place(ctx.obs, h) => {
                 return run(RollbackStep::Kubelet {
                     host: h.hostname.clone(),
                 });
@@ -399,7 +400,7 @@ enum HostBack {
 }
 
 /// Where a host stands on its way back.
-fn host_back(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion, is_simplex: bool) -> HostBack {
+fn host_back(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> HostBack {
     let name = &h.hostname;
     if let Some(o) = ctx
         .snap
@@ -420,7 +421,6 @@ fn host_back(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion, is_simplex: bool) -> 
         (true, true) => HostBack::Do(Command::Rollback(RollbackStep::Kubelet {
             host: name.clone(),
         })),
-        (true, false) if is_simplex => HostBack::Candidate,
         (true, false) => HostBack::Candidate,
         // Locked by the way back (its row says it went back): into service again.
         (false, true) if sent_back => HostBack::Do(Command::Unlock {

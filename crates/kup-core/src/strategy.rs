@@ -21,9 +21,7 @@ use kup_types::{
     strategy::{DEFAULT_MAX_PARALLEL_WORKER_HOSTS, MAX_PARALLEL_WORKER_HOSTS, Phase, Stage, Step},
 };
 
-use crate::machine::{
-    Command, Ctx, all_control_planes_at, control_plane_in_flight, kubelet_target,
-};
+use crate::machine::{Command, Ctx, control_plane_in_flight, kubelet_target};
 use crate::plan::{self, PlanInput};
 use crate::safety::{Analyzer, BatchEval, Verdict};
 use crate::{DEFAULT_ALARM_IGNORE, Refusal};
@@ -399,9 +397,9 @@ fn host_checks(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stri
             continue;
         }
         let mut problems = ready_problems(ctx, h, s.to_version);
-        // On aio-simplex the kubelet is upgraded in place: nothing is drained.
+        // A kubelet upgraded in place (aio-simplex, a sole controller): nothing is drained.
         if s.mode == UpgradeMode::Online
-            && ctx.obs.system_type != SystemType::AioSimplex
+            && !crate::machine::kubelet_in_place(ctx.obs, h)
             && !resuming
         {
             let unsafe_ = plan
@@ -467,7 +465,6 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
             vec![Step::new(step, hosts, secs(kind))],
         )
     };
-    let simplex = ctx.obs.system_type == SystemType::AioSimplex;
     let mut out = vec![Stage::new(
         STAGE_START.into(),
         Vec::new(),
@@ -514,7 +511,12 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
                 .batches
                 .iter()
                 .map(|b| {
-                    let mut st = controller_stage(ctx, b.hosts.clone(), simplex);
+                    let in_place = b
+                        .hosts
+                        .first()
+                        .and_then(|h| ctx.obs.host(h))
+                        .is_some_and(|h| crate::machine::kubelet_in_place(ctx.obs, h));
+                    let mut st = controller_stage(ctx, b.hosts.clone(), in_place);
                     st.predicted_seconds = b.seconds;
                     st
                 })
@@ -559,14 +561,14 @@ fn stages(ctx: &Ctx<'_>, s: &StrategyRecord, plan: &plan::Plan) -> Vec<Stage> {
 
 /// A controller's kubelet stage: (swact,) lock, kubelet, unlock; on aio-simplex the kubelet
 /// alone, in place.
-fn controller_stage(ctx: &Ctx<'_>, hosts: Vec<String>, simplex: bool) -> Stage {
+fn controller_stage(ctx: &Ctx<'_>, hosts: Vec<String>, in_place: bool) -> Stage {
     let secs = |k: StepKind| ctx.policy.deadline(k).as_secs().max(0) as u64;
     let active = hosts
         .first()
         .and_then(|h| ctx.obs.host(h))
         .is_some_and(|h| h.active_controller);
     let mut steps = Vec::new();
-    if simplex {
+    if in_place {
         steps.push(Step::new(
             STEP_KUBELET,
             hosts.clone(),
@@ -733,7 +735,10 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
                 reason: "no controller to cordon".into(),
             },
         },
-        S::CordonComplete if all_control_planes_at(ctx.obs, to) => kubelet_phase(ctx, s, to),
+        // Cordoned after a minor's control planes: that minor's kubelets or the next minor.
+        S::CordonComplete if kubelet_target(ctx.obs).is_some_and(|t| t > u.from_version) => {
+            round_done(ctx, s, u)
+        }
         S::CordonComplete => first_control_plane_step(ctx, u),
         S::UncordonFailed => uncordon_step(ctx),
         S::UncordonComplete => kubelet_phase(ctx, s, to),
@@ -948,7 +953,7 @@ fn kubelet_done(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> bool {
     in_flight(ctx, &h.hostname).is_none()
         && ctx.obs.kubelet_version(&h.hostname) == Some(to)
         && ctx.snap.host(&h.hostname).and_then(|r| r.status) == Some(HS::UpgradedKubelet)
-        && (ctx.obs.system_type == SystemType::AioSimplex
+        && (crate::machine::kubelet_in_place(ctx.obs, h)
             || h.administrative == AdminState::Unlocked)
 }
 
@@ -1015,7 +1020,7 @@ fn host_cycle(
     let status = ctx.snap.host(&name).and_then(|r| r.status);
     let kubelet_key = Some(format!("{}/{name}/{to}", StepKind::Kubelet));
     let at_target = ctx.obs.kubelet_version(&name) == Some(to);
-    let simplex = ctx.obs.system_type == SystemType::AioSimplex;
+    let in_place = crate::machine::kubelet_in_place(ctx.obs, h);
     if let Some(o) = busy {
         let step = match o.op.kind() {
             StepKind::Swact => STEP_SWACT,
@@ -1034,7 +1039,7 @@ fn host_cycle(
             why: format!("{name} is busy"),
         };
     }
-    if simplex {
+    if in_place {
         if at_target && status == Some(HS::UpgradedKubelet) {
             return Next::Done;
         }
@@ -1135,6 +1140,21 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord, to: KubeVersion) -> Next {
                 skipped: Vec::new(),
                 version,
             };
+        }
+        // Hosts left out (--partial-ok) that the next minor would leave beyond the skew
+        // policy: the strategy ends here, the upgrade open, and reports them.
+        let next_minor =
+            ctx.snap.upgrade.as_ref().and_then(|u| {
+                crate::machine::next_step(&crate::machine::upgrade_steps(ctx, u), to)
+            });
+        let blocked = next_minor.is_some_and(|n| {
+            ctx.obs
+                .nodes
+                .iter()
+                .any(|node| !crate::skew::kubelet_allows(n, node.kubelet_version))
+        });
+        if blocked && !s.skipped.is_empty() {
+            return Next::Done;
         }
         return match &ctx.snap.upgrade {
             Some(u) => first_control_plane_step(ctx, u),

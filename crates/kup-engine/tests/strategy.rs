@@ -520,3 +520,123 @@ async fn the_build_runs_the_starts_health_check() {
     );
     assert_eq!(h.state().await, "none");
 }
+
+/// An example file with some text replaced (a variant of an example for one test).
+fn example_with(name: &str, edits: &[(&str, &str)]) -> kup_sim::Inventory {
+    let path = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from:?} not in {name}");
+        text = text.replacen(from, to, 1);
+    }
+    kup_sim::Inventory::parse(&text).unwrap()
+}
+
+const CP_1_AND_2: &str = "  - name: control-plane-1\n    personality: controller\n    capacity: { cpu_millis: 8000, memory_mib: 32768 }\n  - name: control-plane-2\n    personality: controller\n    capacity: { cpu_millis: 8000, memory_mib: 32768 }\n";
+
+/// A kubeadm cluster with one control plane: its kubelet is upgraded in place (no other could
+/// serve while it is locked), online and offline, across several minors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_control_plane_kubeadm_cluster_upgrades_across_minors() {
+    for mode in [UpgradeMode::Online, UpgradeMode::Offline] {
+        let h = Harness::new(example_with(
+            "kubeadm-v1.29-to-v1.33.yaml",
+            &[(CP_1_AND_2, "")],
+        ))
+        .await;
+        let mut req = create("v1.33.0");
+        req.mode = Some(mode);
+        let s = build_and_apply(&h, req).await;
+        assert_applied(&s);
+        assert_eq!(h.state().await, "upgrade-complete", "{mode}");
+        let audit = h.sim.safety_audit().unwrap();
+        assert_eq!(
+            (
+                audit.pdb_violations,
+                audit.unplaced_pods,
+                audit.skew_violations
+            ),
+            (0, 0, 0),
+            "{mode}: {audit:?}"
+        );
+    }
+}
+
+/// With --partial-ok, a worker left out of a kubelet round on the way that the next minor
+/// would leave beyond the skew policy: the strategy ends there (the upgrade open) and names
+/// it, rather than sending a control-plane step bound to be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_ok_stops_where_a_left_out_host_blocks_the_next_minor() {
+    let h = Harness::new(example_with(
+        "kubeadm-v1.29-to-v1.33.yaml",
+        &[(
+            "workloads:\n",
+            "workloads:\n  - name: debug\n    kind: Pod\n    nodes: [worker-3]\n",
+        )],
+    ))
+    .await;
+    let mut req = create("v1.33.0");
+    req.partial_ok = true;
+    let s = build_and_apply(&h, req).await;
+    assert_eq!(
+        s.strategy.state,
+        StrategyState::Applied,
+        "{:?}",
+        s.strategy.apply_phase
+    );
+    assert_eq!(s.strategy.apply_phase.result, StepResult::Degraded);
+    assert!(
+        s.strategy.apply_phase.reason.contains("worker-3"),
+        "{}",
+        s.strategy.apply_phase.reason
+    );
+    let obs = h.engine.observe().await.unwrap();
+    assert_eq!(
+        obs.control_plane_version("control-plane-0")
+            .unwrap()
+            .to_string(),
+        "v1.32.2"
+    );
+}
+
+/// aio-simplex across several minors, cordoned by hand after networking (StarlingX allows it
+/// before a control plane or after networking): the next minors and kubelet rounds go on from
+/// cordon-complete, by hand and by a strategy, which uncordons before complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordon_after_networking_in_a_multi_version_simplex_upgrade() {
+    let catalog = "versions:\n  - version: v1.29.2\n  - version: v1.30.6\n    upgrade_from: [v1.29.2]\n  - version: v1.31.5\n    upgrade_from: [v1.30.6]\n  - version: v1.32.2\n    upgrade_from: [v1.31.5]\n  - version: v1.33.0\n    upgrade_from: [v1.32.2]\nhosts:";
+    let h = Harness::new(example_with(
+        "aio-simplex.yaml",
+        &[
+            ("kubernetes_version: v1.16.1", "kubernetes_version: v1.29.2"),
+            (
+                "versions:\n  - version: v1.16.1\n  - version: v1.16.2\n    upgrade_from: [v1.16.1]\nhosts:",
+                catalog,
+            ),
+            ("    k8s_max: v1.18.99\n", ""),
+        ],
+    ))
+    .await;
+    h.ok(start("v1.33.0")).await;
+    h.ok(Command::DownloadImages).await;
+    h.ok(cp("controller-0")).await;
+    h.ok(Command::UpgradeNetworking).await;
+    h.ok(Command::Cordon {
+        host: "controller-0".into(),
+    })
+    .await;
+    assert_eq!(h.state().await, "cordon-complete");
+    // By hand: the next minor's control plane goes on from cordon-complete.
+    h.ok(cp("controller-0")).await;
+    assert_eq!(h.state().await, "upgraded-first-master");
+    // A strategy takes it from here to the end, uncordoning before complete.
+    let s = build_and_apply(&h, create("v1.33.0")).await;
+    assert_applied(&s);
+    assert_eq!(h.state().await, "upgrade-complete");
+    let obs = h.engine.observe().await.unwrap();
+    assert!(!obs.node("controller-0").unwrap().unschedulable);
+    assert_eq!(
+        obs.kubelet_version("controller-0").unwrap().to_string(),
+        "v1.33.0"
+    );
+}

@@ -387,7 +387,15 @@ fn precondition(model: &SimModel, op: &Operation, starting: bool) -> Result<(), 
         }
         Operation::UpgradeKubelet { host: name, .. } => {
             let h = host(name)?;
-            let simplex = model.system_type == SystemType::AioSimplex;
+            // In place on aio-simplex, and on a sole controller (as kup upgrades it).
+            let sole_controller = h.personality == Personality::Controller
+                && model
+                    .hosts
+                    .iter()
+                    .filter(|x| x.personality == Personality::Controller)
+                    .count()
+                    == 1;
+            let simplex = model.system_type == SystemType::AioSimplex || sole_controller;
             if !simplex && h.administrative != AdminState::Locked {
                 return Err(format!("{name} is not locked"));
             }

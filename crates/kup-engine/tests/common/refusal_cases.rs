@@ -622,6 +622,18 @@ pub fn cases() -> Vec<Case> {
             "no other controller is unlocked, enabled and available",
         ),
         c(
+            "force-swact to an offline standby",
+            vec![Step::Mutate(|m| {
+                m.host_mut("controller-1").unwrap().availability = kup_types::Availability::Offline
+            })],
+            Command::Swact {
+                host: "controller-0".into(),
+                force: true,
+            },
+            |r| matches!(r, R::SwactNoStandby(_)),
+            "no other controller is unlocked, enabled and available",
+        ),
+        c(
             "force-swact with the standby locked",
             vec![Step::Ok(lock("controller-1"))],
             Command::Swact {
