@@ -98,14 +98,24 @@ async fn kubelet_cycle(h: &Harness, host: &str, simplex: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_before_any_control_plane_moved_ends_at_once() {
-    for file in ["standard.yaml", "aio-simplex.yaml", "aio-duplex.yaml"] {
+    for file in [
+        "standard.yaml",
+        "aio-simplex.yaml",
+        "aio-duplex.yaml",
+        "kubeadm-3-control-planes.yaml",
+    ] {
+        let (from, to) = if file.starts_with("kubeadm") {
+            ("v1.29.2", "v1.29.10")
+        } else {
+            ("v1.16.1", "v1.16.2")
+        };
         let h = Harness::new(cluster(file)).await;
-        h.ok(start("v1.16.2")).await;
+        h.ok(start(to)).await;
         h.ok(Command::DownloadImages).await;
         h.ok(Command::Abort).await;
         assert_eq!(h.state().await, "upgrade-aborted", "{file}");
-        assert_all_back(&h, "v1.16.1", file).await;
-        delete_and_start_again(&h, "v1.16.2", file).await;
+        assert_all_back(&h, from, file).await;
+        delete_and_start_again(&h, to, file).await;
     }
 }
 
