@@ -369,10 +369,12 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
     // Then the control planes: the highest version first, one host at a time, the last ones
     // up first.
     if let Some(top) = cp_top(ctx.obs).filter(|t| *t > u.from_version) {
+        // The reverse of the way up: the one that went up first comes down last.
+        let first = crate::plan::first_control_plane(ctx.obs, top).map(|h| h.hostname.clone());
         let host = controllers
             .iter()
             .filter(|c| ctx.obs.control_plane_version(&c.hostname) == Some(top))
-            .max_by_key(|c| c.id);
+            .max_by_key(|c| (Some(&c.hostname) != first.as_ref(), c.id));
         if let Some(h) = host {
             return run(RollbackStep::ControlPlane {
                 host: h.hostname.clone(),
