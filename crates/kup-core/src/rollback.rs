@@ -46,6 +46,8 @@ pub enum RollbackStep {
     ControlPlane { host: String },
     /// Networking back to the from-version.
     Networking,
+    /// A host cordoned for the upgrade schedulable again.
+    Uncordon { host: String },
     /// Everything is back: `upgrade-aborted`.
     Finish,
     /// The way back cannot go on: `upgrade-aborting-failed`, with why.
@@ -60,6 +62,7 @@ impl RollbackStep {
                 format!("abort: the control plane on {host} back")
             }
             RollbackStep::Networking => "abort: networking back".into(),
+            RollbackStep::Uncordon { host } => format!("abort: {host} uncordoned"),
             RollbackStep::Finish => "abort: finished".into(),
             RollbackStep::Stuck { .. } => "abort: stuck".into(),
         }
@@ -67,7 +70,9 @@ impl RollbackStep {
 
     pub fn host(&self) -> Option<&str> {
         match self {
-            RollbackStep::Kubelet { host } | RollbackStep::ControlPlane { host } => Some(host),
+            RollbackStep::Kubelet { host }
+            | RollbackStep::ControlPlane { host }
+            | RollbackStep::Uncordon { host } => Some(host),
             _ => None,
         }
     }
@@ -123,6 +128,15 @@ fn anything_moved(obs: &Observation, u: &KubeUpgradeRecord) -> bool {
             .iter()
             .any(|h| obs.kubelet_version(&h.hostname) > from)
         || obs.networking_version > from
+}
+
+/// An unlocked host whose node is unschedulable: cordoned (`kube-host-cordon`).
+fn cordoned(obs: &Observation) -> Option<&str> {
+    obs.hosts
+        .iter()
+        .filter(|h| h.administrative == AdminState::Unlocked)
+        .find(|h| obs.node(&h.hostname).is_some_and(|n| n.unschedulable))
+        .map(|h| h.hostname.as_str())
 }
 
 /// The versions of the way, the from-version first.
@@ -236,8 +250,18 @@ pub(crate) fn decide(
                 version: u.from_version,
             });
         }
+        RollbackStep::Uncordon { host: name } => {
+            host(ctx, name)?;
+            if cordoned(ctx.obs) != Some(name.as_str()) {
+                return Err(Refusal::NothingToRollBack(name.clone()));
+            }
+            w.op(Operation::Uncordon { host: name.clone() });
+        }
         RollbackStep::Finish => {
-            if !ctx.snap.operations.is_empty() || anything_moved(ctx.obs, u) {
+            if !ctx.snap.operations.is_empty()
+                || anything_moved(ctx.obs, u)
+                || cordoned(ctx.obs).is_some()
+            {
                 return Err(Refusal::NotBackYet);
             }
             w.set_state(S::UpgradeAborted);
@@ -303,17 +327,19 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
     workers.sort_by_key(|h| h.id);
     let mut controllers: Vec<&HostInfo> = ctx.obs.controllers().collect();
     controllers.sort_by_key(|h| (h.active_controller, h.id));
+    // Every host taken down (by kup, a strategy or by hand: at the start every host was in
+    // service) is finished first — its kubelet back, then into service again — before any
+    // other goes down: they hold the pods' room and the controllers' quorum.
     let mut waiting = None;
     let mut in_cycle = 0;
-    for h in &workers {
+    for h in ctx.obs.hosts.iter() {
         match host_back(ctx, h, to) {
-            HostBack::Done => {}
+            HostBack::Done | HostBack::Candidate => {}
             HostBack::Busy(why) => {
-                in_cycle += 1;
+                in_cycle += usize::from(h.personality == Personality::Worker);
                 waiting.get_or_insert(why);
             }
             HostBack::Do(cmd) => return action(cmd),
-            HostBack::Candidate => {}
         }
     }
     // New workers go down while the number in their cycle is below the cap and the batch
@@ -347,6 +373,16 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
             HostBack::Done => continue,
             HostBack::Busy(why) => return wait(why),
             HostBack::Do(cmd) => return action(cmd),
+            // One controller at a time, each once every other one serves again.
+            HostBack::Candidate
+                if !crate::machine::kubelet_in_place(ctx.obs, h)
+                    && ctx
+                        .obs
+                        .controllers()
+                        .any(|c| c.hostname != h.hostname && !c.in_service()) =>
+            {
+                return wait("a controller is not in service yet".into());
+            }
             HostBack::Candidate if crate::machine::kubelet_in_place(ctx.obs, h) => {
                 return run(RollbackStep::Kubelet {
                     host: h.hostname.clone(),
@@ -384,6 +420,12 @@ pub fn next(ctx: &Ctx<'_>) -> Next {
     if ctx.obs.networking_version > Some(u.from_version) {
         return run(RollbackStep::Networking);
     }
+    // A host cordoned for the upgrade (aio-simplex) takes its pods back.
+    if let Some(h) = cordoned(ctx.obs) {
+        return run(RollbackStep::Uncordon {
+            host: h.to_string(),
+        });
+    }
     if !ctx.snap.operations.is_empty() {
         return wait("the last steps end".into());
     }
@@ -417,19 +459,18 @@ fn host_back(ctx: &Ctx<'_>, h: &HostInfo, to: KubeVersion) -> HostBack {
     }
     let above = ctx.obs.kubelet_version(name).is_some_and(|k| k > to);
     let locked = h.administrative == AdminState::Locked;
-    let row = ctx.snap.host(name);
-    let sent_back = row.is_some_and(|r| r.status == Some(HS::UpgradedKubelet));
     match (above, locked) {
         (true, true) => HostBack::Do(Command::Rollback(RollbackStep::Kubelet {
             host: name.clone(),
         })),
         (true, false) => HostBack::Candidate,
-        // Locked by the way back (its row says it went back): into service again.
-        (false, true) if sent_back => HostBack::Do(Command::Unlock {
+        // Locked during the upgrade (every host was in service at its start): back into
+        // service.
+        (false, true) => HostBack::Do(Command::Unlock {
             host: name.clone(),
             force: false,
         }),
-        _ => HostBack::Done,
+        (false, false) => HostBack::Done,
     }
 }
 

@@ -181,7 +181,9 @@ impl Inner {
                     Refusal::HostBusy { .. }
                     | Refusal::KubeletBusy(_)
                     | Refusal::ControlPlaneBusy(_)
-                    | Refusal::ControlPlaneInFlight { .. },
+                    | Refusal::ControlPlaneInFlight { .. }
+                    | Refusal::LockDuringControlPlane { .. }
+                    | Refusal::LockControlPlanePeerDown { .. },
                 )) => Ok(Step::Wait(IDLE)),
                 Err(EngineError::Refused(r)) => {
                     self.execute(stuck(format!("{}: {r}", cmd.describe())))

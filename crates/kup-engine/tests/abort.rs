@@ -336,3 +336,52 @@ async fn a_strategy_aborted_with_rollback_takes_the_upgrade_back() {
     assert_eq!(settled_abort(&h).await, "upgrade-aborted");
     assert_all_back(&h, "v1.16.1", "strategy --rollback").await;
 }
+
+/// Hosts locked during the upgrade whose kubelets never moved (a worker locked by hand, one
+/// whose unlock is still running, a controller with its unlock in flight) are all in service
+/// again at the end of the way back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_way_back_unlocks_every_host_the_upgrade_took_down() {
+    let h = Harness::new(example("kubeadm-3-control-planes.yaml")).await;
+    let cps = ["control-plane-0", "control-plane-1", "control-plane-2"];
+    h.ok(start("v1.29.10")).await;
+    h.ok(Command::DownloadImages).await;
+    h.ok(cp(cps[0])).await;
+    h.ok(Command::UpgradeNetworking).await;
+    for c in &cps[1..] {
+        h.ok(cp(c)).await;
+    }
+    kubelet_cycle(&h, cps[0], false).await;
+    h.ok(lock(cps[1])).await;
+    h.ok(kubelet(cps[1])).await;
+    h.ok(lock("worker-4")).await;
+    // The controller's unlock still running when the abort comes.
+    h.sim.set_time_scale(0.002);
+    h.run(unlock(cps[1])).await.unwrap();
+    h.ok(Command::Abort).await;
+    h.sim.set_time_scale(0.0);
+    assert_eq!(settled_abort(&h).await, "upgrade-aborted");
+    assert_all_back(&h, "v1.29.2", "locked hosts").await;
+    delete_and_start_again(&h, "v1.29.10", "locked hosts").await;
+}
+
+/// aio-simplex cordoned for the upgrade: the way back uncordons it (its pods run again), and
+/// a fresh upgrade starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_way_back_uncordons_a_cordoned_simplex_host() {
+    let h = Harness::new(example("aio-simplex.yaml")).await;
+    h.ok(start("v1.16.2")).await;
+    h.ok(Command::DownloadImages).await;
+    h.ok(cp("controller-0")).await;
+    h.ok(Command::UpgradeNetworking).await;
+    h.ok(Command::Cordon {
+        host: "controller-0".into(),
+    })
+    .await;
+    h.ok(Command::Abort).await;
+    assert_eq!(settled_abort(&h).await, "upgrade-aborted");
+    assert_all_back(&h, "v1.16.1", "cordoned").await;
+    let obs = h.engine.observe().await.unwrap();
+    assert!(!obs.node("controller-0").unwrap().unschedulable);
+    delete_and_start_again(&h, "v1.16.2", "cordoned").await;
+}
