@@ -323,3 +323,37 @@ fn the_parser_budget_is_sized_from_the_file() {
     let inv = Inventory::parse(&big).unwrap();
     assert_eq!(inv.hosts.len(), 5004);
 }
+
+/// `gen-cluster --control-planes N`: a kubeadm cluster with N control planes and no storage
+/// hosts, parsed by the same reader; out-of-range counts are refused with the range.
+#[test]
+fn generated_kubeadm_clusters_have_their_control_planes() {
+    let text = kup_sim::generate::generate(&kup_sim::generate::GenSpec {
+        workers: 1000,
+        control_planes: Some(3),
+        ..Default::default()
+    })
+    .unwrap();
+    let inv = Inventory::parse(&text).unwrap();
+    assert_eq!(inv.system_type, SystemType::Kubeadm);
+    assert_eq!(inv.hosts.len(), 1003);
+    let cps = inv
+        .hosts
+        .iter()
+        .filter(|h| h.personality == kup_types::Personality::Controller)
+        .count();
+    assert_eq!(cps, 3);
+    assert!(inv.hosts.iter().all(|h| !h.active));
+    for bad in [0, 10] {
+        let e = kup_sim::generate::generate(&kup_sim::generate::GenSpec {
+            workers: 10,
+            control_planes: Some(bad),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("--control-planes must be from 1 to 9, not {bad}")
+        );
+    }
+}

@@ -34,13 +34,19 @@ enum Top {
               value_parser = serve::parse_scale, allow_negative_numbers = true)]
         time_scale: f64,
     },
-    /// Print a generated cluster file: a standard system with WORKERS workers and realistic
-    /// workloads (about 30 pods per worker, a PodDisruptionBudget per 15 pods, 65% of the CPU
-    /// requested), for `kup serve --cluster FILE`.
+    /// Print a generated cluster file: a standard system (or with --control-planes a kubeadm
+    /// cluster) with WORKERS workers and realistic workloads (about 30 pods per worker, a
+    /// PodDisruptionBudget per 15 pods, 65% of the CPU requested), for `kup serve --cluster
+    /// FILE`.
     GenCluster {
-        /// How many workers (besides two controllers and two storage hosts).
+        /// How many workers (besides two controllers and two storage hosts, or the control
+        /// planes).
         #[arg(long, value_name = "N")]
         workers: u32,
+        /// A kubeadm cluster with N control-plane nodes (1 to 9) and no storage hosts, on
+        /// v1.29.2 with v1.29.10 to upgrade to.
+        #[arg(long, value_name = "N")]
+        control_planes: Option<u32>,
         /// Seed of every random choice: the same seed gives the same file.
         #[arg(long, default_value_t = 1, value_name = "S")]
         seed: u64,
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
             .map_or_else(fail, |()| ExitCode::SUCCESS),
         Top::GenCluster {
             workers,
+            control_planes,
             seed,
             pods_per_node,
         } => {
@@ -89,6 +96,7 @@ fn main() -> ExitCode {
                 workers,
                 seed,
                 pods_per_node,
+                control_planes,
                 ..Default::default()
             };
             match kup_sim::generate::generate(&spec) {
