@@ -60,9 +60,10 @@ async fn assert_all_back(h: &Harness, from: &str, case: &str) {
             audit.pdb_violations,
             audit.unplaced_pods,
             audit.control_plane_violations,
-            audit.skew_violations
+            audit.skew_violations,
+            audit.repeated_steps
         ),
-        (0, 0, 0, 0),
+        (0, 0, 0, 0, 0),
         "{case}: {audit:?}"
     );
     for row in h.engine.kube_host_upgrades().await.unwrap() {

@@ -66,8 +66,14 @@ fn assert_applied(s: &StrategyView) {
 fn assert_no_violation(h: &Harness) {
     let audit = h.sim.safety_audit().unwrap();
     assert_eq!(
-        (audit.pdb_violations, audit.unplaced_pods),
-        (0, 0),
+        (
+            audit.pdb_violations,
+            audit.unplaced_pods,
+            audit.control_plane_violations,
+            audit.skew_violations,
+            audit.repeated_steps
+        ),
+        (0, 0, 0, 0, 0),
         "{audit:?}"
     );
 }

@@ -56,6 +56,10 @@ pub struct SimModel {
     /// What the simulation saw of the upgrade's safety, since the cluster began.
     #[serde(default)]
     pub audit: kup_types::SafetyAudit,
+    /// The version each control plane, kubelet and the networking last reached by a step, to
+    /// see a step run again to the version it already reached.
+    #[serde(default)]
+    completed: BTreeMap<String, KubeVersion>,
     /// The pods of each host being locked: disrupted until the lock ends, when the drain
     /// has placed them elsewhere.
     #[serde(skip)]
@@ -99,6 +103,7 @@ struct Dirty {
     networking: bool,
     evicted: BTreeSet<String>,
     audit: bool,
+    completed: Vec<(String, KubeVersion)>,
 }
 
 /// One change to the model, as the state file's journal records it.
@@ -127,6 +132,11 @@ pub enum Change {
     },
     Audit {
         audit: kup_types::SafetyAudit,
+    },
+    /// A step ran to success: what it moved, to which version.
+    Completed {
+        step: String,
+        version: KubeVersion,
     },
 }
 
@@ -387,6 +397,7 @@ impl SimModel {
             pods: Arc::new(Workloads::new(Vec::new(), Vec::new(), pdbs)),
             evicted: BTreeMap::new(),
             audit: kup_types::SafetyAudit::default(),
+            completed: BTreeMap::new(),
             disrupting: BTreeMap::new(),
             d: Derived::default(),
         };
@@ -1162,6 +1173,9 @@ impl SimModel {
 
     /// The end of an operation: its effect on success, a clean roll-back on failure.
     pub fn end(&mut self, op: &Operation, ok: bool, now: Timestamp) {
+        if ok {
+            self.note_completed(op);
+        }
         match op {
             Operation::DownloadImages { images, .. } => {
                 if ok {
@@ -1272,6 +1286,9 @@ impl SimModel {
                 audit: self.audit.clone(),
             });
         }
+        for (step, version) in dirty.completed {
+            out.push(Change::Completed { step, version });
+        }
         out
     }
 
@@ -1304,6 +1321,9 @@ impl SimModel {
                 }
             }
             Change::Audit { audit } => self.audit = audit,
+            Change::Completed { step, version } => {
+                self.completed.insert(step, version);
+            }
         }
     }
 
@@ -1396,6 +1416,33 @@ impl SimModel {
             }
             self.d.dirty.audit = true;
         }
+    }
+
+    /// A step that moves a control plane, a kubelet or the networking runs to success once per
+    /// version it moves to: a second success to the version already reached is a step executed
+    /// twice, which kup must never do (host actions repeat legitimately, round after round).
+    fn note_completed(&mut self, op: &Operation) {
+        let (what, version) = match op {
+            Operation::UpgradeControlPlane { host, version, .. }
+            | Operation::RestoreControlPlane { host, version } => {
+                (format!("control-plane/{host}"), *version)
+            }
+            Operation::UpgradeKubelet { host, version } => (format!("kubelet/{host}"), *version),
+            Operation::UpgradeNetworking { version } => ("networking".to_string(), *version),
+            _ => return,
+        };
+        if self.completed.get(&what) != Some(&version) {
+            self.completed.insert(what.clone(), version);
+            self.d.dirty.completed.push((what, version));
+            return;
+        }
+        self.audit.repeated_steps += 1;
+        if self.audit.examples.len() < AUDIT_EXAMPLES {
+            self.audit
+                .examples
+                .push(format!("{op} ran again after it had succeeded"));
+        }
+        self.d.dirty.audit = true;
     }
 
     /// Before a first control plane moves, the driver takes a backup of the control plane

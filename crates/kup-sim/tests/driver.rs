@@ -487,3 +487,31 @@ async fn the_audit_counts_kubelets_outside_the_skew_policy() {
         "{audit:?}"
     );
 }
+
+/// A step run again to the version it already reached is counted: executed twice.
+#[tokio::test]
+async fn the_audit_counts_a_step_executed_twice() {
+    let sim = SimCluster::new(&Inventory::default_cluster(), 0.0);
+    sim.mutate(|m| m.host_mut("worker-0").unwrap().administrative = kup_types::AdminState::Locked);
+    let to = |v: u32| Operation::UpgradeKubelet {
+        host: "worker-0".into(),
+        version: kup_types::KubeVersion::new(1, 16, v),
+    };
+    for op in [to(2), to(1), to(2)] {
+        start(&sim, &op).await.unwrap();
+        wait(&sim, &op).await.unwrap();
+    }
+    assert_eq!(sim.safety_audit().unwrap().repeated_steps, 0);
+    start(&sim, &to(2)).await.unwrap();
+    wait(&sim, &to(2)).await.unwrap();
+    let audit = sim.safety_audit().unwrap();
+    assert_eq!(audit.repeated_steps, 1, "{audit:?}");
+    assert!(
+        audit
+            .examples
+            .iter()
+            .any(|e| e
+                == "upgrade the kubelet on worker-0 to v1.16.2 ran again after it had succeeded"),
+        "{audit:?}"
+    );
+}

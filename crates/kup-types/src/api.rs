@@ -380,6 +380,9 @@ pub struct SafetyAudit {
     /// more minors behind one than it supports), or API servers more than a minor apart.
     #[serde(default)]
     pub skew_violations: u64,
+    /// Steps that changed a version and ran to success a second time (executed twice).
+    #[serde(default)]
+    pub repeated_steps: u64,
     /// The control-plane backups taken before a first control plane moved (etcd snapshot and
     /// static pod manifests), which an abort restores.
     #[serde(default)]

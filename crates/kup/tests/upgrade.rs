@@ -33,6 +33,7 @@ fn audit(d: &Daemon) -> (u64, u64) {
     let a = &info["safety_audit"];
     assert_eq!(a["control_plane_violations"], 0, "{a}");
     assert_eq!(a["skew_violations"], 0, "{a}");
+    assert_eq!(a["repeated_steps"], 0, "{a}");
     (
         a["pdb_violations"].as_u64().unwrap(),
         a["unplaced_pods"].as_u64().unwrap(),
@@ -229,6 +230,8 @@ fn a_daemon_killed_during_an_apply_resumes_it() {
     }
     assert!(done.values().all(|&n| n == 1), "{done:?}");
     assert!(done.len() >= 15, "{done:?}");
+    // The simulation saw no step run twice, and nothing broken.
+    assert_eq!(audit(&d), (0, 0));
 }
 
 /// Ctrl-C detaches: the upgrade goes on, and running the command again follows it.
