@@ -1,0 +1,260 @@
+//! The crash-and-resume harness: automated upgrades with the daemon SIGKILLed at random
+//! moments and started again on the same data directory, each run compared with what a
+//! crash-free run ends with. `.ci/run` runs a few (`KUP_CRASH_RUNS`, default 2, kills per run
+//! `KUP_CRASH_KILLS`, default 3); `scripts/reliability.sh` runs hundreds and writes the counts.
+//!
+//! Every run must end: upgrade complete, every host at the target and in service, a gapless
+//! event log, each operation's end recorded once, and the simulation's audit at zero (no budget
+//! broken, no pod left without a place, no two control planes down, no kubelet outside the
+//! skew policy, no step executed twice).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// SplitMix64: the kill moments of run `seed`, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// One example's setup: its cluster file (or the built-in one), the target, what to do before
+/// the upgrade (the built-in cluster's patches).
+struct Case {
+    name: &'static str,
+    cluster: Option<&'static str>,
+    to: &'static str,
+    time_scale: &'static str,
+    /// Kubelet rounds of the upgrade (2 for v1.29.2 -> v1.33.0: at v1.32.2 and v1.33.0).
+    rounds: usize,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "standard",
+        cluster: None,
+        to: "v1.16.2",
+        time_scale: "0.002",
+        rounds: 1,
+    },
+    Case {
+        name: "standard-50-workers",
+        cluster: Some("standard-50-workers.yaml"),
+        to: "v1.16.2",
+        time_scale: "0.0005",
+        rounds: 1,
+    },
+    Case {
+        name: "kubeadm-v1.29-to-v1.33",
+        cluster: Some("kubeadm-v1.29-to-v1.33.yaml"),
+        to: "v1.33.0",
+        time_scale: "0.001",
+        rounds: 2,
+    },
+];
+
+fn start(case: &Case, dir: &std::path::Path, time_scale: &str) -> Daemon {
+    let cluster = case.cluster.map(|c| examples().join(c).display().to_string());
+    let extra: Vec<&str> = match &cluster {
+        Some(c) => vec!["--cluster", c.as_str()],
+        None => vec![],
+    };
+    serve_with(dir, time_scale, &extra)
+}
+
+/// The patches the built-in cluster needs, as the README delivers them.
+fn deliver_patches(d: &Daemon) {
+    let files: Vec<String> = ["PLATFORM", "KUBEADM", "KUBELET"]
+        .iter()
+        .map(|k| patch_file(&format!("K8S-1.16.2-{k}")))
+        .collect();
+    ok(d, &format!("sw-patch upload {}", files.join(" ")));
+    ok(d, "sw-patch apply K8S-1.16.2-PLATFORM");
+    for h in HOSTS {
+        ok(d, &format!("sw-patch host-install {h}"));
+    }
+}
+
+/// What a finished run leaves: every host's row (name, versions, status) and whether it is in
+/// service; the upgrade's state.
+fn final_state(d: &Daemon) -> (String, Vec<String>) {
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
+    let hosts: serde_json::Value = serde_json::from_str(&ok(d, "host-list --format json")).unwrap();
+    let mut out: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["hostname"].as_str().unwrap();
+            let admin = hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["hostname"] == name)
+                .map(|h| h["administrative"].to_string())
+                .unwrap_or_default();
+            format!(
+                "{name} {} {} {} {admin}",
+                r["control_plane_version"], r["kubelet_version"], r["status"]
+            )
+        })
+        .collect();
+    out.sort();
+    (state_of(d), out)
+}
+
+/// Checks what every run must end with; returns a failure in words, if any. Host actions
+/// (lock, unlock, swact) recur once per kubelet round when the upgrade crosses several minors:
+/// `rounds` says how many times each may end.
+fn check_run(d: &Daemon, expected: &(String, Vec<String>), rounds: usize) -> Result<(), String> {
+    let got = final_state(d);
+    if &got != expected {
+        return Err(format!("final state {got:?}, expected {expected:?}"));
+    }
+    let log = events(d);
+    for (i, e) in log.iter().enumerate() {
+        if e["seq"] != i as i64 + 1 {
+            return Err(format!("event log gap at {e}"));
+        }
+    }
+    let mut ends = std::collections::BTreeMap::new();
+    for e in &log {
+        if e["kind"] == "operation" {
+            *ends.entry(e["message"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        }
+    }
+    let host_action = |m: &str| ["lock ", "unlock ", "swact "].iter().any(|a| m.starts_with(a));
+    if let Some((m, n)) = ends.iter().find(|(m, n)| {
+        m.ends_with(": done") && **n > if host_action(m) { rounds } else { 1 }
+    }) {
+        return Err(format!("{m:?} recorded {n} times"));
+    }
+    let info: serde_json::Value = serde_json::from_str(&ok(d, "info --format json")).unwrap();
+    let a = &info["safety_audit"];
+    for count in [
+        "pdb_violations",
+        "unplaced_pods",
+        "control_plane_violations",
+        "skew_violations",
+        "repeated_steps",
+    ] {
+        if a[count] != 0 {
+            return Err(format!("{count}: {a}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `upgrade online` to its end on a fresh data directory, without crashes.
+fn crash_free(case: &Case) -> (String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(case, dir.path(), "0");
+    if case.cluster.is_none() {
+        deliver_patches(&d);
+    }
+    let out = ok(&d, &format!("upgrade online --to {}", case.to));
+    assert!(out.contains("applied"), "{}: {out}", case.name);
+    final_state(&d)
+}
+
+/// One run with `kills` SIGKILLs at moments drawn from `seed`; the daemon is started again
+/// after each, and `upgrade online` (which finds the strategy applying and follows it) ends it.
+fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<String>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(seed);
+    let mut d = start(case, dir.path(), case.time_scale);
+    if case.cluster.is_none() {
+        deliver_patches(&d);
+    }
+    // Built once the cluster allows it (the 50-worker example's nightly Job runs a moment).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        ok(
+            &d,
+            &format!("kube-upgrade-strategy create --to-version {}", case.to),
+        );
+        if kup(&d, "kube-upgrade-strategy apply").code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}: never ready to apply", case.name);
+        ok(&d, "kube-upgrade-strategy delete");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        d.child.kill().unwrap(); // SIGKILL
+        d.child.wait().unwrap();
+        drop(d);
+        d = start(case, dir.path(), case.time_scale);
+    }
+    drop(d);
+    let d = start(case, dir.path(), "0");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let out = loop {
+        let r = kup(&d, &format!("upgrade online --to {}", case.to));
+        if r.code == 0 {
+            break r.stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} seed {seed}: {}{}",
+            case.name,
+            r.stdout,
+            r.stderr
+        );
+    };
+    assert!(out.contains("applied"), "{} seed {seed}: {out}", case.name);
+    if let Err(why) = check_run(&d, expected, case.rounds) {
+        panic!("{} seed {seed} ({kills} kills): {why}", case.name);
+    }
+}
+
+#[test]
+fn upgrades_survive_sigkills_at_random_moments() {
+    let runs = env_or("KUP_CRASH_RUNS", 2);
+    let kills = env_or("KUP_CRASH_KILLS", 3);
+    let only = std::env::var("KUP_CRASH_EXAMPLE").ok();
+    let base = env_or("KUP_CRASH_SEED", 1);
+    for case in CASES {
+        if only.as_deref().is_some_and(|o| o != case.name) {
+            continue;
+        }
+        // In CI, the small examples only; the script runs them all.
+        if only.is_none() && case.name != "standard" && runs <= 2 {
+            continue;
+        }
+        let expected = crash_free(case);
+        assert_eq!(expected.0, "upgrade-complete", "{}", case.name);
+        let started = Instant::now();
+        for run in 0..runs {
+            crashing_run(case, base + run, kills, &expected);
+        }
+        println!(
+            "crash-resume {}: {runs} runs, {kills} SIGKILLs each, all ended as the crash-free \
+             run ({:.0} s)",
+            case.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
