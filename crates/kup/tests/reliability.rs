@@ -74,7 +74,9 @@ const CASES: &[Case] = &[
 ];
 
 fn start(case: &Case, dir: &std::path::Path, time_scale: &str) -> Daemon {
-    let cluster = case.cluster.map(|c| examples().join(c).display().to_string());
+    let cluster = case
+        .cluster
+        .map(|c| examples().join(c).display().to_string());
     let extra: Vec<&str> = match &cluster {
         Some(c) => vec!["--cluster", c.as_str()],
         None => vec![],
@@ -141,13 +143,20 @@ fn check_run(d: &Daemon, expected: &(String, Vec<String>), rounds: usize) -> Res
     let mut ends = std::collections::BTreeMap::new();
     for e in &log {
         if e["kind"] == "operation" {
-            *ends.entry(e["message"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            *ends
+                .entry(e["message"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
         }
     }
-    let host_action = |m: &str| ["lock ", "unlock ", "swact "].iter().any(|a| m.starts_with(a));
-    if let Some((m, n)) = ends.iter().find(|(m, n)| {
-        m.ends_with(": done") && **n > if host_action(m) { rounds } else { 1 }
-    }) {
+    let host_action = |m: &str| {
+        ["lock ", "unlock ", "swact "]
+            .iter()
+            .any(|a| m.starts_with(a))
+    };
+    if let Some((m, n)) = ends
+        .iter()
+        .find(|(m, n)| m.ends_with(": done") && **n > if host_action(m) { rounds } else { 1 })
+    {
         return Err(format!("{m:?} recorded {n} times"));
     }
     let info: serde_json::Value = serde_json::from_str(&ok(d, "info --format json")).unwrap();
@@ -197,7 +206,11 @@ fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<Stri
         if kup(&d, "kube-upgrade-strategy apply").code == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{}: never ready to apply", case.name);
+        assert!(
+            Instant::now() < deadline,
+            "{}: never ready to apply",
+            case.name
+        );
         ok(&d, "kube-upgrade-strategy delete");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -253,6 +266,102 @@ fn upgrades_survive_sigkills_at_random_moments() {
         println!(
             "crash-resume {}: {runs} runs, {kills} SIGKILLs each, all ended as the crash-free \
              run ({:.0} s)",
+            case.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One run that aborts with `--rollback` at a moment drawn from `seed` and is SIGKILLed
+/// `kills` times on the way back: it must end `upgrade-aborted` with every host as before the
+/// upgrade (or, when the abort came too late, complete as a crash-free run), with the same log
+/// and audit checks.
+fn crashing_abort_run(
+    case: &Case,
+    seed: u64,
+    kills: u64,
+    before: &(String, Vec<String>),
+    complete: &(String, Vec<String>),
+) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(seed ^ 0xab07);
+    let mut d = start(case, dir.path(), case.time_scale);
+    if case.cluster.is_none() {
+        deliver_patches(&d);
+    }
+    ok(
+        &d,
+        &format!("kube-upgrade-strategy create --to-version {}", case.to),
+    );
+    ok(&d, "kube-upgrade-strategy apply");
+    std::thread::sleep(Duration::from_millis(rng.below(3000)));
+    let aborted = kup(&d, "kube-upgrade-strategy abort --rollback").code == 0;
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.below(800)));
+        d.child.kill().unwrap(); // SIGKILL
+        d.child.wait().unwrap();
+        drop(d);
+        d = start(case, dir.path(), case.time_scale);
+    }
+    drop(d);
+    let d = start(case, dir.path(), "0");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let expected = if aborted {
+        // The strategy stops, then the way back runs by itself.
+        while state_of(&d) != "upgrade-aborted" {
+            assert!(
+                Instant::now() < deadline,
+                "{} seed {seed}: stuck at {}",
+                case.name,
+                state_of(&d)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (String::from("upgrade-aborted"), before.1.clone())
+    } else {
+        let out = ok(&d, &format!("upgrade online --to {}", case.to));
+        assert!(out.contains("applied"), "{} seed {seed}: {out}", case.name);
+        complete.clone()
+    };
+    if let Err(why) = check_run(&d, &expected, case.rounds + 1) {
+        panic!("{} seed {seed} (abort, {kills} kills): {why}", case.name);
+    }
+    aborted
+}
+
+#[test]
+fn aborts_survive_sigkills_on_the_way_back() {
+    let runs = env_or("KUP_ABORT_RUNS", 2);
+    let kills = env_or("KUP_CRASH_KILLS", 3);
+    let only = std::env::var("KUP_CRASH_EXAMPLE").ok();
+    let base = env_or("KUP_CRASH_SEED", 1);
+    for case in CASES {
+        if only.as_deref().is_some_and(|o| o != case.name) {
+            continue;
+        }
+        if only.is_none() && case.name != "standard" && runs <= 2 {
+            continue;
+        }
+        let complete = crash_free(case);
+        let before = {
+            let dir = tempfile::tempdir().unwrap();
+            let d = start(case, dir.path(), "0");
+            final_state(&d)
+        };
+        let started = Instant::now();
+        let mut aborted = 0;
+        for run in 0..runs {
+            aborted += usize::from(crashing_abort_run(
+                case,
+                base + run,
+                kills,
+                &before,
+                &complete,
+            ));
+        }
+        println!(
+            "abort-resume {}: {runs} runs ({aborted} aborted, the others complete before the \
+             abort), {kills} SIGKILLs each, all ended as expected ({:.0} s)",
             case.name,
             started.elapsed().as_secs_f64()
         );
