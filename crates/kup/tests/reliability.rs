@@ -187,6 +187,28 @@ fn crash_free(case: &Case) -> (String, Vec<String>) {
     final_state(&d)
 }
 
+/// Creates and applies a strategy to the case's target, once the cluster allows it (the
+/// 50-worker example's nightly Job runs a moment after the start).
+fn apply_strategy(case: &Case, d: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        ok(
+            d,
+            &format!("kube-upgrade-strategy create --to-version {}", case.to),
+        );
+        if kup(d, "kube-upgrade-strategy apply").code == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: never ready to apply",
+            case.name
+        );
+        ok(d, "kube-upgrade-strategy delete");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// One run with `kills` SIGKILLs at moments drawn from `seed`; the daemon is started again
 /// after each, and `upgrade online` (which finds the strategy applying and follows it) ends it.
 fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<String>)) {
@@ -196,24 +218,7 @@ fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<Stri
     if case.cluster.is_none() {
         deliver_patches(&d);
     }
-    // Built once the cluster allows it (the 50-worker example's nightly Job runs a moment).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        ok(
-            &d,
-            &format!("kube-upgrade-strategy create --to-version {}", case.to),
-        );
-        if kup(&d, "kube-upgrade-strategy apply").code == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: never ready to apply",
-            case.name
-        );
-        ok(&d, "kube-upgrade-strategy delete");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    apply_strategy(case, &d);
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         d.child.kill().unwrap(); // SIGKILL
@@ -289,11 +294,7 @@ fn crashing_abort_run(
     if case.cluster.is_none() {
         deliver_patches(&d);
     }
-    ok(
-        &d,
-        &format!("kube-upgrade-strategy create --to-version {}", case.to),
-    );
-    ok(&d, "kube-upgrade-strategy apply");
+    apply_strategy(case, &d);
     std::thread::sleep(Duration::from_millis(rng.below(3000)));
     let aborted = kup(&d, "kube-upgrade-strategy abort --rollback").code == 0;
     for _ in 0..kills {
