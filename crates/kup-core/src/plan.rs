@@ -344,7 +344,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     for (i, &step) in steps.iter().enumerate() {
         // The kubelets move first where this step would leave one beyond the skew policy.
         if let (Some(p), Some(k)) = (prev, kubelet_floor)
-            && !crate::skew::kubelet_allows(step, k)
+            && !k.kubelet_runs_under(step)
         {
             let below = |h: &str| obs.kubelet_version(h).is_some_and(|k| k < p);
             for (name, batches) in [

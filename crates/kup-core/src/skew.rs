@@ -13,12 +13,6 @@ pub fn kubelet_max_skew(kubelet: KubeVersion) -> i64 {
     kubelet.kubelet_max_skew()
 }
 
-/// Whether a kubelet at `kubelet` may run under API servers at `to`: never newer, never more
-/// minors behind than it supports.
-pub fn kubelet_allows(to: KubeVersion, kubelet: KubeVersion) -> bool {
-    kubelet.kubelet_runs_under(to)
-}
-
 /// A control plane moves from `from` to `to` in one step only within one minor version.
 pub fn one_minor_step(from: KubeVersion, to: KubeVersion) -> Result<(), Refusal> {
     if from.major == to.major && to.minor_skew(&from) <= 1 {

@@ -791,7 +791,7 @@ fn round_done(ctx: &Ctx<'_>, s: &StrategyRecord, u: &kup_types::KubeUpgradeRecor
         .obs
         .nodes
         .iter()
-        .all(|n| crate::skew::kubelet_allows(next, n.kubelet_version));
+        .all(|n| n.kubelet_version.kubelet_runs_under(next));
     // A kubelet round begun (a host taken down for it) is finished first.
     let begun = ctx.obs.hosts.iter().any(|h| taken_down(ctx, h, r));
     if kubelets_allow && !begun && s.batch.is_none() {
@@ -1039,21 +1039,23 @@ fn host_cycle(
             why: format!("{name} is busy"),
         };
     }
-    if in_place {
-        if at_target && status == Some(HS::UpgradedKubelet) {
-            return Next::Done;
-        }
-        if let Some(cmd) = binaries_first(ctx, PatchKind::Kubelet, to, &name) {
-            return run(cmd, at(STEP_KUBELET), None);
-        }
-        return run(
+    // The kubelet step itself: its binaries installed first.
+    let kubelet_step = |name: String| match binaries_first(ctx, PatchKind::Kubelet, to, &name) {
+        Some(cmd) => run(cmd, at(STEP_KUBELET), None),
+        None => run(
             Command::Kubelet {
                 host: name,
                 force: false,
             },
             at(STEP_KUBELET),
             kubelet_key,
-        );
+        ),
+    };
+    if in_place {
+        if at_target && status == Some(HS::UpgradedKubelet) {
+            return Next::Done;
+        }
+        return kubelet_step(name);
     }
     let locked = h.administrative == AdminState::Locked;
     let kubelet_finished = at_target && status == Some(HS::UpgradedKubelet);
@@ -1078,17 +1080,7 @@ fn host_cycle(
         );
     }
     if locked && !kubelet_finished {
-        if let Some(cmd) = binaries_first(ctx, PatchKind::Kubelet, to, &name) {
-            return run(cmd, at(STEP_KUBELET), None);
-        }
-        return run(
-            Command::Kubelet {
-                host: name,
-                force: false,
-            },
-            at(STEP_KUBELET),
-            kubelet_key,
-        );
+        return kubelet_step(name);
     }
     // At the target and recorded so: back into service.
     run(
@@ -1151,7 +1143,7 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord, to: KubeVersion) -> Next {
             ctx.obs
                 .nodes
                 .iter()
-                .any(|node| !crate::skew::kubelet_allows(n, node.kubelet_version))
+                .any(|node| !node.kubelet_version.kubelet_runs_under(n))
         });
         if blocked && !s.skipped.is_empty() {
             return Next::Done;

@@ -54,18 +54,7 @@ async fn assert_all_back(h: &Harness, from: &str, case: &str) {
         "{case}: networking {:?}",
         obs.networking_version
     );
-    let audit = h.sim.safety_audit().unwrap();
-    assert_eq!(
-        (
-            audit.pdb_violations,
-            audit.unplaced_pods,
-            audit.control_plane_violations,
-            audit.skew_violations,
-            audit.repeated_steps
-        ),
-        (0, 0, 0, 0, 0),
-        "{case}: {audit:?}"
-    );
+    assert_audit_clean(&h.sim, case);
     for row in h.engine.kube_host_upgrades().await.unwrap() {
         assert_eq!(row.status, None, "{case}: {row:?}");
         assert_eq!(row.target_version.as_deref(), Some(from), "{case}: {row:?}");

@@ -64,18 +64,7 @@ fn assert_applied(s: &StrategyView) {
 }
 
 fn assert_no_violation(h: &Harness) {
-    let audit = h.sim.safety_audit().unwrap();
-    assert_eq!(
-        (
-            audit.pdb_violations,
-            audit.unplaced_pods,
-            audit.control_plane_violations,
-            audit.skew_violations,
-            audit.repeated_steps
-        ),
-        (0, 0, 0, 0, 0),
-        "{audit:?}"
-    );
+    assert_audit_clean(&h.sim, "strategy");
 }
 
 /// How many times each event message appears that ends with `suffix`.

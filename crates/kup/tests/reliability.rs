@@ -187,6 +187,36 @@ fn crash_free(case: &Case) -> (String, Vec<String>) {
     final_state(&d)
 }
 
+/// SIGKILLs the daemon `kills` times, each within `max_ms` of its start (drawn from `rng`),
+/// starting it again on the same data directory each time.
+fn kill_and_restart(
+    case: &Case,
+    dir: &std::path::Path,
+    mut d: Daemon,
+    rng: &mut Rng,
+    kills: u64,
+    max_ms: u64,
+) -> Daemon {
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.below(max_ms)));
+        d.child.kill().unwrap(); // SIGKILL
+        d.child.wait().unwrap();
+        drop(d);
+        d = start(case, dir, case.time_scale);
+    }
+    d
+}
+
+/// The cases a harness test runs: the one `KUP_CRASH_EXAMPLE` names, or every case when
+/// more than the CI's 2 runs are asked for (CI runs the standard one only).
+fn selected(runs: u64) -> impl Iterator<Item = &'static Case> {
+    let only = std::env::var("KUP_CRASH_EXAMPLE").ok();
+    CASES.iter().filter(move |c| match &only {
+        Some(o) => o == c.name,
+        None => c.name == "standard" || runs > 2,
+    })
+}
+
 /// Creates and applies a strategy to the case's target, once the cluster allows it (the
 /// 50-worker example's nightly Job runs a moment after the start).
 fn apply_strategy(case: &Case, d: &Daemon) {
@@ -219,13 +249,7 @@ fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<Stri
         deliver_patches(&d);
     }
     apply_strategy(case, &d);
-    for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(rng.below(1500)));
-        d.child.kill().unwrap(); // SIGKILL
-        d.child.wait().unwrap();
-        drop(d);
-        d = start(case, dir.path(), case.time_scale);
-    }
+    d = kill_and_restart(case, dir.path(), d, &mut rng, kills, 1500);
     drop(d);
     let d = start(case, dir.path(), "0");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -252,16 +276,8 @@ fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<Stri
 fn upgrades_survive_sigkills_at_random_moments() {
     let runs = env_or("KUP_CRASH_RUNS", 2);
     let kills = env_or("KUP_CRASH_KILLS", 3);
-    let only = std::env::var("KUP_CRASH_EXAMPLE").ok();
     let base = env_or("KUP_CRASH_SEED", 1);
-    for case in CASES {
-        if only.as_deref().is_some_and(|o| o != case.name) {
-            continue;
-        }
-        // In CI, the small examples only; the script runs them all.
-        if only.is_none() && case.name != "standard" && runs <= 2 {
-            continue;
-        }
+    for case in selected(runs) {
         let expected = crash_free(case);
         assert_eq!(expected.0, "upgrade-complete", "{}", case.name);
         let started = Instant::now();
@@ -297,13 +313,7 @@ fn crashing_abort_run(
     apply_strategy(case, &d);
     std::thread::sleep(Duration::from_millis(rng.below(3000)));
     let aborted = kup(&d, "kube-upgrade-strategy abort --rollback").code == 0;
-    for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(rng.below(800)));
-        d.child.kill().unwrap(); // SIGKILL
-        d.child.wait().unwrap();
-        drop(d);
-        d = start(case, dir.path(), case.time_scale);
-    }
+    d = kill_and_restart(case, dir.path(), d, &mut rng, kills, 800);
     drop(d);
     let d = start(case, dir.path(), "0");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -334,15 +344,8 @@ fn crashing_abort_run(
 fn aborts_survive_sigkills_on_the_way_back() {
     let runs = env_or("KUP_ABORT_RUNS", 2);
     let kills = env_or("KUP_CRASH_KILLS", 3);
-    let only = std::env::var("KUP_CRASH_EXAMPLE").ok();
     let base = env_or("KUP_CRASH_SEED", 1);
-    for case in CASES {
-        if only.as_deref().is_some_and(|o| o != case.name) {
-            continue;
-        }
-        if only.is_none() && case.name != "standard" && runs <= 2 {
-            continue;
-        }
+    for case in selected(runs) {
         let complete = crash_free(case);
         let before = {
             let dir = tempfile::tempdir().unwrap();

@@ -288,3 +288,20 @@ pub fn assert_gapless(events: &[Event]) {
         assert_eq!(e.seq, i as i64 + 1, "gap before {e:?}");
     }
 }
+
+/// The simulation saw nothing broken: no budget beyond its disruptions, no evicted pod without
+/// a place, no two control planes down, no kubelet outside the skew policy, no step run twice.
+pub fn assert_audit_clean(sim: &SimCluster, case: &str) {
+    let audit = kup_driver::Driver::safety_audit(sim).unwrap();
+    assert_eq!(
+        (
+            audit.pdb_violations,
+            audit.unplaced_pods,
+            audit.control_plane_violations,
+            audit.skew_violations,
+            audit.repeated_steps
+        ),
+        (0, 0, 0, 0, 0),
+        "{case}: {audit:?}"
+    );
+}
