@@ -7,6 +7,11 @@
 //! ingress controller on the ingress hosts; and Deployments and StatefulSets of 2 to 28
 //! replicas (15 on average, each with a PodDisruptionBudget) filling about 30 pods per worker
 //! with 65% of the workers' CPU requested. Every choice comes from `seed`.
+//!
+//! A small cluster is shaped as its operators would shape it, so that it can be upgraded at
+//! all: no workload has more replicas than there are workers (with one worker down, a budget
+//! of one is spent), and the requests leave room for one worker's pods on the others (at
+//! most 80% of `(workers - 1) / workers` of the CPU is requested).
 
 use std::fmt::Write as _;
 
@@ -92,6 +97,13 @@ pub fn generate(spec: &GenSpec) -> Result<String, GenError> {
         )));
     }
     let mut rng = Rng(spec.seed ^ 0x6765_6e00);
+    let cpu_fill = if spec.workers >= 2 {
+        spec.cpu_fill
+            .min(0.8 * f64::from(spec.workers - 1) / f64::from(spec.workers))
+    } else {
+        spec.cpu_fill
+    };
+    let max_replicas = spec.workers.clamp(2, 28);
     let mut y = String::with_capacity(spec.workers as usize * 400);
     let w = spec.workers;
     match spec.control_planes {
@@ -102,7 +114,7 @@ pub fn generate(spec: &GenSpec) -> Result<String, GenError> {
                  # {w} workers, about {} pods per worker and {:.0}% of their CPU requested.",
                 spec.seed,
                 spec.pods_per_node,
-                spec.cpu_fill * 100.0
+                cpu_fill * 100.0
             );
             let _ = writeln!(
                 y,
@@ -131,7 +143,7 @@ pub fn generate(spec: &GenSpec) -> Result<String, GenError> {
                  # worker and {:.0}% of their CPU requested.",
                 spec.seed,
                 spec.pods_per_node,
-                spec.cpu_fill * 100.0
+                cpu_fill * 100.0
             );
             let _ = writeln!(
                 y,
@@ -175,13 +187,16 @@ pub fn generate(spec: &GenSpec) -> Result<String, GenError> {
 
     // The application pods: what is left of the pods and of the CPU to fill.
     let app_pods = u64::from(w) * u64::from(spec.pods_per_node - 1) - ingress.len() as u64;
-    let cpu_budget = ((f64::from(w) * f64::from(WORKER_CPU) * spec.cpu_fill) as u64)
+    let cpu_budget = ((f64::from(w) * f64::from(WORKER_CPU) * cpu_fill) as u64)
         .saturating_sub(u64::from(w) * u64::from(EXPORTER_CPU) + ingress.len() as u64 * 250);
     let mean_cpu = (cpu_budget / app_pods.max(1)).max(20) as u32;
     let mut placed = 0u64;
     let mut n = 0u32;
     while placed < app_pods {
-        let replicas = rng.range(2, 28).min((app_pods - placed) as u32).max(1);
+        let replicas = rng
+            .range(2, max_replicas)
+            .min((app_pods - placed) as u32)
+            .max(1);
         let stateful = rng.next().is_multiple_of(4);
         // Requests vary around the mean (50% to 150%), in steps of 10m.
         let cpu = (mean_cpu / 2 + rng.range(0, mean_cpu) / 10 * 10).max(10);

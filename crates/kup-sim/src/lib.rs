@@ -1,10 +1,12 @@
 //! The simulated cluster: kup's embedded default and the cluster every test runs against.
 //!
 //! Operations take realistic time (scaled by a time-scale factor; 0 = instant) on tokio's
-//! clock, so tests can run them on paused virtual time. All randomness (fault probabilities,
-//! duration jitter) comes from one seeded generator and is drawn when an operation starts,
-//! in command order, so a run is repeatable for a given file and seed.
+//! clock, so tests can run them on paused virtual time, or on a simulated clock of their own
+//! for measuring schedules (`clock.rs`). All randomness comes from the seed: fault
+//! probabilities from one generator drawn when an operation starts, in command order; each
+//! step's duration jitter from the step itself. A run is repeatable for a given file and seed.
 
+mod clock;
 pub mod generate;
 pub mod inventory;
 pub mod model;
@@ -21,6 +23,7 @@ use kup_driver::{Driver, DriverError};
 use kup_types::{Observation, OpStatus, Operation, StepKind, VersionMeta, Workloads};
 use tokio::sync::watch;
 
+pub use clock::OpSpan;
 pub use inventory::{FaultMode, Inventory, InventoryError};
 pub use model::SimModel;
 
@@ -108,6 +111,7 @@ struct State {
     running: HashMap<Operation, usize>,
     faults: Vec<Fault>,
     rng: Rng,
+    seed: u64,
     durations: BTreeMap<StepKind, f64>,
     time_scale: f64,
     state_file: Option<state_file::StateFile>,
@@ -115,6 +119,8 @@ struct State {
     halted: bool,
     /// Jobs and bare pods that end by themselves: when, and which (namespace, name).
     completions: Vec<(tokio::time::Instant, String, String)>,
+    /// Set when operations run on simulated time ([`SimCluster::with_virtual_clock`]).
+    clock: Option<clock::VirtualClock>,
 }
 
 impl State {
@@ -151,6 +157,74 @@ impl State {
         !due.is_empty()
     }
 
+    /// A number in [0, 1) of the seed and the step alone.
+    fn jitter(&self, op: &Operation) -> f64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        self.seed.hash(&mut h);
+        op.to_string().hash(&mut h);
+        Rng(h.finish()).next_f64()
+    }
+
+    /// Ends run `run` of `op`: failed if a fault said so or the host is no longer in a state
+    /// where it could succeed. False when it no longer runs (cancelled, or the process died).
+    fn finish(&mut self, run: usize, op: &Operation, effect: Effect) -> bool {
+        if self.halted || self.runs[run] != OpStatus::Running {
+            return false;
+        }
+        let status = if effect == Effect::Fail {
+            OpStatus::Failed(format!("simulated fault injected into {}", op.kind()))
+        } else if let Err(reason) = precondition(&self.model, op, false) {
+            OpStatus::Failed(format!("interrupted: {reason}"))
+        } else {
+            OpStatus::Succeeded
+        };
+        self.model
+            .end(op, status == OpStatus::Succeeded, Timestamp::now());
+        self.runs[run] = status;
+        self.running.remove(op);
+        self.persist();
+        true
+    }
+
+    /// Moves the simulated clock to what is due next, if the driver has settled, and makes it
+    /// happen. False when nothing happened.
+    fn advance_clock(&mut self) -> bool {
+        if self.halted {
+            return false;
+        }
+        let Some(due) = self.clock.as_mut().and_then(clock::VirtualClock::advance) else {
+            return false;
+        };
+        match due {
+            clock::Due::Run {
+                run,
+                op,
+                effect,
+                start,
+            } => {
+                if self.finish(run, &op, effect) {
+                    let ok = self.runs[run] == OpStatus::Succeeded;
+                    if let Some(c) = &mut self.clock {
+                        c.record(op, start, ok);
+                    }
+                }
+            }
+            clock::Due::Workload { namespace, name } => {
+                self.model.complete_workload(&namespace, &name);
+                self.persist();
+            }
+        }
+        true
+    }
+
+    /// A change from outside: a simulated clock waits for the driver to settle again.
+    fn touch(&mut self) {
+        if let Some(c) = &mut self.clock {
+            c.touch();
+        }
+    }
+
     /// Records what changed (the journal of the state file, if there is one).
     fn persist(&mut self) {
         if self.halted {
@@ -180,6 +254,65 @@ impl SimCluster {
             SimModel::from_inventory(inv, Timestamp::now()),
             None,
         )
+    }
+
+    /// Like `new`, but every operation takes its realistic duration (jitter included) on a
+    /// simulated clock that moves to the next operation's end once nothing has been started,
+    /// cancelled or changed for `settle` of wall time (see `clock.rs`). For measuring a
+    /// schedule's makespan: [`SimCluster::elapsed`] and [`SimCluster::spans`] read it.
+    /// Needs a tokio runtime (the clock is a task of its own, ending with the cluster).
+    pub fn with_virtual_clock(inv: &Inventory, settle: Duration) -> SimCluster {
+        let sim = Self::new(inv, 1.0);
+        {
+            let mut st = sim.lock();
+            let mut clock = clock::VirtualClock::new(settle);
+            st.completions.clear();
+            for w in &inv.workloads {
+                if let Some(secs) = &w.completes_after {
+                    clock.schedule(
+                        Duration::try_from_secs_f64(secs.value.max(0.0)).unwrap_or(Duration::MAX),
+                        clock::Due::Workload {
+                            namespace: w.namespace.clone(),
+                            name: w.name.value.clone(),
+                        },
+                    );
+                }
+            }
+            st.clock = Some(clock);
+        }
+        let state = Arc::downgrade(&sim.state);
+        let changed = Arc::clone(&sim.changed);
+        let tick = (settle / 4).max(Duration::from_micros(200));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(state) = state.upgrade() else {
+                    return; // The cluster is gone.
+                };
+                let moved = state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .advance_clock();
+                if moved {
+                    changed.send_modify(|n| *n += 1);
+                }
+            }
+        });
+        sim
+    }
+
+    /// The simulated time since the start, on a cluster with a simulated clock.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.lock().clock.as_ref().map(clock::VirtualClock::now)
+    }
+
+    /// The operations that ended so far on the simulated clock, in the order they ended.
+    pub fn spans(&self) -> Vec<OpSpan> {
+        self.lock()
+            .clock
+            .as_ref()
+            .map(|c| c.spans().to_vec())
+            .unwrap_or_default()
     }
 
     /// Like `new`, but the cluster's state lives in `path` (and its journal beside it): loaded
@@ -236,10 +369,12 @@ impl SimCluster {
                 running: HashMap::new(),
                 faults,
                 rng: Rng(inv.seed ^ 0x6b75_7000),
+                seed: inv.seed,
                 durations,
                 time_scale: time_scale.max(0.0),
                 state_file,
                 halted: false,
+                clock: None,
                 completions: inv
                     .workloads
                     .iter()
@@ -301,6 +436,7 @@ impl SimCluster {
     /// up preconditions: a locked host, an alarm, a failing pod).
     pub fn mutate<R>(&self, f: impl FnOnce(&mut SimModel) -> R) -> R {
         let mut guard = self.lock();
+        guard.touch();
         let r = f(&mut guard.model);
         // Anything may have changed: derive everything again and save it whole.
         guard.model.rebuild();
@@ -311,6 +447,11 @@ impl SimCluster {
         drop(guard);
         self.changed.send_modify(|n| *n += 1);
         r
+    }
+
+    /// Reads the cluster without changing it (nothing copied, unlike [`SimCluster::model`]).
+    pub fn inspect<R>(&self, f: impl FnOnce(&SimModel) -> R) -> R {
+        f(&self.current().model)
     }
 
     pub fn model(&self) -> SimModel {
@@ -445,6 +586,7 @@ impl Driver for SimCluster {
     async fn start(&self, id: &str, op: &Operation) -> Result<(), DriverError> {
         let (deadline, effect, run) = {
             let mut st = self.lock();
+            st.touch();
             if let Some(host) = op.host()
                 && st.model.host(host).is_none()
             {
@@ -470,8 +612,9 @@ impl Driver for SimCluster {
                 });
             }
             let effect = Self::fault_fires(&mut st, op);
-            // +/-10% jitter, drawn from the seeded generator.
-            let jitter = 0.9 + 0.2 * st.rng.next_f64();
+            // +/-10% jitter, the same for the same step in any run of the seed (whatever
+            // else ran before it), so schedules compared on one cluster meet the same steps.
+            let jitter = 0.9 + 0.2 * st.jitter(op);
             let secs = st.durations[&op.kind()] * st.time_scale * jitter;
             let run = st.runs.len();
             st.runs.push(OpStatus::Running);
@@ -479,6 +622,23 @@ impl Driver for SimCluster {
             st.running.insert(op.clone(), run);
             st.model.begin(op);
             st.persist();
+            if let Some(clock) = &mut st.clock {
+                if effect != Effect::Hang {
+                    let start = clock.now();
+                    let after = Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX);
+                    let (op, effect) = (op.clone(), effect);
+                    clock.schedule(
+                        after,
+                        clock::Due::Run {
+                            run,
+                            op,
+                            effect,
+                            start,
+                        },
+                    );
+                }
+                return Ok(()); // It ends when the simulated clock reaches its end.
+            }
             (deadline_after(secs), effect, run)
         };
         if effect == Effect::Hang {
@@ -493,25 +653,9 @@ impl Driver for SimCluster {
             } else {
                 tokio::task::yield_now().await;
             }
-            {
-                let mut st = this.lock();
-                if st.halted || st.runs[run] != OpStatus::Running {
-                    return; // Gone with its process, or cancelled meanwhile.
-                }
-                let status = if effect == Effect::Fail {
-                    OpStatus::Failed(format!("simulated fault injected into {}", op.kind()))
-                } else if let Err(reason) = precondition(&st.model, &op, false) {
-                    OpStatus::Failed(format!("interrupted: {reason}"))
-                } else {
-                    OpStatus::Succeeded
-                };
-                st.model
-                    .end(&op, status == OpStatus::Succeeded, Timestamp::now());
-                st.runs[run] = status;
-                st.running.remove(&op);
-                st.persist();
+            if this.lock().finish(run, &op, effect) {
+                this.changed.send_modify(|n| *n += 1);
             }
-            this.changed.send_modify(|n| *n += 1);
         });
         Ok(())
     }
@@ -538,6 +682,9 @@ impl Driver for SimCluster {
             return Ok(());
         }
         st.runs[run] = OpStatus::Failed("cancelled".into());
+        if let Some(clock) = &mut st.clock {
+            clock.unschedule(run);
+        }
         let op = st
             .running
             .iter()

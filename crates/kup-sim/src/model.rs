@@ -876,8 +876,11 @@ impl SimModel {
         }
     }
 
-    /// Where a workload's pod needing `need` goes: the allowed, schedulable host with the most
-    /// free CPU (ties: the lowest id) that has room.
+    /// Where a workload's pod needing `need` goes: of the allowed, schedulable hosts with room,
+    /// one with the fewest of the workload's pods (the scheduler's default topology spread
+    /// over hosts), then the most free CPU, then the lowest id. On a large cluster the hosts
+    /// are tried by free CPU and the first without one of its pods wins, or the least loaded
+    /// of the first few.
     fn best_host(&self, w: usize, need: (u64, u64)) -> Option<usize> {
         let wl = &self.workloads[w];
         let ok = |h: usize| {
@@ -887,6 +890,18 @@ impl SimModel {
                 && mem >= need.1
                 && fits_node(wl, &self.hosts[h])
         };
+        let mut replicas: FxHashMap<usize, u32> = FxHashMap::default();
+        for &id in &self.d.by_workload[w] {
+            if let Some(h) = self
+                .pods
+                .pod(id)
+                .and_then(|p| p.node.as_deref())
+                .and_then(|n| self.host_index(n))
+            {
+                *replicas.entry(h).or_default() += 1;
+            }
+        }
+        let on = |h: usize| replicas.get(&h).copied().unwrap_or(0);
         if let Some(set) = &self.d.allowed[w]
             && set.len() <= DIRECT_CANDIDATES
         {
@@ -894,14 +909,27 @@ impl SimModel {
                 .iter()
                 .copied()
                 .filter(|&h| ok(h))
-                .max_by_key(|&h| (self.free(h).0, Reverse(self.hosts[h].id)));
+                .max_by_key(|&h| (Reverse(on(h)), self.free(h).0, Reverse(self.hosts[h].id)));
         }
-        self.d
+        let mut best: Option<(u32, usize)> = None;
+        for h in self
+            .d
             .order
             .iter()
             .take_while(|(Reverse(cpu), _, _)| *cpu >= need.0)
             .map(|&(_, _, h)| h)
-            .find(|&h| self.allowed(w, h) && ok(h))
+            .filter(|&h| self.allowed(w, h) && ok(h))
+            .take(DIRECT_CANDIDATES)
+        {
+            let n = on(h);
+            if n == 0 {
+                return Some(h);
+            }
+            if best.is_none_or(|(m, _)| n < m) {
+                best = Some((n, h));
+            }
+        }
+        best.map(|(_, h)| h)
     }
 
     /// Schedules a pending pod, or leaves it pending when nothing fits.
@@ -1340,45 +1368,74 @@ impl SimModel {
         self.d.dirty.audit = true;
     }
 
-    /// A lock begins: the host's ready pods are disrupted (evicted, or down with it) until it
-    /// ends. Any budget with more of its pods disrupted at once, over all the hosts being
-    /// locked, than it allows is a violation: what the Eviction API would refuse.
-    fn begin_disruption(&mut self, host: &str) {
-        let ids: Vec<PodId> = self
-            .pods
+    /// The host's ready pods: what its drain disrupts.
+    fn ready_pods_on(&self, host: &str) -> Vec<PodId> {
+        self.pods
             .on_host(host)
             .iter()
             .copied()
             .filter(|&id| self.pods.pod(id).is_some_and(|p| p.ready))
-            .collect();
+            .collect()
+    }
+
+    /// The budgets that `ids` (the ready pods of a host going down), with the pods of the
+    /// hosts already going down, would break: each with the pods of it disrupted at once and
+    /// the number it allows. What the Eviction API refuses.
+    fn budgets_broken(&self, host: &str, ids: &[PodId]) -> Vec<(kup_types::PdbId, u32, u32)> {
         let mut touched: BTreeSet<kup_types::PdbId> = BTreeSet::new();
-        for &id in &ids {
+        for &id in ids {
             touched.extend(self.pods.pdbs_of(id).iter().copied());
         }
-        self.disrupting.insert(host.to_string(), ids);
+        let others = self
+            .disrupting
+            .iter()
+            .filter(|(h, _)| h.as_str() != host)
+            .flat_map(|(_, ids)| ids);
+        let mut broken = Vec::new();
         for b in touched {
-            let disrupted = self
-                .disrupting
-                .values()
-                .flatten()
+            let disrupted = others
+                .clone()
+                .chain(ids)
                 .filter(|&&id| self.pods.pdbs_of(id).contains(&b))
                 .count() as u32;
-            let budget = self.pods.budget(b);
-            let allowed = budget.allowed_disruptions();
+            let allowed = self.pods.budget(b).allowed_disruptions();
             if disrupted > allowed {
-                let hosts: Vec<String> = self.disrupting.keys().cloned().collect();
-                let name = format!("{}/{}", budget.pdb.namespace, budget.pdb.name);
-                self.violation(
-                    || {
-                        format!(
-                            "pdb {name}: {disrupted} pods disrupted at once, {allowed} allowed \
-                             (hosts going down: {})",
-                            hosts.join(", ")
-                        )
-                    },
-                    false,
-                );
+                broken.push((b, disrupted, allowed));
             }
+        }
+        broken
+    }
+
+    /// Whether draining `host` now, while the hosts being locked drain too, would take more
+    /// pods of some PodDisruptionBudget than it allows: a drain through the Eviction API would
+    /// be refused (and retry) rather than go on.
+    pub fn drain_blocked(&self, host: &str) -> bool {
+        !self
+            .budgets_broken(host, &self.ready_pods_on(host))
+            .is_empty()
+    }
+
+    /// A lock begins: the host's ready pods are disrupted (evicted, or down with it) until it
+    /// ends. Any budget with more of its pods disrupted at once, over all the hosts being
+    /// locked, than it allows is a violation: what the Eviction API would refuse.
+    fn begin_disruption(&mut self, host: &str) {
+        let ids = self.ready_pods_on(host);
+        let broken = self.budgets_broken(host, &ids);
+        self.disrupting.insert(host.to_string(), ids);
+        for (b, disrupted, allowed) in broken {
+            let hosts: Vec<String> = self.disrupting.keys().cloned().collect();
+            let budget = self.pods.budget(b);
+            let name = format!("{}/{}", budget.pdb.namespace, budget.pdb.name);
+            self.violation(
+                || {
+                    format!(
+                        "pdb {name}: {disrupted} pods disrupted at once, {allowed} allowed \
+                         (hosts going down: {})",
+                        hosts.join(", ")
+                    )
+                },
+                false,
+            );
         }
     }
 

@@ -1,53 +1,242 @@
-//! The simulated makespan of kup's automated upgrade (`upgrade online`: a strategy with worker
-//! batches of up to 10) on the 50-worker example, next to the plan's lower bound of any safe
-//! schedule and next to one worker at a time (Kismatic's order), with the PDB violations and
-//! unplaced pods the simulation saw.
+//! The makespan of an upgrade, side by side: kup's automated upgrade (`upgrade online`: a
+//! strategy with worker batches of up to 10, each chosen and judged on the live cluster) next
+//! to the lower bounds of any safe schedule and to the schedules other tools follow, on
+//! generated clusters of 6, 52 and 502 hosts (standard) and of 1,003 hosts (kubeadm, three
+//! control planes), with the PodDisruptionBudget violations and unplaced pods of each.
 //!
-//! The cluster runs at a small time scale; the simulated makespan is the wall time of the run
-//! less that of the same run at time scale 0 (kup's own work), divided by the scale.
+//! Every operation takes its realistic duration (the cluster file's, ±10% seeded jitter) on the
+//! simulation's own clock, which moves once the orchestrator has been quiet for `--settle-ms`
+//! of wall time (`kup_sim::SimCluster::with_virtual_clock`): the makespans are simulated time,
+//! the same on every run of a seed, whatever the machine's load.
 //!
-//! `cargo bench -p kup --bench makespan [-- --scale 0.002]`; without `--bench` (as `cargo
-//! test` runs it) a smoke run at a tiny scale.
+//! kup runs in-process with the durable SQLite store. The other schedules differ from kup's
+//! only in the workers: they run on a copy of the cluster whose control planes, networking
+//! and controller and storage kubelets are already at the target, and their makespan is that
+//! worker part plus the time kup's run took outside its workers (the same steps, in the same
+//! order, in any tool).
+//!
+//! `cargo bench -p kup --bench makespan [-- --settle-ms 20 --only 52]`; without `--bench` (as
+//! `cargo test --benches` runs it) a smoke run on the 6-host cluster.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kup_core::plan::human;
 use kup_core::strategy::StrategyCommand;
+use kup_driver::Driver;
 use kup_engine::{Engine, EngineConfig};
+use kup_sim::generate::{GenSpec, generate};
 use kup_sim::{Inventory, SimCluster};
 use kup_store::SqliteStore;
-use kup_types::{ApplyType, StrategyCreate, StrategyState};
+use kup_types::{
+    ApplyType, KubeVersion, OpStatus, Operation, Personality, SafetyAudit, StepKind,
+    StrategyCreate, StrategyState,
+};
+use tokio::task::JoinSet;
+
+/// The worker batch cap of every batched schedule (kup's `--max-parallel-worker-hosts`,
+/// StarlingX VIM's default maximum of parallel worker hosts).
+const CAP: usize = 10;
+
+struct Case {
+    name: &'static str,
+    workers: u32,
+    control_planes: Option<u32>,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "standard, 6 hosts",
+        workers: 2,
+        control_planes: None,
+    },
+    Case {
+        name: "standard, 52 hosts",
+        workers: 48,
+        control_planes: None,
+    },
+    Case {
+        name: "standard, 502 hosts",
+        workers: 498,
+        control_planes: None,
+    },
+    Case {
+        name: "kubeadm, 3 control planes, 1,003 hosts",
+        workers: 1000,
+        control_planes: Some(3),
+    },
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let full = args.iter().any(|a| a == "--bench");
-    let scale: f64 = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if full { 0.002 } else { 0.0002 });
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let settle = Duration::from_millis(
+        value("--settle-ms")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if full { 20 } else { 5 }),
+    );
+    let only: Option<u32> = value("--only").and_then(|s| s.parse().ok());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    rt.block_on(run(scale));
+    println!(
+        "machine: {} cores; settle {} ms; worker batches of up to {CAP}\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        settle.as_millis()
+    );
+    for case in &CASES {
+        let hosts = case.workers + case.control_planes.unwrap_or(4);
+        if only.is_some_and(|n| n != hosts) || (!full && only.is_none() && hosts > 6) {
+            continue;
+        }
+        rt.block_on(compare(case, settle));
+    }
 }
 
-struct Run {
-    wall: Duration,
-    violations: u64,
-    unplaced: u64,
+fn inventory(case: &Case) -> Inventory {
+    let yaml = generate(&GenSpec {
+        workers: case.workers,
+        control_planes: case.control_planes,
+        ..GenSpec::default()
+    })
+    .expect("a generated cluster");
+    Inventory::parse(&yaml).expect("the generated cluster parses")
+}
+
+/// What a schedule did.
+struct Outcome {
+    makespan: Duration,
     batches: usize,
     widest: usize,
-    predicted: u64,
-    lower_bound: u64,
+    audit: SafetyAudit,
+    /// Drains that could not start for their budgets even with nothing else draining.
+    stuck: usize,
 }
 
-async fn upgrade(inv: &Inventory, scale: f64, serial: bool) -> Run {
+async fn compare(case: &Case, settle: Duration) {
+    let inv = inventory(case);
+    let to = inv
+        .catalog()
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .expect("a catalog");
+    let wall = Instant::now();
+    let (kup, plan) = kup_run(&inv, to, settle).await;
+    let kup_wall = wall.elapsed();
+    let outside_workers = kup.makespan - worker_span(&kup.spans, &plan.workers);
+    let durations = plan.durations.clone();
+    let cycle = Duration::from_secs(
+        durations[&StepKind::Lock] + durations[&StepKind::Kubelet] + durations[&StepKind::Unlock],
+    );
+    let bound = budget_bound(&inv, &plan.workers);
+    let budget_lower = outside_workers + cycle * bound.batches as u32;
+
+    let mut rows: Vec<(String, Outcome)> = vec![(
+        format!("kup upgrade online (safe batches of up to {CAP})"),
+        kup.outcome,
+    )];
+    for (name, cap, respect) in [
+        ("one worker at a time (Kismatic)", 1, Respect::Budgets),
+        (
+            "fixed batches of 10, drained at once (StarlingX VIM)",
+            CAP,
+            Respect::Nothing,
+        ),
+        (
+            "batches of 10, kubectl drain: evictions wait on budgets",
+            CAP,
+            Respect::Budgets,
+        ),
+    ] {
+        let mut o = baseline(&inv, to, &plan.workers, cap, respect, settle).await;
+        o.makespan += outside_workers;
+        rows.push((name.to_string(), o));
+    }
+
+    println!(
+        "### {} ({} workers, {} pods, {} PDBs; {} -> {to})\n",
+        case.name,
+        plan.workers.len(),
+        bound.pods,
+        bound.budgets,
+        plan.from,
+    );
+    println!(
+        "| schedule | worker batches (widest) | makespan | vs budget-aware bound | PDB violations | unplaced pods |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, o) in &rows {
+        let stuck = if o.stuck > 0 {
+            format!(" ({} drains blocked even alone, forced)", o.stuck)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {name} | {} ({}) | {} | {:.2}× | {}{stuck} | {} |",
+            o.batches,
+            o.widest,
+            human(o.makespan.as_secs()),
+            o.makespan.as_secs_f64() / budget_lower.as_secs_f64().max(1.0),
+            o.audit.pdb_violations,
+            o.audit.unplaced_pods,
+        );
+    }
+    println!(
+        "| lower bound: ⌈{}/{CAP}⌉ batches (the plan's) | {} | {} | | | |",
+        plan.workers.len(),
+        plan.workers.len().div_ceil(CAP),
+        human(plan.lower_bound),
+    );
+    println!(
+        "| lower bound: budgets too ({}) | {} | {} | 1.00× | | |",
+        bound.why,
+        bound.batches,
+        human(budget_lower.as_secs()),
+    );
+    println!(
+        "\nThe plan predicted {} for kup. Outside the workers (images, control planes, \
+         networking, controller kubelets) every schedule takes kup's {}. kup's run: {} of \
+         wall time; its audit: {} control-plane, {} skew violations, {} steps run twice.\n",
+        human(plan.predicted),
+        human(outside_workers.as_secs()),
+        format_wall(kup_wall),
+        rows[0].1.audit.control_plane_violations,
+        rows[0].1.audit.skew_violations,
+        rows[0].1.audit.repeated_steps,
+    );
+}
+
+fn format_wall(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+struct KupRun {
+    makespan: Duration,
+    spans: Vec<kup_sim::OpSpan>,
+    outcome: Outcome,
+}
+
+struct PlanFacts {
+    from: KubeVersion,
+    workers: Vec<String>,
+    predicted: u64,
+    lower_bound: u64,
+    durations: BTreeMap<StepKind, u64>,
+}
+
+async fn kup_run(inv: &Inventory, to: KubeVersion, settle: Duration) -> (KupRun, PlanFacts) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let sim = SimCluster::new(inv, scale);
+    let sim = SimCluster::with_virtual_clock(inv, settle);
     let store = SqliteStore::open(&dir.path().join("kup.db"))
         .await
         .expect("a store");
@@ -60,16 +249,9 @@ async fn upgrade(inv: &Inventory, scale: f64, serial: bool) -> Run {
         .await
         .expect("the engine opens");
     let req = StrategyCreate {
-        to_version: "v1.16.2".into(),
-        worker_apply_type: Some(if serial {
-            ApplyType::Serial
-        } else {
-            ApplyType::Parallel
-        }),
-        max_parallel_worker_hosts: Some(10),
-        alarm_restrictions: None,
-        mode: None,
-        partial_ok: false,
+        to_version: to.to_string(),
+        worker_apply_type: Some(ApplyType::Parallel),
+        max_parallel_worker_hosts: Some(CAP as u32),
         ..Default::default()
     };
     let built = engine.strategy_create(req).await.expect("a strategy");
@@ -79,88 +261,231 @@ async fn upgrade(inv: &Inventory, scale: f64, serial: bool) -> Run {
         "{}",
         built.strategy.build_phase.reason
     );
-    let start = Instant::now();
     engine
         .strategy_action(StrategyCommand::Apply)
         .await
         .expect("applied");
     engine.wait_strategy().await;
-    let wall = start.elapsed();
     let s = engine
         .strategy()
         .expect("read")
         .expect("a strategy")
         .strategy;
     assert_eq!(s.state, StrategyState::Applied, "{}", s.apply_phase.reason);
-    let workers: Vec<usize> = s
+    let batches: Vec<usize> = s
         .apply_phase
         .stages
         .iter()
         .filter(|st| st.name == kup_core::strategy::STAGE_WORKERS)
         .map(|st| st.hosts.len())
         .collect();
-    let audit = kup_driver::Driver::safety_audit(&sim).unwrap_or_default();
-    Run {
-        wall,
-        violations: audit.pdb_violations,
-        unplaced: audit.unplaced_pods,
-        batches: workers.len(),
-        widest: workers.iter().copied().max().unwrap_or(0),
+    let workers = sim.inspect(|m| {
+        m.hosts
+            .iter()
+            .filter(|h| h.personality == Personality::Worker)
+            .map(|h| h.name.clone())
+            .collect()
+    });
+    let from = inv.kubernetes_version;
+    let run = KupRun {
+        makespan: sim.elapsed().expect("a simulated clock"),
+        spans: sim.spans(),
+        outcome: Outcome {
+            makespan: sim.elapsed().expect("a simulated clock"),
+            batches: batches.len(),
+            widest: batches.iter().copied().max().unwrap_or(0),
+            audit: sim.safety_audit().unwrap_or_default(),
+            stuck: 0,
+        },
+    };
+    let facts = PlanFacts {
+        from,
+        workers,
         predicted: built.strategy.predicted_seconds,
         lower_bound: built.strategy.lower_bound_seconds,
+        durations: sim.step_durations(),
+    };
+    (run, facts)
+}
+
+/// From the first worker step's start to the last one's end.
+fn worker_span(spans: &[kup_sim::OpSpan], workers: &[String]) -> Duration {
+    let of_worker =
+        |s: &&kup_sim::OpSpan| s.op.host().is_some_and(|h| workers.iter().any(|w| w == h));
+    let start = spans.iter().filter(of_worker).map(|s| s.start).min();
+    let end = spans.iter().filter(of_worker).map(|s| s.end).max();
+    match (start, end) {
+        (Some(a), Some(b)) => b - a,
+        _ => Duration::ZERO,
     }
 }
 
-async fn run(scale: f64) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/standard-50-workers.yaml"
-    );
-    let mut inv =
-        Inventory::parse(&std::fs::read_to_string(path).expect("the example")).expect("parses");
-    // The nightly Job has ended: the run is about the upgrade, not about waiting for it.
-    for w in &mut inv.workloads {
-        if w.completes_after.is_some() {
-            w.replicas = 0;
+/// The fewest worker batches any safe schedule of batches of up to [`CAP`] needs: each batch
+/// takes at most [`CAP`] hosts, and at most a budget's allowed disruptions of its pods (every
+/// ready pod of a budget on a worker is disrupted at least once, by its host's drain).
+struct Bound {
+    batches: usize,
+    why: String,
+    pods: usize,
+    budgets: usize,
+}
+
+fn budget_bound(inv: &Inventory, workers: &[String]) -> Bound {
+    let sim = SimCluster::new(inv, 0.0);
+    sim.inspect(|m| {
+        let pods = m.pods();
+        let mut on_workers: BTreeMap<kup_types::PdbId, usize> = BTreeMap::new();
+        for w in workers {
+            for &id in pods.on_host(w) {
+                if pods.pod(id).is_some_and(|p| p.ready) {
+                    for &b in pods.pdbs_of(id) {
+                        *on_workers.entry(b).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let by_cap = workers.len().div_ceil(CAP);
+        let tightest = on_workers
+            .iter()
+            .map(|(&b, &n)| {
+                let budget = pods.budget(b);
+                let allowed = budget.allowed_disruptions() as usize;
+                let need = if allowed == 0 {
+                    usize::MAX
+                } else {
+                    n.div_ceil(allowed)
+                };
+                (need, b, n, allowed)
+            })
+            .max();
+        let (batches, why) = match tightest {
+            Some((need, b, n, allowed)) if need > by_cap => {
+                let budget = pods.budget(b);
+                (
+                    need,
+                    format!(
+                        "PDB {}/{}: {n} pods on workers, {allowed} at a time",
+                        budget.pdb.namespace, budget.pdb.name
+                    ),
+                )
+            }
+            _ => (by_cap, format!("⌈{}/{CAP}⌉", workers.len())),
+        };
+        Bound {
+            batches,
+            why,
+            pods: pods.len(),
+            budgets: pods.budgets().len(),
+        }
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Respect {
+    /// Every host of a batch drained at once (violations counted by the simulation).
+    Nothing,
+    /// A drain whose evictions a budget refuses waits until a drain in progress ends
+    /// (`kubectl drain` retrying 429s); a drain refused even alone is forced and counted.
+    Budgets,
+}
+
+/// Another tool's worker schedule: the workers in name order, in batches of `cap`; each batch
+/// locked (drained), its kubelets upgraded, then unlocked, all hosts of a batch in parallel.
+async fn baseline(
+    inv: &Inventory,
+    to: KubeVersion,
+    workers: &[String],
+    cap: usize,
+    respect: Respect,
+    settle: Duration,
+) -> Outcome {
+    let sim = SimCluster::with_virtual_clock(inv, settle);
+    // As after the steps every schedule shares: control planes, networking and the other
+    // kubelets at the target.
+    sim.mutate(|m| {
+        m.networking_version = Some(to);
+        for h in &mut m.hosts {
+            if h.control_plane_version.is_some() {
+                h.control_plane_version = Some(to);
+            }
+            if h.personality != Personality::Worker && h.kubelet_version.is_some() {
+                h.kubelet_version = Some(to);
+            }
+        }
+    });
+    let start = sim.elapsed().expect("a simulated clock");
+    let mut ids = 0u64;
+    let mut next_id = || {
+        ids += 1;
+        format!("op-{ids}")
+    };
+    let mut stuck = 0;
+    let mut batches = 0;
+    for batch in workers.chunks(cap) {
+        batches += 1;
+        let mut pending: Vec<&String> = batch.iter().collect();
+        let mut draining: JoinSet<OpStatus> = JoinSet::new();
+        while !pending.is_empty() || !draining.is_empty() {
+            let mut i = 0;
+            while i < pending.len() {
+                let host = pending[i];
+                let refused = respect == Respect::Budgets && sim.inspect(|m| m.drain_blocked(host));
+                let alone = draining.is_empty();
+                if refused && !alone {
+                    i += 1;
+                    continue;
+                }
+                if refused {
+                    stuck += 1;
+                }
+                let op = Operation::Lock {
+                    host: host.clone(),
+                    force: refused,
+                };
+                // Started here, so the next host's check sees this drain under way.
+                draining.spawn(wait_op(sim.clone(), start_op(&sim, next_id(), op).await));
+                pending.remove(i);
+                if respect == Respect::Budgets && refused {
+                    break; // Forced alone: nothing else drains with it.
+                }
+            }
+            if let Some(done) = draining.join_next().await {
+                assert_eq!(done.expect("a lock"), OpStatus::Succeeded);
+            }
+        }
+        for step in [StepKind::Kubelet, StepKind::Unlock] {
+            let mut set = JoinSet::new();
+            for host in batch {
+                let op = match step {
+                    StepKind::Kubelet => Operation::UpgradeKubelet {
+                        host: host.clone(),
+                        version: to,
+                    },
+                    _ => Operation::Unlock { host: host.clone() },
+                };
+                set.spawn(wait_op(sim.clone(), start_op(&sim, next_id(), op).await));
+            }
+            for status in set.join_all().await {
+                assert_eq!(status, OpStatus::Succeeded);
+            }
         }
     }
-    println!(
-        "machine: {} cores; examples/standard-50-workers.yaml (50 workers, 2 controllers, 2 storage), time scale {scale}\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "| schedule | worker batches (widest) | simulated makespan | plan's prediction | PDB violations | unplaced pods |"
-    );
-    println!("|---|---|---|---|---|---|");
-    let mut lower = 0;
-    let mut kup_makespan = 0.0;
-    for (name, serial) in [
-        ("kup upgrade online (batches of up to 10)", false),
-        ("one worker at a time", true),
-    ] {
-        let overhead = upgrade(&inv, 0.0, serial).await.wall;
-        let r = upgrade(&inv, scale, serial).await;
-        let simulated = (r.wall.saturating_sub(overhead)).as_secs_f64() / scale;
-        if !serial {
-            lower = r.lower_bound;
-            kup_makespan = simulated;
-        }
-        println!(
-            "| {name} | {} ({}) | {} | {} | {} | {} |",
-            r.batches,
-            r.widest,
-            kup_core::plan::human(simulated.round() as u64),
-            kup_core::plan::human(r.predicted),
-            r.violations,
-            r.unplaced
-        );
+    Outcome {
+        makespan: sim.elapsed().expect("a simulated clock") - start,
+        batches,
+        widest: workers.len().min(cap),
+        audit: sim.safety_audit().unwrap_or_default(),
+        stuck,
     }
-    println!(
-        "| lower bound of any safe schedule (plan) | ⌈50/10⌉ | {} | | | |",
-        kup_core::plan::human(lower)
-    );
-    println!(
-        "\nkup's makespan is {:.2}× the lower bound.",
-        kup_makespan / lower.max(1) as f64
-    );
+}
+
+async fn start_op(sim: &SimCluster, id: String, op: Operation) -> String {
+    sim.start(&id, &op).await.expect("the step starts");
+    id
+}
+
+async fn wait_op(sim: SimCluster, id: String) -> OpStatus {
+    sim.wait(&id, Duration::from_secs(24 * 3600))
+        .await
+        .expect("the step ends")
 }
