@@ -25,6 +25,21 @@ impl ApiError {
             reason: reason.into(),
         }
     }
+
+    /// A failure of kup itself (`what`: "the store failed"). The detail may quote SQL, the
+    /// database's own words or file paths: it goes to the log only, under an id that the
+    /// reply names so that an operator can find it.
+    pub fn internal(what: &str, detail: &dyn std::fmt::Display) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..12];
+        tracing::error!(error_id = id, error = %detail, "{what}");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            reason: format!(
+                "Internal error: {what} (error id {id}; the daemon's log has the details)"
+            ),
+        }
+    }
 }
 
 impl From<EngineError> for ApiError {
@@ -33,10 +48,12 @@ impl From<EngineError> for ApiError {
             EngineError::Refused(r) if r.is_not_found() => StatusCode::NOT_FOUND,
             EngineError::Refused(_) => StatusCode::BAD_REQUEST,
             EngineError::Driver(_) => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Store(s) => return Self::internal(s.summary(), &e),
             EngineError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Bundle(_) => StatusCode::BAD_REQUEST,
-            EngineError::Repository(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Repository(_) => {
+                return Self::internal("the patch repository failed", &e);
+            }
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");

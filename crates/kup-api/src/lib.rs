@@ -181,7 +181,8 @@ fn widen_unsigned_integers(doc: &mut utoipa::openapi::OpenApi) {
 
 /// Declares the answers every operation can give because of what reads its request, not
 /// because of its handler: a path or query parameter, or a body, that does not parse is a 400
-/// (see `json_only`: every rejection becomes the error body), and a body over its limit a 413.
+/// (see `json_only`: every rejection becomes the error body), a body over its limit a 413;
+/// and any of them can fail inside kup (500).
 fn declare_rejections(doc: &mut utoipa::openapi::OpenApi) {
     for_each_operation(doc, |_, _, op| {
         if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some() {
@@ -198,6 +199,11 @@ fn declare_rejections(doc: &mut utoipa::openapi::OpenApi) {
                 "The request body is larger than this resource accepts",
             );
         }
+        declare(
+            op,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "kup itself failed (its store, say): the reason is generic and names an error id; the daemon's log has the details",
+        );
     });
 }
 
@@ -278,13 +284,16 @@ pub fn router_with(engine: Arc<Engine>, tokens: Tokens, limits: Limits) -> Route
             .into_response()
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                reason: "Internal error".into(),
-            }
-            .into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                ApiError::internal("a request failed unexpectedly", &detail).into_response()
+            },
+        ))
         .layer(axum::middleware::map_response(json_only))
 }
 
@@ -303,7 +312,17 @@ async fn json_only(mut res: Response) -> Response {
             .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
     });
     let status = res.status();
-    if !is_json && (status.is_client_error() || status.is_server_error()) {
+    if !is_json && status.is_server_error() {
+        // Not kup's own reply: its text is for the log, not for clients.
+        let text = axum::body::to_bytes(res.into_body(), 4096)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let mut reply = ApiError::internal("a layer of the server failed", &text);
+        reply.status = status;
+        return reply.into_response();
+    }
+    if !is_json && status.is_client_error() {
         // Rejection texts are one short line; anything longer is not worth quoting.
         let text = axum::body::to_bytes(res.into_body(), 4096)
             .await

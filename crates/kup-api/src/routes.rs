@@ -738,13 +738,23 @@ pub async fn healthz(State(e): State<AppState>) -> (StatusCode, Json<Health>) {
                 reason: None,
             }),
         ),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable",
-                reason: Some(err.to_string()),
-            }),
-        ),
+        Err(err) => {
+            // Anyone may ask (no token): the store's own words stay in the log.
+            let reason = match &err {
+                kup_engine::EngineError::Store(s) => {
+                    tracing::error!(error = %err, "health check: the store failed");
+                    s.summary().to_string()
+                }
+                _ => err.to_string(),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable",
+                    reason: Some(reason),
+                }),
+            )
+        }
     }
 }
 

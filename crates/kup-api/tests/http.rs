@@ -1,8 +1,8 @@
 //! The API over real HTTP on loopback: every refusal, bad input, races, auth, the OpenAPI
 //! document (committed, and every operation answering as the served one says), every
 //! rejection as the JSON error body, integer parameters accepted exactly within their declared
-//! bounds, the cap on concurrent uploads and the deadline of an upload's body, and names sent
-//! by the client arriving exactly as given.
+//! bounds, the cap on concurrent uploads and the deadline of an upload's body, names sent
+//! by the client arriving exactly as given, and a failing store answered without its words.
 
 #[path = "../../kup-engine/tests/common/mod.rs"]
 mod common;
@@ -475,57 +475,139 @@ async fn sixty_four_concurrent_starts_give_one_200() {
     );
 }
 
-/// Every route of the OpenAPI document: 401 without or with a wrong token, 403 for a reader
-/// on anything that changes state, and never 401/403 for a reader that only reads.
+/// The routes that answer without a token, each with the reason. Any other operation of the
+/// document needs one: a route added without the token check fails
+/// `auth_is_enforced_on_every_route_in_the_openapi_document` until it is listed here.
+const PUBLIC: &[(&str, &str, &str)] = &[(
+    "get",
+    "/healthz",
+    "liveness and readiness probes carry no token; it says only ok or unavailable, and why",
+)];
+
+/// A plausible value for each path parameter of the document.
+const PATH_PARAMS: &[(&str, &str)] = &[
+    ("{version}", "v1.16.2"),
+    ("{uuid}", "00000000-0000-0000-0000-000000000000"),
+    ("{host}", "worker-0"),
+    ("{id}", "1"),
+];
+
+/// Every operation of the OpenAPI document the daemon serves, path parameters filled in: 401
+/// without a token, with a wrong one (in either header), 403 for a reader token on anything
+/// but GET or HEAD, never 401/403 for a reader that reads; a method the document does not
+/// name on one of its paths is a 405 (no handler hides behind it). Only the routes of
+/// `PUBLIC` answer without a token, and the document says so for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_enforced_on_every_route_in_the_openapi_document() {
     let h = Harness::new(seed_cluster()).await;
     let base = serve(&h).await;
-    let doc = serde_json::to_value(kup_api::openapi()).unwrap();
+    let served = send(&base, Some(READER), Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(served.status, 200);
+    let doc = served.body;
+    let paths = doc["paths"].as_object().unwrap();
+    for (method, path, why) in PUBLIC {
+        assert!(
+            paths
+                .get(*path)
+                .is_some_and(|item| item.get(*method).is_some()),
+            "{method} {path} is listed as public ({why}) but is not in the document"
+        );
+    }
     let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        if !path.starts_with("/v1/") {
-            assert_eq!(
-                item["get"]["security"],
-                json!([{}]),
-                "{path} needs no token"
-            );
-            continue;
+    for (path, item) in paths {
+        let mut concrete = path.clone();
+        for (param, value) in PATH_PARAMS {
+            concrete = concrete.replace(param, value);
         }
-        let concrete = path
-            .replace("{version}", "v1.16.2")
-            .replace("{uuid}", "00000000-0000-0000-0000-000000000000")
-            .replace("{host}", "worker-0")
-            .replace("{id}", "1");
-        for (method, _) in item.as_object().unwrap() {
-            let m: Method = method.to_uppercase().parse().unwrap();
-            let body = (m != Method::GET && m != Method::DELETE).then(|| json!({}));
+        assert!(
+            !concrete.contains('{'),
+            "{path}: add a value for its parameter to PATH_PARAMS"
+        );
+        let documented: Vec<Method> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase().parse().unwrap())
+            .collect();
+        for m in &documented {
+            let method = m.as_str().to_lowercase();
+            let op = &item[&method];
+            let body = (*m != Method::GET && *m != Method::DELETE).then(|| json!({}));
+            if let Some((_, _, why)) = PUBLIC
+                .iter()
+                .find(|(pm, pp, _)| *pm == method && pp == path)
+            {
+                assert_eq!(op["security"], json!([{}]), "{method} {path}: {why}");
+                let r = send(&base, None, m.clone(), &concrete, body.clone()).await;
+                assert!(
+                    ![401, 403].contains(&r.status),
+                    "{method} {path} is public ({why}) but answered {}",
+                    r.status
+                );
+                continue;
+            }
+            assert!(
+                op.get("security").is_none() || op["security"] != json!([{}]),
+                "{method} {path} is declared public but is not in PUBLIC"
+            );
+            assert!(
+                op["responses"].get("401").is_some(),
+                "{method} {path} does not declare its 401"
+            );
             for token in [None, Some("wrong-token-0123456789")] {
                 let r = send(&base, token, m.clone(), &concrete, body.clone()).await;
                 assert_eq!(r.status, 401, "{method} {path} with {token:?}");
                 assert!(r.reason().contains("Authentication required"));
             }
+            let res = reqwest::Client::new()
+                .request(m.clone(), format!("{base}{concrete}"))
+                .header("Authorization", "Bearer wrong-token-0123456789")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                401,
+                "{method} {path} with a wrong bearer token"
+            );
             let r = send(&base, Some(READER), m.clone(), &concrete, body.clone()).await;
-            if m == Method::GET {
+            if *m == Method::GET || *m == Method::HEAD {
                 assert!(
                     ![401, 403].contains(&r.status),
-                    "reader GET {path}: {}",
+                    "reader {method} {path}: {}",
                     r.status
                 );
             } else {
                 assert_eq!(r.status, 403, "reader {method} {path}");
                 assert!(r.reason().contains("admin token"));
+                assert!(
+                    op["responses"].get("403").is_some(),
+                    "{method} {path} does not declare its 403"
+                );
             }
             checked += 1;
         }
+        for m in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            if documented.contains(&m) {
+                continue;
+            }
+            let r = send(&base, None, m.clone(), &concrete, None).await;
+            assert_eq!(r.status, 405, "{m} {path} is not in the document");
+        }
     }
-    assert!(checked >= 19, "{checked} routes");
+    assert!(checked >= 30, "{checked} operations");
     assert_eq!(
         h.events().await.len(),
         0,
         "no request without an admin token changed anything"
     );
-    // Bearer tokens work too, and /healthz needs none.
+    // A valid bearer token works too.
     let res = reqwest::Client::new()
         .get(format!("{base}/v1/kube_versions"))
         .header("Authorization", format!("Bearer {READER}"))
@@ -533,11 +615,67 @@ async fn auth_is_enforced_on_every_route_in_the_openapi_document() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// A failing store is a 500 whose reason says only that the store failed, with an id to find
+/// the detail in the daemon's log: never the database's own words (SQL, table names, SQLite's
+/// messages). `/healthz`, which anyone may ask, says no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_error_is_a_500_without_the_database_text() {
+    use sqlx::Connection;
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    // Another connection takes away the tables that reads of the log, commits and the health
+    // check's probe write need: every one of them now fails inside SQLite.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TABLE events; DROP TABLE meta;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let requests = [
+        (READER, Method::GET, "/v1/events", None),
+        (
+            ADMIN,
+            Method::POST,
+            "/v1/kube_upgrade",
+            Some(json!({"to_version": "v1.16.2"})),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (token, method, path, body) in requests {
+        let r = send(&base, Some(token), method.clone(), path, body).await;
+        assert_eq!(r.status, 500, "{method} {path}: {:?}", r.body);
+        let reason = r.reason();
+        let id = reason
+            .strip_prefix("Internal error: the store failed (error id ")
+            .and_then(|rest| rest.strip_suffix("; the daemon's log has the details)"))
+            .unwrap_or_else(|| panic!("{method} {path}: {reason}"));
+        assert!(
+            id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{reason}"
+        );
+        ids.push(id.to_string());
+        let body = r.body.to_string().to_lowercase();
+        for word in [
+            "sql", "table", "database", "no such", "events", "meta", "returned",
+        ] {
+            assert!(
+                !body.contains(word),
+                "{method} {path} quotes {word:?}: {body}"
+            );
+        }
+    }
+    assert_ne!(ids[0], ids[1], "each failure has its own id");
+    let r = send(&base, None, Method::GET, "/healthz", None).await;
     assert_eq!(
-        send(&base, None, Method::GET, "/healthz", None)
-            .await
-            .status,
-        200
+        (r.status, r.body),
+        (
+            503,
+            json!({"status": "unavailable", "reason": "the store failed"})
+        )
     );
 }
 

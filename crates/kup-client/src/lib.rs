@@ -3,6 +3,8 @@
 //! Every method is one HTTP request; errors carry the server's refusal reason as is, so the
 //! CLI can print it on one `Error: ` line.
 
+mod tls;
+
 use std::time::Duration;
 
 use kup_types::{
@@ -15,6 +17,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use tls::{TrustedCas, certificate_problem, pem_problem, read_pem_certificates};
 
 /// The header sysinv clients authenticate with.
 const TOKEN_HEADER: &str = "x-auth-token";
@@ -36,6 +40,20 @@ pub enum ClientError {
         url: String,
         #[source]
         source: reqwest::Error,
+    },
+    /// The daemon's TLS certificate was refused: signed by a CA not trusted, for another name,
+    /// expired.
+    #[error(
+        "cannot reach kup at {url}: its TLS certificate is not trusted: {reason} (to trust the CA that signed it, pass --ca-file FILE or set KUP_CA_FILE)"
+    )]
+    Certificate { url: String, reason: String },
+    /// The TLS handshake failed for another reason (`hint` is empty or says what may be
+    /// wrong).
+    #[error("cannot reach kup at {url}: the TLS handshake failed: {reason}{hint}")]
+    Tls {
+        url: String,
+        reason: String,
+        hint: &'static str,
     },
     /// The connection was made but the exchange failed (timeout, reset, truncated body).
     #[error("request to {url} failed: {}", root_cause(source))]
@@ -237,14 +255,16 @@ impl Client {
     /// A client for the daemon at `base_url` (e.g. `http://127.0.0.1:6385`), authenticating
     /// every request with `token`. Makes no request.
     pub fn new(base_url: &str, token: &str) -> Result<Client, ClientError> {
+        Self::with_trusted_cas(base_url, token, &TrustedCas::default())
+    }
+
+    /// `new`, trusting the certificates of `cas` besides the system's for an `https://` URL.
+    pub fn with_trusted_cas(
+        base_url: &str,
+        token: &str,
+        cas: &TrustedCas,
+    ) -> Result<Client, ClientError> {
         let base = parse_base_url(base_url)?;
-        if base.scheme() == "https" {
-            // reqwest is built without a TLS stack; fail here rather than with a cryptic error.
-            return Err(ClientError::Config(format!(
-                "invalid --url {:?}: this build of kup speaks plain http only",
-                redact_url(base_url)
-            )));
-        }
         let mut token_value = HeaderValue::from_str(token.trim()).map_err(|_| {
             ClientError::Config("the token contains characters not allowed in a header".into())
         })?;
@@ -252,12 +272,22 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(TOKEN_HEADER, token_value);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+            .timeout(Duration::from_secs(120));
+        http = if base.scheme() == "https" {
+            // The token never leaves over plain http, not even through a redirect.
+            http.https_only(true)
+                .tls_certs_merge(cas.reqwest_certificates()?)
+        } else {
+            // Plain http needs no trust store: none is loaded (a host without one still
+            // works).
+            http.tls_certs_only([])
+        };
+        let http = http.build().map_err(|e| {
+            ClientError::Config(format!("cannot set up the HTTP client: {}", root_cause(&e)))
+        })?;
         Ok(Client {
             http,
             base,
@@ -661,6 +691,20 @@ impl Client {
     }
 
     fn transport(&self, segments: &[&str], source: reqwest::Error) -> ClientError {
+        if let Some(e) = tls::tls_error(&source) {
+            let url = self.display_url.clone();
+            let reason = e.to_string();
+            if tls::is_certificate_error(e) {
+                return ClientError::Certificate { url, reason };
+            }
+            // What a plain HTTP server answers to a TLS handshake does not parse as TLS.
+            let hint = if matches!(e, rustls::Error::InvalidMessage(_)) {
+                " (is the daemon serving plain http? then use an http:// URL)"
+            } else {
+                ""
+            };
+            return ClientError::Tls { url, reason, hint };
+        }
         if source.is_connect() {
             ClientError::Connect {
                 url: self.display_url.clone(),

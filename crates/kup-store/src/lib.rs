@@ -66,5 +66,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// What went wrong, in words a client may be shown: what an operator can act on, never
+    /// the database's own text (SQL, table names, paths), which `Display` carries for the log.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            StoreError::ReadOnly(_) => "the store cannot be written",
+            StoreError::NotAStore { .. } | StoreError::Corrupt(_) => {
+                "the store holds data kup cannot read"
+            }
+            StoreError::Conflict(_) => "the store refused a conflicting write",
+            StoreError::Database(e) | StoreError::Open { source: e, .. } => {
+                sqlite::summary(e).unwrap_or("the store failed")
+            }
+            StoreError::Migrate(_) => "the store failed",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -435,6 +435,23 @@ async fn write(conn: &mut SqliteConnection, batch: WriteBatch) -> Result<Vec<Eve
     }
 }
 
+/// The kind of a database error that an operator can act on (SQLite's primary result codes),
+/// for [`StoreError::summary`].
+pub(crate) fn summary(e: &sqlx::Error) -> Option<&'static str> {
+    if matches!(e, sqlx::Error::Io(_)) {
+        return Some("the store cannot read or write its file");
+    }
+    let code = e.as_database_error()?.code()?.parse::<i32>().ok()?;
+    match code & 0xff {
+        13 => Some("the store's disk is full"),
+        8 => Some("the store cannot be written"),
+        10 => Some("the store cannot read or write its file"),
+        5 | 6 => Some("the store is busy"),
+        11 | 26 => Some("the store's file is damaged"),
+        _ => None,
+    }
+}
+
 /// SQLITE_READONLY and its extended codes, or SQLite's own wording for them.
 fn is_read_only(e: &sqlx::Error) -> bool {
     let Some(db) = e.as_database_error() else {

@@ -418,6 +418,8 @@ async fn writes_work_again_after_the_database_was_full() {
     let big = "x".repeat(64 * 1024);
     let err = store.commit(events_batch(&[&big])).await.unwrap_err();
     assert!(err.to_string().contains("full"), "{err}");
+    // What a client is told: the kind, without SQLite's words.
+    assert_eq!(err.summary(), "the store's disk is full");
     sqlx::query("PRAGMA max_page_count = 1073741823")
         .execute(store.pool())
         .await

@@ -49,6 +49,11 @@ pub struct ClientOpts {
     )]
     pub token: Option<String>,
 
+    /// A CA certificate (PEM; a bundle may hold several) to trust besides the system's when
+    /// the URL is https://.
+    #[arg(long, global = true, env = "KUP_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
     pub format: Format,
@@ -495,7 +500,12 @@ impl Runner {
     }
 
     fn from_opts(opts: &ClientOpts) -> Result<Self, CliError> {
-        let client = Client::new(&opts.url, &opts.resolve_token()?)?;
+        // Read even for an http:// URL: a CA file that is wrong is said so, never skipped.
+        let cas = match &opts.ca_file {
+            Some(file) => kup_client::TrustedCas::from_pem_file(file)?,
+            None => kup_client::TrustedCas::default(),
+        };
+        let client = Client::with_trusted_cas(&opts.url, &opts.resolve_token()?, &cas)?;
         Ok(Self::new(client, opts.format, opts.wait))
     }
 

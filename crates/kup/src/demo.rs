@@ -94,6 +94,8 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
         step_timeouts: Vec::new(),
         header_read_timeout: 30,
         max_connections: 1024,
+        tls_cert: None,
+        tls_key: None,
     };
     // The seed's patches, signed with the demo key that only the demo and the tests trust.
     std::fs::write(dir.path().join("demo-key.pub"), DEMO_KEY)

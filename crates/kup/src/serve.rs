@@ -3,6 +3,7 @@
 
 mod datadir;
 mod http;
+mod tls;
 mod tokens;
 
 use std::future::Future;
@@ -64,6 +65,13 @@ pub struct ServeArgs {
     /// Connections served at once; more wait until one closes.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_connections: u64,
+    /// Serve HTTPS only, with this certificate (PEM: the daemon's own first, then any
+    /// intermediates). Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -131,6 +139,7 @@ pub struct Daemon {
     pub admin_token: Option<String>,
     pub engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     tokens: Tokens,
     limits: Limits,
     store: SqliteStore,
@@ -187,6 +196,8 @@ struct Inputs {
     trusted: Vec<kup_patch::VerifyingKey>,
     /// `None`: the generated admin token, to be created.
     tokens: Option<(Tokens, Option<String>)>,
+    /// `None`: plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Inputs {
@@ -220,11 +231,18 @@ impl Inputs {
             None => tokens::read_admin_token(&args.data_dir.join("admin-token"))?
                 .map(|t| (Tokens::new([(Role::Admin, t.clone())]), Some(t))),
         };
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            (None, None) => None,
+            // clap requires both; said again for callers that build the arguments themselves.
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
         Ok(Inputs {
             inv,
             db,
             trusted,
             tokens,
+            tls,
         })
     }
 }
@@ -341,12 +359,18 @@ impl Daemon {
         let addr_file = dir.join("listen-address");
         std::fs::write(&addr_file, format!("{addr}\n"))
             .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
-        tracing::info!(%addr, db = %inputs.db.display(), "kup is listening");
+        let scheme = if inputs.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(%addr, scheme, db = %inputs.db.display(), "kup is listening");
         Ok(Daemon {
             addr,
             admin_token,
             engine: Arc::new(engine),
             listener,
+            tls: inputs.tls,
             tokens,
             limits: args.limits(),
             store,
@@ -362,7 +386,8 @@ impl Daemon {
     ) -> Result<(), String> {
         let app = kup_api::router(self.engine, self.tokens)
             .layer(tower_http::trace::TraceLayer::new_for_http());
-        http::serve(self.listener, app, self.limits, shutdown).await;
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        http::serve(self.listener, app, tls, self.limits, shutdown).await;
         self.store.close().await;
         drop(self._locks);
         Ok(())

@@ -1,13 +1,14 @@
 //! The daemon as a careless operator or an attacker meets it: two daemons on one directory,
 //! a lost or read-only database, bad configuration, bad token files, connections that never
-//! finish, a crash in the middle of a host action, a closed pipe.
+//! finish, a crash in the middle of a host action, a closed pipe; HTTPS that only a client
+//! trusting its CA gets through, and bad certificate and key files.
 
 mod common;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -573,5 +574,347 @@ fn a_full_disk_is_survived() {
     ok(&d, "host-unlock worker-0 --wait");
     if Command::new("curl").arg("--version").output().is_ok() {
         assert_eq!(healthz(&d), "200");
+    }
+}
+
+/// A CA and the daemon's certificate it signed, for 127.0.0.1 and localhost, as PEM files in
+/// `dir`: `ca.pem`, `cert.pem`, `key.pem`; the CA is named after `dir`. Minted per run: no
+/// private key is committed.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn mint_pki(dir: &Path) -> Pki {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("kup test CA {}", dir.display()),
+    );
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&pki.ca, ca.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
+/// `kup ARGS` against `url` with `token` and the given environment (and no CA from the
+/// environment of the test run itself).
+fn kup_at(url: &str, token: &str, env: &[(&str, &OsStr)], args: &[&OsStr]) -> Run {
+    let out = Command::new(KUP)
+        .args(args)
+        .env("KUP_URL", url)
+        .env("KUP_TOKEN", token)
+        .env_remove("KUP_CA_FILE")
+        .envs(env.iter().copied())
+        .env("TZ", "UTC")
+        .env_remove("KUP_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// The one `Error:` line of a command that failed.
+fn error_line(r: &Run) -> &str {
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.starts_with("Error: ") && r.stderr.lines().count() == 1,
+        "{:?}",
+        r.stderr
+    );
+    r.stderr.trim_end()
+}
+
+/// With `--tls-cert` and `--tls-key` the daemon serves HTTPS only: the CLI gets through with
+/// the CA that signed the certificate (`--ca-file` or `KUP_CA_FILE`), by address or by name,
+/// reading and changing; without it, or with another CA, it refuses with a certificate error;
+/// plain HTTP to the port gets one error reply saying to use https:// and nothing of the API;
+/// a bad CA file is one error line. A stop is still graceful, even with a client that
+/// connected and never said hello.
+#[test]
+fn https_serves_whoever_trusts_its_ca_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = mint_pki(&dir.path().join("pki"));
+    let other = mint_pki(&dir.path().join("other"));
+    let mut d = serve_with(
+        dir.path(),
+        "0",
+        &[
+            "--tls-cert",
+            pki.cert.to_str().unwrap(),
+            "--tls-key",
+            pki.key.to_str().unwrap(),
+        ],
+    );
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let by_ip = format!("https://{addr}");
+    let by_name = format!("https://localhost:{port}");
+    let ca_flag = [os("--ca-file"), pki.ca.as_os_str()];
+
+    let r = kup_at(
+        &by_ip,
+        &d.token,
+        &[],
+        &[ca_flag[0], ca_flag[1], os("host-list")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("| controller-0 |"), "{}", r.stdout);
+    let env = [("KUP_CA_FILE", pki.ca.as_os_str())];
+    let r = kup_at(&by_name, &d.token, &env, &[os("kube-upgrade-show")]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "A kubernetes upgrade is not in progress\n", "")
+    );
+    let r = kup_at(&by_name, &d.token, &env, &[os("host-lock"), os("worker-0")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Not trusted: the system's CAs do not know the test CA, nor does another one.
+    for env in [vec![], vec![("KUP_CA_FILE", other.ca.as_os_str())]] {
+        let r = kup_at(&by_ip, &d.token, &env, &[os("host-list")]);
+        assert_eq!(
+            error_line(&r),
+            format!(
+                "Error: cannot reach kup at {by_ip}: its TLS certificate is not trusted: invalid peer certificate: UnknownIssuer (to trust the CA that signed it, pass --ca-file FILE or set KUP_CA_FILE)"
+            )
+        );
+        assert!(r.stdout.is_empty());
+    }
+
+    // Plain HTTP: refused by the CLI with the reason, and never answered with the API.
+    let r = kup_at(&d.url, &d.token, &[], &[os("host-list")]);
+    assert_eq!(
+        error_line(&r),
+        "Error: This port serves HTTPS only: use an https:// URL (and --ca-file if its certificate is signed by a private CA)"
+    );
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        plain,
+        "GET /v1/ihosts HTTP/1.1\r\nHost: kup\r\nX-Auth-Token: {}\r\n\r\n",
+        d.token
+    )
+    .unwrap();
+    let mut reply = String::new();
+    plain.read_to_string(&mut reply).unwrap(); // the daemon closes it
+    assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
+    assert!(reply.contains("HTTPS only"), "{reply}");
+    assert!(!reply.contains("controller-0"), "{reply}");
+
+    // A CA file that is missing, holds no certificate or a broken one: one line, no request.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (file, want) in [
+        (
+            &missing,
+            format!(
+                "Error: cannot read CA file {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            &pki.key,
+            format!(
+                "Error: CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                pki.key.display()
+            ),
+        ),
+        (
+            &garbage,
+            format!(
+                "Error: CA file {} holds a certificate that cannot be trusted: it cannot be used (BadEncoding)",
+                garbage.display()
+            ),
+        ),
+    ] {
+        let r = kup_at(
+            &by_ip,
+            &d.token,
+            &[],
+            &[os("--ca-file"), file.as_os_str(), os("host-list")],
+        );
+        assert_eq!(error_line(&r), want);
+    }
+
+    // A client that connects and never says hello does not hold up a stop.
+    let _silent = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(d.child.wait().unwrap().code(), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "the stop took {:?}",
+        stopping.elapsed()
+    );
+}
+
+/// A TLS handshake is held to the header-read timeout: a client that connects and sends
+/// nothing, or half a hello, is dropped.
+#[test]
+fn a_stalled_tls_handshake_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = mint_pki(&dir.path().join("pki"));
+    let d = serve_with(
+        dir.path(),
+        "0",
+        &[
+            "--header-read-timeout",
+            "1",
+            "--tls-cert",
+            pki.cert.to_str().unwrap(),
+            "--tls-key",
+            pki.key.to_str().unwrap(),
+        ],
+    );
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut half = TcpStream::connect(&addr).unwrap();
+    // The start of a handshake record, and nothing more.
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    for (mut s, what) in [
+        (half, "half a hello"),
+        (TcpStream::connect(&addr).unwrap(), "nothing"),
+    ] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let read = s.read_to_end(&mut buf);
+        assert!(
+            read.is_ok()
+                || !matches!(
+                    read.unwrap_err().kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            "{what}: still open after 10 s"
+        );
+    }
+}
+
+/// Bad `--tls-cert`/`--tls-key` files stop the daemon before it creates anything, with one
+/// line that names the file and the fault; one flag without the other is a usage error.
+#[test]
+fn bad_tls_files_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = mint_pki(&dir.path().join("pki"));
+    let other = mint_pki(&dir.path().join("other"));
+    let data = dir.path().join("kup-data");
+    let missing = dir.path().join("missing.pem");
+    let truncated = dir.path().join("truncated.pem");
+    let cert_text = std::fs::read_to_string(&pki.cert).unwrap();
+    std::fs::write(&truncated, &cert_text[..cert_text.len() / 2]).unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let cases: [(&Path, &Path, String); 7] = [
+        (
+            &missing,
+            &pki.key,
+            format!(
+                "cannot read TLS certificate {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            &pki.cert,
+            &missing,
+            format!(
+                "cannot read TLS key {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            &pki.key,
+            &pki.key,
+            format!(
+                "TLS certificate {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                pki.key.display()
+            ),
+        ),
+        (
+            &pki.cert,
+            &pki.cert,
+            format!(
+                "TLS key {} holds no unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                pki.cert.display()
+            ),
+        ),
+        (
+            &truncated,
+            &pki.key,
+            format!(
+                "TLS certificate {} is not valid PEM: a section has no END line",
+                truncated.display()
+            ),
+        ),
+        (
+            &garbage,
+            &pki.key,
+            format!(
+                "TLS certificate {}: it cannot be used (BadEncoding)",
+                garbage.display()
+            ),
+        ),
+        (
+            &pki.cert,
+            &other.key,
+            format!(
+                "TLS key {} does not match certificate {}",
+                other.key.display(),
+                pki.cert.display()
+            ),
+        ),
+    ];
+    for (cert, key, want) in cases {
+        let err = serve_refused(&[
+            os("--data-dir"),
+            data.as_os_str(),
+            os("--tls-cert"),
+            cert.as_os_str(),
+            os("--tls-key"),
+            key.as_os_str(),
+        ]);
+        assert_eq!(err, format!("Error: {want}\n"));
+        assert!(!data.exists(), "nothing was created");
+    }
+    for flag in ["--tls-cert", "--tls-key"] {
+        let out = Command::new(KUP)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg(flag)
+            .arg(&pki.cert)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} alone");
+        assert!(!data.exists(), "nothing was created");
     }
 }

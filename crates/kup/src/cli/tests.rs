@@ -443,6 +443,7 @@ fn an_explicit_token_wins_and_is_trimmed() {
     let opts = ClientOpts {
         url: DEFAULT_URL.into(),
         token: Some(" abc \n".into()),
+        ca_file: None,
         format: Format::Table,
         wait: false,
     };
