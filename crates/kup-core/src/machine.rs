@@ -865,29 +865,8 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
             }
             // Look before draining: a lock that would lose data or break a budget is refused
             // unless the operator says it knows (--force).
-            // Hosts whose lock is still running are going down too: judge them together.
             if !force {
-                let mut batch = locks_in_flight(ctx);
-                batch.retain(|h| *h != name.as_str());
-                batch.push(name);
-                let safety = crate::safety::analyze_batch(ctx.obs, pods(ctx), &batch);
-                if safety.verdict == crate::safety::Verdict::Unsafe {
-                    let reasons: Vec<String> = safety
-                        .findings
-                        .iter()
-                        .filter(|f| f.verdict == crate::safety::Verdict::Unsafe)
-                        .map(|f| format!("{}: {}", f.subject, f.reason))
-                        .collect();
-                    let with = batch[..batch.len() - 1]
-                        .iter()
-                        .map(|h| h.to_string())
-                        .collect();
-                    return Err(Refusal::LockUnsafe {
-                        host: name.clone(),
-                        with,
-                        reasons,
-                    });
-                }
+                lock_safety(ctx, name)?;
             }
             w.op(Operation::Lock {
                 host: name.clone(),
@@ -1049,6 +1028,28 @@ pub(crate) fn control_plane_peer_down(ctx: &Ctx<'_>, name: &str) -> Option<(Stri
             };
             Some((c.hostname.clone(), why))
         })
+}
+
+/// Whether `name` can be drained now: judged together with the hosts whose lock is still
+/// running (they are going down too), as the Eviction API would count their pods.
+pub(crate) fn lock_safety(ctx: &Ctx<'_>, name: &str) -> Result<(), Refusal> {
+    let mut batch = locks_in_flight(ctx);
+    batch.retain(|h| *h != name);
+    batch.push(name);
+    let safety = crate::safety::analyze_batch(ctx.obs, pods(ctx), &batch);
+    if safety.verdict != crate::safety::Verdict::Unsafe {
+        return Ok(());
+    }
+    let reasons = safety.unsafe_reasons();
+    let with = batch[..batch.len() - 1]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    Err(Refusal::LockUnsafe {
+        host: name.to_string(),
+        with,
+        reasons,
+    })
 }
 
 /// Hosts going down: those kup's operation records say it is locking (the record is written

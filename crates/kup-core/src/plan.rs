@@ -28,7 +28,7 @@ use kup_types::{
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, running_versions};
-use crate::safety::{Analyzer, BatchEval, Finding, HostSafety, Verdict};
+use crate::safety::{Analyzer, Finding, HostSafety, Verdict, grow_batch};
 
 /// Stage names, in order.
 pub const DOWNLOAD_IMAGES: &str = "download-images";
@@ -44,6 +44,10 @@ pub const COMPLETE: &str = "complete";
 /// candidates without it). This bounds the work per batch at `cap + MAX_UNSAFE_PROBES` full
 /// analyses, whatever the cluster, at the price of sometimes a smaller batch than possible.
 pub const MAX_UNSAFE_PROBES: usize = 8;
+
+/// A worker batch is grown from the next this-many workers per host of the cap (a window, so
+/// that growing a batch costs the same whatever the cluster's size).
+pub const WINDOW_PER_HOST: usize = 16;
 
 /// A batch's reason names at most this many causes of its size.
 const MAX_CAUSES: usize = 3;
@@ -77,12 +81,15 @@ pub struct Plan {
     pub hosts: Vec<HostSafety>,
     /// The predicted duration of the stages not done yet.
     pub total_seconds: u64,
-    /// The duration of the stages not done yet if the workers went in batches as large as
-    /// `--max-parallel-worker-hosts` allows, safety aside (`ceil(workers / cap)` batches); the
-    /// other stages are strictly sequential (controllers one at a time) in any schedule. No
-    /// schedule that respects the stage order and the cap can be shorter, so it is a lower
-    /// bound of every safe schedule; `total_seconds - lower_bound_seconds` is what safety
-    /// costs.
+    /// The duration of the stages not done yet in the fastest schedule the cap and the
+    /// budgets could allow: the workers in `ceil(workers / cap)` batches (more if the ingress
+    /// hosts need them: [`crate::safety::Analyzer::least_batches`]), each a kubelet and an
+    /// unlock, after drains in as many waves as the budgets need at least
+    /// ([`crate::safety::Analyzer::least_drain_waves`]; one wave a batch at least);
+    /// the other stages are strictly sequential (controllers one at a time) in any schedule.
+    /// No safe schedule that respects the stage order and the cap can be shorter (pods that
+    /// drains move onto workers not yet drained only add waves), so it is a lower bound;
+    /// `total_seconds - lower_bound_seconds` is what safety and kup's choices cost.
     pub lower_bound_seconds: u64,
     /// Why the upgrade cannot proceed at all (target unknown, no upgrade path, ...); empty when
     /// it can.
@@ -113,7 +120,7 @@ pub struct Stage {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
-    /// In host-id order.
+    /// In the order their drains start (waves first-fit; see `safety::grow_batch`).
     pub hosts: Vec<String>,
     /// Why the batch has this size (and, when it is unsafe, its worst finding).
     pub reason: String,
@@ -285,7 +292,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut pending_controllers: Vec<&HostInfo> =
         controllers.iter().copied().filter(|h| pending(h)).collect();
     pending_controllers.sort_by_key(|h| (h.active_controller, h.id));
-    let host_cycle = d(StepKind::Lock) + d(StepKind::Kubelet) + d(StepKind::Unlock);
     let controller_batches: Vec<Batch> = pending_controllers
         .iter()
         .map(|h| controller_batch(obs, &controllers, &safety, h, &d))
@@ -299,8 +305,18 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             &pending_workers,
             &safety,
             cap,
-            host_cycle,
+            (
+                d(StepKind::Lock),
+                d(StepKind::Kubelet) + d(StepKind::Unlock),
+            ),
         ))
+    };
+    // What any safe schedule of these workers needs at least (see `lower_bound_seconds`).
+    let mut workers_least = |hosts: &[&str]| {
+        let batches = analyzer.least_batches(hosts, cap);
+        let waves = analyzer.least_drain_waves(hosts).max(batches);
+        batches as u64 * (d(StepKind::Kubelet) + d(StepKind::Unlock))
+            + waves as u64 * d(StepKind::Lock)
     };
 
     // Each stage with what any schedule needs for it at least (the lower bound).
@@ -359,9 +375,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         (!hosts.is_empty()).then(|| Batch { hosts, ..b.clone() })
                     })
                     .collect();
-                let n: usize = batches.iter().map(|b| b.hosts.len()).sum();
                 let least = if name == WORKER_KUBELETS {
-                    n.div_ceil(cap) as u64 * host_cycle
+                    let hosts: Vec<&str> = batches
+                        .iter()
+                        .flat_map(|b| b.hosts.iter().map(String::as_str))
+                        .collect();
+                    workers_least(&hosts)
                 } else {
                     batches.iter().map(|b| b.seconds).sum()
                 };
@@ -491,7 +510,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 done: batches.is_empty(),
                 batches,
             },
-            pending_workers.len().div_ceil(cap) as u64 * host_cycle,
+            workers_least(
+                &pending_workers
+                    .iter()
+                    .map(|h| h.hostname.as_str())
+                    .collect::<Vec<_>>(),
+            ),
         );
     }
     push(
@@ -606,6 +630,11 @@ pub fn first_control_plane(obs: &Observation, to: KubeVersion) -> Option<&HostIn
 /// The worker batches, safe ones first (by their first host's id), then one batch per worker
 /// that is unsafe even alone.
 ///
+/// A batch's hosts stay out of service together (room for all their pods elsewhere) and are
+/// drained in waves, each drain once the budgets allow it beside the drains still running
+/// ([`BatchEval::drained_in_waves`]): a batch takes its waves of drains (`lock` each), then
+/// a kubelet and an unlock (`rest`).
+///
 /// Every batch is judged against the placement observed now. Draining a batch moves its pods
 /// onto hosts of later batches, so the plan is a forecast: whoever executes it must judge each
 /// batch again against the live cluster before locking it (the lock check does, counting the
@@ -615,8 +644,9 @@ fn worker_batches(
     pending: &[&HostInfo],
     safety: &HashMap<&str, &HostSafety>,
     cap: usize,
-    seconds: u64,
+    (lock, rest): (u64, u64),
 ) -> Vec<Batch> {
+    let seconds = lock + rest;
     let alone = |h: &HostInfo| safety.get(h.hostname.as_str()).copied();
     let verdict_alone = |h: &HostInfo| alone(h).map_or(Verdict::Unsafe, |s| s.verdict);
     let safe: Vec<&str> = pending
@@ -631,42 +661,29 @@ fn worker_batches(
             continue;
         }
         taken[i] = true;
-        let mut batch = vec![safe[i]];
-        let mut eval = BatchEval::new();
-        eval.add(analyzer, safe[i]);
-        let mut verdict = safety.get(safe[i]).map_or(Verdict::Ok, |s| s.verdict);
-        // Why the other workers could not join, with how many each.
-        let mut refused: BTreeMap<String, usize> = BTreeMap::new();
-        let mut failed_probes = 0;
-        for j in i + 1..safe.len() {
-            if batch.len() >= cap || failed_probes >= MAX_UNSAFE_PROBES {
-                break;
-            }
-            if taken[j] {
-                continue;
-            }
-            let cand = safe[j];
-            if let Some(why) = eval.surely_unsafe(analyzer, cand) {
-                *refused.entry(why).or_default() += 1;
-                continue;
-            }
-            // The grown batch, judged with the running sums of the hosts already in it.
-            eval.add(analyzer, cand);
-            let result = eval.evaluate(analyzer);
-            if result.verdict == Verdict::Unsafe {
-                eval.pop();
-                failed_probes += 1;
-                let why = result
-                    .findings
-                    .first()
-                    .map_or_else(|| "unsafe".to_string(), Finding::to_string);
-                *refused.entry(why).or_default() += 1;
-            } else {
-                batch.push(cand);
-                taken[j] = true;
-                verdict = result.verdict;
-            }
+        // The next untaken workers, as far as the window goes, may join.
+        let mut window: Vec<usize> = vec![i];
+        window.extend(
+            (i + 1..safe.len())
+                .filter(|&j| !taken[j])
+                .take(WINDOW_PER_HOST * cap),
+        );
+        let names: Vec<&str> = window.iter().map(|&j| safe[j]).collect();
+        let seed_verdict = safety.get(safe[i]).map_or(Verdict::Ok, |s| s.verdict);
+        let grown = grow_batch(analyzer, &names, seed_verdict, cap, MAX_UNSAFE_PROBES);
+        let batch: Vec<&str> = grown.taken.iter().map(|&k| names[k]).collect();
+        for &k in &grown.taken {
+            taken[window[k]] = true;
         }
+        let (verdict, refused, failed_probes) = (
+            grown.verdict,
+            grown.refused,
+            if grown.probes_exhausted {
+                MAX_UNSAFE_PROBES
+            } else {
+                0
+            },
+        );
         let reason = if batch.len() >= cap {
             format!("capped by --max-parallel-worker-hosts {cap}")
         } else if !refused.is_empty() {
@@ -693,11 +710,17 @@ fn worker_batches(
         } else {
             "the last workers".to_string()
         };
+        let waves = analyzer.drain_waves(&batch).len();
+        let reason = if waves > 1 {
+            format!("{reason}; drained in {waves} waves for their budgets")
+        } else {
+            reason
+        };
         out.push(Batch {
             hosts: batch.iter().map(|h| h.to_string()).collect(),
             reason,
             verdict,
-            seconds,
+            seconds: waves as u64 * lock + rest,
         });
     }
     for h in pending

@@ -495,12 +495,7 @@ fn next_worker_to_lock(ctx: &Ctx<'_>, candidates: &[&HostInfo]) -> Result<Option
         }
         eval.pop();
         first_unsafe.get_or_insert_with(|| {
-            let worst: Vec<String> = verdict
-                .findings
-                .iter()
-                .filter(|f| f.verdict == Verdict::Unsafe)
-                .map(|f| f.to_string())
-                .collect();
+            let worst = verdict.unsafe_reasons();
             format!(
                 "{} cannot go down safely to have its kubelet back: {}",
                 h.hostname,

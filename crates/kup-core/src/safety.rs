@@ -27,7 +27,7 @@ use kup_types::{
     AdminState, HostInfo, NodeInfo, Observation, PdbId, PdbInfo, Personality, PodId, PodInfo,
     VolumeKind, Workloads,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 /// Kismatic's free-disk threshold (1,000,000,000 bytes, rounded to the unit kup measures).
@@ -109,6 +109,17 @@ pub struct BatchSafety {
     pub findings: Vec<Finding>,
 }
 
+impl BatchSafety {
+    /// The unsafe findings, each as `subject: reason`.
+    pub fn unsafe_reasons(&self) -> Vec<String> {
+        self.findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Unsafe)
+            .map(Finding::to_string)
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     pub host: String,
@@ -177,6 +188,95 @@ impl<'a> Analyzer<'a> {
         eval.evaluate(self)
     }
 
+    /// The waves the drains of `hosts` take when each drain starts once the budgets allow it
+    /// beside the drains still running, hosts taken in order (a forecast: drains of equal
+    /// length, the first wave that admits a host takes it). Each wave as positions in `hosts`.
+    pub fn drain_waves(&mut self, hosts: &[&str]) -> Vec<Vec<usize>> {
+        let mut waves: Vec<(BatchEval, Vec<usize>)> = Vec::new();
+        for (i, &h) in hosts.iter().enumerate() {
+            match waves
+                .iter_mut()
+                .find(|(w, _)| w.surely_unsafe(self, h).is_none())
+            {
+                Some((w, members)) => {
+                    w.add(self, h);
+                    members.push(i);
+                }
+                None => {
+                    let mut w = BatchEval::new();
+                    w.add(self, h);
+                    waves.push((w, vec![i]));
+                }
+            }
+        }
+        waves.into_iter().map(|(_, members)| members).collect()
+    }
+
+    /// The fewest batches of at most `cap` any safe schedule of `hosts` needs: also, since a
+    /// batch never takes every ingress host in service, at most all but one of those a batch.
+    pub fn least_batches(&mut self, hosts: &[&str], cap: usize) -> usize {
+        let by_cap = hosts.len().div_ceil(cap.max(1));
+        let ingress_up = self.ix.roles.ingress;
+        let ingress = hosts
+            .iter()
+            .filter_map(|h| self.ix.obs.host_position(h))
+            .filter(|&h| is_ingress_up(&self.ix.hosts[h]))
+            .count();
+        if ingress_up >= 2 {
+            by_cap.max(ingress.div_ceil(ingress_up - 1))
+        } else {
+            by_cap
+        }
+    }
+
+    /// The fewest drain waves any schedule of `hosts` needs for the budgets, counted two ways
+    /// on the placement observed now (pods that drains move onto hosts not yet drained only
+    /// add waves, so both are lower bounds):
+    /// - every ready pod of a budget on them is disrupted at least once, by its host's drain,
+    ///   and a wave disrupts at most the budget's allowed disruptions;
+    /// - hosts whose drains conflict pairwise (together they would take more of some budget
+    ///   than it allows) need a wave each: the largest such set found greedily.
+    ///
+    /// A budget that allows none makes its hosts unsafe alone: not counted here.
+    pub fn least_drain_waves(&mut self, hosts: &[&str]) -> usize {
+        let positions: Vec<usize> = hosts
+            .iter()
+            .filter_map(|h| self.ix.obs.host_position(h))
+            .collect();
+        let wl = self.ix.wl;
+        let loads = self.loads();
+        let mut holders: FxHashMap<PdbId, Vec<(usize, u32)>> = FxHashMap::default();
+        for (k, &h) in positions.iter().enumerate() {
+            for &(b, n) in &loads[h].pdbs {
+                holders.entry(b).or_default().push((k, n));
+            }
+        }
+        let mut by_budget = 0;
+        let mut conflicts: Vec<FxHashSet<usize>> = vec![FxHashSet::default(); positions.len()];
+        for (&b, held) in &holders {
+            let allowed = allowed_disruptions(wl.budget(b));
+            if allowed == 0 {
+                continue;
+            }
+            let pods: u32 = held.iter().map(|&(_, n)| n).sum();
+            by_budget = by_budget.max(pods.div_ceil(allowed) as usize);
+            // Pairs only for budgets of a few hosts each: the bound stays valid without the
+            // others, and the cost stays linear in the pods.
+            if held.len() > MAX_PAIRS_PER_BUDGET {
+                continue;
+            }
+            for (i, &(a, na)) in held.iter().enumerate() {
+                for &(c, nc) in &held[i + 1..] {
+                    if na + nc > allowed {
+                        conflicts[a].insert(c);
+                        conflicts[c].insert(a);
+                    }
+                }
+            }
+        }
+        by_budget.max(greedy_clique(&conflicts))
+    }
+
     /// Every host on its own, sorted by host id.
     pub fn all(&mut self) -> Vec<HostSafety> {
         let mut order: Vec<usize> = (0..self.ix.hosts.len()).collect();
@@ -218,6 +318,8 @@ pub struct BatchEval {
     pod_findings: Vec<Finding>,
     /// Ingress hosts in service among the batch.
     ingress: usize,
+    /// Drained in waves ([`BatchEval::drained_in_waves`]), not all at once.
+    waves: bool,
 }
 
 /// What one host added to a [`BatchEval`].
@@ -231,8 +333,22 @@ struct Added {
 }
 
 impl BatchEval {
+    /// A batch whose hosts are drained all at once.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A batch whose hosts go out of service together but are drained in waves: each drain
+    /// starts once the budgets allow it beside the drains still running (the lock check
+    /// judges that, as the Eviction API would), so a budget's allowed disruptions and a
+    /// workload's last ready pods are judged host by host here, and what stays out of
+    /// service for the whole batch (room for every evicted pod, ingress, roles, Jobs) for
+    /// the batch.
+    pub fn drained_in_waves() -> Self {
+        Self {
+            waves: true,
+            ..Self::default()
+        }
     }
 
     /// Hosts in the batch, in the order added.
@@ -380,7 +496,11 @@ impl BatchEval {
             .pdbs
             .iter()
             .filter(|&&(b, n)| {
-                let hits = self.pdb_hits.get(&b).map_or(0, |p| p.0);
+                let hits = if self.waves {
+                    0
+                } else {
+                    self.pdb_hits.get(&b).map_or(0, |p| p.0)
+                };
                 hits + n > allowed_disruptions(wl.budget(b))
             })
             .min_by_key(|&&(b, _)| b);
@@ -397,7 +517,14 @@ impl BatchEval {
         let last = l
             .owners
             .iter()
-            .filter(|&&(o, n)| self.owners.get(&o).copied().unwrap_or(0) + n >= wl.owner(o).ready)
+            .filter(|&&(o, n)| {
+                let here = if self.waves {
+                    0
+                } else {
+                    self.owners.get(&o).copied().unwrap_or(0)
+                };
+                here + n >= wl.owner(o).ready
+            })
             .map(|&(o, _)| {
                 let o = wl.owner(o);
                 let name = format!("{} {}/{}", o.kind.to_lowercase(), o.namespace, o.name);
@@ -440,28 +567,6 @@ impl BatchEval {
         role_findings(ix, &batch, &mut out);
         out.extend(self.pod_findings.iter().cloned());
 
-        for (&owner, &ready_here) in &self.owners {
-            let o = wl.owner(owner);
-            if o.ready > ready_here {
-                continue;
-            }
-            let desired = wl
-                .workload(&o.namespace, &o.kind, &o.name)
-                .map(|w| format!(" of {} desired", w.replicas))
-                .unwrap_or_default();
-            let reason = if o.kind == "DaemonSet" {
-                format!("no ready pod would remain: all {ready_here} ready{desired} run on {scope}")
-            } else {
-                format!(
-                    "no ready replica would remain: all {ready_here} ready{desired} are on {scope}"
-                )
-            };
-            out.push(Finding::unsafe_(
-                format!("{} {}/{}", o.kind.to_lowercase(), o.namespace, o.name),
-                reason,
-            ));
-        }
-
         for (&owner, &n) in &self.jobs {
             let o = wl.owner(owner);
             out.push(Finding::unsafe_(
@@ -473,36 +578,21 @@ impl BatchEval {
             ));
         }
 
-        for (&b, &Pair(ready, unready)) in &self.pdb_hits {
-            let bud = Budget::of(wl.budget(b));
-            // The eviction API lets an unready pod go without budget only under AlwaysAllow, or
-            // under IfHealthyBudget while the budget is healthy; otherwise it needs a disruption.
-            let free_unready =
-                bud.always_allow() || (bud.desired > 0 && bud.healthy >= bud.desired);
-            let charged = if free_unready { 0 } else { unready };
-            let needed = ready + charged;
-            if needed <= bud.allowed {
-                continue;
+        if self.waves {
+            // Each drain on its own: only the host's own pods count.
+            for added in &self.undo {
+                let mut owners: FxHashMap<OwnerId, u32> = FxHashMap::default();
+                for &o in &added.owners {
+                    *owners.entry(o).or_default() += 1;
+                }
+                let mut pdb_hits: FxHashMap<PdbId, Pair> = FxHashMap::default();
+                for &(b, pair) in &added.pdbs {
+                    *pdb_hits.entry(b).or_default() += pair;
+                }
+                disruption_findings(wl, &owners, &pdb_hits, "this host", &mut out);
             }
-            let mut reason = format!(
-                "evicting {} exceeds the {} allowed disruption{} ({} healthy of {}, {})",
-                plural(needed, "pod"),
-                bud.allowed,
-                if bud.allowed == 1 { "" } else { "s" },
-                bud.healthy,
-                bud.total,
-                bud.rule()
-            );
-            if charged > 0 {
-                reason.push_str(&format!(
-                    "; {charged} unready: under IfHealthyBudget they are evicted only from a \
-                     healthy budget, so the drain would block"
-                ));
-            }
-            out.push(Finding::unsafe_(
-                format!("pdb {}/{}", bud.pdb.namespace, bud.pdb.name),
-                reason,
-            ));
+        } else {
+            disruption_findings(wl, &self.owners, &self.pdb_hits, scope, &mut out);
         }
 
         // Sorted, so that the placement can test membership by binary search.
@@ -543,6 +633,198 @@ impl BatchEval {
             findings: out,
         }
     }
+}
+
+/// What taking these pods down at once does to their workloads' last ready pods and to their
+/// budgets: `owners` counts the ready pods of each owner, `pdb_hits` the ready and unready
+/// pods of each budget.
+fn disruption_findings(
+    wl: &Workloads,
+    owners: &FxHashMap<OwnerId, u32>,
+    pdb_hits: &FxHashMap<PdbId, Pair>,
+    scope: &str,
+    out: &mut Vec<Finding>,
+) {
+    for (&owner, &ready_here) in owners {
+        let o = wl.owner(owner);
+        if o.ready > ready_here {
+            continue;
+        }
+        let desired = wl
+            .workload(&o.namespace, &o.kind, &o.name)
+            .map(|w| format!(" of {} desired", w.replicas))
+            .unwrap_or_default();
+        let reason = if o.kind == "DaemonSet" {
+            format!("no ready pod would remain: all {ready_here} ready{desired} run on {scope}")
+        } else {
+            format!("no ready replica would remain: all {ready_here} ready{desired} are on {scope}")
+        };
+        out.push(Finding::unsafe_(
+            format!("{} {}/{}", o.kind.to_lowercase(), o.namespace, o.name),
+            reason,
+        ));
+    }
+
+    for (&b, &Pair(ready, unready)) in pdb_hits {
+        let bud = Budget::of(wl.budget(b));
+        // The eviction API lets an unready pod go without budget only under AlwaysAllow, or
+        // under IfHealthyBudget while the budget is healthy; otherwise it needs a disruption.
+        let free_unready = bud.always_allow() || (bud.desired > 0 && bud.healthy >= bud.desired);
+        let charged = if free_unready { 0 } else { unready };
+        let needed = ready + charged;
+        if needed <= bud.allowed {
+            continue;
+        }
+        let mut reason = format!(
+            "evicting {} exceeds the {} allowed disruption{} ({} healthy of {}, {})",
+            plural(needed, "pod"),
+            bud.allowed,
+            if bud.allowed == 1 { "" } else { "s" },
+            bud.healthy,
+            bud.total,
+            bud.rule()
+        );
+        if charged > 0 {
+            reason.push_str(&format!(
+                "; {charged} unready: under IfHealthyBudget they are evicted only from a \
+                     healthy budget, so the drain would block"
+            ));
+        }
+        out.push(Finding::unsafe_(
+            format!("pdb {}/{}", bud.pdb.namespace, bud.pdb.name),
+            reason,
+        ));
+    }
+}
+
+/// A worker batch grown by [`grow_batch`].
+#[derive(Clone, Debug)]
+pub struct Grown {
+    /// Positions in the candidates, in the order taken (the seed first).
+    pub taken: Vec<usize>,
+    /// The verdict of the batch as taken.
+    pub verdict: Verdict,
+    /// Why candidates could not join, with how many each.
+    pub refused: std::collections::BTreeMap<String, usize>,
+    /// The full analysis refused `max_probes` candidates: the others were not tried.
+    pub probes_exhausted: bool,
+}
+
+/// Grows a batch drained in waves ([`BatchEval::drained_in_waves`]) from `candidates[0]`
+/// (judged safe alone by the caller: `seed_verdict`) with the candidates that follow, up to
+/// `cap` hosts. In passes: each pass takes the candidates whose drain fits beside one of the
+/// batch's waves so far and opens at most one new wave, so that the batch needs as few waves
+/// of drains as this greedy choice finds (a wave costs a drain's time; a host more in the
+/// batch saves a whole kubelet and unlock later). A candidate the batch refuses (budgets
+/// alone, room for the evicted pods, roles) stays refused: the batch only grows. The full
+/// analysis stops after `max_probes` refusals.
+pub fn grow_batch(
+    an: &mut Analyzer<'_>,
+    candidates: &[&str],
+    seed_verdict: Verdict,
+    cap: usize,
+    max_probes: usize,
+) -> Grown {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Open,
+        Taken,
+        Refused,
+    }
+    let mut out = Grown {
+        taken: Vec::new(),
+        verdict: seed_verdict,
+        refused: std::collections::BTreeMap::new(),
+        probes_exhausted: false,
+    };
+    let Some(&seed) = candidates.first() else {
+        return out;
+    };
+    let mut batch = BatchEval::drained_in_waves();
+    batch.add(an, seed);
+    let mut first = BatchEval::new();
+    first.add(an, seed);
+    let mut waves = vec![first];
+    let mut state = vec![State::Open; candidates.len()];
+    state[0] = State::Taken;
+    out.taken.push(0);
+    let mut failed = 0;
+    'passes: loop {
+        let mut opened = false;
+        let mut grew = false;
+        for (j, &cand) in candidates.iter().enumerate().skip(1) {
+            if out.taken.len() >= cap.max(1) || failed >= max_probes {
+                out.probes_exhausted = failed >= max_probes;
+                break 'passes;
+            }
+            if state[j] != State::Open {
+                continue;
+            }
+            let fit = waves
+                .iter()
+                .position(|w| w.surely_unsafe(an, cand).is_none());
+            if fit.is_none() && opened {
+                continue; // A wave more only in the next pass.
+            }
+            if let Some(why) = batch.surely_unsafe(an, cand) {
+                *out.refused.entry(why).or_default() += 1;
+                state[j] = State::Refused;
+                continue;
+            }
+            batch.add(an, cand);
+            let result = batch.evaluate(an);
+            if result.verdict == Verdict::Unsafe {
+                batch.pop();
+                failed += 1;
+                let why = result
+                    .findings
+                    .first()
+                    .map_or_else(|| "unsafe".to_string(), Finding::to_string);
+                *out.refused.entry(why).or_default() += 1;
+                state[j] = State::Refused;
+                continue;
+            }
+            out.verdict = result.verdict;
+            state[j] = State::Taken;
+            out.taken.push(j);
+            grew = true;
+            match fit {
+                Some(k) => waves[k].add(an, cand),
+                None => {
+                    opened = true;
+                    let mut w = BatchEval::new();
+                    w.add(an, cand);
+                    waves.push(w);
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    out
+}
+
+/// Budgets held by more hosts than this add to [`Analyzer::least_drain_waves`]'s count of
+/// pods, not to its pairs.
+const MAX_PAIRS_PER_BUDGET: usize = 64;
+
+/// A large set of pairwise adjacent vertices: grown greedily from each of the best connected
+/// few, the most connected candidates first.
+fn greedy_clique(adj: &[FxHashSet<usize>]) -> usize {
+    let mut order: Vec<usize> = (0..adj.len()).collect();
+    order.sort_by_key(|&v| (Reverse(adj[v].len()), v));
+    let mut best = usize::from(!adj.is_empty());
+    for &seed in order.iter().take(8) {
+        let mut clique = vec![seed];
+        for &v in &order {
+            if v != seed && clique.iter().all(|c| adj[v].contains(c)) {
+                clique.push(v);
+            }
+        }
+        best = best.max(clique.len());
+    }
+    best
 }
 
 /// Whether a host can take the upgrade: enough free disk, unlocked/enabled/available with no

@@ -1070,6 +1070,37 @@ fn host_cycle(
                 Some(format!("{}/{name}", StepKind::Swact)),
             );
         }
+        // A worker of an online batch is drained in its wave: when its drain, beside the
+        // drains still running, keeps every budget (the lock's own check, which would refuse
+        // it now). Unsafe alone, it waits for the batch's other hosts to come back (their
+        // drains may have moved pods onto it, which can go back to them); then the lock
+        // decides.
+        if !controller
+            && s.mode == UpgradeMode::Online
+            && let Err(Refusal::LockUnsafe { with, reasons, .. }) =
+                crate::machine::lock_safety(ctx, &name)
+        {
+            let why = reasons.first().map_or("unsafe", String::as_str);
+            let out = batch_peers_out(ctx, s, &name);
+            if !with.is_empty() {
+                return Next::Wait {
+                    at: at(STEP_LOCK),
+                    why: format!(
+                        "the drain of {name} waits for that of {}: {why}",
+                        with.join(", ")
+                    ),
+                };
+            }
+            if !out.is_empty() {
+                return Next::Wait {
+                    at: at(STEP_LOCK),
+                    why: format!(
+                        "the drain of {name} waits for {} to return to service: {why}",
+                        out.join(", ")
+                    ),
+                };
+            }
+        }
         return run(
             Command::Lock {
                 host: name.clone(),
@@ -1091,6 +1122,23 @@ fn host_cycle(
         at(STEP_UNLOCK),
         Some(format!("{}/{name}", StepKind::Unlock)),
     )
+}
+
+/// The other hosts of the strategy's batch that are out of service or busy.
+fn batch_peers_out<'a>(ctx: &Ctx<'_>, s: &'a StrategyRecord, name: &str) -> Vec<&'a str> {
+    s.batch
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|&p| p != name)
+        .filter(|&p| {
+            in_flight(ctx, p).is_some()
+                || ctx
+                    .obs
+                    .host(p)
+                    .is_some_and(|h| h.administrative == AdminState::Locked)
+        })
+        .collect()
 }
 
 /// aio-simplex: the host cordoned by hand is uncordoned before complete.
@@ -1208,50 +1256,66 @@ fn choose_batch(ctx: &Ctx<'_>, s: &StrategyRecord, to: KubeVersion) -> Next {
         }
     };
     let online = s.mode == UpgradeMode::Online;
-    let mut batch: Vec<String> = Vec::new();
     let cap = s.max_parallel_worker_hosts.max(1) as usize;
     let workloads = ctx.workloads.filter(|_| online);
     let mut analyzer = workloads.map(|wl| Analyzer::new(ctx.obs, wl));
-    let mut eval = BatchEval::new();
-    let mut failed_probes = 0;
-    for h in candidates {
-        if batch.len() >= cap || failed_probes >= plan::MAX_UNSAFE_PROBES {
+    // The batch's first host: the first ready worker that is safe alone (offline: ready). The
+    // ones before it are left out (or stop the strategy).
+    let mut ready = candidates.into_iter().map(|h| {
+        let problems = ready_problems(ctx, h, to);
+        if problems.is_empty() {
+            Ok(h)
+        } else {
+            // Readiness never changes by waiting for the batch: judged for each host.
+            Err((h, format!("not ready: {}", problems.join("; "))))
+        }
+    });
+    let mut seed = None;
+    for r in ready.by_ref() {
+        let h = match r {
+            Ok(h) => h,
+            Err((h, why)) => {
+                if let Some(fail) = leave(h, why) {
+                    return fail;
+                }
+                continue;
+            }
+        };
+        let Some(an) = analyzer.as_mut() else {
+            seed = Some((h, Verdict::Ok));
+            break;
+        };
+        let mut alone = BatchEval::drained_in_waves();
+        alone.add(an, &h.hostname);
+        let verdict = alone.evaluate(an);
+        if verdict.verdict != Verdict::Unsafe {
+            seed = Some((h, verdict.verdict));
             break;
         }
-        let problems = ready_problems(ctx, h, to);
-        if !problems.is_empty() {
-            // Readiness never changes by waiting for the batch: judged for each host.
-            if let Some(fail) = leave(h, format!("not ready: {}", problems.join("; "))) {
-                return fail;
+        // Unsafe even alone: it can only be left out (or stop the strategy).
+        let worst = verdict.unsafe_reasons();
+        if let Some(fail) = leave(h, format!("unsafe: {}", worst.join("; "))) {
+            return fail;
+        }
+    }
+    let mut batch: Vec<String> = Vec::new();
+    if let Some((first, verdict)) = seed {
+        // The ready workers that follow, as far as the window goes, may join; those not ready
+        // are judged when their turn comes.
+        let mut names: Vec<&str> = vec![first.hostname.as_str()];
+        names.extend(
+            ready
+                .filter_map(Result::ok)
+                .take(plan::WINDOW_PER_HOST * cap)
+                .map(|h| h.hostname.as_str()),
+        );
+        match analyzer.as_mut() {
+            Some(an) => {
+                let grown =
+                    crate::safety::grow_batch(an, &names, verdict, cap, plan::MAX_UNSAFE_PROBES);
+                batch = grown.taken.iter().map(|&k| names[k].to_string()).collect();
             }
-            continue;
-        }
-        let Some(an) = analyzer.as_mut() else {
-            batch.push(h.hostname.clone());
-            continue;
-        };
-        if eval.surely_unsafe(an, &h.hostname).is_some() && !batch.is_empty() {
-            continue;
-        }
-        eval.add(an, &h.hostname);
-        let verdict = eval.evaluate(an);
-        if verdict.verdict != Verdict::Unsafe {
-            batch.push(h.hostname.clone());
-            continue;
-        }
-        eval.pop();
-        failed_probes += usize::from(!batch.is_empty());
-        if batch.is_empty() {
-            // Unsafe even alone: it can only be left out (or stop the strategy).
-            let worst: Vec<String> = verdict
-                .findings
-                .iter()
-                .filter(|f| f.verdict == Verdict::Unsafe)
-                .map(|f| f.to_string())
-                .collect();
-            if let Some(fail) = leave(h, format!("unsafe: {}", worst.join("; "))) {
-                return fail;
-            }
+            None => batch = names.iter().take(cap).map(|h| h.to_string()).collect(),
         }
     }
     if batch.is_empty() {

@@ -245,8 +245,9 @@ fn standard_stage_order_and_duration_arithmetic() {
             .all(|b| b.hosts.iter().all(|h| !h.starts_with("storage")))
     );
     assert_eq!(p.total_seconds, 1 + 10 + 100 + 10 + 1_222_000 + 222_000);
-    // With the cap of 2 and no safety, both workers could go in one batch.
-    assert_eq!(p.lower_bound_seconds, p.total_seconds - 111_000);
+    // Both workers are the only ingress hosts: two batches in any safe schedule, whatever the
+    // cap of 2 allows.
+    assert_eq!(p.lower_bound_seconds, p.total_seconds);
     // Missing durations count as 0.
     let only_kubelet = BTreeMap::from([(StepKind::Kubelet, 7)]);
     let p = plan_for(
@@ -319,11 +320,16 @@ fn worker_batches_respect_the_cap_and_cover_every_worker_once() {
         }
         assert_eq!(seen.len(), 50, "cap {cap}");
         assert!(p.lower_bound_seconds <= p.total_seconds);
-        let cycle = 45 + 300 + 480;
+        for b in &wk.batches {
+            // Its drains in waves (at least one, at most one per host), then kubelet + unlock.
+            let waves = (b.seconds - 300 - 480) / 45;
+            assert_eq!(b.seconds, waves * 45 + 300 + 480, "{b:?}");
+            assert!((1..=b.hosts.len() as u64).contains(&waves), "{b:?}");
+        }
         assert_eq!(
             wk.seconds,
-            wk.batches.len() as u64 * cycle,
-            "every worker batch costs lock + kubelet + unlock"
+            wk.batches.iter().map(|b| b.seconds).sum::<u64>(),
+            "cap {cap}"
         );
         if cap == 1 {
             assert_eq!(p.lower_bound_seconds, p.total_seconds);
@@ -1007,11 +1013,11 @@ fn placeable(o: &Listing, batch: &BTreeSet<&str>) -> bool {
 }
 
 #[test]
-fn property_batches_keep_budgets_and_place_every_pod() {
+fn property_batches_drain_in_waves_that_keep_budgets_and_place_every_pod() {
     let mut rng = Rng(0x6b75_7020_706c_616e);
     let catalog = Catalog::new([meta(FROM, &[]), meta("v1.16.2", &[FROM])]);
     let durations = decimal_durations();
-    let (mut checked, mut multi, mut unsafe_alone) = (0, 0, 0);
+    let (mut checked, mut multi, mut unsafe_alone, mut waved) = (0, 0, 0, 0);
     for case in 0..300 {
         let o = random_cluster(&mut rng);
         let cap = rng.range(1, 4);
@@ -1065,13 +1071,29 @@ fn property_batches_keep_budgets_and_place_every_pod() {
                 unsafe_alone += 1;
                 continue;
             }
-            let broken = pdb_violations(&o, &batch);
-            assert!(
-                broken.is_empty(),
-                "case {case}: batch {:?} ({}) breaks {broken:?}\n{o:#?}",
-                b.hosts,
-                b.verdict
+            // Drained in waves: each wave keeps every budget (each host alone, at least).
+            let wl = o.index();
+            let mut an = kup_core::safety::Analyzer::new(&o, &wl);
+            let hosts: Vec<&str> = b.hosts.iter().map(String::as_str).collect();
+            let waves = an.drain_waves(&hosts);
+            for wave in &waves {
+                let together: BTreeSet<&str> = wave.iter().map(|&i| hosts[i]).collect();
+                let broken = pdb_violations(&o, &together);
+                assert!(
+                    broken.is_empty(),
+                    "case {case}: wave {together:?} of batch {:?} ({}) breaks {broken:?}\n{o:#?}",
+                    b.hosts,
+                    b.verdict
+                );
+            }
+            assert_eq!(
+                b.seconds,
+                waves.len() as u64 * durations[&StepKind::Lock]
+                    + durations[&StepKind::Kubelet]
+                    + durations[&StepKind::Unlock],
+                "case {case}: a batch takes its waves of drains, a kubelet and an unlock"
             );
+            waved += usize::from(waves.len() > 1);
             assert!(
                 placeable(&o, &batch),
                 "case {case}: batch {:?} ({}): an evicted pod fits nowhere\n{o:#?}",
@@ -1082,7 +1104,11 @@ fn property_batches_keep_budgets_and_place_every_pod() {
             multi += usize::from(b.hosts.len() > 1);
         }
     }
-    eprintln!("checked {checked} safe batches ({multi} of several hosts), {unsafe_alone} unsafe");
+    eprintln!(
+        "checked {checked} safe batches ({multi} of several hosts, {waved} drained in several \
+         waves), {unsafe_alone} unsafe"
+    );
+    assert!(waved >= 10, "too few batches drained in waves: {waved}");
     assert!(
         multi >= 100,
         "too few multi-host batches to mean much: {multi}"

@@ -9,9 +9,10 @@
 //! - `engine`: a whole upgrade at time scale 0 (every step instant), driven through the engine
 //!   with the plan's worker batches, with the durable SQLite store and with an in-memory one;
 //!   its commits next to one fsync'd SQLite commit measured in the same run.
-//! - `load`: an open-loop load of 200 requests per second for 20 seconds on
-//!   `GET /v1/kube_host_upgrades` at 5,000 hosts, from this process to the daemon's: latency
-//!   percentiles.
+//! - `load`: one request alone, an open-loop load of 200 requests per second for 20 seconds,
+//!   and saturation (16 clients back to back), on `GET /v1/kube_host_upgrades` and
+//!   `GET /v1/ihosts` at 5,000 hosts, from this process to the daemon's: latency percentiles,
+//!   answers per second, and the daemon's memory.
 //!
 //! `cargo bench -p kup --bench scale -- [scale] [engine] [load] [--workers 50,500,...]`; with
 //! no mode, all three. Without `--bench` (as `cargo test` runs it) only a small smoke run.
@@ -563,7 +564,10 @@ async fn whole_upgrade(engine: &Engine) -> u64 {
 
 async fn load(workers: u32, secs: u64) {
     println!(
-        "\n## load: 200 requests per second for {secs} s on GET /v1/kube_host_upgrades, {workers} workers\n"
+        "\n## load: GET /v1/kube_host_upgrades and GET /v1/ihosts, {workers} workers: one request \
+         alone (median of 21), 200 requests per second for {secs} s (open loop), and saturation \
+         ({SATURATION_CLIENTS} clients back to back for {} s)\n",
+        secs / 2
     );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = dir.path().join("cluster.yaml");
@@ -573,26 +577,60 @@ async fn load(workers: u32, secs: u64) {
         .pool_max_idle_per_host(256)
         .build()
         .expect("a client");
+    println!("| path | load | requests | failed | answers/s | p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for path in ["/v1/kube_host_upgrades", "/v1/ihosts"] {
+        let mut alone = Vec::new();
+        for _ in 0..21 {
+            alone.push(get(&client, &d, path).await.0);
+        }
+        row(path, "one alone", alone, 0, None);
+        let (times, failed, took) = open_loop(&client, &d, path, secs).await;
+        row(path, "200/s", times, failed, Some(took));
+        let (times, failed, took) = saturate(&client, &d, path, secs / 2).await;
+        row(path, "saturation", times, failed, Some(took));
+    }
+    let (rss, hwm) = d.memory();
+    println!("\nThe daemon's memory after the load: {rss} MB resident, peak {hwm} MB.");
+}
+
+/// Clients sending requests back to back, for the saturation figures.
+const SATURATION_CLIENTS: usize = 16;
+
+fn row(path: &str, load: &str, mut times: Vec<Duration>, failed: usize, took: Option<Duration>) {
+    times.sort();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    let rate = took.map_or_else(String::new, |t| {
+        format!("{:.0}", times.len() as f64 / t.as_secs_f64())
+    });
+    println!(
+        "| {path} | {load} | {} | {failed} | {rate} | {} | {} | {} | {} |",
+        times.len(),
+        ms(pct(0.5)),
+        ms(pct(0.9)),
+        ms(pct(0.99)),
+        ms(*times.last().expect("requests")),
+    );
+}
+
+/// 200 requests per second: each sent on time, whether or not earlier ones have answered,
+/// and timed from when it was due.
+async fn open_loop(
+    client: &reqwest::Client,
+    d: &Arc<Daemon>,
+    path: &'static str,
+    secs: u64,
+) -> (Vec<Duration>, usize, Duration) {
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::new();
     let begun = Instant::now();
     while begun.elapsed() < Duration::from_secs(secs) {
         tick.tick().await;
-        // Open loop: each request is sent on time, whether or not earlier ones have answered,
-        // and timed from when it was due.
         let due = Instant::now();
-        let (client, d) = (client.clone(), Arc::clone(&d));
+        let (client, d) = (client.clone(), Arc::clone(d));
         tasks.push(tokio::spawn(async move {
-            let res = client
-                .get(format!("{}/v1/kube_host_upgrades", d.url))
-                .header("X-Auth-Token", &d.token)
-                .send()
-                .await;
-            let ok = match res {
-                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                _ => false,
-            };
+            let ok = try_get(&client, &d, path).await;
             (due.elapsed(), ok)
         }));
     }
@@ -603,16 +641,50 @@ async fn load(workers: u32, secs: u64) {
         times.push(took);
         failed += usize::from(!ok);
     }
-    times.sort();
-    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
-    println!("| requests | failed | p50 | p90 | p99 | max |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {} | {failed} | {} | {} | {} | {} |",
-        times.len(),
-        ms(pct(0.5)),
-        ms(pct(0.9)),
-        ms(pct(0.99)),
-        ms(*times.last().expect("requests")),
-    );
+    (times, failed, begun.elapsed())
+}
+
+/// [`SATURATION_CLIENTS`] clients, each sending its next request as soon as the last answered.
+async fn saturate(
+    client: &reqwest::Client,
+    d: &Arc<Daemon>,
+    path: &'static str,
+    secs: u64,
+) -> (Vec<Duration>, usize, Duration) {
+    let begun = Instant::now();
+    let until = begun + Duration::from_secs(secs.max(1));
+    let mut tasks = Vec::new();
+    for _ in 0..SATURATION_CLIENTS {
+        let (client, d) = (client.clone(), Arc::clone(d));
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = 0;
+            while Instant::now() < until {
+                let start = Instant::now();
+                failed += usize::from(!try_get(&client, &d, path).await);
+                times.push(start.elapsed());
+            }
+            (times, failed)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (mut t, f) = t.await.expect("a client task");
+        times.append(&mut t);
+        failed += f;
+    }
+    (times, failed, begun.elapsed())
+}
+
+async fn try_get(client: &reqwest::Client, d: &Daemon, path: &str) -> bool {
+    let res = client
+        .get(format!("{}{path}", d.url))
+        .header("X-Auth-Token", &d.token)
+        .send()
+        .await;
+    match res {
+        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+        _ => false,
+    }
 }
