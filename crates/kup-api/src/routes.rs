@@ -230,15 +230,20 @@ pub async fn kube_upgrade_delete(State(e): State<AppState>) -> ApiResult<StatusC
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A JSON body encoded beforehand (the host lists, encoded once per state of the cluster).
+pub struct JsonBytes(Bytes);
+
+impl IntoResponse for JsonBytes {
+    fn into_response(self) -> axum::response::Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
 #[utoipa::path(get, path = "/v1/kube_host_upgrades", tag = "kube_host_upgrades",
     responses((status = 200, description = "Every host's upgrade row", body = KubeHostUpgradeList),
               (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
-pub async fn kube_host_upgrades_list(
-    State(e): State<AppState>,
-) -> ApiResult<Json<KubeHostUpgradeList>> {
-    Ok(Json(KubeHostUpgradeList {
-        kube_host_upgrades: e.kube_host_upgrades().await?,
-    }))
+pub async fn kube_host_upgrades_list(State(e): State<AppState>) -> ApiResult<JsonBytes> {
+    Ok(JsonBytes(e.kube_host_upgrades_json().await?))
 }
 
 #[utoipa::path(get, path = "/v1/kube_host_upgrades/{id}", tag = "kube_host_upgrades",
@@ -294,10 +299,8 @@ pub async fn kube_host_upgrades_patch(
 #[utoipa::path(get, path = "/v1/ihosts", tag = "ihosts",
     responses((status = 200, description = "Every host", body = IHostList),
               (status = 503, description = UNAVAILABLE, body = ErrorBody)))]
-pub async fn ihosts_list(State(e): State<AppState>) -> ApiResult<Json<IHostList>> {
-    Ok(Json(IHostList {
-        ihosts: e.ihosts().await?,
-    }))
+pub async fn ihosts_list(State(e): State<AppState>) -> ApiResult<JsonBytes> {
+    Ok(JsonBytes(e.ihosts_json().await?))
 }
 
 #[utoipa::path(get, path = "/v1/ihosts/{host}", tag = "ihosts",

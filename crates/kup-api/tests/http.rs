@@ -1896,3 +1896,82 @@ async fn a_strategy_is_created_from_a_vim_style_body() {
     assert_eq!(r.status, 400);
     assert!(r.reason().contains("not supported"), "{}", r.reason());
 }
+
+/// The host lists are encoded once per state of the cluster: repeated reads answer the same
+/// bytes, and any change, to the store (an upgrade started) or to the cluster (a host locked
+/// by kup or changed underneath it), shows in the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_lists_follow_every_change() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let read = |path: &'static str| {
+        let base = base.clone();
+        async move {
+            let reply = send(&base, Some(READER), Method::GET, path, None).await;
+            assert_eq!(reply.status, 200, "{path}: {:?}", reply.body);
+            assert_eq!(reply.content_type, "application/json", "{path}");
+            reply.body
+        }
+    };
+    let admin_of = |body: &Value, host: &str| {
+        body["ihosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["hostname"] == host)
+            .map(|x| x["administrative"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let first = read("/v1/ihosts").await;
+    assert_eq!(
+        read("/v1/ihosts").await,
+        first,
+        "the same state, the same body"
+    );
+    assert_eq!(admin_of(&first, "worker-0"), "unlocked");
+
+    // A change kup makes (the lock ends in the cluster and in the store).
+    h.ok(Command::Lock {
+        host: "worker-0".into(),
+        force: false,
+    })
+    .await;
+    h.engine.wait_idle().await;
+    assert_eq!(admin_of(&read("/v1/ihosts").await, "worker-0"), "locked");
+
+    // A change underneath kup: the cluster's own view changes.
+    h.sim.mutate(|m| {
+        m.host_mut("worker-1").unwrap().administrative = kup_types::AdminState::Locked;
+    });
+    assert_eq!(admin_of(&read("/v1/ihosts").await, "worker-1"), "locked");
+
+    // A change to the store alone: the start rewrites every host's upgrade row.
+    let before = read("/v1/kube_host_upgrades").await;
+    assert_eq!(read("/v1/kube_host_upgrades").await, before);
+    h.sim.mutate(|m| {
+        m.host_mut("worker-1").unwrap().administrative = kup_types::AdminState::Unlocked;
+    });
+    h.ok(Command::Unlock {
+        host: "worker-0".into(),
+        force: false,
+    })
+    .await;
+    h.engine.wait_idle().await;
+    let unlocked = read("/v1/kube_host_upgrades").await;
+    h.ok(Command::Start {
+        to_version: "v1.16.2".into(),
+        force: true,
+        alarm_ignore: vec![],
+    })
+    .await;
+    let started = read("/v1/kube_host_upgrades").await;
+    let stamps = |body: &Value| {
+        body["kube_host_upgrades"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["updated_at"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(stamps(&started), stamps(&unlocked), "{started}");
+}

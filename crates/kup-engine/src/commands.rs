@@ -97,9 +97,14 @@ impl Inner {
 
     /// Commits a batch and, once it is durable, applies it to the cached snapshot (in place,
     /// unless a reader still holds the previous one).
-    pub(crate) async fn commit(&self, batch: WriteBatch) -> Result<(), EngineError> {
+    pub(crate) async fn commit(&self, mut batch: WriteBatch) -> Result<(), EngineError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        // The strategy's record grows with its batches: the store writes only what changed
+        // since the record it holds (the cached snapshot is what was committed).
+        if let Some(w) = batch.strategy.take() {
+            batch.strategy = Some(w.against(self.snapshot().strategy.as_deref()));
         }
         let events = self.store.commit(batch.clone()).await?;
         {

@@ -106,6 +106,8 @@ struct Inner {
     /// applies; the store says whether it should run).
     runner_active: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// The encoded bodies of the host lists, while what they were made from is current.
+    encoded: queries::EncodedReads,
 }
 
 /// Dropping the engine stops its tasks, as a crash would; the store and cluster stay.
@@ -142,6 +144,7 @@ impl Engine {
             last_event: watch::channel(store.last_event_seq().await?).0,
             runner_active: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            encoded: queries::EncodedReads::default(),
         });
         {
             let _guard = inner.commands.lock().await;

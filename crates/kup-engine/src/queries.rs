@@ -1,18 +1,83 @@
 //! What the API reads: built from the cached snapshot of the store and the driver's shared
 //! views, never copying the cluster, never reading a pod unless the answer needs pods.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
 
 use kup_core::{HealthReport, Refusal};
 use kup_types::{
-    Alarm, Event, HostInfo, IHost, KubeHostUpgradeView, KubeUpgradeView, KubeVersion,
-    KubeVersionDetail, KubeVersionSummary, Observation, Snapshot, Workloads,
+    Alarm, Event, HostInfo, IHost, IHostList, KubeHostUpgradeList, KubeHostUpgradeView,
+    KubeUpgradeView, KubeVersion, KubeVersionDetail, KubeVersionSummary, Observation, Snapshot,
+    Workloads,
 };
 
 use crate::commands::find_host;
 use crate::{Engine, EngineError};
 
+/// The encoded bodies of the host lists, each kept with the snapshot and the hosts' view it
+/// was made from. Both are replaced, never changed in place, while something holds them, so
+/// a body is current exactly while both are the ones current: readers polling 5,000 hosts
+/// then cost a pointer's copy, not an encoding each.
+#[derive(Default)]
+pub(crate) struct EncodedReads {
+    ihosts: Mutex<Option<Encoded>>,
+    host_upgrades: Mutex<Option<Encoded>>,
+}
+
+struct Encoded {
+    snap: Arc<Snapshot>,
+    obs: Arc<Observation>,
+    body: Bytes,
+}
+
+/// The body in `slot` if it was made from `snap` and `obs`, else `make`'s, kept there.
+fn encoded<T: serde::Serialize>(
+    slot: &Mutex<Option<Encoded>>,
+    snap: Arc<Snapshot>,
+    obs: Arc<Observation>,
+    make: impl FnOnce(&Snapshot, &Observation) -> T,
+) -> Result<Bytes, EngineError> {
+    if let Some(e) = &*slot.lock().unwrap_or_else(PoisonError::into_inner)
+        && Arc::ptr_eq(&e.snap, &snap)
+        && Arc::ptr_eq(&e.obs, &obs)
+    {
+        return Ok(e.body.clone());
+    }
+    let body = Bytes::from(
+        serde_json::to_vec(&make(&snap, &obs))
+            .map_err(|_| Refusal::Internal("a host list could not be encoded"))?,
+    );
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Encoded {
+        snap,
+        obs,
+        body: body.clone(),
+    });
+    Ok(body)
+}
+
 impl Engine {
+    /// `GET /v1/ihosts`'s body (`IHostList` as JSON), encoded once per state of the cluster.
+    pub async fn ihosts_json(&self) -> Result<Bytes, EngineError> {
+        let (snap, obs) = self.read().await?;
+        encoded(&self.inner.encoded.ihosts, snap, obs, |snap, obs| {
+            IHostList {
+                ihosts: ihosts_of(snap, obs),
+            }
+        })
+    }
+
+    /// `GET /v1/kube_host_upgrades`'s body (`KubeHostUpgradeList` as JSON), encoded once per
+    /// state of the cluster.
+    pub async fn kube_host_upgrades_json(&self) -> Result<Bytes, EngineError> {
+        let (snap, obs) = self.read().await?;
+        encoded(&self.inner.encoded.host_upgrades, snap, obs, |snap, obs| {
+            KubeHostUpgradeList {
+                kube_host_upgrades: kup_core::views::host_upgrades(snap, obs),
+            }
+        })
+    }
+
     /// The cluster's hosts' view, as the driver shares it.
     pub async fn observe(&self) -> Result<Arc<Observation>, EngineError> {
         Ok(self.inner.driver.observe().await?)
@@ -70,11 +135,7 @@ impl Engine {
     /// Hosts as the sysinv API shows them.
     pub async fn ihosts(&self) -> Result<Vec<IHost>, EngineError> {
         let (snap, obs) = self.read().await?;
-        Ok(obs
-            .hosts
-            .iter()
-            .map(|h| kup_core::views::ihost(h, snap.host(&h.hostname)))
-            .collect())
+        Ok(ihosts_of(&snap, &obs))
     }
 
     /// One host by name, numeric id or uuid, as the sysinv API shows it.
@@ -159,4 +220,11 @@ impl Engine {
     pub async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, EngineError> {
         Ok(self.inner.store.events(after_seq, limit).await?)
     }
+}
+
+fn ihosts_of(snap: &Snapshot, obs: &Observation) -> Vec<IHost> {
+    obs.hosts
+        .iter()
+        .map(|h| kup_core::views::ihost(h, snap.host(&h.hostname)))
+        .collect()
 }

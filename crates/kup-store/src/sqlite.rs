@@ -226,16 +226,35 @@ impl Store for SqliteStore {
         .iter()
         .map(operation_from_row)
         .collect::<Result<_, StoreError>>()?;
-        let strategy = sqlx::query("SELECT record FROM strategy")
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| {
-                let text: String = row.try_get("record")?;
-                serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Corrupt(format!("strategy.record does not parse: {e}"))
+        let mut strategy: Option<kup_types::StrategyRecord> =
+            sqlx::query("SELECT record FROM strategy")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| {
+                    let text: String = row.try_get("record")?;
+                    serde_json::from_str(&text).map_err(|e| {
+                        StoreError::Corrupt(format!("strategy.record does not parse: {e}"))
+                    })
                 })
-            })
-            .transpose()?;
+                .transpose()?;
+        if let Some(record) = &mut strategy {
+            record.apply_phase.stages =
+                sqlx::query("SELECT position, stage FROM strategy_stage ORDER BY position")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        let (position, text): (i64, String) =
+                            (row.try_get("position")?, row.try_get("stage")?);
+                        serde_json::from_str(&text).map_err(|e| {
+                            StoreError::Corrupt(format!(
+                                "strategy_stage.stage at position {position} does not parse: {e}"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+        }
+        let strategy = strategy.map(std::sync::Arc::new);
         tx.commit().await?;
         let mut snap = Snapshot {
             upgrade,
@@ -356,24 +375,15 @@ async fn write(conn: &mut SqliteConnection, batch: WriteBatch) -> Result<Vec<Eve
         }
         match &batch.strategy {
             Some(StrategyWrite::Put(record)) => {
-                let text = serde_json::to_string(record).map_err(|e| {
-                    StoreError::Corrupt(format!("strategy {} does not serialize: {e}", record.uuid))
-                })?;
-                sqlx::query(
-                    "INSERT INTO strategy (singleton, uuid, state, record) VALUES (1, ?, ?, ?) \
-                     ON CONFLICT (singleton) DO UPDATE SET uuid = excluded.uuid, \
-                         state = excluded.state, record = excluded.record",
-                )
-                .bind(&record.uuid)
-                .bind(record.state.as_str())
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
+                put_strategy(&mut tx, record, 0..record.apply_phase.stages.len()).await?;
+            }
+            Some(StrategyWrite::Progress { record, changed }) => {
+                put_strategy(&mut tx, record, changed.iter().copied()).await?;
             }
             Some(StrategyWrite::Delete) => {
-                sqlx::query("DELETE FROM strategy")
-                    .execute(&mut *tx)
-                    .await?;
+                for sql in ["DELETE FROM strategy", "DELETE FROM strategy_stage"] {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
             }
             None => {}
         }
@@ -511,6 +521,49 @@ async fn put_upgrade(conn: &mut SqliteConnection, r: &KubeUpgradeRecord) -> Resu
             r.uuid
         )));
     }
+    Ok(())
+}
+
+/// Writes the strategy's record (its apply stages apart), the apply stages at `stages`, and
+/// drops the stage rows past its last one.
+async fn put_strategy(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    record: &kup_types::StrategyRecord,
+    stages: impl Iterator<Item = usize>,
+) -> Result<(), StoreError> {
+    let corrupt = |e: serde_json::Error| {
+        StoreError::Corrupt(format!("strategy {} does not serialize: {e}", record.uuid))
+    };
+    let mut header = serde_json::to_value(record).map_err(corrupt)?;
+    if let Some(phase) = header.get_mut("apply_phase") {
+        phase["stages"] = serde_json::Value::Array(Vec::new());
+    }
+    sqlx::query(
+        "INSERT INTO strategy (singleton, uuid, state, record) VALUES (1, ?, ?, ?) \
+         ON CONFLICT (singleton) DO UPDATE SET uuid = excluded.uuid, \
+             state = excluded.state, record = excluded.record",
+    )
+    .bind(&record.uuid)
+    .bind(record.state.as_str())
+    .bind(header.to_string())
+    .execute(&mut **tx)
+    .await?;
+    let all = &record.apply_phase.stages;
+    for i in stages.filter(|&i| i < all.len()) {
+        let text = serde_json::to_string(&all[i]).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO strategy_stage (position, stage) VALUES (?, ?) \
+             ON CONFLICT (position) DO UPDATE SET stage = excluded.stage",
+        )
+        .bind(i as i64)
+        .bind(text)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM strategy_stage WHERE position >= ?")
+        .bind(all.len() as i64)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -472,3 +472,117 @@ async fn a_file_without_kups_schema_is_refused() {
     let err = SqliteStore::open_existing(&empty).await.unwrap_err();
     assert!(err.to_string().contains("it holds no kup store"), "{err}");
 }
+
+fn strategy_stage(i: usize, result: kup_types::StepResult) -> kup_types::strategy::Stage {
+    kup_types::strategy::Stage {
+        name: format!("stage-{i}"),
+        version: None,
+        hosts: vec![format!("worker-{i}")],
+        steps: Vec::new(),
+        result,
+        reason: String::new(),
+        timeout: 60,
+        predicted_seconds: 30,
+        start: None,
+        end: None,
+    }
+}
+
+fn strategy_write(record: &kup_types::StrategyRecord) -> WriteBatch {
+    WriteBatch {
+        strategy: Some(kup_types::StrategyWrite::Put(Arc::new(record.clone()))),
+        ..Default::default()
+    }
+}
+
+/// The strategy's apply stages live in rows of their own: a progress write rewrites the stages
+/// that changed and drops those past the end, and a reopened store reads the whole record back.
+#[tokio::test]
+async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole() {
+    use kup_types::{StepResult, StrategyRecord, StrategyWrite};
+    let (dir, store) = file_store().await;
+    use kup_types::{AlarmRestrictions, ApplyType, StrategyState, UpgradeMode};
+    let mut record = StrategyRecord {
+        uuid: "s-1".into(),
+        to_version: v("v1.17.1"),
+        controller_apply_type: ApplyType::Serial,
+        storage_apply_type: ApplyType::Ignore,
+        worker_apply_type: ApplyType::Parallel,
+        max_parallel_worker_hosts: 10,
+        alarm_restrictions: AlarmRestrictions::Strict,
+        mode: UpgradeMode::Online,
+        partial_ok: false,
+        rollback_on_abort: false,
+        state: StrategyState::Applying,
+        build_phase: kup_types::strategy::Phase::new("build"),
+        apply_phase: kup_types::strategy::Phase::new("apply"),
+        abort_phase: kup_types::strategy::Phase::new("abort"),
+        batch: Some(vec!["worker-1".into()]),
+        skipped: Vec::new(),
+        predicted_seconds: 100,
+        lower_bound_seconds: 90,
+        created_at: ts("2020-02-20T16:08:48Z"),
+        updated_at: None,
+    };
+    record.apply_phase.stages = (0..5)
+        .map(|i| strategy_stage(i, StepResult::Initial))
+        .collect();
+    store.commit(strategy_write(&record)).await.unwrap();
+    let stored = store.snapshot().await.unwrap().strategy.unwrap();
+    assert_eq!(*stored, record);
+
+    // Stage 1 done, stage 5 added: a progress write of those two.
+    let mut next = record.clone();
+    next.apply_phase.stages[1].result = StepResult::Success;
+    next.apply_phase
+        .stages
+        .push(strategy_stage(5, StepResult::Wait));
+    let w = StrategyWrite::Put(Arc::new(next.clone())).against(Some(&record));
+    assert!(
+        matches!(&w, StrategyWrite::Progress { changed, .. } if changed == &[1, 5]),
+        "{w:?}"
+    );
+    store
+        .commit(WriteBatch {
+            strategy: Some(w),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(*store.snapshot().await.unwrap().strategy.unwrap(), next);
+
+    // Fewer stages: the rows past the end go.
+    let mut shorter = next.clone();
+    shorter.apply_phase.stages.truncate(2);
+    let w = StrategyWrite::Put(Arc::new(shorter.clone())).against(Some(&next));
+    store
+        .commit(WriteBatch {
+            strategy: Some(w),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let reopened = SqliteStore::open_existing(&dir.path().join("kup.db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        *reopened.snapshot().await.unwrap().strategy.unwrap(),
+        shorter
+    );
+
+    // Deleted: the record and its stages.
+    reopened
+        .commit(WriteBatch {
+            strategy: Some(StrategyWrite::Delete),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(reopened.snapshot().await.unwrap().strategy.is_none());
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM strategy_stage")
+        .fetch_one(reopened.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}

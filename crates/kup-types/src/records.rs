@@ -208,7 +208,9 @@ impl Snapshot {
         }
         self.installs.sort();
         match &batch.strategy {
-            Some(StrategyWrite::Put(r)) => self.strategy = Some(std::sync::Arc::clone(r)),
+            Some(StrategyWrite::Put(r) | StrategyWrite::Progress { record: r, .. }) => {
+                self.strategy = Some(std::sync::Arc::clone(r))
+            }
             Some(StrategyWrite::Delete) => self.strategy = None,
             None => {}
         }
@@ -253,7 +255,30 @@ pub enum UpgradeWrite {
 pub enum StrategyWrite {
     /// Create or replace the strategy (there is at most one).
     Put(std::sync::Arc<crate::StrategyRecord>),
+    /// The stored strategy moved on: only its settings and state, its number of apply stages
+    /// and the apply stages at `changed` differ from it. A store may write just those (the
+    /// record grows with the batches; a step changes one stage).
+    Progress {
+        record: std::sync::Arc<crate::StrategyRecord>,
+        changed: Vec<usize>,
+    },
     Delete,
+}
+
+impl StrategyWrite {
+    /// A `Put` of the strategy `stored` already holds (same uuid) as the `Progress` it is.
+    pub fn against(self, stored: Option<&crate::StrategyRecord>) -> StrategyWrite {
+        match (self, stored) {
+            (StrategyWrite::Put(record), Some(old)) if old.uuid == record.uuid => {
+                let (new, old) = (&record.apply_phase.stages, &old.apply_phase.stages);
+                let changed = (0..new.len())
+                    .filter(|&i| old.get(i) != Some(&new[i]))
+                    .collect();
+                StrategyWrite::Progress { record, changed }
+            }
+            (w, _) => w,
+        }
+    }
 }
 
 /// One atomic change: written in a single transaction, with its events, or not at all.

@@ -23,12 +23,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kup_core::Command as Cmd;
+use kup_core::strategy::StrategyCommand;
 use kup_engine::{Engine, EngineConfig};
 use kup_sim::generate::{GenSpec, generate};
 use kup_sim::{Inventory, SimCluster, SimModel};
 use kup_store::{SqliteStore, Store, StoreError};
-use kup_types::{Event, IHostList, KubeHostUpgradeList, Listing, Snapshot, WriteBatch};
+use kup_types::{
+    ApplyType, Event, IHostList, KubeHostUpgradeList, Listing, Snapshot, StrategyCreate,
+    StrategyState, WriteBatch,
+};
 
 const KUP: &str = env!("CARGO_BIN_EXE_kup");
 /// The largest worker batch the plan and the engine run use.
@@ -380,7 +383,9 @@ async fn fsync_commit(dir: &Path) -> Duration {
 }
 
 async fn engine(sizes: &[u32], stores: &[bool]) {
-    println!("\n## engine: a whole upgrade at time scale 0 (batches of up to {CAP} workers)\n");
+    println!(
+        "\n## engine: a whole automated upgrade (`upgrade online`) at time scale 0 (batches of up to {CAP} workers)\n"
+    );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let fsync = fsync_commit(dir.path()).await;
     println!(
@@ -388,7 +393,7 @@ async fn engine(sizes: &[u32], stores: &[bool]) {
         fsync.as_secs_f64() * 1e3
     );
     println!(
-        "| workers | store | whole upgrade | commands | commits | per commit | in commits | commits × fsync | ratio |"
+        "| workers | store | whole upgrade | events | commits | per commit | in commits | commits × fsync | ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for &workers in sizes {
@@ -419,12 +424,12 @@ async fn engine(sizes: &[u32], stores: &[bool]) {
             store.commits.store(0, Ordering::Relaxed);
             store.micros.store(0, Ordering::Relaxed);
             let start = Instant::now();
-            let commands = whole_upgrade(&engine).await;
+            let events = automated_upgrade(&engine, "v1.16.2").await;
             let took = start.elapsed();
             let commits = store.commits.load(Ordering::Relaxed);
             let floor = fsync * u32::try_from(commits).unwrap_or(u32::MAX);
             println!(
-                "| {workers} | {} | {:.2} s | {commands} | {commits} | {:.3} ms | {:.2} s | {:.2} s | {:.2} |",
+                "| {workers} | {} | {:.2} s | {events} | {commits} | {:.3} ms | {:.2} s | {:.2} s | {:.2} |",
                 if durable {
                     "SQLite (durable)"
                 } else {
@@ -440,124 +445,37 @@ async fn engine(sizes: &[u32], stores: &[bool]) {
     }
 }
 
-/// Runs a command that must be accepted, and waits for what it started.
-async fn ok(engine: &Engine, cmd: Cmd, commands: &mut u64) {
-    let what = format!("{cmd:?}");
-    engine
-        .execute(cmd)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    *commands += 1;
-}
-
-fn host_cmd(f: fn(String) -> Cmd, h: &str) -> Cmd {
-    f(h.to_string())
-}
-
-/// The seed's procedure, the workers in the plan's batches: each batch locked, upgraded and
-/// unlocked together. Returns the number of commands.
-async fn whole_upgrade(engine: &Engine) -> u64 {
-    let mut n = 0;
-    let to = "v1.16.2";
-    ok(
-        engine,
-        Cmd::Start {
+/// The automated upgrade `upgrade online` runs: a strategy with worker batches of up to
+/// [`CAP`], applied and followed to its end. Returns the events it wrote.
+async fn automated_upgrade(engine: &Engine, to: &str) -> i64 {
+    let before = engine.last_event_seq();
+    let built = engine
+        .strategy_create(StrategyCreate {
             to_version: to.into(),
-            force: false,
-            alarm_ignore: vec![],
-        },
-        &mut n,
-    )
-    .await;
-    ok(engine, Cmd::DownloadImages, &mut n).await;
-    engine.wait_idle().await;
-    ok(
-        engine,
-        Cmd::ControlPlane {
-            host: "controller-1".into(),
-            force: false,
-        },
-        &mut n,
-    )
-    .await;
-    engine.wait_idle().await;
-    ok(engine, Cmd::UpgradeNetworking, &mut n).await;
-    engine.wait_idle().await;
-    ok(
-        engine,
-        Cmd::ControlPlane {
-            host: "controller-0".into(),
-            force: false,
-        },
-        &mut n,
-    )
-    .await;
-    engine.wait_idle().await;
-    let lock = |h: String| Cmd::Lock {
-        host: h,
-        force: false,
-    };
-    let kubelet = |h: String| Cmd::Kubelet {
-        host: h,
-        force: false,
-    };
-    let unlock = |h: String| Cmd::Unlock {
-        host: h,
-        force: false,
-    };
-    for (c, then_swact) in [("controller-1", true), ("controller-0", false)] {
-        for f in [lock, kubelet, unlock] {
-            ok(engine, host_cmd(f, c), &mut n).await;
-            engine.wait_idle().await;
-        }
-        if then_swact {
-            ok(
-                engine,
-                Cmd::Swact {
-                    host: "controller-0".into(),
-                    force: false,
-                },
-                &mut n,
-            )
-            .await;
-            engine.wait_idle().await;
-        }
-    }
-    let plan = engine.plan(Some(to), CAP, 1).await.expect("a plan");
-    let batches: Vec<Vec<String>> = plan
-        .stages
-        .iter()
-        .filter(|s| s.name == kup_core::plan::WORKER_KUBELETS)
-        .flat_map(|s| s.batches.iter().map(|b| b.hosts.clone()))
-        .collect();
-    for batch in batches {
-        // The plan is a forecast: a host the live cluster refuses now goes alone, later.
-        let mut locked = Vec::new();
-        for h in &batch {
-            match engine.execute(lock(h.clone())).await {
-                Ok(_) => locked.push(h.clone()),
-                Err(e) if e.refusal().is_some() => {}
-                Err(e) => panic!("lock {h}: {e}"),
-            }
-            n += 1;
-        }
-        engine.wait_idle().await;
-        for f in [kubelet, unlock] {
-            for h in &locked {
-                ok(engine, host_cmd(f, h), &mut n).await;
-            }
-            engine.wait_idle().await;
-        }
-        for h in batch.iter().filter(|h| !locked.contains(h)) {
-            for f in [lock, kubelet, unlock] {
-                ok(engine, host_cmd(f, h), &mut n).await;
-                engine.wait_idle().await;
-            }
-        }
-    }
-    ok(engine, Cmd::Complete, &mut n).await;
-    ok(engine, Cmd::Delete, &mut n).await;
-    n
+            worker_apply_type: Some(ApplyType::Parallel),
+            max_parallel_worker_hosts: Some(CAP),
+            ..Default::default()
+        })
+        .await
+        .expect("a strategy");
+    assert_eq!(
+        built.strategy.state,
+        StrategyState::ReadyToApply,
+        "{}",
+        built.strategy.build_phase.reason
+    );
+    engine
+        .strategy_action(StrategyCommand::Apply)
+        .await
+        .expect("applied");
+    engine.wait_strategy().await;
+    let s = engine
+        .strategy()
+        .expect("read")
+        .expect("a strategy")
+        .strategy;
+    assert_eq!(s.state, StrategyState::Applied, "{}", s.apply_phase.reason);
+    engine.last_event_seq() - before
 }
 
 // ---- load -----------------------------------------------------------------------------------
