@@ -88,7 +88,10 @@ pub fn serve_as(wrapper: &[&str], dir: &Path, time_scale: &str, extra: &[&str]) 
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address")) {
+        // Whole once it ends with a newline: the daemon may be writing it.
+        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address"))
+            && addr.ends_with('\n')
+        {
             // Absent when the daemon was given a token file.
             let token = std::fs::read_to_string(data.join("admin-token")).unwrap_or_default();
             daemon.url = format!("http://{}", addr.trim());
