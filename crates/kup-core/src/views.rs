@@ -1,8 +1,8 @@
 //! Read models: the store's rows joined with what the cluster shows.
 
 use kup_types::{
-    Alarm, HostInfo, HostUpgradeRecord, IHost, KubeHostUpgradeView, Observation, Personality,
-    Severity, Snapshot,
+    Alarm, HostInfo, HostUpgradeRecord, IHost, KubeHostUpgradeView, Observation, Operation,
+    Personality, Severity, Snapshot,
 };
 
 /// Rows of `kube-host-upgrade-list`, sorted by id.
@@ -89,7 +89,21 @@ pub fn alarms(snap: &Snapshot, obs: &Observation) -> Vec<Alarm> {
 
 /// A host as the sysinv API shows it; its timestamps are those of its upgrade row, the record
 /// of when kup first saw the host.
-pub fn ihost(h: &HostInfo, row: Option<&HostUpgradeRecord>) -> IHost {
+/// One host as sysinv shows it. Its task is the cluster's or, while kup's record says a lock,
+/// unlock or swact of it still runs, that action's (a cluster may show an action ended before
+/// kup has recorded its end): a client that waits for the task to clear (`--wait`) then finds
+/// the host free for its next command.
+pub fn ihost(h: &HostInfo, snap: &Snapshot) -> IHost {
+    let row = snap.host(&h.hostname);
+    let recorded = || {
+        snap.operations.iter().find_map(|o| match &o.op {
+            Operation::Lock { host, .. } if *host == h.hostname => Some("Locking"),
+            Operation::Unlock { host } if *host == h.hostname => Some("Unlocking"),
+            Operation::Swact { host } if *host == h.hostname => Some("Swacting"),
+            _ => None,
+        })
+    };
+    let task = h.task.clone().or_else(|| recorded().map(str::to_string));
     let capabilities = if h.personality == Personality::Controller {
         let role = if h.active_controller {
             "Controller-Active"
@@ -109,7 +123,7 @@ pub fn ihost(h: &HostInfo, row: Option<&HostUpgradeRecord>) -> IHost {
         administrative: h.administrative,
         operational: h.operational,
         availability: h.availability,
-        task: h.task.clone(),
+        task,
         active_controller: h.active_controller,
         capabilities,
         roles: h.roles.clone(),

@@ -802,3 +802,58 @@ fn host_steps_need_their_binaries_installed() {
     );
     assert!(kup_core::decide(&ctx(&snap), &cp("controller-0")).is_ok());
 }
+
+/// A lock, unlock or swact that kup records as running is the host's task in its view even
+/// when the cluster shows no task (the action ended there, its end not yet recorded): `--wait`
+/// waits for the task to clear, so the command after it never finds the host busy.
+#[test]
+fn a_recorded_host_action_is_the_hosts_task_until_its_end_is_recorded() {
+    use kup_types::{Operation, OperationRecord, OperationState};
+    let o = standard("v1.16.1");
+    let mut snap = snapshot(&o);
+    snap.reindex();
+    let task =
+        |snap: &Snapshot, host: &str| kup_core::views::ihost(o.host(host).unwrap(), snap).task;
+    assert_eq!(task(&snap, "worker-0"), None);
+    let record = |op| OperationRecord {
+        id: "op-1".into(),
+        op,
+        state: OperationState::Running,
+        attempt: 1,
+        started_at: now(),
+        deadline: now(),
+        ended_at: None,
+        detail: None,
+    };
+    let host = || "worker-0".to_string();
+    for (op, word) in [
+        (
+            Operation::Lock {
+                host: host(),
+                force: false,
+            },
+            "Locking",
+        ),
+        (Operation::Unlock { host: host() }, "Unlocking"),
+        (Operation::Swact { host: host() }, "Swacting"),
+    ] {
+        snap.operations = vec![record(op)];
+        assert_eq!(task(&snap, "worker-0").as_deref(), Some(word));
+        assert_eq!(task(&snap, "worker-1"), None, "another host");
+    }
+    // A kubelet step is not a host action; the cluster's own word comes first.
+    snap.operations = vec![record(Operation::UpgradeKubelet {
+        host: host(),
+        version: v("v1.16.2"),
+    })];
+    assert_eq!(task(&snap, "worker-0"), None);
+    let mut o2 = o.clone();
+    host_mut(&mut o2, "worker-0").task = Some("Locking".into());
+    snap.operations = vec![record(Operation::Unlock { host: host() })];
+    assert_eq!(
+        kup_core::views::ihost(o2.host("worker-0").unwrap(), &snap)
+            .task
+            .as_deref(),
+        Some("Locking")
+    );
+}

@@ -142,7 +142,7 @@ impl Engine {
     pub async fn ihost(&self, key: &str) -> Result<IHost, EngineError> {
         let (snap, obs) = self.read().await?;
         let h = find_host(&obs, key)?;
-        Ok(kup_core::views::ihost(h, snap.host(&h.hostname)))
+        Ok(kup_core::views::ihost(h, &snap))
     }
 
     /// `kup upgrade plan`: what the whole upgrade to `to` would do, stage by stage, with the
@@ -225,6 +225,6 @@ impl Engine {
 fn ihosts_of(snap: &Snapshot, obs: &Observation) -> Vec<IHost> {
     obs.hosts
         .iter()
-        .map(|h| kup_core::views::ihost(h, snap.host(&h.hostname)))
+        .map(|h| kup_core::views::ihost(h, snap))
         .collect()
 }

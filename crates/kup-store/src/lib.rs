@@ -54,6 +54,13 @@ pub enum StoreError {
         path.display()
     )]
     NotAStore { path: PathBuf, why: &'static str },
+    /// SQLite finds the file damaged (not a database, pages that do not add up), at open or
+    /// by its integrity check; `why` is what SQLite says, on one line.
+    #[error(
+        "database {} is damaged ({why}): restore it from a backup; kup does not start on a damaged store",
+        path.display()
+    )]
+    Damaged { path: PathBuf, why: String },
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -72,6 +79,7 @@ impl StoreError {
     pub fn summary(&self) -> &'static str {
         match self {
             StoreError::ReadOnly(_) => "the store cannot be written",
+            StoreError::Damaged { .. } => sqlite::DAMAGED,
             StoreError::NotAStore { .. } | StoreError::Corrupt(_) => {
                 "the store holds data kup cannot read"
             }

@@ -326,12 +326,10 @@ impl Daemon {
                 (Tokens::new([(Role::Admin, t.clone())]), Some(t))
             }
         };
-        let sim = SimCluster::with_state_file(
-            &inputs.inv,
-            args.time_scale,
-            dir.join("cluster-state.json"),
-        )
-        .map_err(|e| e.to_string())?;
+        let state = dir.join("cluster-state.json");
+        check_cluster_state(&state, &store, args.init).await?;
+        let sim = SimCluster::with_state_file(&inputs.inv, args.time_scale, state)
+            .map_err(|e| e.to_string())?;
         let patch_repo = (!inputs.trusted.is_empty()).then(|| kup_engine::PatchRepo {
             dir: dir.join("patches"),
             trusted: inputs.trusted,
@@ -392,6 +390,32 @@ impl Daemon {
         drop(self._locks);
         Ok(())
     }
+}
+
+/// The simulated cluster's state goes with the store: without it the simulation would start
+/// a fresh cluster that never took the steps the store records as done. So a missing state
+/// file is refused when its journal is left (the state was there) or the store has a history,
+/// as a lost database is, unless `--init` starts everything afresh.
+async fn check_cluster_state(path: &Path, store: &SqliteStore, init: bool) -> Result<(), String> {
+    use kup_store::Store;
+    if init || path.exists() {
+        return Ok(());
+    }
+    let mut journal = path.as_os_str().to_owned();
+    journal.push(".journal");
+    let journal = PathBuf::from(journal);
+    let why = if journal.exists() {
+        format!("its journal {} is left", journal.display())
+    } else {
+        match store.last_event_seq().await.map_err(|e| e.to_string())? {
+            0 => return Ok(()),
+            n => format!("the store records {n} events on it"),
+        }
+    };
+    Err(format!(
+        "the simulated cluster's state {} is missing, but {why}: a fresh cluster would not have the steps kup recorded; restore the state from a backup, or move the database away too and start with --init to begin again",
+        path.display()
+    ))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -918,3 +918,217 @@ fn bad_tls_files_are_refused_at_start() {
         assert!(!data.exists(), "nothing was created");
     }
 }
+
+/// Stops the daemon as an operator or a service manager would (SIGTERM): exit status 0.
+fn stop(mut d: Daemon) {
+    Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(d.child.wait().unwrap().code(), Some(0), "a clean stop");
+}
+
+/// The files of a data directory that a refused start must leave as they were, with their
+/// contents (`None`: absent).
+fn contents(data: &Path, names: &[&str]) -> Vec<(String, Option<Vec<u8>>)> {
+    names
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(data.join(n)).ok()))
+        .collect()
+}
+
+/// A database damaged after a clean stop (its write-ahead log folded in, so the damage is in
+/// the file itself): pages overwritten in the middle, the file cut in half, a garbage header.
+/// Each start is refused with one line saying what SQLite found and what to do, and changes
+/// nothing: the file, the simulated cluster and, once the good file is back, the log.
+#[test]
+fn a_damaged_database_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    let db = data.join("kup.db");
+    let cluster =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/standard-50-workers.yaml");
+    let cluster_arg = ["--cluster", cluster.to_str().unwrap()];
+    let d = serve_with(dir.path(), "0", &cluster_arg);
+    ok(&d, "upgrade online --to v1.16.2");
+    let log = events(&d);
+    stop(d);
+    // A clean stop folds the write-ahead log into the file: copying kup.db alone is a backup.
+    let wal = data.join("kup.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "{} is left after a clean stop",
+        wal.display()
+    );
+    let good = std::fs::read(&db).unwrap();
+    let pages = good.len() / 4096;
+    assert!(pages > 40, "{pages} pages");
+    let others = [
+        "cluster-state.json",
+        "cluster-state.json.journal",
+        "admin-token",
+    ];
+    let before = contents(&data, &others);
+
+    type Damage = fn(&mut Vec<u8>, usize);
+    let cases: [(&str, Damage, &str); 3] = [
+        (
+            "pages overwritten in the middle",
+            |b, n| b[n / 2 * 4096..(n / 2 + 4) * 4096].fill(0xa5),
+            "",
+        ),
+        (
+            "cut in half",
+            |b, _| b.truncate(b.len() / 2),
+            "database disk image is malformed",
+        ),
+        (
+            "a garbage header",
+            |b, _| b[..100].fill(0x5a),
+            "file is not a database",
+        ),
+    ];
+    let args = [
+        os("--data-dir"),
+        data.as_os_str(),
+        os(cluster_arg[0]),
+        os(cluster_arg[1]),
+    ];
+    for (case, damage, why) in cases {
+        let mut bytes = good.clone();
+        damage(&mut bytes, pages);
+        std::fs::write(&db, &bytes).unwrap();
+        let err = serve_refused(&args);
+        let found = err
+            .strip_prefix(&format!("Error: database {} is damaged (", db.display()))
+            .and_then(|e| {
+                e.strip_suffix(
+                    "): restore it from a backup; kup does not start on a damaged store\n",
+                )
+            });
+        // SQLite's findings name pages and trees, which depend on the layout.
+        assert!(
+            found.is_some_and(|f| if why.is_empty() {
+                !f.is_empty()
+            } else {
+                f == why
+            }),
+            "{case}: {err}"
+        );
+        assert!(
+            std::fs::read(&db).unwrap() == bytes,
+            "{case}: the file changed"
+        );
+        assert_eq!(contents(&data, &others), before, "{case}");
+    }
+    std::fs::write(&db, &good).unwrap();
+    let d = serve_with(dir.path(), "0", &cluster_arg);
+    assert_eq!(events(&d), log, "the good file, as it was");
+}
+
+/// The simulated cluster's state (the snapshot `cluster-state.json` and its journal) cut,
+/// damaged or lost under a store that recorded steps on it: the start is refused with the
+/// reason on one line, no fresh cluster takes its place, and nothing changes: restored, the
+/// same daemon goes on as before. `--init` (the database moved away) begins again on purpose.
+#[test]
+fn a_damaged_or_lost_cluster_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kup-data");
+    let state = data.join("cluster-state.json");
+    let journal = data.join("cluster-state.json.journal");
+    let d = serve(dir.path(), "0");
+    ok(&d, "host-lock worker-0 --wait");
+    ok(&d, "host-unlock worker-0 --wait");
+    ok(&d, "host-lock worker-1 --wait");
+    let log = events(&d);
+    stop(d);
+    let good_state = std::fs::read(&state).unwrap();
+    let good_journal = std::fs::read(&journal).unwrap();
+    assert!(
+        good_journal.iter().filter(|b| **b == b'\n').count() >= 2,
+        "a journal of several changes"
+    );
+    let files = ["cluster-state.json", "cluster-state.json.journal", "kup.db"];
+
+    type Damage = fn(&Path, &Path);
+    let n = log.len();
+    let cases: [(&str, Damage, String); 5] = [
+        (
+            "the state cut in half",
+            |s, _| {
+                let b = std::fs::read(s).unwrap();
+                std::fs::write(s, &b[..b.len() / 2]).unwrap();
+            },
+            format!(
+                "simulation state {} is unreadable: EOF while parsing",
+                state.display()
+            ),
+        ),
+        (
+            "zeros in the middle of the state",
+            |s, _| {
+                let mut b = std::fs::read(s).unwrap();
+                let mid = b.len() / 2;
+                b[mid..mid + 64].fill(0);
+                std::fs::write(s, &b).unwrap();
+            },
+            format!("simulation state {} is unreadable: ", state.display()),
+        ),
+        (
+            "a damaged line in the middle of the journal",
+            |_, j| {
+                let mut b = std::fs::read(j).unwrap();
+                b[..8].copy_from_slice(b"\x00garbage");
+                std::fs::write(j, &b).unwrap();
+            },
+            format!("simulation state {} is unreadable: ", journal.display()),
+        ),
+        (
+            "the state lost, its journal left",
+            |s, _| std::fs::remove_file(s).unwrap(),
+            format!(
+                "the simulated cluster's state {} is missing, but its journal {} is left: a fresh cluster would not have the steps kup recorded; restore the state from a backup, or move the database away too and start with --init to begin again",
+                state.display(),
+                journal.display()
+            ),
+        ),
+        (
+            "the state and its journal lost",
+            |s, j| {
+                std::fs::remove_file(s).unwrap();
+                std::fs::remove_file(j).unwrap();
+            },
+            format!(
+                "the simulated cluster's state {} is missing, but the store records {n} events on it",
+                state.display()
+            ),
+        ),
+    ];
+    for (case, damage, want) in cases {
+        std::fs::write(&state, &good_state).unwrap();
+        std::fs::write(&journal, &good_journal).unwrap();
+        damage(&state, &journal);
+        let before = contents(&data, &files[..2]);
+        let err = serve_refused(&[os("--data-dir"), data.as_os_str()]);
+        assert!(err.starts_with(&format!("Error: {want}")), "{case}: {err}");
+        assert_eq!(contents(&data, &files[..2]), before, "{case}: changed");
+    }
+    std::fs::write(&state, &good_state).unwrap();
+    std::fs::write(&journal, &good_journal).unwrap();
+    let d = serve(dir.path(), "0");
+    assert_eq!(events(&d), log, "no recovery, no fresh start: as it was");
+    let w1: serde_json::Value =
+        serde_json::from_str(&ok(&d, "host-show worker-1 --format json")).unwrap();
+    assert_eq!(w1["administrative"], "locked", "the cluster as it was");
+    stop(d);
+
+    std::fs::remove_file(&state).unwrap();
+    std::fs::rename(data.join("kup.db"), dir.path().join("old.db")).unwrap();
+    let d = serve_with(dir.path(), "0", &["--init"]);
+    let w1: serde_json::Value =
+        serde_json::from_str(&ok(&d, "host-show worker-1 --format json")).unwrap();
+    assert_eq!(
+        w1["administrative"], "unlocked",
+        "a fresh cluster, on purpose"
+    );
+}

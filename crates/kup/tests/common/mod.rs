@@ -88,7 +88,10 @@ pub fn serve_as(wrapper: &[&str], dir: &Path, time_scale: &str, extra: &[&str]) 
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address")) {
+        // Whole once it ends with a newline: the daemon may be writing it.
+        if let Ok(addr) = std::fs::read_to_string(data.join("listen-address"))
+            && addr.ends_with('\n')
+        {
             // Absent when the daemon was given a token file.
             let token = std::fs::read_to_string(data.join("admin-token")).unwrap_or_default();
             daemon.url = format!("http://{}", addr.trim());
@@ -106,15 +109,36 @@ pub fn serve_as(wrapper: &[&str], dir: &Path, time_scale: &str, extra: &[&str]) 
 }
 
 /// Runs `kup serve ARGS` that must refuse to start: exit 1 and one `Error:` line, returned.
+/// A daemon that starts instead is stopped after 30 s and fails the test (rather than hang it).
 pub fn serve_refused(args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(KUP)
+    let mut child = Command::new(KUP)
         .arg("serve")
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    // Read on a thread: a daemon that logs more than a pipe holds must not stall.
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?}: kup serve started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = reader.join().unwrap().unwrap();
+    assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
     assert!(
         stderr.starts_with("Error: ") && stderr.lines().count() == 1,
         "{args:?}: {stderr}"
