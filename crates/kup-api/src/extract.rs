@@ -21,19 +21,31 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(r)) => Err(body_rejection(r, crate::MAX_JSON_BODY)),
-            Err(rejection) => Err(ApiError::bad_request(match rejection {
-                JsonRejection::MissingJsonContentType(_) => {
-                    "The request body must be JSON (Content-Type: application/json)".to_string()
-                }
-                JsonRejection::JsonSyntaxError(e) => format!("Malformed JSON: {}", e.body_text()),
-                JsonRejection::JsonDataError(e) => format!("Invalid request: {}", e.body_text()),
-                other => format!("Invalid request body: {}", other.body_text()),
-            })),
-        }
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| ApiJson(v))
+            .map_err(json_rejection)
     }
+}
+
+/// A JSON body `bytes` (already read, of the right content type) as `T`, exactly as
+/// [`ApiJson`] takes it.
+pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    axum::Json::<T>::from_bytes(bytes)
+        .map(|axum::Json(v)| v)
+        .map_err(json_rejection)
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    ApiError::bad_request(match rejection {
+        JsonRejection::BytesRejection(r) => return body_rejection(r, crate::MAX_JSON_BODY),
+        JsonRejection::MissingJsonContentType(_) => {
+            "The request body must be JSON (Content-Type: application/json)".to_string()
+        }
+        JsonRejection::JsonSyntaxError(e) => format!("Malformed JSON: {}", e.body_text()),
+        JsonRejection::JsonDataError(e) => format!("Invalid request: {}", e.body_text()),
+        other => format!("Invalid request body: {}", other.body_text()),
+    })
 }
 
 /// A body that may be absent or `null` (then the default) but otherwise must be valid JSON;
@@ -55,7 +67,7 @@ where
     }
 }
 
-fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -104,12 +116,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(r) => Err(ApiError::bad_request(format!(
-                "Invalid query: {}",
-                r.body_text()
-            ))),
-        }
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(query_rejection)
     }
+}
+
+/// The query of `uri` as `T`, exactly as [`ApiQuery`] takes it.
+pub(crate) fn query<T: DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(query_rejection)
+}
+
+fn query_rejection(r: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("Invalid query: {}", r.body_text()))
 }

@@ -6,6 +6,10 @@
 mod auth;
 mod error;
 mod extract;
+/// The body of the fuzz target over the request bodies, for `fuzz/` and the test that replays
+/// its corpus.
+#[doc(hidden)]
+pub mod fuzzing;
 mod plan_schema;
 mod routes;
 mod uploads;

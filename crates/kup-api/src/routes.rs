@@ -135,12 +135,12 @@ fn upgrade_reply(u: Option<KubeUpgradeView>) -> ApiResult<Json<KubeUpgradeView>>
 const INTERNAL: &[&str] = &["/id", "/uuid", "/links", "/created_at", "/updated_at"];
 
 /// Validates a JSON-patch list and returns the string value of the one path it must set.
-fn patch_value(ops: &[PatchOp], wanted: &str) -> Result<String, ApiError> {
+pub(crate) fn patch_value(ops: &[PatchOp], wanted: &str) -> Result<String, ApiError> {
     patch_values(ops, wanted, None).map(|(v, _)| v)
 }
 
 /// The same, with one more path it may set too (e.g. `/hostname` beside `/state`).
-fn patch_values(
+pub(crate) fn patch_values(
     ops: &[PatchOp],
     wanted: &str,
     optional: Option<&str>,
@@ -214,10 +214,15 @@ pub async fn kube_upgrade_patch(
     State(e): State<AppState>,
     ApiJson(ops): ApiJson<Vec<PatchOp>>,
 ) -> ApiResult<Json<KubeUpgradeView>> {
-    let (state, hostname) = patch_values(&ops, "/state", Some("/hostname"))?;
-    let cmd = Command::from_patch(&state, hostname.as_deref())
-        .map_err(|r| ApiError::bad_request(r.to_string()))?;
-    upgrade_reply(e.execute(cmd).await?.upgrade)
+    upgrade_reply(e.execute(upgrade_patch_command(&ops)?).await?.upgrade)
+}
+
+/// The command of a `PATCH /v1/kube_upgrade` body: its `/state`, with the `/hostname` that
+/// a cordon or uncordon names.
+pub(crate) fn upgrade_patch_command(ops: &[PatchOp]) -> Result<Command, ApiError> {
+    let (state, hostname) = patch_values(ops, "/state", Some("/hostname"))?;
+    Command::from_patch(&state, hostname.as_deref())
+        .map_err(|r| ApiError::bad_request(r.to_string()))
 }
 
 /// kube-upgrade-delete.
@@ -284,16 +289,22 @@ pub async fn kube_host_upgrades_patch(
 ) -> ApiResult<Json<KubeHostUpgradeView>> {
     let status = patch_value(&ops, "/status")?;
     let row = host_upgrade_row(&e, &id).await?;
-    if !status.ends_with("failed") {
-        return Err(ApiError::bad_request(format!(
-            "Invalid status {status:?}: only a step in progress can be set, and only to failed"
-        )));
-    }
+    check_host_status(&status)?;
     e.execute(Command::FailHostStep {
         host: row.hostname.clone(),
     })
     .await?;
     host_upgrade_row(&e, &row.hostname).await.map(Json)
+}
+
+/// The one `/status` a host's upgrade row may be set to: a `-failed` one.
+pub(crate) fn check_host_status(status: &str) -> Result<(), ApiError> {
+    if !status.ends_with("failed") {
+        return Err(ApiError::bad_request(format!(
+            "Invalid status {status:?}: only a step in progress can be set, and only to failed"
+        )));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/v1/ihosts", tag = "ihosts",
@@ -331,38 +342,24 @@ pub async fn ihosts_patch(
     ApiJson(ops): ApiJson<Vec<PatchOp>>,
 ) -> ApiResult<Json<IHost>> {
     let action = patch_value(&ops, "/action")?;
-    let cmd = match action.as_str() {
-        "lock" => Command::Lock {
-            host: host.clone(),
-            force: false,
-        },
-        "force-lock" => Command::Lock {
-            host: host.clone(),
-            force: true,
-        },
-        "unlock" => Command::Unlock {
-            host: host.clone(),
-            force: false,
-        },
-        "force-unlock" => Command::Unlock {
-            host: host.clone(),
-            force: true,
-        },
-        "swact" => Command::Swact {
-            host: host.clone(),
-            force: false,
-        },
-        "force-swact" => Command::Swact {
-            host: host.clone(),
-            force: true,
-        },
+    host_reply(&e, host_action(&action, host)?).await
+}
+
+/// The command of a host's `/action`.
+pub(crate) fn host_action(action: &str, host: String) -> Result<Command, ApiError> {
+    Ok(match action {
+        "lock" => Command::Lock { host, force: false },
+        "force-lock" => Command::Lock { host, force: true },
+        "unlock" => Command::Unlock { host, force: false },
+        "force-unlock" => Command::Unlock { host, force: true },
+        "swact" => Command::Swact { host, force: false },
+        "force-swact" => Command::Swact { host, force: true },
         other => {
             return Err(ApiError::bad_request(format!(
                 "Invalid action {other:?}: expected lock, force-lock, unlock, force-unlock, swact or force-swact"
             )));
         }
-    };
-    host_reply(&e, cmd).await
+    })
 }
 
 /// Runs a host command and replies with the host as it is now (its task shows the action).
@@ -465,6 +462,33 @@ pub struct EventQuery {
 /// The longest long poll.
 const MAX_EVENT_WAIT_SECS: u32 = 300;
 
+impl EventQuery {
+    /// The sequence number to follow, the most events and the longest wait, as the query
+    /// allows them.
+    pub(crate) fn checked(&self) -> Result<(i64, u32, std::time::Duration), ApiError> {
+        if self.after < 0 {
+            return Err(invalid_query("after", self.after, "0 or more"));
+        }
+        if self.limit == Some(0) {
+            return Err(invalid_query("limit", 0, "at least 1"));
+        }
+        let wait = self.wait.unwrap_or(0);
+        if wait > MAX_EVENT_WAIT_SECS {
+            return Err(invalid_query(
+                "wait",
+                wait,
+                &format!("at most {MAX_EVENT_WAIT_SECS} seconds"),
+            ));
+        }
+        let limit = self.limit.unwrap_or(10_000).min(10_000);
+        Ok((
+            self.after,
+            limit,
+            std::time::Duration::from_secs(u64::from(wait)),
+        ))
+    }
+}
+
 /// The append-only event log: every accepted command and every state change, in order. With
 /// `wait`, a long poll: it answers as soon as an event follows `after`.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
@@ -474,30 +498,10 @@ pub async fn events_list(
     State(e): State<AppState>,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<Json<EventList>> {
-    if q.after < 0 {
-        return Err(invalid_query("after", q.after, "0 or more"));
-    }
-    if q.limit == Some(0) {
-        return Err(invalid_query("limit", 0, "at least 1"));
-    }
-    let wait = q.wait.unwrap_or(0);
-    if wait > MAX_EVENT_WAIT_SECS {
-        return Err(invalid_query(
-            "wait",
-            wait,
-            &format!("at most {MAX_EVENT_WAIT_SECS} seconds"),
-        ));
-    }
-    let limit = q.limit.unwrap_or(10_000).min(10_000);
+    let (after, limit, wait) = q.checked()?;
     // Read before the events, so that a follower resuming from it misses none.
     let last_seq = e.last_event_seq();
-    let events = e
-        .wait_events(
-            q.after,
-            limit,
-            std::time::Duration::from_secs(u64::from(wait)),
-        )
-        .await?;
+    let events = e.wait_events(after, limit, wait).await?;
     let last_seq = events.last().map_or(last_seq, |ev| ev.seq.max(last_seq));
     Ok(Json(EventList {
         events: events.iter().map(EventView::from).collect(),
@@ -689,15 +693,23 @@ pub async fn upgrade_plan(
     State(e): State<AppState>,
     ApiQuery(q): ApiQuery<PlanQuery>,
 ) -> ApiResult<Json<kup_core::plan::Plan>> {
-    // The engine would take 0 as 1; the CLI refuses it, and so does the API.
-    let max_parallel = q.max_parallel_worker_hosts.unwrap_or(1);
-    if max_parallel == 0 {
-        return Err(invalid_query("max_parallel_worker_hosts", 0, "at least 1"));
-    }
-    let disk = q
-        .min_free_disk_gib
-        .unwrap_or(kup_core::safety::DEFAULT_MIN_FREE_DISK_GIB);
+    let (max_parallel, disk) = q.checked()?;
     Ok(Json(e.plan(q.to.as_deref(), max_parallel, disk).await?))
+}
+
+impl PlanQuery {
+    /// The largest worker batch and the least free disk, as the query allows them.
+    pub(crate) fn checked(&self) -> Result<(u32, u32), ApiError> {
+        // The engine would take 0 as 1; the CLI refuses it, and so does the API.
+        let max_parallel = self.max_parallel_worker_hosts.unwrap_or(1);
+        if max_parallel == 0 {
+            return Err(invalid_query("max_parallel_worker_hosts", 0, "at least 1"));
+        }
+        let disk = self
+            .min_free_disk_gib
+            .unwrap_or(kup_core::safety::DEFAULT_MIN_FREE_DISK_GIB);
+        Ok((max_parallel, disk))
+    }
 }
 
 fn invalid_query(name: &str, got: impl std::fmt::Display, must_be: &str) -> ApiError {
@@ -810,28 +822,30 @@ pub async fn strategy_actions(
     State(e): State<AppState>,
     ApiJson(req): ApiJson<StrategyActionRequest>,
 ) -> ApiResult<(StatusCode, Json<StrategyView>)> {
-    use kup_core::strategy::StrategyCommand as C;
-    let cmd = match req.action.as_str() {
-        "apply-all" => C::Apply,
-        "abort" => C::Abort {
-            rollback: req.rollback,
-        },
-        "apply-stage" | "abort-stage" => {
-            return Err(ApiError::bad_request(format!(
-                "Action {:?} is not supported: kup applies or aborts the whole strategy \
-                 (apply-all, abort)",
-                req.action
-            )));
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid action {other:?}: expected apply-all or abort"
-            )));
-        }
-    };
     let view = e
-        .strategy_action(cmd)
+        .strategy_action(strategy_command(&req)?)
         .await?
         .ok_or_else(|| ApiError::not_found(kup_core::Refusal::NoStrategy.to_string()))?;
     Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// The command of a strategy action.
+pub(crate) fn strategy_command(
+    req: &StrategyActionRequest,
+) -> Result<kup_core::strategy::StrategyCommand, ApiError> {
+    use kup_core::strategy::StrategyCommand as C;
+    match req.action.as_str() {
+        "apply-all" => Ok(C::Apply),
+        "abort" => Ok(C::Abort {
+            rollback: req.rollback,
+        }),
+        "apply-stage" | "abort-stage" => Err(ApiError::bad_request(format!(
+            "Action {:?} is not supported: kup applies or aborts the whole strategy \
+             (apply-all, abort)",
+            req.action
+        ))),
+        other => Err(ApiError::bad_request(format!(
+            "Invalid action {other:?}: expected apply-all or abort"
+        ))),
+    }
 }

@@ -5,32 +5,19 @@
 //! --ignored` rewrites `fuzz/corpus/bundle_reader/` from the samples, deterministically.
 
 mod common;
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 use kup_patch::testkey::{FUZZ_LIMITS, fuzz_bundle_reader, insecure_verifying_key};
 use kup_patch::{PatchKind, SigningKey, read};
+use replay::{files_in, fuzz_dir};
 use tar::EntryType;
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
 fn corpus_dir() -> PathBuf {
-    fuzz_dir().join("corpus/bundle_reader")
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
+    replay::corpus_dir("bundle_reader")
 }
 
 #[test]
@@ -58,10 +45,31 @@ fn replays_the_saved_corpus_without_panicking() {
 
 #[test]
 fn replays_saved_crash_inputs() {
-    // Inputs that once broke the reader (from `cargo fuzz run`'s artifacts/), kept once fixed.
-    for path in files_in(&fuzz_dir().join("regressions/bundle_reader")) {
-        fuzz_bundle_reader(&std::fs::read(path).unwrap());
+    // Inputs that broke the reader: `cargo fuzz run`'s artifacts/ (until fixed), and those
+    // kept in regressions/ once fixed.
+    for dir in ["artifacts", "regressions"] {
+        for path in files_in(&fuzz_dir().join(dir).join("bundle_reader")) {
+            fuzz_bundle_reader(&std::fs::read(path).unwrap());
+        }
     }
+}
+
+#[test]
+#[ignore = "a stable stand-in for `cargo fuzz run` (no coverage feedback); set KUP_FUZZ_ITERATIONS and KUP_FUZZ_SEED"]
+fn explore_mutations_of_the_corpus() {
+    let (iterations, seed) = replay::explore_settings();
+    let tokens: &[&[u8]] = &[b"files/", b"../", b"manifest.json", b"manifest.sig", b"\0"];
+    let crashes = replay::explore(
+        "bundle_reader",
+        fuzz_bundle_reader,
+        tokens,
+        iterations,
+        seed,
+    );
+    assert_eq!(
+        crashes, 0,
+        "inputs that panicked are in fuzz/artifacts/bundle_reader/"
+    );
 }
 
 /// The corpus: valid bundles of every kind, then each of them broken in one way.

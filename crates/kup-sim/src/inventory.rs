@@ -11,6 +11,10 @@ use kup_types::{
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+/// The body of the fuzz target over this file, for `fuzz/` and the test that replays its corpus.
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// The built-in default: the seed's standard system at v1.16.1.
 pub const DEFAULT_CLUSTER: &str = include_str!("../../../examples/standard.yaml");
 

@@ -5,6 +5,9 @@ pub mod api;
 pub mod catalog;
 pub mod cluster;
 mod enums;
+/// The bodies of the fuzz targets, for `fuzz/` and the tests that replay its corpus.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod names;
 pub mod operation;
