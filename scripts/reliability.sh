@@ -13,5 +13,5 @@ for example in standard standard-50-workers kubeadm-v1.29-to-v1.33; do
   KUP_CRASH_EXAMPLE="$example" KUP_CRASH_RUNS="$runs" KUP_ABORT_RUNS="$runs" \
     KUP_CRASH_KILLS="$kills" \
     cargo test --release -q -p kup --test reliability -- --nocapture 2>&1 |
-    grep -E '^(crash|abort)-resume|panicked|FAILED' || { echo "$example: failed"; exit 1; }
+    grep -E -A2 '^(crash|abort)-resume|panicked|FAILED' || { echo "$example: failed"; exit 1; }
 done
