@@ -192,24 +192,16 @@ impl<'a> Analyzer<'a> {
     /// beside the drains still running, hosts taken in order (a forecast: drains of equal
     /// length, the first wave that admits a host takes it). Each wave as positions in `hosts`.
     pub fn drain_waves(&mut self, hosts: &[&str]) -> Vec<Vec<usize>> {
-        let mut waves: Vec<(BatchEval, Vec<usize>)> = Vec::new();
+        let mut waves = Waves::default();
+        let mut members: Vec<Vec<usize>> = Vec::new();
         for (i, &h) in hosts.iter().enumerate() {
-            match waves
-                .iter_mut()
-                .find(|(w, _)| w.surely_unsafe(self, h).is_none())
-            {
-                Some((w, members)) => {
-                    w.add(self, h);
-                    members.push(i);
-                }
-                None => {
-                    let mut w = BatchEval::new();
-                    w.add(self, h);
-                    waves.push((w, vec![i]));
-                }
+            let k = waves.add(self, h);
+            match members.get_mut(k) {
+                Some(m) => m.push(i),
+                None => members.push(vec![i]),
             }
         }
-        waves.into_iter().map(|(_, members)| members).collect()
+        members
     }
 
     /// The fewest batches of at most `cap` any safe schedule of `hosts` needs: also, since a
@@ -697,6 +689,29 @@ fn disruption_findings(
     }
 }
 
+/// The waves of a batch's drains, each the hosts whose drains run together, judged all at once.
+#[derive(Default)]
+struct Waves(Vec<BatchEval>);
+
+impl Waves {
+    /// The first wave `host`'s drain fits beside, if any.
+    fn fit(&self, an: &mut Analyzer<'_>, host: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|w| w.surely_unsafe(an, host).is_none())
+    }
+
+    /// Adds `host` to the first wave it fits, or to a new one; returns the wave.
+    fn add(&mut self, an: &mut Analyzer<'_>, host: &str) -> usize {
+        let k = self.fit(an, host).unwrap_or(self.0.len());
+        if k == self.0.len() {
+            self.0.push(BatchEval::new());
+        }
+        self.0[k].add(an, host);
+        k
+    }
+}
+
 /// A worker batch grown by [`grow_batch`].
 #[derive(Clone, Debug)]
 pub struct Grown {
@@ -742,9 +757,8 @@ pub fn grow_batch(
     };
     let mut batch = BatchEval::drained_in_waves();
     batch.add(an, seed);
-    let mut first = BatchEval::new();
-    first.add(an, seed);
-    let mut waves = vec![first];
+    let mut waves = Waves::default();
+    waves.add(an, seed);
     let mut state = vec![State::Open; candidates.len()];
     state[0] = State::Taken;
     out.taken.push(0);
@@ -760,10 +774,8 @@ pub fn grow_batch(
             if state[j] != State::Open {
                 continue;
             }
-            let fit = waves
-                .iter()
-                .position(|w| w.surely_unsafe(an, cand).is_none());
-            if fit.is_none() && opened {
+            let fits = waves.fit(an, cand).is_some();
+            if !fits && opened {
                 continue; // A wave more only in the next pass.
             }
             if let Some(why) = batch.surely_unsafe(an, cand) {
@@ -788,15 +800,8 @@ pub fn grow_batch(
             state[j] = State::Taken;
             out.taken.push(j);
             grew = true;
-            match fit {
-                Some(k) => waves[k].add(an, cand),
-                None => {
-                    opened = true;
-                    let mut w = BatchEval::new();
-                    w.add(an, cand);
-                    waves.push(w);
-                }
-            }
+            opened |= !fits;
+            waves.add(an, cand);
         }
         if !grew {
             break;
