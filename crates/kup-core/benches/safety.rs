@@ -40,7 +40,7 @@ fn pod(ns: String, name: String, node: &str, kind: &str, owner: &str) -> PodInfo
         phase: kup_types::PodPhase::Running,
         owner_kind: kind.into(),
         owner: owner.into(),
-        labels: BTreeMap::from([("app".to_string(), owner.to_string())]),
+        labels: BTreeMap::from([("app".to_string(), owner.to_string())]).into(),
         volumes: Vec::new(),
         requests: Capacity::default(),
         node_selector: BTreeMap::new(),
@@ -171,8 +171,9 @@ fn synth(nodes: usize, pods: usize, pdbs: usize) -> Listing {
                 _ => (kind, owner.clone()),
             };
             let mut p = pod(ns.clone(), format!("{owner}-{r}"), node, kind, &owner);
-            p.labels.insert("pod-template-hash".into(), format!("h{w}"));
-            p.labels.insert("tier".into(), format!("t{}", w % 5));
+            std::sync::Arc::make_mut(&mut p.labels)
+                .insert("pod-template-hash".into(), format!("h{w}"));
+            std::sync::Arc::make_mut(&mut p.labels).insert("tier".into(), format!("t{}", w % 5));
             p.ready = rng.below(40) != 0;
             p.requests = Capacity {
                 cpu_millis: cpu,

@@ -127,7 +127,7 @@ fn pod(o: &mut Listing, ns_name: &str, node: &str, kind: &str, owner: &str) -> u
         phase: kup_types::PodPhase::Running,
         owner_kind: kind.into(),
         owner: owner.into(),
-        labels: BTreeMap::from([("app".into(), owner.into())]),
+        labels: BTreeMap::from([("app".into(), owner.into())]).into(),
         volumes: Vec::new(),
         requests: Capacity::default(),
         node_selector: BTreeMap::new(),
@@ -815,7 +815,7 @@ const CASES: &[Case] = &[
             let b = pdb(o, "default/tier-pdb", "web", None, Some(1));
             o.pdbs[b].selector = BTreeMap::from([("tier".into(), "front".into())]);
             for p in &mut o.pods {
-                p.labels.insert("tier".into(), "front".into());
+                std::sync::Arc::make_mut(&mut p.labels).insert("tier".into(), "front".into());
             }
         },
         hosts: &["worker-0"],
@@ -841,7 +841,7 @@ const CASES: &[Case] = &[
             let b = pdb(o, "default/strict", "web", Some(3), None);
             o.pdbs[b].selector = BTreeMap::from([("tier".into(), "front".into())]);
             for p in &mut o.pods {
-                p.labels.insert("tier".into(), "front".into());
+                std::sync::Arc::make_mut(&mut p.labels).insert("tier".into(), "front".into());
             }
         },
         hosts: &["worker-0"],

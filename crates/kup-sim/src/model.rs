@@ -199,8 +199,9 @@ pub struct SimWorkload {
     /// is no worker).
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// Shared with its pods.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
@@ -325,7 +326,7 @@ impl SimModel {
                 labels: {
                     let mut l = w.labels.clone();
                     l.insert("app".into(), w.name.value.clone());
-                    l
+                    Arc::new(l)
                 },
                 node_selector: w.node_selector.clone(),
                 tolerations: w.tolerations.clone(),
@@ -403,6 +404,7 @@ impl SimModel {
         };
         model.rebuild();
         model.create_pods();
+        Arc::make_mut(&mut model.pods).shrink_to_fit();
         model
     }
 
@@ -845,6 +847,15 @@ impl SimModel {
     }
 
     fn create_pods(&mut self) {
+        let most: usize = self
+            .workloads
+            .iter()
+            .map(|w| match w.kind {
+                WorkloadKind::DaemonSet => self.hosts.len(),
+                _ => w.replicas as usize,
+            })
+            .sum();
+        Arc::make_mut(&mut self.pods).reserve(most);
         for w in 0..self.workloads.len() {
             if self.workloads[w].kind == WorkloadKind::DaemonSet {
                 for h in 0..self.hosts.len() {

@@ -2,6 +2,7 @@
 //! these values are read back from it, never remembered by kup.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -261,8 +262,10 @@ pub struct PodInfo {
     /// `Node` for a mirror pod).
     pub owner_kind: String,
     pub owner: String,
+    /// Shared: the pods of a workload carry one copy of their labels (150,000 pods at 5,000
+    /// nodes; a map of its own each cost about 500 bytes per pod).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     #[serde(default)]
     pub volumes: Vec<VolumeKind>,
     #[serde(default)]
