@@ -155,8 +155,9 @@ pub fn analyze_all(obs: &Observation, wl: &Workloads) -> Vec<HostSafety> {
 pub struct Analyzer<'a> {
     ix: Index<'a>,
     place: Placement<'a>,
-    /// What each host holds that a screen adds up, by host position; built on first use.
-    loads: Option<Vec<Load>>,
+    /// What each host holds that a screen adds up, by host position; each built on first use
+    /// (a lock's check reads a few hosts of thousands).
+    loads: Vec<Option<Load>>,
 }
 
 impl<'a> Analyzer<'a> {
@@ -166,14 +167,17 @@ impl<'a> Analyzer<'a> {
         Self {
             ix,
             place,
-            loads: None,
+            loads: Vec::new(),
         }
     }
 
-    fn loads(&mut self) -> &[Load] {
+    /// What the host at position `h` holds.
+    fn load(&mut self, h: usize) -> &Load {
+        if self.loads.is_empty() {
+            self.loads.resize_with(self.ix.hosts.len(), || None);
+        }
         let ix = &self.ix;
-        self.loads
-            .get_or_insert_with(|| ix.hosts.iter().map(|h| Load::of(ix, h)).collect())
+        self.loads[h].get_or_insert_with(|| Load::of(ix, &ix.hosts[h]))
     }
 
     /// Taking these hosts down together (unknown names are findings of their own).
@@ -236,10 +240,9 @@ impl<'a> Analyzer<'a> {
             .filter_map(|h| self.ix.obs.host_position(h))
             .collect();
         let wl = self.ix.wl;
-        let loads = self.loads();
         let mut holders: FxHashMap<PdbId, Vec<(usize, u32)>> = FxHashMap::default();
         for (k, &h) in positions.iter().enumerate() {
-            for &(b, n) in &loads[h].pdbs {
+            for &(b, n) in &self.load(h).pdbs {
                 holders.entry(b).or_default().push((k, n));
             }
         }
@@ -483,7 +486,7 @@ impl BatchEval {
         let h = an.ix.obs.host_position(host)?;
         let ingress_up = an.ix.roles.ingress;
         let wl = an.ix.wl;
-        let l = &an.loads()[h];
+        let l = an.load(h);
         let over_budget = l
             .pdbs
             .iter()

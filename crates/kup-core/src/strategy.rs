@@ -11,6 +11,7 @@
 //! settings, the worker batch in progress, the hosts left out, and the stages as shown.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use kup_types::{
@@ -266,7 +267,10 @@ pub fn build(
     }
     record.predicted_seconds = plan.total_seconds;
     record.lower_bound_seconds = plan.lower_bound_seconds;
-    record.apply_phase.stages = stages(ctx, &record, &plan);
+    record.apply_phase.stages = stages(ctx, &record, &plan)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let mut build = Stage::new(
         "kube-upgrade-query".into(),
         Vec::new(),
@@ -297,7 +301,7 @@ pub fn build(
     );
     // One reason a line: a host's findings are themselves joined with "; ".
     build.reason = failures.join("\n");
-    record.build_phase.stages = vec![build];
+    record.build_phase.stages = vec![Arc::new(build)];
     record.build_phase.reason = failures.join("\n");
     let phase = &mut record.build_phase;
     end(
@@ -1419,6 +1423,7 @@ pub(crate) fn decide(
             let again = r.state != T::ReadyToApply;
             // A re-apply resumes: what failed or was aborted is tried afresh, retries reset.
             for st in &mut r.apply_phase.stages {
+                let st = Arc::make_mut(st);
                 if matches!(
                     st.result,
                     StepResult::Failed | StepResult::TimedOut | StepResult::Aborted
@@ -1510,10 +1515,10 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 let stages = &mut r.apply_phase.stages;
                 for st in &mut stages[..i] {
                     if st.result != StepResult::Success {
-                        mark_all(st, StepResult::Success, now);
+                        mark_all(Arc::make_mut(st), StepResult::Success, now);
                     }
                 }
-                let st = &mut stages[i];
+                let st = Arc::make_mut(&mut stages[i]);
                 let name = match st.version {
                     Some(v) => format!("{} {v}", st.name),
                     None => st.name.clone(),
@@ -1554,7 +1559,7 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 .iter_mut()
                 .filter(|st| st.name == STAGE_WORKERS && st.result == StepResult::Wait)
             {
-                mark_all(st, StepResult::Success, now);
+                mark_all(Arc::make_mut(st), StepResult::Success, now);
             }
             let this_round = |st: &Stage| st.name == STAGE_WORKERS && st.version == *version;
             for x in skipped {
@@ -1570,10 +1575,12 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 .iter()
                 .position(|st| this_round(st) && st.result == StepResult::Initial);
             // Later predicted batches of this round lose the hosts taken now (or left out).
-            for st in stages
-                .iter_mut()
-                .filter(|st| this_round(st) && st.result == StepResult::Initial)
-            {
+            for st in stages.iter_mut().filter(|st| {
+                this_round(st)
+                    && st.result == StepResult::Initial
+                    && st.hosts.iter().any(|h| taken.contains(h.as_str()))
+            }) {
+                let st = Arc::make_mut(st);
                 st.hosts.retain(|h| !taken.contains(h.as_str()));
                 for step in &mut st.steps {
                     step.hosts.retain(|h| !taken.contains(h.as_str()));
@@ -1593,13 +1600,14 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                             .map(|st| st.predicted_seconds)
                     })
                     .unwrap_or(0);
+                let fresh = Arc::new(fresh);
                 match first_open {
                     Some(i) => stages[i] = fresh,
                     None => {
                         // After this round's last stage (or before complete).
                         let at = stages
                             .iter()
-                            .rposition(&this_round)
+                            .rposition(|st| this_round(st))
                             .map(|i| i + 1)
                             .or_else(|| stages.iter().position(|st| st.name == STAGE_COMPLETE))
                             .unwrap_or(stages.len());
@@ -1628,6 +1636,7 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 if st.result == StepResult::Success {
                     continue;
                 }
+                let st = Arc::make_mut(st);
                 if partial && st.name == STAGE_COMPLETE {
                     st.reason = "not run: some hosts were left out".into();
                     continue;
@@ -1675,7 +1684,7 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
                 StepResult::Failed
             };
             if let Some(i) = at.as_ref().and_then(|a| stage_index(r, &a.stage)) {
-                let st = &mut r.apply_phase.stages[i];
+                let st = Arc::make_mut(&mut r.apply_phase.stages[i]);
                 st.result = result;
                 st.reason = reason.clone();
                 st.start.get_or_insert(now);
@@ -1713,6 +1722,7 @@ fn progress(ctx: &Ctx<'_>, r: &mut StrategyRecord, p: &Progress, say: &mut impl 
         Progress::Aborted => {
             for st in &mut r.apply_phase.stages {
                 if st.result == StepResult::Wait {
+                    let st = Arc::make_mut(st);
                     st.result = StepResult::Aborted;
                     st.end = Some(now);
                     for step in &mut st.steps {

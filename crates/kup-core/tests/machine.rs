@@ -857,3 +857,89 @@ fn a_recorded_host_action_is_the_hosts_task_until_its_end_is_recorded() {
         Some("Locking")
     );
 }
+
+// --- the strategy's record ---
+
+/// Recording a step writes a record that shares every stage it did not change with the one
+/// before: at 5,000 workers (500 stages) a copy of every stage per step was most of the
+/// engine's work.
+#[test]
+fn a_recorded_step_copies_only_the_stages_it_changes() {
+    use kup_core::strategy::{
+        Progress, STAGE_COMPLETE, STAGE_IMAGES, STAGE_START, STAGE_WORKERS, StageKey, StepAt,
+        StrategyCommand,
+    };
+    use kup_types::strategy::{Phase, Stage, Step};
+    use kup_types::{
+        AlarmRestrictions, ApplyType, StepResult, StrategyRecord, StrategyState, StrategyWrite,
+        UpgradeMode,
+    };
+    use std::sync::Arc;
+
+    let stage = |name: &str, step: &str| {
+        Arc::new(Stage::new(
+            name.into(),
+            Vec::new(),
+            vec![Step::new(step, Vec::new(), 60)],
+        ))
+    };
+    let mut apply_phase = Phase::new("apply");
+    apply_phase.stages = vec![
+        stage(STAGE_START, "kube-upgrade-start"),
+        stage(STAGE_IMAGES, "kube-upgrade-download-images"),
+    ];
+    apply_phase
+        .stages
+        .extend((0..50).map(|_| stage(STAGE_WORKERS, "kube-host-upgrade-kubelet")));
+    apply_phase
+        .stages
+        .push(stage(STAGE_COMPLETE, "kube-upgrade-complete"));
+    let record = StrategyRecord {
+        uuid: "s-1".into(),
+        to_version: v("v1.43.1"),
+        controller_apply_type: ApplyType::Serial,
+        storage_apply_type: ApplyType::Ignore,
+        worker_apply_type: ApplyType::Parallel,
+        max_parallel_worker_hosts: 10,
+        alarm_restrictions: AlarmRestrictions::Strict,
+        mode: UpgradeMode::Online,
+        partial_ok: false,
+        rollback_on_abort: false,
+        state: StrategyState::Applying,
+        build_phase: Phase::new("build"),
+        apply_phase,
+        abort_phase: Phase::new("abort"),
+        batch: None,
+        skipped: Vec::new(),
+        predicted_seconds: 0,
+        lower_bound_seconds: 0,
+        created_at: now(),
+        updated_at: None,
+    };
+    let mut world = World::at("v1.42.1");
+    world.snap.strategy = Some(Arc::new(record));
+    let at = StepAt {
+        stage: StageKey::Images,
+        step: "kube-upgrade-download-images",
+    };
+    let d = world
+        .decide(&Command::Strategy(StrategyCommand::Progress(Progress::At(
+            at,
+        ))))
+        .expect("recorded");
+    let Some(StrategyWrite::Put(new)) = d.batch.strategy else {
+        panic!("a strategy write: {:?}", d.batch.strategy);
+    };
+    let old = world.snap.strategy.as_ref().expect("set");
+    let (old, new) = (&old.apply_phase.stages, &new.apply_phase.stages);
+    assert_eq!(old.len(), new.len());
+    // The start stage ends and the images stage begins: copied and changed.
+    assert_eq!(new[0].result, StepResult::Success);
+    assert_eq!(new[1].result, StepResult::Wait);
+    for i in 0..2 {
+        assert!(!Arc::ptr_eq(&old[i], &new[i]), "stage {i} changed in place");
+    }
+    for i in 2..old.len() {
+        assert!(Arc::ptr_eq(&old[i], &new[i]), "stage {i} copied");
+    }
+}

@@ -656,10 +656,11 @@ async fn put_strategy(
     let corrupt = |e: serde_json::Error| {
         StoreError::Corrupt(format!("strategy {} does not serialize: {e}", record.uuid))
     };
-    let mut header = serde_json::to_value(record).map_err(corrupt)?;
-    if let Some(phase) = header.get_mut("apply_phase") {
-        phase["stages"] = serde_json::Value::Array(Vec::new());
-    }
+    // The record without its apply stages, which have rows of their own (a copy of the record
+    // shares its stages, so this costs the header, not the stages).
+    let mut header = record.clone();
+    header.apply_phase.stages.clear();
+    let header = serde_json::to_string(&header).map_err(corrupt)?;
     sqlx::query(
         "INSERT INTO strategy (singleton, uuid, state, record) VALUES (1, ?, ?, ?) \
          ON CONFLICT (singleton) DO UPDATE SET uuid = excluded.uuid, \
@@ -667,7 +668,7 @@ async fn put_strategy(
     )
     .bind(&record.uuid)
     .bind(record.state.as_str())
-    .bind(header.to_string())
+    .bind(header)
     .execute(&mut **tx)
     .await?;
     let all = &record.apply_phase.stages;

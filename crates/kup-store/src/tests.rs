@@ -525,7 +525,7 @@ async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole() {
         updated_at: None,
     };
     record.apply_phase.stages = (0..5)
-        .map(|i| strategy_stage(i, StepResult::Initial))
+        .map(|i| Arc::new(strategy_stage(i, StepResult::Initial)))
         .collect();
     store.commit(strategy_write(&record)).await.unwrap();
     let stored = store.snapshot().await.unwrap().strategy.unwrap();
@@ -533,10 +533,10 @@ async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole() {
 
     // Stage 1 done, stage 5 added: a progress write of those two.
     let mut next = record.clone();
-    next.apply_phase.stages[1].result = StepResult::Success;
+    Arc::make_mut(&mut next.apply_phase.stages[1]).result = StepResult::Success;
     next.apply_phase
         .stages
-        .push(strategy_stage(5, StepResult::Wait));
+        .push(Arc::new(strategy_stage(5, StepResult::Wait)));
     let w = StrategyWrite::Put(Arc::new(next.clone())).against(Some(&record));
     assert!(
         matches!(&w, StrategyWrite::Progress { changed, .. } if changed == &[1, 5]),

@@ -125,7 +125,11 @@ pub struct SkippedHost {
 #[schema(as = StrategyPhase)]
 pub struct Phase {
     pub name: String,
-    pub stages: Vec<Stage>,
+    // Shared between the records a step leaves behind: recording a step copies the stage it
+    // changes, not the hundreds of others (at 5,000 workers a copy of every stage per step
+    // was most of the engine's work).
+    #[schema(value_type = Vec<Stage>)]
+    pub stages: Vec<std::sync::Arc<Stage>>,
     pub result: StepResult,
     pub reason: String,
     #[serde(with = "crate::time::serde_opt_ts")]
@@ -312,7 +316,7 @@ impl From<std::sync::Arc<StrategyRecord>> for StrategyView {
     fn from(s: std::sync::Arc<StrategyRecord>) -> Self {
         let phase = s.current_phase();
         let stage_ix = phase.current_stage();
-        let stage = stage_ix.map(|i| &phase.stages[i]);
+        let stage = stage_ix.map(|i| &*phase.stages[i]);
         let step_ix = stage.and_then(Stage::current_step);
         let step = stage.zip(step_ix).map(|(st, i)| &st.steps[i]);
         let current = StrategyProgress {
