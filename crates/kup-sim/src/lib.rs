@@ -26,11 +26,7 @@ use tokio::sync::watch;
 pub use clock::OpSpan;
 pub use inventory::{FaultMode, Inventory, InventoryError};
 pub use model::SimModel;
-
-/// The simulated cluster's state file cannot be read or written.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct StateError(String);
+pub use state_file::StateError;
 
 /// A fault to inject: `step` on `host` (or anywhere) fails once, always, the first `times`
 /// runs, with a probability, or hangs.
@@ -325,8 +321,7 @@ impl SimCluster {
         path: PathBuf,
     ) -> Result<SimCluster, StateError> {
         let (model, file) =
-            state_file::StateFile::open(path, || SimModel::from_inventory(inv, Timestamp::now()))
-                .map_err(StateError)?;
+            state_file::StateFile::open(path, || SimModel::from_inventory(inv, Timestamp::now()))?;
         Ok(Self::build(inv, time_scale, model, Some(file)))
     }
 

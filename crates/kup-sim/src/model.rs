@@ -61,7 +61,8 @@ pub struct SimModel {
     #[serde(default)]
     completed: BTreeMap<String, KubeVersion>,
     /// The pods of each host being locked: disrupted until the lock ends, when the drain
-    /// has placed them elsewhere.
+    /// has placed them elsewhere, or until the descheduler moves them (only those still on
+    /// the host count).
     #[serde(skip)]
     disrupting: BTreeMap<String, Vec<PodId>>,
     #[serde(skip)]
@@ -1397,11 +1398,18 @@ impl SimModel {
         for &id in ids {
             touched.extend(self.pods.pdbs_of(id).iter().copied());
         }
+        // A pod the descheduler moved off a host being locked (at another host's unlock)
+        // runs, ready, elsewhere: that lock no longer disrupts it. Counting it still would
+        // find a broken budget where the Eviction API, and kup's lock check, see none.
         let others = self
             .disrupting
             .iter()
             .filter(|(h, _)| h.as_str() != host)
-            .flat_map(|(_, ids)| ids);
+            .flat_map(|(h, ids)| {
+                ids.iter().filter(move |&&id| {
+                    self.pods.pod(id).and_then(|p| p.node.as_deref()) == Some(h.as_str())
+                })
+            });
         let mut broken = Vec::new();
         for b in touched {
             let disrupted = others

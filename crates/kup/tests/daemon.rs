@@ -1029,7 +1029,9 @@ fn a_damaged_database_is_refused_and_left_as_it_is() {
 /// The simulated cluster's state (the snapshot `cluster-state.json` and its journal) cut,
 /// damaged or lost under a store that recorded steps on it: the start is refused with the
 /// reason on one line, no fresh cluster takes its place, and nothing changes: restored, the
-/// same daemon goes on as before. `--init` (the database moved away) begins again on purpose.
+/// same daemon goes on as before. A journal that lost acknowledged records at its end (cut at a
+/// line's end) is refused too: its header counts them. `--init` (the database moved away)
+/// begins again on purpose.
 #[test]
 fn a_damaged_or_lost_cluster_state_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1044,15 +1046,22 @@ fn a_damaged_or_lost_cluster_state_is_refused() {
     stop(d);
     let good_state = std::fs::read(&state).unwrap();
     let good_journal = std::fs::read(&journal).unwrap();
+    // Two header slots, then a record per change.
     assert!(
-        good_journal.iter().filter(|b| **b == b'\n').count() >= 2,
+        good_journal.iter().filter(|b| **b == b'\n').count() >= 4,
         "a journal of several changes"
     );
     let files = ["cluster-state.json", "cluster-state.json.journal", "kup.db"];
 
     type Damage = fn(&Path, &Path);
     let n = log.len();
-    let cases: [(&str, Damage, String); 5] = [
+    let damaged = |why: &str| {
+        format!(
+            "the journal {} of the simulated cluster's state is damaged: {why}",
+            journal.display()
+        )
+    };
+    let cases: [(&str, Damage, String); 7] = [
         (
             "the state cut in half",
             |s, _| {
@@ -1075,13 +1084,28 @@ fn a_damaged_or_lost_cluster_state_is_refused() {
             format!("simulation state {} is unreadable: ", state.display()),
         ),
         (
-            "a damaged line in the middle of the journal",
+            "a flipped byte in the middle of the journal",
             |_, j| {
                 let mut b = std::fs::read(j).unwrap();
-                b[..8].copy_from_slice(b"\x00garbage");
+                let mid = b.len() / 2;
+                b[mid] ^= 0x01;
                 std::fs::write(j, &b).unwrap();
             },
-            format!("simulation state {} is unreadable: ", journal.display()),
+            damaged("record "),
+        ),
+        (
+            "the journal's last record lost, cut at a line's end",
+            |_, j| {
+                let b = std::fs::read(j).unwrap();
+                let last = b[..b.len() - 1].iter().rposition(|c| *c == b'\n').unwrap();
+                std::fs::write(j, &b[..=last]).unwrap();
+            },
+            damaged("it ends after record "),
+        ),
+        (
+            "the journal lost, its state left",
+            |_, j| std::fs::remove_file(j).unwrap(),
+            damaged("it is missing. "),
         ),
         (
             "the state lost, its journal left",

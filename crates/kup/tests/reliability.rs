@@ -175,6 +175,23 @@ fn check_run(d: &Daemon, expected: &(String, Vec<String>), rounds: usize) -> Res
     Ok(())
 }
 
+/// A failed run's evidence, kept: its data directory (database, cluster state and journal,
+/// the daemon's log) with the event log and the host lists beside it, not deleted with the
+/// temporary directory. The kill moments fall on wall-clock time, so a failure may not come
+/// back with its seed. Returns where it is.
+fn keep_failed_run(d: Daemon, dir: tempfile::TempDir) -> std::path::PathBuf {
+    let log: Vec<String> = events(&d).iter().map(|e| e.to_string()).collect();
+    let _ = std::fs::write(dir.path().join("events.jsonl"), log.join("\n"));
+    let hosts = format!(
+        "{}\n{}",
+        ok(&d, "kube-host-upgrade-list"),
+        ok(&d, "host-list")
+    );
+    let _ = std::fs::write(dir.path().join("hosts.txt"), hosts);
+    drop(d);
+    dir.keep()
+}
+
 /// Runs `upgrade online` to its end on a fresh data directory, without crashes.
 fn crash_free(case: &Case) -> (String, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
@@ -268,7 +285,12 @@ fn crashing_run(case: &Case, seed: u64, kills: u64, expected: &(String, Vec<Stri
     };
     assert!(out.contains("applied"), "{} seed {seed}: {out}", case.name);
     if let Err(why) = check_run(&d, expected, case.rounds) {
-        panic!("{} seed {seed} ({kills} kills): {why}", case.name);
+        let kept = keep_failed_run(d, dir);
+        panic!(
+            "{} seed {seed} ({kills} kills): {why} (kept in {})",
+            case.name,
+            kept.display()
+        );
     }
 }
 
@@ -335,7 +357,12 @@ fn crashing_abort_run(
         complete.clone()
     };
     if let Err(why) = check_run(&d, &expected, case.rounds + 1) {
-        panic!("{} seed {seed} (abort, {kills} kills): {why}", case.name);
+        let kept = keep_failed_run(d, dir);
+        panic!(
+            "{} seed {seed} (abort, {kills} kills, aborted: {aborted}): {why} (kept in {})",
+            case.name,
+            kept.display()
+        );
     }
     aborted
 }
