@@ -27,7 +27,7 @@
 //! new snapshot beside the old journal, which is of an older generation and already folded
 //! in, so it is skipped.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ fn read_slot(b: &[u8]) -> Option<(u64, u64)> {
         return None;
     }
     let crc = u32::from_str_radix(c, 16).ok()?;
-    (crc32fast::hash(text[..33].as_bytes()) == crc).then_some(())?;
+    (crc32fast::hash(&text.as_bytes()[..33]) == crc).then_some(())?;
     Some((
         u64::from_str_radix(g, 16).ok()?,
         u64::from_str_radix(s, 16).ok()?,
@@ -573,7 +573,10 @@ mod tests {
         let rec = move |n: usize| good[at[n - 1]..at[n]].to_vec();
         let mid = move |n: usize| (at[n - 1] + at[n]) / 2;
         // The header before record 6 counted it: slot 0 back to record 4.
-        let uncounted = |j: &mut Vec<u8>| j[..SLOT].copy_from_slice(&slot(generation(j), 4));
+        let uncounted = |j: &mut Vec<u8>| {
+            let s = slot(generation(j), 4);
+            j[..SLOT].copy_from_slice(&s);
+        };
         type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
         let cases: Vec<(&str, Damage<'_>, Result<usize, &str>)> = vec![
             ("intact", Box::new(|_| {}), Ok(6)),
