@@ -64,6 +64,7 @@ fn synth(nodes: usize, pods: usize, pdbs: usize) -> Listing {
             applications: Vec::new(),
             images: Vec::new(),
             networking_version: None,
+            api_usage: Vec::new(),
             index: Default::default(),
         },
         pods: Vec::with_capacity(pods),

@@ -11,6 +11,7 @@ pub mod machine;
 pub mod patches;
 pub mod plan;
 pub mod refusal;
+pub mod removed_apis;
 pub mod rollback;
 pub mod safety;
 pub mod skew;

@@ -1108,7 +1108,7 @@ fn start(
             return Err(missing);
         }
     }
-    let health = start_health(ctx, pods(ctx), force, alarm_ignore);
+    let health = start_health(ctx, pods(ctx), force, alarm_ignore, to);
     if !health.ok() {
         return Err(Refusal::Unhealthy(health.failures()));
     }
@@ -1156,12 +1156,14 @@ fn start(
     Ok(())
 }
 
-/// The start's health checks: the server's alarm list and the request's own.
+/// The start's health checks: the server's alarm list and the request's own, and the APIs in
+/// use that the versions up to `to` remove (both let pass by `force`).
 pub(crate) fn start_health(
     ctx: &Ctx<'_>,
     workloads: &Workloads,
     force: bool,
     alarm_ignore: &[String],
+    to: KubeVersion,
 ) -> crate::health::HealthReport {
     let ignore: Vec<String> = ctx
         .policy
@@ -1172,7 +1174,13 @@ pub(crate) fn start_health(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    kube_upgrade_health(ctx.obs, workloads, force, &ignore)
+    let mut report = kube_upgrade_health(ctx.obs, workloads, force, &ignore);
+    if let Some(&from) = running_versions(ctx.obs).first() {
+        report.checks.push(crate::removed_apis::removed_api_check(
+            ctx.obs, from, to, force,
+        ));
+    }
+    report
 }
 
 fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Refusal> {

@@ -256,7 +256,7 @@ pub fn build(
         } = start_command(ctx, &record)
     {
         failures.extend(
-            crate::machine::start_health(ctx, workloads, force, &alarm_ignore)
+            crate::machine::start_health(ctx, workloads, force, &alarm_ignore, to)
                 .failures()
                 .into_iter()
                 .map(|f| format!("the start's health check: {f}")),

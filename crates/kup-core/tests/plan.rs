@@ -624,6 +624,7 @@ fn random_cluster(rng: &mut Rng) -> Listing {
             applications: Vec::new(),
             images: Vec::new(),
             networking_version: Some(v(FROM)),
+            api_usage: Vec::new(),
             index: Default::default(),
         },
         pods: Vec::new(),

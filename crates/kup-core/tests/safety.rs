@@ -30,6 +30,7 @@ fn cluster() -> Listing {
             applications: Vec::new(),
             images: Vec::new(),
             networking_version: None,
+            api_usage: Vec::new(),
             index: Default::default(),
         },
         pods: Vec::new(),

@@ -63,13 +63,13 @@ pub trait Driver: Send + Sync + 'static {
     /// not know (a process that ran it is gone).
     async fn status(&self, id: &str) -> Result<OpStatus, DriverError>;
 
-    /// How long each kind of step takes on this cluster, in seconds, for planning. The
-    /// default is a typical kubeadm cluster's.
     /// What a simulated cluster saw of the upgrade's safety; a real one says nothing.
     fn safety_audit(&self) -> Option<kup_types::SafetyAudit> {
         None
     }
 
+    /// How long each kind of step takes on this cluster, in seconds, for planning. The
+    /// default is a typical kubeadm cluster's.
     fn step_durations(&self) -> std::collections::BTreeMap<kup_types::StepKind, u64> {
         use kup_types::StepKind::*;
         [

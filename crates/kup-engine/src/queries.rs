@@ -161,13 +161,7 @@ impl Engine {
             Some(v) => KubeVersion::parse(v).map_err(Refusal::from)?,
             None => match &snap.upgrade {
                 Some(u) => u.to_version,
-                None => catalog
-                    .states(&obs)
-                    .into_iter()
-                    .filter(|(_, s)| *s == kup_types::VersionState::Available)
-                    .map(|(v, _)| v)
-                    .next_back()
-                    .ok_or(Refusal::NothingToPlan)?,
+                None => newest_available(&catalog, &obs).ok_or(Refusal::NothingToPlan)?,
             },
         };
         let durations = self.inner.driver.step_durations();
@@ -209,17 +203,43 @@ impl Engine {
         let workloads = self.workloads().await?;
         let mut obs = Observation::clone(&obs);
         obs.alarms = kup_core::views::alarms(&snap, &obs);
-        Ok(kup_core::kube_upgrade_health(
+        let mut report = kup_core::kube_upgrade_health(
             &obs,
             &workloads,
             relaxed,
             &self.inner.policy.alarm_ignore,
-        ))
+        );
+        // The APIs that the upgrade would remove: to the upgrade's target while one exists,
+        // else to the newest version it could start to.
+        let catalog = self.inner.catalog_for(&snap);
+        let from = kup_core::running_versions(&obs).first().copied();
+        let to = match &snap.upgrade {
+            Some(u) => Some(u.to_version),
+            None => newest_available(&catalog, &obs),
+        };
+        if let (Some(from), Some(to)) = (from, to) {
+            report
+                .checks
+                .push(kup_core::removed_apis::removed_api_check(
+                    &obs, from, to, false,
+                ));
+        }
+        Ok(report)
     }
 
     pub async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, EngineError> {
         Ok(self.inner.store.events(after_seq, limit).await?)
     }
+}
+
+/// The newest version an upgrade could start to now.
+fn newest_available(catalog: &kup_core::Catalog, obs: &Observation) -> Option<KubeVersion> {
+    catalog
+        .states(obs)
+        .into_iter()
+        .filter(|(_, s)| *s == kup_types::VersionState::Available)
+        .map(|(v, _)| v)
+        .next_back()
 }
 
 fn ihosts_of(snap: &Snapshot, obs: &Observation) -> Vec<IHost> {

@@ -64,6 +64,10 @@ pub struct Inventory {
     pub alarms: Vec<AlarmSpec>,
     #[serde(default)]
     pub applications: Vec<ApplicationSpec>,
+    /// Deprecated API versions the cluster's clients still use (what the API server's
+    /// `apiserver_requested_deprecated_apis` metric would show).
+    #[serde(default)]
+    pub api_usage: Vec<kup_types::ApiUsage>,
     /// Seconds each kind of step takes at time scale 1.
     #[serde(default)]
     pub durations: BTreeMap<StepKind, f64>,

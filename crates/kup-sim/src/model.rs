@@ -48,6 +48,8 @@ pub struct SimModel {
     pub applications: Vec<Application>,
     pub images: BTreeSet<String>,
     pub networking_version: Option<KubeVersion>,
+    #[serde(default)]
+    pub api_usage: Vec<kup_types::ApiUsage>,
     /// The pods, their owners and budgets, indexed; shared with readers.
     pods: Arc<Workloads>,
     /// Workloads whose pods each host's last drain moved away, spread back at its unlock.
@@ -396,6 +398,7 @@ impl SimModel {
             applications,
             images,
             networking_version: Some(inv.networking_version.unwrap_or(inv.kubernetes_version)),
+            api_usage: inv.api_usage.clone(),
             pods: Arc::new(Workloads::new(Vec::new(), Vec::new(), pdbs)),
             evicted: BTreeMap::new(),
             audit: kup_types::SafetyAudit::default(),
@@ -505,6 +508,7 @@ impl SimModel {
             applications: self.applications.clone(),
             images: self.images.iter().cloned().collect(),
             networking_version: self.networking_version,
+            api_usage: self.api_usage.clone(),
             index: Default::default(),
         };
         self.d.node_pos = vec![None; self.hosts.len()];

@@ -25,6 +25,9 @@ pub struct Observation {
     pub images: Vec<String>,
     /// Version of the networking manifests (CNI, CoreDNS) the cluster runs.
     pub networking_version: Option<KubeVersion>,
+    /// API versions clients of the cluster still use, that some Kubernetes release removes.
+    #[serde(default)]
+    pub api_usage: Vec<ApiUsage>,
     /// Positions of hosts and nodes by name (see [`Observation::reindex`]).
     #[serde(skip)]
     pub index: ObservationIndex,
@@ -64,6 +67,7 @@ impl Default for Observation {
             applications: Vec::new(),
             images: Vec::new(),
             networking_version: None,
+            api_usage: Vec::new(),
             index: ObservationIndex::default(),
         }
     }
@@ -303,5 +307,41 @@ pub struct Application {
 impl Application {
     pub fn supports(&self, v: KubeVersion) -> bool {
         self.k8s_min.is_none_or(|m| v >= m) && self.k8s_max.is_none_or(|m| v <= m)
+    }
+}
+
+/// A client's use of a deprecated API version: seen by the API server (its
+/// `apiserver_requested_deprecated_apis` metric) or in an object's
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUsage {
+    /// The API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    /// The resource, plural and lower case (`ingresses`).
+    pub resource: String,
+    /// The release that removes it (`"1.22"`), when the source says so (the metric's
+    /// `removed_release` label); otherwise kup's own table of removals decides.
+    #[serde(default)]
+    pub removed_release: Option<String>,
+    /// Where it was seen: `API server` or the object (`namespace/name`).
+    #[serde(default = "api_server")]
+    pub seen_in: String,
+}
+
+fn api_server() -> String {
+    "API server".into()
+}
+
+impl ApiUsage {
+    /// `group/version resource`, as `kubectl api-resources` writes a group version.
+    pub fn group_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 }

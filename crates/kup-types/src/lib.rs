@@ -26,8 +26,8 @@ pub use api::{
 };
 pub use catalog::VersionMeta;
 pub use cluster::{
-    Alarm, Application, Capacity, ControlPlanePod, HostInfo, HostsToken, NodeInfo, Observation,
-    ObservationIndex, PdbInfo, PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
+    Alarm, ApiUsage, Application, Capacity, ControlPlanePod, HostInfo, HostsToken, NodeInfo,
+    Observation, ObservationIndex, PdbInfo, PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
 };
 pub use enums::{
     AdminState, AlarmRestrictions, ApplyType, Availability, HostUpgradeStatus, KubeUpgradeState,

@@ -620,3 +620,54 @@ fn an_abort_killed_half_way_resumes_and_a_fresh_upgrade_starts() {
     ok(&d, "kube-upgrade-start v1.16.2");
     assert_eq!(state_of(&d), "upgrade-started");
 }
+
+/// Clients that still use APIs the target removes (the cluster file declares them, as the API
+/// server's `apiserver_requested_deprecated_apis` metric would show them): the health query
+/// names each with its release, the start and `upgrade online` are refused with that reason,
+/// and `--force` starts anyway. APIs removed before the running version, or after the target,
+/// are not the upgrade's concern.
+#[test]
+fn apis_the_target_removes_refuse_the_start_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = std::fs::read_to_string(examples().join("kubeadm-v1.29-to-v1.33.yaml")).unwrap();
+    yaml.push_str(
+        "api_usage:\n\
+         - { group: flowcontrol.apiserver.k8s.io, version: v1beta3, resource: flowschemas, removed_release: \"1.32\" }\n\
+         - { group: autoscaling, version: v2beta2, resource: horizontalpodautoscalers, seen_in: monitoring/scaler }\n\
+         - { group: example.com, version: v1alpha1, resource: widgets, removed_release: \"1.34\" }\n",
+    );
+    let cluster = dir.path().join("cluster.yaml");
+    std::fs::write(&cluster, yaml).unwrap();
+    let d = serve_with(dir.path(), "0", &["--cluster", cluster.to_str().unwrap()]);
+
+    let health = ok(&d, "health-query-kube-upgrade");
+    assert!(
+        health.contains(
+            "No APIs in use that the target version removes: [Fail]\nAPIs in use that v1.33.0 \
+             removes: flowcontrol.apiserver.k8s.io/v1beta3 flowschemas (removed in v1.32; used \
+             by API server)\n"
+        ),
+        "{health}"
+    );
+    // The v2beta2 HPA went in v1.26, before the running v1.29; the widgets go after v1.33.
+    assert!(!health.contains("horizontalpodautoscalers") && !health.contains("widgets"));
+
+    let why = refused(&d, "kube-upgrade-start v1.33.0");
+    assert!(
+        why.contains("APIs in use that v1.33.0 removes: flowcontrol.apiserver.k8s.io/v1beta3 flowschemas (removed in v1.32; used by API server)"),
+        "{why}"
+    );
+    // Up to v1.31 nothing in use goes.
+    let r = kup(&d, "upgrade plan --to v1.31.5");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = kup(&d, "upgrade online --to v1.33.0");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("flowschemas (removed in v1.32"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    ok(&d, "kube-upgrade-start v1.33.0 --force");
+    assert!(ok(&d, "kube-upgrade-show").contains("upgrade-started"));
+}

@@ -45,6 +45,7 @@ pub fn obs(hosts: &[HostSpec<'_>]) -> Observation {
         applications: Vec::new(),
         images: Vec::new(),
         networking_version: None,
+        api_usage: Vec::new(),
         index: Default::default(),
     };
     for (i, (name, personality, cp, kubelet)) in hosts.iter().enumerate() {
