@@ -1,0 +1,257 @@
+//! Which commands each kind of host step runs on a kubeadm cluster: kubeadm's own upgrade
+//! procedure (kubernetes.io, "Upgrading kubeadm clusters"), as templates in the hosts file's
+//! `commands:` section, defaulting to a Debian or Ubuntu host with the Kubernetes packages
+//! from pkgs.k8s.io. Each template is one line for the remote shell; every one must be
+//! idempotent (a step re-run after a crash runs it again).
+//!
+//! Placeholders: `{version}` (`v1.29.3`), `{version_number}` (`1.29.3`), `{host}` (the Node's
+//! name), `{from_version}` (the version the cluster ran before the upgrade, for the backup).
+//! Their values are checked names and versions, and quoted for the shell all the same.
+
+use serde::Deserialize;
+
+use kup_types::KubeVersion;
+
+/// The command templates of the host steps.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Commands {
+    /// Run every command as root through `sudo -n` (for a login that is not root).
+    pub sudo: bool,
+    /// Installs the target's kubeadm (before images, and before each control plane's step).
+    pub install_kubeadm: String,
+    /// Pulls the target's control-plane images on a control-plane host.
+    pub pull_images: String,
+    /// Saves etcd and the static pod manifests, on the first control plane before it moves.
+    pub backup: String,
+    /// Puts them back (an abort with rollback of the first control plane).
+    pub restore: String,
+    /// The first control plane.
+    pub upgrade_apply: String,
+    /// The other control planes, and each worker before its kubelet.
+    pub upgrade_node: String,
+    /// Installs the target's kubelet and kubectl, without restarting kubelet.
+    pub install_kubelet: String,
+    pub restart_kubelet: String,
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        let pkg = |names: &str| {
+            let pinned: Vec<String> = names
+                .split(' ')
+                .map(|n| format!("{n}='{{version_number}}-*'"))
+                .collect();
+            format!(
+                "apt-mark unhold {names} && apt-get install -y -q --allow-change-held-packages {} && apt-mark hold {names}",
+                pinned.join(" ")
+            )
+        };
+        let backup_dir = "/var/lib/kup/backup/{from_version}";
+        let etcd_tls = "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key";
+        Commands {
+            sudo: false,
+            install_kubeadm: pkg("kubeadm"),
+            pull_images: "kubeadm config images pull --kubernetes-version {version}".into(),
+            backup: format!(
+                "mkdir -p {backup_dir} && cp -a /etc/kubernetes/manifests {backup_dir}/ && ETCDCTL_API=3 etcdctl {etcd_tls} snapshot save {backup_dir}/etcd.db"
+            ),
+            restore: format!(
+                "test -f {backup_dir}/etcd.db && cp -a {backup_dir}/manifests/. /etc/kubernetes/manifests/"
+            ),
+            upgrade_apply: "kubeadm upgrade apply {version} --yes".into(),
+            upgrade_node: "kubeadm upgrade node".into(),
+            install_kubelet: pkg("kubelet kubectl"),
+            restart_kubelet: "systemctl daemon-reload && systemctl restart kubelet".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecipeError {
+    #[error(
+        "command template {name}: unknown placeholder {{{placeholder}}} (known: {{version}}, {{version_number}}, {{host}}, {{from_version}})"
+    )]
+    UnknownPlaceholder {
+        name: &'static str,
+        placeholder: String,
+    },
+    #[error("command template {name}: an unclosed {{")]
+    Unclosed { name: &'static str },
+    #[error("command template {name} is empty")]
+    Empty { name: &'static str },
+}
+
+/// The values a template's placeholders take.
+#[derive(Clone, Debug)]
+pub struct Vars<'a> {
+    pub version: KubeVersion,
+    pub from_version: KubeVersion,
+    pub host: &'a str,
+}
+
+const PLACEHOLDERS: [&str; 4] = ["version", "version_number", "host", "from_version"];
+
+impl Commands {
+    fn templates(&self) -> [(&'static str, &str); 8] {
+        [
+            ("install_kubeadm", &self.install_kubeadm),
+            ("pull_images", &self.pull_images),
+            ("backup", &self.backup),
+            ("restore", &self.restore),
+            ("upgrade_apply", &self.upgrade_apply),
+            ("upgrade_node", &self.upgrade_node),
+            ("install_kubelet", &self.install_kubelet),
+            ("restart_kubelet", &self.restart_kubelet),
+        ]
+    }
+
+    /// Checks every template when the hosts file is read, not when a step first needs one.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        for (name, t) in self.templates() {
+            if t.trim().is_empty() {
+                return Err(RecipeError::Empty { name });
+            }
+            placeholders(name, t)?;
+        }
+        Ok(())
+    }
+
+    /// The command lines of the template `name` for `vars`, ready for the remote shell.
+    pub fn render(&self, name: &'static str, vars: &Vars<'_>) -> Result<String, RecipeError> {
+        let template = self
+            .templates()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+            .ok_or(RecipeError::Empty { name })?;
+        let mut out = String::with_capacity(template.len() + 32);
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..]
+                .find('}')
+                .ok_or(RecipeError::Unclosed { name })?;
+            let key = &rest[open + 1..open + close];
+            let value = match key {
+                "version" => vars.version.to_string(),
+                "version_number" => vars.version.to_string().trim_start_matches('v').to_string(),
+                "from_version" => vars.from_version.to_string(),
+                "host" => vars.host.to_string(),
+                _ => {
+                    return Err(RecipeError::UnknownPlaceholder {
+                        name,
+                        placeholder: key.into(),
+                    });
+                }
+            };
+            // Checked values need no quoting; quoted all the same, unless already plain.
+            out.push_str(&shlex::try_quote(&value).map_or(value.clone(), |q| q.into_owned()));
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        Ok(if self.sudo {
+            format!(
+                "sudo -n sh -c {}",
+                shlex::try_quote(&out).map_or_else(|_| out.clone(), |q| q.into_owned())
+            )
+        } else {
+            out
+        })
+    }
+}
+
+fn placeholders(name: &'static str, template: &str) -> Result<(), RecipeError> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or(RecipeError::Unclosed { name })?;
+        let key = &rest[open + 1..open + close];
+        if !PLACEHOLDERS.contains(&key) {
+            return Err(RecipeError::UnknownPlaceholder {
+                name,
+                placeholder: key.into(),
+            });
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars<'static> {
+        Vars {
+            version: KubeVersion::new(1, 30, 6),
+            from_version: KubeVersion::new(1, 29, 2),
+            host: "cp-0",
+        }
+    }
+
+    #[test]
+    fn the_defaults_follow_kubeadms_procedure() {
+        let c = Commands::default();
+        c.validate().unwrap();
+        let r = |name| c.render(name, &vars()).unwrap();
+        assert_eq!(
+            r("install_kubeadm"),
+            "apt-mark unhold kubeadm && apt-get install -y -q --allow-change-held-packages \
+             kubeadm='1.30.6-*' && apt-mark hold kubeadm"
+        );
+        assert_eq!(
+            r("pull_images"),
+            "kubeadm config images pull --kubernetes-version v1.30.6"
+        );
+        assert_eq!(r("upgrade_apply"), "kubeadm upgrade apply v1.30.6 --yes");
+        assert_eq!(r("upgrade_node"), "kubeadm upgrade node");
+        assert!(r("install_kubelet").contains("kubelet='1.30.6-*' kubectl='1.30.6-*'"));
+        assert!(r("backup").starts_with("mkdir -p /var/lib/kup/backup/v1.29.2 && "));
+        assert!(r("backup").ends_with("snapshot save /var/lib/kup/backup/v1.29.2/etcd.db"));
+    }
+
+    #[test]
+    fn templates_are_checked_and_rendered() {
+        let mut c = Commands {
+            upgrade_node: "kubeadm upgrade node --certificate-renewal=false # {host}".into(),
+            ..Commands::default()
+        };
+        assert_eq!(
+            c.render("upgrade_node", &vars()).unwrap(),
+            "kubeadm upgrade node --certificate-renewal=false # cp-0"
+        );
+        c.sudo = true;
+        assert_eq!(
+            c.render("upgrade_apply", &vars()).unwrap(),
+            "sudo -n sh -c 'kubeadm upgrade apply v1.30.6 --yes'"
+        );
+        let bad = [
+            (
+                Commands {
+                    pull_images: "crictl pull {image}".into(),
+                    ..Commands::default()
+                },
+                "command template pull_images: unknown placeholder {image} (known: {version}, {version_number}, {host}, {from_version})",
+            ),
+            (
+                Commands {
+                    upgrade_apply: "kubeadm upgrade apply {version --yes".into(),
+                    ..Commands::default()
+                },
+                "command template upgrade_apply: an unclosed {",
+            ),
+            (
+                Commands {
+                    restart_kubelet: "  ".into(),
+                    ..Commands::default()
+                },
+                "command template restart_kubelet is empty",
+            ),
+        ];
+        for (c, want) in bad {
+            assert_eq!(c.validate().unwrap_err().to_string(), want);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Host steps against a real OpenSSH server (Debian's `openssh-server`) on loopback, started
+//! by the test with its own host key, the test's login key, and fake `kubeadm`, `apt-get` and
+//! `systemctl` on its PATH that record how they were called.
+//!
+//! Without `/usr/sbin/sshd` the tests say so and pass, unless `KUP_REQUIRE_SSHD=1` (set by
+//! `.ci/run`, which installs it).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kup_ssh::recipe::Vars;
+use kup_ssh::{Commands, SshError, SshTarget, run};
+use kup_types::KubeVersion;
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sh(cmd: &str) {
+    let ok = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(ok.success(), "{cmd}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fake tool: appends its name and arguments to `calls.log`, then prints a line.
+fn fake(bin: &Path, name: &str, body: &str) {
+    let path = bin.join(name);
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"{name} $*\" >> \"$KUP_TEST_LOG\"\n{body}\n"),
+    )
+    .unwrap();
+    sh(&format!("chmod 755 {}", path.display()));
+}
+
+impl Sshd {
+    /// Starts sshd, or `None` (with the reason printed) where it is not installed.
+    fn start() -> Option<Sshd> {
+        if !Path::new(SSHD).exists() {
+            assert!(
+                std::env::var("KUP_REQUIRE_SSHD").is_err(),
+                "{SSHD} is missing and KUP_REQUIRE_SSHD is set"
+            );
+            eprintln!("skipped: {SSHD} is not installed (Debian: openssh-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        sh(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {0}/host_key && ssh-keygen -q -t ed25519 -N '' -f {0}/id_ed25519 && ssh-keygen -q -t ed25519 -N '' -f {0}/other_key && cp {0}/id_ed25519.pub {0}/authorized_keys && chmod 600 {0}/authorized_keys",
+            d.display()
+        ));
+        let bin = d.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        fake(&bin, "kubeadm", "echo \"[upgrade] kubeadm $*: done\"");
+        fake(&bin, "apt-get", "");
+        fake(&bin, "apt-mark", "");
+        fake(&bin, "systemctl", "");
+        // Privilege separation needs its directory when sshd runs as root.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\n\
+                 AuthorizedKeysFile {0}/authorized_keys\nPidFile {0}/sshd.pid\nStrictModes no\n\
+                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 SetEnv PATH={0}/bin:/usr/bin:/bin KUP_TEST_LOG={0}/calls.log\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let sshd = Sshd { dir, port, child };
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "sshd did not listen: {}",
+                std::fs::read_to_string(sshd.path("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The host's key as an operator would have recorded it.
+        let host_key = std::fs::read_to_string(sshd.path("host_key.pub")).unwrap();
+        let mut parts = host_key.split_whitespace();
+        let (kind, key) = (parts.next().unwrap(), parts.next().unwrap());
+        std::fs::write(
+            sshd.path("known_hosts"),
+            format!("[127.0.0.1]:{port} {kind} {key}\n"),
+        )
+        .unwrap();
+        Some(sshd)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn target(&self) -> SshTarget {
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        SshTarget {
+            address: "127.0.0.1".into(),
+            port: self.port,
+            user,
+            key_file: self.path("id_ed25519"),
+            known_hosts: self.path("known_hosts"),
+        }
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.path("calls.log")).unwrap_or_default()
+    }
+}
+
+const STEP: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn the_steps_of_an_upgrade_run_over_ssh_with_their_output() {
+    let Some(sshd) = Sshd::start() else { return };
+    let t = sshd.target();
+    t.validate().unwrap();
+    let commands = Commands::default();
+    let vars = Vars {
+        version: KubeVersion::new(1, 30, 6),
+        from_version: KubeVersion::new(1, 29, 2),
+        host: "cp-0",
+    };
+    for name in [
+        "install_kubeadm",
+        "pull_images",
+        "upgrade_apply",
+        "install_kubelet",
+        "restart_kubelet",
+    ] {
+        let line = commands.render(name, &vars).unwrap();
+        let out = run(&t, &line, STEP).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.code, 0);
+        if name == "upgrade_apply" {
+            assert_eq!(
+                out.stdout,
+                "[upgrade] kubeadm upgrade apply v1.30.6 --yes: done\n"
+            );
+        }
+    }
+    assert_eq!(
+        sshd.calls(),
+        "apt-mark unhold kubeadm\n\
+         apt-get install -y -q --allow-change-held-packages kubeadm=1.30.6-*\n\
+         apt-mark hold kubeadm\n\
+         kubeadm config images pull --kubernetes-version v1.30.6\n\
+         kubeadm upgrade apply v1.30.6 --yes\n\
+         apt-mark unhold kubelet kubectl\n\
+         apt-get install -y -q --allow-change-held-packages kubelet=1.30.6-* kubectl=1.30.6-*\n\
+         apt-mark hold kubelet kubectl\n\
+         systemctl daemon-reload\n\
+         systemctl restart kubelet\n"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_command_says_its_exit_code_and_last_words() {
+    let Some(sshd) = Sshd::start() else { return };
+    let e = run(
+        &sshd.target(),
+        "echo working; echo 'FATAL: the cluster is not healthy' >&2; exit 3",
+        STEP,
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        SshError::Failed {
+            code: 3, output, ..
+        } => assert_eq!(output.stdout, "working\n"),
+        e => panic!("{e:?}"),
+    }
+    assert!(
+        e.to_string()
+            .ends_with("failed with exit code 3: FATAL: the cluster is not healthy"),
+        "{e}"
+    );
+}
+
+/// No blind trust: a host whose key is not in the known_hosts file, or is another one, is
+/// refused before any command runs.
+#[tokio::test]
+async fn an_unknown_or_changed_host_key_is_refused_before_anything_runs() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut t = sshd.target();
+    std::fs::write(sshd.path("empty_known_hosts"), "").unwrap();
+    t.known_hosts = sshd.path("empty_known_hosts");
+    let e = run(&t, "kubeadm upgrade node", STEP).await.unwrap_err();
+    assert!(matches!(e, SshError::HostKey { .. }), "{e:?}");
+    let other = std::fs::read_to_string(sshd.path("other_key.pub")).unwrap();
+    let mut parts = other.split_whitespace();
+    std::fs::write(
+        sshd.path("changed_known_hosts"),
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    )
+    .unwrap();
+    t.known_hosts = sshd.path("changed_known_hosts");
+    let e = run(&t, "kubeadm upgrade node", STEP).await.unwrap_err();
+    assert!(matches!(e, SshError::HostKey { .. }), "{e:?}");
+    assert!(e.to_string().contains("kup never trusts a key"), "{e}");
+    // The known_hosts files were not written to, and nothing ran.
+    assert_eq!(
+        std::fs::read_to_string(sshd.path("empty_known_hosts")).unwrap(),
+        ""
+    );
+    assert_eq!(sshd.calls(), "");
+}
+
+#[tokio::test]
+async fn a_key_the_host_does_not_accept_and_a_host_that_does_not_answer() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut t = sshd.target();
+    t.key_file = sshd.path("other_key");
+    let e = run(&t, "true", STEP).await.unwrap_err();
+    assert!(matches!(e, SshError::Login { .. }), "{e:?}");
+
+    let mut t = sshd.target();
+    t.port = free_port();
+    let e = run(&t, "true", STEP).await.unwrap_err();
+    assert!(matches!(e, SshError::Unreachable { .. }), "{e:?}");
+    assert!(e.to_string().contains("Connection refused"), "{e}");
+}
+
+#[tokio::test]
+async fn a_command_past_its_deadline_is_stopped() {
+    let Some(sshd) = Sshd::start() else { return };
+    let started = Instant::now();
+    let e = run(&sshd.target(), "sleep 30", Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SshError::TimedOut { seconds: 2, .. }), "{e:?}");
+    // Not the command's 30 s.
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
