@@ -182,6 +182,18 @@ pub struct WorkloadSpec {
     /// starts: its pods are then gone. Without it, it runs for ever.
     #[serde(default)]
     pub completes_after: Option<Spanned<f64>>,
+    /// Where pods run when the cluster starts (a twin of a real cluster says where its pods
+    /// are); the other replicas are scheduled as usual.
+    #[serde(default)]
+    pub placement: Vec<PlacementSpec>,
+}
+
+/// `pods` of a workload's replicas start on `node`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSpec {
+    pub node: Spanned<String>,
+    pub pods: u32,
 }
 
 /// A PodDisruptionBudget of its own, selecting pods by label (a workload's `pdb` selects its
@@ -608,6 +620,34 @@ impl Inventory {
                         ),
                     ));
                 }
+            }
+            let mut placed: u64 = 0;
+            for p in &w.placement {
+                if w.kind == WorkloadKind::DaemonSet {
+                    return Err(at(
+                        &p.node,
+                        "a DaemonSet's pods run on every host it fits: it takes no placement",
+                    ));
+                }
+                if !kubelet_hosts.contains(p.node.value.as_str()) {
+                    return Err(at(
+                        &p.node,
+                        format!(
+                            "workload {} places pods on {}, which is not a host with a kubelet",
+                            w.name.value, p.node.value
+                        ),
+                    ));
+                }
+                placed += u64::from(p.pods);
+            }
+            if placed > u64::from(w.replicas) {
+                return Err(at(
+                    &w.name,
+                    format!(
+                        "workload {} places {placed} pods but has {} replicas",
+                        w.name.value, w.replicas
+                    ),
+                ));
             }
             if let Some(c) = &w.completes_after {
                 if !matches!(w.kind, WorkloadKind::Job | WorkloadKind::Pod) {

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod inventory;
 pub mod model;
 mod state_file;
+pub mod twin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -407,7 +407,17 @@ impl SimModel {
             d: Derived::default(),
         };
         model.rebuild();
-        model.create_pods();
+        let placement: Vec<Vec<(usize, u32)>> = inv
+            .workloads
+            .iter()
+            .map(|w| {
+                w.placement
+                    .iter()
+                    .filter_map(|p| Some((*model.d.host_ix.get(&p.node.value)?, p.pods)))
+                    .collect()
+            })
+            .collect();
+        model.create_pods(&placement);
         Arc::make_mut(&mut model.pods).shrink_to_fit();
         model
     }
@@ -851,7 +861,9 @@ impl SimModel {
             .copied()
     }
 
-    fn create_pods(&mut self) {
+    /// Creates every workload's pods: first those `placement` puts on a host (by workload,
+    /// `(host, pods)`), then the rest where the scheduler would.
+    fn create_pods(&mut self, placement: &[Vec<(usize, u32)>]) {
         let most: usize = self
             .workloads
             .iter()
@@ -869,10 +881,22 @@ impl SimModel {
                     }
                 }
             } else {
+                let mut pinned = placement
+                    .get(w)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|&(h, n)| std::iter::repeat_n(h, n as usize));
                 for i in 0..self.workloads[w].replicas {
                     let name = format!("{}-{i}", self.workloads[w].name);
-                    let id = self.new_pod(w, name, None);
-                    self.place(id);
+                    match pinned.next() {
+                        Some(h) => {
+                            self.new_pod(w, name, Some(h));
+                        }
+                        None => {
+                            let id = self.new_pod(w, name, None);
+                            self.place(id);
+                        }
+                    }
                 }
             }
         }

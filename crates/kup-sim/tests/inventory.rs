@@ -157,6 +157,30 @@ fn bad_input_is_refused_with_its_line() {
             "worker-9",
         ),
         (
+            "placement on an unknown node",
+            format!(
+                "{GOOD}workloads:\n  - name: web\n    kind: Deployment\n    replicas: 2\n    placement: [{{ node: worker-9, pods: 1 }}]\n"
+            ),
+            Some(14),
+            "places pods on worker-9, which is not a host with a kubelet",
+        ),
+        (
+            "more pods placed than replicas",
+            format!(
+                "{GOOD}workloads:\n  - name: web\n    kind: Deployment\n    replicas: 2\n    placement: [{{ node: worker-0, pods: 3 }}]\n"
+            ),
+            Some(11),
+            "places 3 pods but has 2 replicas",
+        ),
+        (
+            "a DaemonSet placed",
+            format!(
+                "{GOOD}workloads:\n  - name: agent\n    kind: DaemonSet\n    placement: [{{ node: worker-0, pods: 1 }}]\n"
+            ),
+            Some(13),
+            "takes no placement",
+        ),
+        (
             "fault on unknown host",
             format!("{GOOD}faults:\n  - step: kubelet\n    host: worker-7\n    mode: once\n"),
             Some(12),

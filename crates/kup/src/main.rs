@@ -54,6 +54,17 @@ enum Top {
         #[arg(long, default_value_t = 30, value_name = "N")]
         pods_per_node: u32,
     },
+    /// Write a cluster's twin: a cluster file for the simulator holding what kup reads of
+    /// the cluster (hosts, versions, pods where they run, budgets, alarms, applications, APIs
+    /// in use, the catalog and step durations), to rehearse an upgrade on it.
+    ExportCluster {
+        /// The simulated cluster to export (default: the built-in one).
+        #[arg(long, value_name = "FILE")]
+        cluster: Option<std::path::PathBuf>,
+        /// Where to write it (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -107,6 +118,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e.to_string()),
             }
         }
+        Top::ExportCluster { cluster, output } => {
+            match rt.block_on(export_cluster(cluster.as_deref(), output.as_deref())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
         Top::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "kup", &mut script);
@@ -124,6 +141,38 @@ fn main() -> ExitCode {
             }
         }
         Top::Client(cmd) => rt.block_on(cli::run(cmd, cli.opts)),
+    }
+}
+
+/// `kup export-cluster`: the twin of a cluster, read through its driver.
+async fn export_cluster(
+    cluster: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use kup_driver::Driver;
+    let inv = match cluster {
+        Some(path) => serve::read_cluster_file(path)?,
+        None => kup_sim::Inventory::default_cluster(),
+    };
+    let sim = kup_sim::SimCluster::new(&inv, 0.0);
+    let obs = sim.observe().await.map_err(|e| e.to_string())?;
+    let workloads = sim.workloads().await.map_err(|e| e.to_string())?;
+    let durations = sim.step_durations();
+    let text = kup_sim::twin::twin_yaml(&kup_sim::twin::TwinSource {
+        obs: &obs,
+        workloads: &workloads,
+        versions: &inv.versions,
+        durations: &durations,
+    })
+    .map_err(|e| e.to_string())?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            term::out(&text);
+            Ok(())
+        }
     }
 }
 

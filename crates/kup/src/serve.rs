@@ -200,6 +200,13 @@ struct Inputs {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// A cluster file, read and checked; the error names the file.
+pub fn read_cluster_file(file: &Path) -> Result<Inventory, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read cluster file {}: {e}", file.display()))?;
+    Inventory::parse(&text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
 impl Inputs {
     fn read(args: &ServeArgs) -> Result<Inputs, String> {
         if args.data_dir.exists() && !args.data_dir.is_dir() {
@@ -210,11 +217,7 @@ impl Inputs {
         }
         let inv = match &args.cluster {
             None => Inventory::default_cluster(),
-            Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("cannot read cluster file {}: {e}", file.display()))?;
-                Inventory::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?
-            }
+            Some(file) => read_cluster_file(file)?,
         };
         let db = sqlite_path(args)?;
         let mut trusted = Vec::new();
