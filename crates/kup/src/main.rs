@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod output;
+mod rehearse;
 mod serve;
 mod table;
 mod term;
@@ -65,6 +66,23 @@ enum Top {
         #[arg(long, short, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
+    /// Rehearse the whole automated upgrade on a cluster's twin (in this process, on the
+    /// simulation's clock; nothing real is touched): its duration, batches, the hosts that
+    /// hold it back and why, and any budget or control plane put at risk. Exits 1 unless the
+    /// upgrade went through with no violation.
+    Rehearse {
+        /// The cluster file of the twin (e.g. written by `kup export-cluster`; default: the
+        /// built-in cluster).
+        #[arg(long, value_name = "FILE")]
+        cluster: Option<std::path::PathBuf>,
+        /// The target version (default: the newest the cluster can go to).
+        #[arg(long, value_name = "V")]
+        to: Option<String>,
+        /// The largest number of workers upgraded at once.
+        #[arg(long, default_value_t = 10, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_parallel_worker_hosts: u32,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -121,6 +139,33 @@ fn main() -> ExitCode {
         Top::ExportCluster { cluster, output } => {
             match rt.block_on(export_cluster(cluster.as_deref(), output.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Top::Rehearse {
+            cluster,
+            to,
+            max_parallel_worker_hosts,
+        } => {
+            let inv = match cluster.as_deref().map(serve::read_cluster_file) {
+                Some(Ok(inv)) => inv,
+                Some(Err(e)) => return fail(e),
+                None => kup_sim::Inventory::default_cluster(),
+            };
+            let r = rehearse::Rehearsal {
+                to,
+                max_parallel_worker_hosts,
+                settle: std::time::Duration::from_millis(25),
+            };
+            match rt.block_on(rehearse::run(&inv, &r)) {
+                Ok(outcome) => {
+                    term::out(&outcome.report);
+                    if outcome.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
                 Err(e) => fail(e),
             }
         }

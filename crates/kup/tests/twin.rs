@@ -70,3 +70,74 @@ fn a_twin_plans_as_its_cluster_does() {
         );
     }
 }
+
+fn rehearse(cluster: &std::path::Path) -> (i32, String) {
+    let r = Command::new(KUP)
+        .args(["rehearse", "--cluster"])
+        .arg(cluster)
+        .output()
+        .unwrap();
+    assert!(
+        r.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    (
+        r.status.code().unwrap_or(-1),
+        String::from_utf8(r.stdout).unwrap(),
+    )
+}
+
+/// `kup rehearse` on the 50-worker example's twin: the whole automated upgrade, applied, its
+/// five worker batches and the safety audit at zero; exit 0.
+#[test]
+fn a_rehearsal_runs_the_whole_upgrade_on_the_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let twin = dir.path().join("twin.yaml");
+    export(&examples().join("standard-50-workers.yaml"), &twin);
+    let (code, report) = rehearse(&twin);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.starts_with(
+            "Rehearsal on a twin of 54 hosts (161 pods, 3 PodDisruptionBudgets): v1.16.1 -> v1.16.2\nResult: applied\nDuration: "
+        ),
+        "{report}"
+    );
+    assert_eq!(
+        report
+            .matches("kube-upgrade-kubelets-workers batch ")
+            .count(),
+        5,
+        "{report}"
+    );
+    assert!(
+        report.contains(" batch 5 of 5 (10 hosts): success: "),
+        "{report}"
+    );
+    assert!(report.contains("Hosts that hold the upgrade back: none\n"));
+    assert!(report.ends_with(
+        "Safety: 0 PodDisruptionBudget violations, 0 unplaced pods, 0 control-plane violations, 0 version skew violations, 0 steps run twice\n"
+    ), "{report}");
+}
+
+/// A host that cannot be taken down safely (the only replica of a Deployment whose budget
+/// allows none down): the rehearsal says the upgrade would be refused, names the host and why,
+/// and exits 1.
+#[test]
+fn a_rehearsal_names_the_hosts_that_would_hold_the_upgrade_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(examples().join("standard-50-workers.yaml")).unwrap();
+    let text = text.replacen(
+        "workloads:\n",
+        "workloads:\n  - name: singleton\n    kind: Deployment\n    replicas: 1\n    placement: [{ node: worker-7, pods: 1 }]\n    pdb: { min_available: 1 }\n",
+        1,
+    );
+    let cluster = dir.path().join("blocked.yaml");
+    std::fs::write(&cluster, text).unwrap();
+    let (code, report) = rehearse(&cluster);
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("\nResult: refused before it began: worker-7: unsafe: deployment default/singleton: no ready replica would remain"), "{report}");
+    assert!(report.contains(
+        "Hosts that hold the upgrade back (each alone unsafe to take down):\n  worker-7: no ready replica would remain"
+    ), "{report}");
+}
