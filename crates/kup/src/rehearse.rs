@@ -113,7 +113,8 @@ pub async fn run(inv: &Inventory, r: &Rehearsal) -> Result<Outcome, String> {
         human(s.predicted_seconds),
         human(s.lower_bound_seconds)
     ));
-    out.push_str("Stages:\n");
+    out.push_str("Stages (at: when each began, on the rehearsal's clock; took: how long):\n");
+    let timing = stage_times(&s.apply_phase.stages, sim.spans());
     let mut batch = 0;
     let batches = s
         .apply_phase
@@ -121,22 +122,30 @@ pub async fn run(inv: &Inventory, r: &Rehearsal) -> Result<Outcome, String> {
         .iter()
         .filter(|st| st.name == kup_core::strategy::STAGE_WORKERS)
         .count();
-    for st in &s.apply_phase.stages {
+    for (st, time) in s.apply_phase.stages.iter().zip(&timing) {
         let version = st.version.map(|v| format!(" {v}")).unwrap_or_default();
+        let time = match time {
+            Some((start, end)) => format!(
+                " (at {}, took {})",
+                human(start.as_secs()),
+                human(end.saturating_sub(*start).as_secs())
+            ),
+            None => String::new(),
+        };
         if st.name == kup_core::strategy::STAGE_WORKERS {
             batch += 1;
             out.push_str(&format!(
-                "  {}{version} batch {batch} of {batches} ({} hosts): {}: {}\n",
+                "  {}{version} batch {batch} of {batches} ({} hosts){time}: {}: {}\n",
                 st.name,
                 st.hosts.len(),
                 st.result,
                 st.hosts.join(", ")
             ));
         } else if st.hosts.is_empty() {
-            out.push_str(&format!("  {}{version}: {}\n", st.name, st.result));
+            out.push_str(&format!("  {}{version}{time}: {}\n", st.name, st.result));
         } else {
             out.push_str(&format!(
-                "  {}{version}: {}: {}\n",
+                "  {}{version}{time}: {}: {}\n",
                 st.name,
                 st.result,
                 st.hosts.join(", ")
@@ -176,4 +185,47 @@ fn push_holding(out: &mut String, holding: &[String]) {
             out.push_str(h);
         }
     }
+}
+
+/// Whether an operation is one of `stage`'s steps.
+fn belongs(stage: &kup_types::strategy::Stage, op: &kup_types::Operation) -> bool {
+    use kup_core::strategy as st;
+    use kup_types::StepKind as K;
+    let on_host = || {
+        op.host()
+            .is_some_and(|h| stage.hosts.iter().any(|s| s == h))
+    };
+    match (stage.name.as_str(), op.kind()) {
+        (st::STAGE_IMAGES, K::DownloadImages) | (st::STAGE_NETWORKING, K::Networking) => true,
+        (st::STAGE_FIRST_CP | st::STAGE_SECOND_CP, K::ControlPlane) => on_host(),
+        // The active controller hands over to the other before it is locked.
+        (st::STAGE_CONTROLLER, K::Swact) => true,
+        (st::STAGE_CONTROLLER | st::STAGE_WORKERS, K::Lock | K::Kubelet | K::Unlock) => on_host(),
+        (st::STAGE_WORKERS, K::Cordon | K::Uncordon) => on_host(),
+        _ => false,
+    }
+}
+
+/// When each stage began and ended on the simulation's clock: the stages run one after the
+/// other, so each operation, in the order they began, belongs to the first stage from the
+/// current one on that has it as a step.
+fn stage_times(
+    stages: &[std::sync::Arc<kup_types::strategy::Stage>],
+    mut spans: Vec<kup_sim::OpSpan>,
+) -> Vec<Option<(Duration, Duration)>> {
+    spans.sort_by_key(|s| s.start);
+    let mut times = vec![None; stages.len()];
+    let mut current = 0;
+    for span in spans {
+        let Some(k) = (current..stages.len()).find(|&k| belongs(&stages[k], &span.op)) else {
+            continue;
+        };
+        current = k;
+        let t: &mut Option<(Duration, Duration)> = &mut times[k];
+        *t = Some(match *t {
+            None => (span.start, span.end),
+            Some((a, b)) => (a.min(span.start), b.max(span.end)),
+        });
+    }
+    times
 }

@@ -110,8 +110,10 @@ fn a_rehearsal_runs_the_whole_upgrade_on_the_twin() {
         5,
         "{report}"
     );
+    assert!(report.contains(" batch 5 of 5 (10 hosts) (at "), "{report}");
+    // Each step's stage, on the rehearsal's clock.
     assert!(
-        report.contains(" batch 5 of 5 (10 hosts): success: "),
+        report.contains("\n  kube-upgrade-download-images (at "),
         "{report}"
     );
     assert!(report.contains("Hosts that hold the upgrade back: none\n"));
