@@ -227,5 +227,19 @@ fn stage_times(
             Some((a, b)) => (a.min(span.start), b.max(span.end)),
         });
     }
+    // A stage with no step of its own (the start, waiting until the cluster is healthy; the
+    // end) lasts from the one before it to the one after it.
+    for k in 0..times.len() {
+        if times[k].is_none() {
+            let from = times[..k].iter().rev().flatten().map(|t| t.1).next();
+            let to = times[k + 1..].iter().flatten().map(|t| t.0).next();
+            times[k] = match (from, to) {
+                (None, Some(to)) => Some((Duration::ZERO, to)),
+                (Some(from), Some(to)) => Some((from, to.max(from))),
+                (Some(from), None) => Some((from, from)),
+                (None, None) => None,
+            };
+        }
+    }
     times
 }
