@@ -135,16 +135,9 @@ fn serves_a_real_clusters_hosts() {
             serde_json::from_str(&ok(d, "host-show w-0 --format json")).unwrap();
         h["administrative"].as_str().unwrap_or_default().to_string()
     };
-    let settle = |d: &Daemon, want: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while admin(d) != want {
-            assert!(std::time::Instant::now() < deadline, "w-0 never {want}");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
     // The only worker: unsafe to drain by kup's own rules, so forced.
-    ok(&d, "host-lock w-0 --force");
-    settle(&d, "locked");
+    ok(&d, "host-lock w-0 --force --wait");
+    assert_eq!(admin(&d), "locked");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let unschedulable = |rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
@@ -156,8 +149,8 @@ fn serves_a_real_clusters_hosts() {
         })
     };
     assert!(unschedulable(&rt), "w-0 cordoned on the API server");
-    ok(&d, "host-unlock w-0");
-    settle(&d, "unlocked");
+    ok(&d, "host-unlock w-0 --wait");
+    assert_eq!(admin(&d), "unlocked");
     assert!(!unschedulable(&rt), "w-0 schedulable again");
 }
 
