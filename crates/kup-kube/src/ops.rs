@@ -84,17 +84,21 @@ fn say(e: &kube::Error) -> String {
     }
 }
 
+async fn read_node(nodes: &Api<Node>, host: &str) -> Result<Node, String> {
+    nodes
+        .get_opt(host)
+        .await
+        .map_err(|e| format!("cannot read node {host}: {}", say(&e)))?
+        .ok_or_else(|| format!("no node {host} in the cluster"))
+}
+
 /// Makes `host` unschedulable and records that kup did. A node already unschedulable is
 /// left as it is and not claimed: a cordon of a person's stays theirs. The change is
 /// conditional on the node's resourceVersion, so a cordon made meanwhile is not taken over.
 pub(crate) async fn cordon(ctx: &Ctx, host: &str) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     for _ in 0..10 {
-        let node = nodes
-            .get_opt(host)
-            .await
-            .map_err(|e| format!("cannot read node {host}: {}", say(&e)))?
-            .ok_or_else(|| format!("no node {host} in the cluster"))?;
+        let node = read_node(&nodes, host).await?;
         if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
             return Ok(());
         }
@@ -122,11 +126,7 @@ pub(crate) async fn cordon(ctx: &Ctx, host: &str) -> Result<(), String> {
 pub(crate) async fn uncordon(ctx: &Ctx, host: &str) -> Result<bool, String> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     for _ in 0..10 {
-        let node = nodes
-            .get_opt(host)
-            .await
-            .map_err(|e| format!("cannot read node {host}: {}", say(&e)))?
-            .ok_or_else(|| format!("no node {host} in the cluster"))?;
+        let node = read_node(&nodes, host).await?;
         let ann = node.metadata.annotations.clone().unwrap_or_default();
         let ours = ann.get(CORDONED_BY_KUP).is_some_and(|v| v == "true");
         let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
