@@ -421,7 +421,8 @@ async fn observes_the_cluster_and_follows_its_changes() {
 }
 
 /// Lock = cordon + drain by evictions through policy/v1beta1; unlock = uncordon of what kup
-/// cordoned; a person's cordon stays theirs; starting the same operation twice is one run.
+/// cordoned; a person's cordon stays theirs; starting the same operation twice is one run;
+/// aio-simplex's cordon and uncordon.
 #[tokio::test]
 async fn locks_by_cordon_and_eviction_and_unlocks_only_its_own_cordon() {
     let Some(server) = ApiServer::start() else {
@@ -568,6 +569,42 @@ async fn locks_by_cordon_and_eviction_and_unlocks_only_its_own_cordon() {
             .await
     );
 
+    // aio-simplex's cordon: drained and unschedulable, but the host is not locked; the
+    // uncordon undoes it. The disruption controller gives the budget room again first (each
+    // eviction took one of its allowed disruptions).
+    let budgets: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &pdb_resource());
+    let generation = budgets.get("web-pdb").await.unwrap().metadata.generation;
+    budgets
+        .patch_status(
+            "web-pdb",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"status": {"observedGeneration": generation, "disruptionsAllowed": 1}}),
+            ),
+        )
+        .await
+        .unwrap();
+    driver
+        .start("op-c", &Operation::Cordon { host: "w-2".into() })
+        .await
+        .unwrap();
+    assert_eq!(finish(&driver, "op-c").await, OpStatus::Succeeded);
+    assert!(pod_exists(&c, "default", "web-3").await.is_none());
+    assert!(unschedulable(&get_node(&c, "w-2").await));
+    assert!(
+        driver
+            .wait_for(WAIT, |obs, _| obs.node("w-2").unwrap().unschedulable
+                && obs.host("w-2").unwrap().administrative == AdminState::Unlocked)
+            .await
+    );
+    driver
+        .start("op-u", &Operation::Uncordon { host: "w-2".into() })
+        .await
+        .unwrap();
+    assert_eq!(finish(&driver, "op-u").await, OpStatus::Succeeded);
+    let w2 = get_node(&c, "w-2").await;
+    assert!(!unschedulable(&w2) && annotations(&w2).is_empty());
+
     // What the API alone cannot do is refused, saying why.
     let refused = |r: Result<(), DriverError>| match r {
         Err(DriverError::Rejected { reason, .. }) => reason,
@@ -608,7 +645,7 @@ async fn locks_by_cordon_and_eviction_and_unlocks_only_its_own_cordon() {
 /// A drain a budget blocks times out naming the pod and the budget, and kup's cordon is
 /// undone; a pod under two budgets fails at once (500); an unmanaged pod is refused before
 /// anything is evicted; a pod that terminates slowly (no kubelet here: the test plays it)
-/// is waited for.
+/// is waited for; a drain cancelled at the engine's deadline names what it was blocked on.
 #[tokio::test]
 async fn drains_that_cannot_finish_say_why() {
     let Some(server) = ApiServer::start() else {
@@ -751,9 +788,13 @@ async fn drains_that_cannot_finish_say_why() {
         ..fast()
     };
     drop(driver);
-    let driver = KubeDriver::connect(c.clone(), hosts(&[("w-3", "worker")]), settings)
-        .await
-        .unwrap();
+    let driver = KubeDriver::connect(
+        c.clone(),
+        hosts(&[("w-0", "worker"), ("w-3", "worker")]),
+        settings,
+    )
+    .await
+    .unwrap();
     driver
         .start(
             "slow",
@@ -785,4 +826,41 @@ async fn drains_that_cannot_finish_say_why() {
         .await
         .unwrap();
     assert_eq!(finish(&driver, "slow").await, OpStatus::Succeeded);
+
+    // A drain given up at its deadline: the engine cancels it; the failure says what it was
+    // blocked on, and kup's cordon is undone.
+    driver
+        .start(
+            "db-2",
+            &Operation::Lock {
+                host: "w-0".into(),
+                force: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut blocked = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if unschedulable(&get_node(&c, "w-0").await) {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the lock cordoned w-0");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    driver.cancel("db-2").await.unwrap();
+    let OpStatus::Failed(why) = driver.status("db-2").await.unwrap() else {
+        panic!("not failed")
+    };
+    assert!(
+        why.starts_with("cancelled while pod default/db-0 cannot be evicted"),
+        "{why}"
+    );
+    let w0 = get_node(&c, "w-0").await;
+    assert!(
+        !unschedulable(&w0) && annotations(&w0).is_empty(),
+        "cordon undone"
+    );
+    assert!(pod_exists(&c, "default", "db-0").await.is_some());
 }
