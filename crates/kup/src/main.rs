@@ -25,8 +25,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Top {
-    /// Run the daemon: the REST API over the engine, the store and the (simulated) cluster.
-    Serve(serve::ServeArgs),
+    /// Run the daemon: the REST API over the engine, the store and the cluster (simulated, or
+    /// a real one with --kubeconfig and --hosts).
+    Serve(Box<serve::ServeArgs>),
     /// Walk the seed's whole upgrade procedure on the built-in cluster, in a temporary
     /// directory, and print a summary.
     Demo {
@@ -228,7 +229,11 @@ fn fail(message: String) -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // kube-rs logs every failed request (a budget's 500, a lost watch) as an error of its
+        // own; kup reports each with what it was doing, so kube's are left out by default.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+        });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

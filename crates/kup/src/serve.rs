@@ -31,8 +31,19 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:6385", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// The simulated cluster's description (default: the built-in standard system).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
     pub cluster: Option<PathBuf>,
+    /// Drive a real kubeadm cluster through its API server instead of the simulation: the
+    /// kubeconfig to reach it with. Needs --hosts.
+    #[arg(long, value_name = "FILE", requires = "hosts")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub context: Option<String>,
+    /// The real cluster's hosts file: each host's Node name, personality, roles and SSH
+    /// target. Needs --kubeconfig.
+    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+    pub hosts: Option<PathBuf>,
     /// The store: `sqlite://PATH` (default: DIR/kup.db).
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
@@ -123,6 +134,16 @@ fn step_deadlines(
     deadlines
 }
 
+/// How long a real cluster's drain may try: nine tenths of the lock's deadline, so that a
+/// drain a budget blocks fails by itself, naming the pod and the budget, before the engine
+/// gives the lock up.
+fn drain_timeout(args: &ServeArgs) -> std::time::Duration {
+    let lock = step_deadlines(args)
+        .get(&kup_types::StepKind::Lock)
+        .map_or(1800.0, |d| d.as_secs_f64());
+    std::time::Duration::from_secs_f64((lock * 0.9).max(1.0))
+}
+
 /// Beyond this a simulated step would outlast anyone watching it.
 const MAX_TIME_SCALE: f64 = 1000.0;
 
@@ -189,9 +210,19 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The cluster kup drives: the simulation (its cluster file) or a real one.
+enum ClusterInput {
+    Sim(Inventory),
+    Kube {
+        kubeconfig: PathBuf,
+        context: Option<String>,
+        hosts: kup_kube::HostsFile,
+    },
+}
+
 /// Everything the command line names, read and checked before anything is created.
 struct Inputs {
-    inv: Inventory,
+    cluster: ClusterInput,
     db: PathBuf,
     trusted: Vec<kup_patch::VerifyingKey>,
     /// `None`: the generated admin token, to be created.
@@ -215,9 +246,19 @@ impl Inputs {
                 args.data_dir.display()
             ));
         }
-        let inv = match &args.cluster {
-            None => Inventory::default_cluster(),
-            Some(file) => read_cluster_file(file)?,
+        let cluster = match (&args.kubeconfig, &args.hosts, &args.cluster) {
+            (Some(kubeconfig), Some(hosts), _) => ClusterInput::Kube {
+                kubeconfig: kubeconfig.clone(),
+                context: args.context.clone(),
+                hosts: kup_kube::HostsFile::load(hosts)
+                    .map_err(|e| format!("{}: {e}", hosts.display()))?,
+            },
+            // clap requires both; said again for callers that build the arguments themselves.
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err("--kubeconfig and --hosts go together".into());
+            }
+            (None, None, None) => ClusterInput::Sim(Inventory::default_cluster()),
+            (None, None, Some(file)) => ClusterInput::Sim(read_cluster_file(file)?),
         };
         let db = sqlite_path(args)?;
         let mut trusted = Vec::new();
@@ -241,7 +282,7 @@ impl Inputs {
             _ => return Err("--tls-cert and --tls-key go together".into()),
         };
         Ok(Inputs {
-            inv,
+            cluster,
             db,
             trusted,
             tokens,
@@ -274,8 +315,29 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        // A real cluster is reached (and its first lists read) before anything is created.
+        let kube = match &inputs.cluster {
+            ClusterInput::Sim(_) => None,
+            ClusterInput::Kube {
+                kubeconfig,
+                context,
+                hosts,
+            } => Some(
+                kup_kube::KubeDriver::from_kubeconfig(
+                    kubeconfig,
+                    context.as_deref(),
+                    hosts.clone(),
+                    kup_kube::Settings {
+                        drain_timeout: drain_timeout(args),
+                        ..kup_kube::Settings::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            ),
+        };
         let mut created = datadir::Created::default();
-        let opened = Self::open_in(args, inputs, listener, &mut created).await;
+        let opened = Self::open_in(args, inputs, kube, listener, &mut created).await;
         if opened.is_err() {
             created.remove();
         }
@@ -285,6 +347,7 @@ impl Daemon {
     async fn open_in(
         args: &ServeArgs,
         inputs: Inputs,
+        kube: Option<kup_kube::KubeDriver>,
         listener: tokio::net::TcpListener,
         created: &mut datadir::Created,
     ) -> Result<Daemon, String> {
@@ -329,17 +392,30 @@ impl Daemon {
                 (Tokens::new([(Role::Admin, t.clone())]), Some(t))
             }
         };
-        let state = dir.join("cluster-state.json");
-        check_cluster_state(&state, &store, args.init).await?;
-        let sim = SimCluster::with_state_file(&inputs.inv, args.time_scale, state)
-            .map_err(|e| e.to_string())?;
+        let (driver, catalog): (Arc<dyn kup_driver::Driver>, _) = match (inputs.cluster, kube) {
+            (ClusterInput::Sim(inv), _) => {
+                let state = dir.join("cluster-state.json");
+                check_cluster_state(&state, &store, args.init).await?;
+                let sim = SimCluster::with_state_file(&inv, args.time_scale, state)
+                    .map_err(|e| e.to_string())?;
+                let catalog = sim.catalog();
+                (Arc::new(sim), catalog)
+            }
+            (ClusterInput::Kube { .. }, Some(kube)) => {
+                let catalog = running_version_catalog(&kube).await;
+                (Arc::new(kube), catalog)
+            }
+            (ClusterInput::Kube { .. }, None) => {
+                return Err("the real cluster was not reached".into());
+            }
+        };
         let patch_repo = (!inputs.trusted.is_empty()).then(|| kup_engine::PatchRepo {
             dir: dir.join("patches"),
             trusted: inputs.trusted,
             limits: kup_patch::Limits::default(),
         });
         let config = EngineConfig {
-            catalog: sim.catalog(),
+            catalog,
             policy: Policy {
                 deadlines: step_deadlines(args),
                 // Scaled like the simulated steps it waits between.
@@ -350,7 +426,7 @@ impl Daemon {
             },
             patch_repo,
         };
-        let engine = Engine::open(Arc::new(store.clone()), Arc::new(sim), config)
+        let engine = Engine::open(Arc::new(store.clone()), driver, config)
             .await
             .map_err(|e| format!("cannot open the engine: {e}"))?;
         // Nothing can fail after the recovery the engine just ran: the address is known, and
@@ -393,6 +469,32 @@ impl Daemon {
         drop(self._locks);
         Ok(())
     }
+}
+
+/// A real cluster's catalog until a catalog file says more (a later part): the version it
+/// runs, as `kubeadm-config` says or else its lowest control plane. Versions to upgrade to
+/// come from applied platform patches, as on the simulation.
+async fn running_version_catalog(kube: &kup_kube::KubeDriver) -> Vec<kup_types::VersionMeta> {
+    use kup_driver::Driver;
+    let running = match kube.kubeadm_version() {
+        Some(v) => Some(v),
+        None => kube
+            .observe()
+            .await
+            .ok()
+            .and_then(|o| o.control_plane_pods.iter().map(|p| p.version).min()),
+    };
+    running
+        .map(|version| kup_types::VersionMeta {
+            version,
+            upgrade_from: Vec::new(),
+            downgrade_to: Vec::new(),
+            applied_patches: Vec::new(),
+            available_patches: Vec::new(),
+            images: kup_types::VersionMeta::default_images(version),
+        })
+        .into_iter()
+        .collect()
 }
 
 /// The simulated cluster's state goes with the store: without it the simulation would start

@@ -1,0 +1,518 @@
+//! What kup knows of the cluster, kept current by one kube-rs watcher per kind: each change
+//! costs what it touches (a pod is removed from and put back into the `Workloads` index), and
+//! the hosts' view, whose size is the number of hosts, is derived again when it is next read
+//! after a change. Nothing is listed per decision.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::StreamExt;
+use kube::Resource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kup_types::{
+    AdminState, Availability, ControlPlanePod, HostInfo, KubeVersion, Observation, OperState,
+    PdbInfo, PodId, PodInfo, SystemType, WorkloadInfo, Workloads,
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::convert::NodeFacts;
+use crate::hosts::HostsFile;
+
+/// A change a watcher saw, its object already turned into what kup keeps.
+pub(crate) enum Update<T> {
+    Apply(T),
+    Delete(T),
+    /// The watch started (again): these are all the objects there are.
+    Relist(Vec<T>),
+}
+
+/// A pod as the watcher hands it over: its `PodInfo` with the owner as written (a
+/// ReplicaSet is resolved to its Deployment under the lock), its controller, and its
+/// control-plane facts if it is one of kubeadm's static pods.
+pub(crate) struct PodEntry {
+    pub info: PodInfo,
+    pub controller: Option<(String, String)>,
+    pub control_plane: Option<ControlPlanePod>,
+}
+
+struct PodSlot {
+    id: PodId,
+    controller: Option<(String, String)>,
+}
+
+type Key = (String, String);
+/// (kind, namespace, name)
+pub(crate) type WorkloadKey = (String, String, String);
+/// A ReplicaSet: its key, its record if it is its own controller, the Deployment owning it.
+pub(crate) type RsEntry = (WorkloadKey, Option<WorkloadInfo>, Option<String>);
+
+pub(crate) struct State {
+    hosts: Arc<HostsFile>,
+    nodes: BTreeMap<String, NodeFacts>,
+    control_plane: BTreeMap<Key, ControlPlanePod>,
+    kubeadm_version: Option<KubeVersion>,
+    pods: HashMap<Key, PodSlot>,
+    /// ReplicaSet → the Deployment owning it (`None`: a ReplicaSet of its own).
+    rs_owner: HashMap<Key, Option<String>>,
+    infos: BTreeMap<WorkloadKey, WorkloadInfo>,
+    pdbs: BTreeMap<Key, PdbInfo>,
+    wl: Arc<Workloads>,
+    obs: Arc<Observation>,
+    obs_dirty: bool,
+    infos_dirty: bool,
+    pdbs_dirty: bool,
+    /// Hosts with a lock or unlock of kup's in progress (`Locking`, `Unlocking`).
+    tasks: BTreeMap<String, &'static str>,
+    /// The kinds whose first list has arrived.
+    pub synced: BTreeSet<&'static str>,
+    /// The last error of each watcher (cleared by its next event).
+    pub errors: BTreeMap<&'static str, String>,
+}
+
+/// The state and a counter bumped on every change (for waiting on one).
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    pub changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn new(hosts: Arc<HostsFile>) -> Arc<Shared> {
+        let mut st = State {
+            hosts,
+            nodes: BTreeMap::new(),
+            control_plane: BTreeMap::new(),
+            kubeadm_version: None,
+            pods: HashMap::new(),
+            rs_owner: HashMap::new(),
+            infos: BTreeMap::new(),
+            pdbs: BTreeMap::new(),
+            wl: Arc::new(Workloads::default()),
+            obs: Arc::new(Observation::default()),
+            obs_dirty: true,
+            infos_dirty: false,
+            pdbs_dirty: false,
+            tasks: BTreeMap::new(),
+            synced: BTreeSet::new(),
+            errors: BTreeMap::new(),
+        };
+        st.refresh();
+        Arc::new(Shared {
+            state: Mutex::new(st),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// The state as it is (derived views possibly stale: see [`Shared::current`]). Nothing
+    /// panics while holding it, and every change leaves it whole, so a poisoned lock is
+    /// taken as it is.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state with its views derived from the latest changes.
+    pub fn current(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        st.refresh();
+        st
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+impl State {
+    pub fn observation(&self) -> &Arc<Observation> {
+        &self.obs
+    }
+    pub fn workloads(&self) -> &Arc<Workloads> {
+        &self.wl
+    }
+    pub fn kubeadm_version(&self) -> Option<KubeVersion> {
+        self.kubeadm_version
+    }
+
+    /// The budgets selecting a pod, by name (`namespace/name`).
+    pub fn pdbs_of(&self, namespace: &str, name: &str) -> Vec<String> {
+        let Some(slot) = self.pods.get(&(namespace.to_string(), name.to_string())) else {
+            return Vec::new();
+        };
+        self.wl
+            .pdbs_of(slot.id)
+            .iter()
+            .map(|&b| {
+                let p = &self.wl.budget(b).pdb;
+                format!("{}/{}", p.namespace, p.name)
+            })
+            .collect()
+    }
+
+    pub fn set_task(&mut self, host: &str, task: Option<&'static str>) {
+        match task {
+            Some(t) => self.tasks.insert(host.to_string(), t),
+            None => self.tasks.remove(host),
+        };
+        self.obs_dirty = true;
+    }
+
+    /// Derives what changed: the budgets (the index rebuilt, pod ids kept), the
+    /// controllers' records, the hosts' view.
+    fn refresh(&mut self) {
+        if self.pdbs_dirty {
+            self.pdbs_dirty = false;
+            let mut wl = Workloads::new(
+                Vec::new(),
+                self.infos.values().cloned().collect(),
+                self.pdbs.values().cloned().collect(),
+            );
+            wl.reserve(self.wl.len());
+            for (id, p) in self.wl.iter() {
+                wl.insert_at(id, p.clone());
+            }
+            self.wl = Arc::new(wl);
+            self.infos_dirty = false;
+        }
+        if self.infos_dirty {
+            self.infos_dirty = false;
+            Arc::make_mut(&mut self.wl).set_workloads(self.infos.values().cloned().collect());
+        }
+        if self.obs_dirty {
+            self.obs_dirty = false;
+            self.obs = Arc::new(self.build_observation());
+        }
+    }
+
+    fn build_observation(&self) -> Observation {
+        let mut hosts = Vec::with_capacity(self.hosts.hosts.len());
+        let mut nodes = Vec::new();
+        for (i, h) in self.hosts.hosts.iter().enumerate() {
+            let name = h.name.value.as_str();
+            let node = self.nodes.get(name);
+            let locked = node.is_some_and(|n| n.locked_by_kup && n.info.unschedulable);
+            let ready = node.is_some_and(|n| n.info.ready);
+            // A locked host is out of service, as StarlingX shows one: disabled, online while
+            // its kubelet reports.
+            let (operational, availability) = match (locked, ready) {
+                (false, true) => (OperState::Enabled, Availability::Available),
+                (true, true) => (OperState::Disabled, Availability::Online),
+                (_, false) => (OperState::Disabled, Availability::Offline),
+            };
+            hosts.push(HostInfo {
+                id: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                uuid: node
+                    .map(|n| n.uid.clone())
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| name_uuid(name)),
+                hostname: name.to_string(),
+                personality: h.personality,
+                subfunctions: vec![h.personality.as_str().to_string()],
+                roles: h.roles.clone(),
+                administrative: if locked {
+                    AdminState::Locked
+                } else {
+                    AdminState::Unlocked
+                },
+                operational,
+                availability,
+                task: self.tasks.get(name).map(|t| t.to_string()),
+                active_controller: false,
+                capacity: node.map(|n| n.capacity).unwrap_or_default(),
+                disk_free_gib: node.map_or(0, |n| n.disk_free_gib),
+            });
+            if let Some(n) = node {
+                nodes.push(n.info.clone());
+            }
+        }
+        let mut obs = Observation {
+            system_type: SystemType::Kubeadm,
+            hosts,
+            nodes,
+            control_plane_pods: self.control_plane.values().cloned().collect(),
+            ..Observation::default()
+        };
+        obs.reindex();
+        obs
+    }
+
+    pub fn apply_node(&mut self, u: Update<(String, Option<NodeFacts>)>) {
+        match u {
+            Update::Apply((name, facts)) => match facts {
+                Some(f) => {
+                    self.nodes.insert(name, f);
+                }
+                None => {
+                    self.nodes.remove(&name);
+                }
+            },
+            Update::Delete((name, _)) => {
+                self.nodes.remove(&name);
+            }
+            Update::Relist(all) => {
+                self.nodes = all.into_iter().filter_map(|(n, f)| Some((n, f?))).collect();
+            }
+        }
+        self.obs_dirty = true;
+    }
+
+    pub fn apply_kubeadm(&mut self, u: Update<Option<KubeVersion>>) {
+        self.kubeadm_version = match u {
+            Update::Apply(v) => v,
+            Update::Delete(_) => None,
+            Update::Relist(all) => all.into_iter().flatten().next(),
+        };
+    }
+
+    fn pod_owner(&self, e: &PodEntry) -> Option<(String, String)> {
+        let (kind, name) = e.controller.as_ref()?;
+        if kind != "ReplicaSet" || e.info.owner_kind != "ReplicaSet" {
+            return None;
+        }
+        let d = self
+            .rs_owner
+            .get(&(e.info.namespace.clone(), name.clone()))?
+            .as_ref()?;
+        Some(("Deployment".into(), d.clone()))
+    }
+
+    fn insert_pod(&mut self, mut e: PodEntry) {
+        if let Some((kind, name)) = self.pod_owner(&e) {
+            e.info.owner_kind = kind;
+            e.info.owner = name;
+        }
+        let key = (e.info.namespace.clone(), e.info.name.clone());
+        let wl = Arc::make_mut(&mut self.wl);
+        if let Some(old) = self.pods.remove(&key) {
+            wl.remove(old.id);
+        }
+        if self.control_plane.remove(&key).is_some() {
+            self.obs_dirty = true;
+        }
+        if let Some(cp) = e.control_plane {
+            self.control_plane.insert(key.clone(), cp);
+            self.obs_dirty = true;
+        }
+        let id = wl.insert(e.info);
+        self.pods.insert(
+            key,
+            PodSlot {
+                id,
+                controller: e.controller,
+            },
+        );
+    }
+
+    fn remove_pod(&mut self, key: &Key) {
+        if let Some(old) = self.pods.remove(key) {
+            Arc::make_mut(&mut self.wl).remove(old.id);
+        }
+        if self.control_plane.remove(key).is_some() {
+            self.obs_dirty = true;
+        }
+    }
+
+    pub fn apply_pod(&mut self, u: Update<PodEntry>) {
+        match u {
+            Update::Apply(e) => self.insert_pod(e),
+            Update::Delete(e) => self.remove_pod(&(e.info.namespace, e.info.name)),
+            Update::Relist(all) => {
+                self.pods.clear();
+                self.control_plane.clear();
+                self.obs_dirty = true;
+                let mut wl = Workloads::new(
+                    Vec::new(),
+                    self.infos.values().cloned().collect(),
+                    self.pdbs.values().cloned().collect(),
+                );
+                wl.reserve(all.len());
+                self.wl = Arc::new(wl);
+                self.infos_dirty = false;
+                self.pdbs_dirty = false;
+                for e in all {
+                    self.insert_pod(e);
+                }
+                Arc::make_mut(&mut self.wl).shrink_to_fit();
+            }
+        }
+    }
+
+    /// The pods owned by ReplicaSet `rs` in `ns` counted again under its new owner.
+    fn reresolve(&mut self, changed: &BTreeSet<Key>) {
+        if changed.is_empty() {
+            return;
+        }
+        let keys: Vec<Key> = self
+            .pods
+            .iter()
+            .filter(|(k, s)| {
+                s.controller.as_ref().is_some_and(|(kind, name)| {
+                    kind == "ReplicaSet" && changed.contains(&(k.0.clone(), name.clone()))
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(slot) = self.pods.get(&key) else {
+                continue;
+            };
+            let Some(mut info) = self.wl.pod(slot.id).cloned() else {
+                continue;
+            };
+            let controller = slot.controller.clone();
+            if let Some((kind, name)) = &controller {
+                info.owner_kind = kind.clone();
+                info.owner = name.clone();
+            }
+            self.insert_pod(PodEntry {
+                info,
+                controller,
+                control_plane: self.control_plane.get(&key).cloned(),
+            });
+        }
+    }
+
+    pub fn apply_replica_set(&mut self, u: Update<RsEntry>) {
+        let mut changed = BTreeSet::new();
+        match u {
+            Update::Apply(x) => self.put_rs(x, &mut changed),
+            Update::Delete((key, _, _)) => {
+                let rs = (key.1.clone(), key.2.clone());
+                if self.rs_owner.remove(&rs).flatten().is_some() {
+                    changed.insert(rs);
+                }
+                self.put_info(key, None);
+            }
+            Update::Relist(all) => {
+                let old = std::mem::take(&mut self.rs_owner);
+                changed.extend(old.into_iter().filter(|(_, o)| o.is_some()).map(|(k, _)| k));
+                self.infos.retain(|k, _| k.0 != "ReplicaSet");
+                self.infos_dirty = true;
+                for x in all {
+                    self.put_rs(x, &mut changed);
+                }
+            }
+        }
+        self.reresolve(&changed);
+    }
+
+    fn put_rs(&mut self, (key, info, owner): RsEntry, changed: &mut BTreeSet<Key>) {
+        let rs = (key.1.clone(), key.2.clone());
+        if self.rs_owner.get(&rs) != Some(&owner) {
+            changed.insert(rs.clone());
+        }
+        self.rs_owner.insert(rs, owner);
+        self.put_info(key, info);
+    }
+
+    fn put_info(&mut self, key: WorkloadKey, info: Option<WorkloadInfo>) {
+        let old = match info {
+            Some(i) => self.infos.insert(key, i.clone()).filter(|o| *o == i),
+            None => self.infos.remove(&key).filter(|_| false),
+        };
+        if old.is_none() {
+            self.infos_dirty = true;
+        }
+    }
+
+    pub fn apply_workload(&mut self, kind: &str, u: Update<(WorkloadKey, Option<WorkloadInfo>)>) {
+        match u {
+            Update::Apply((k, i)) => self.put_info(k, i),
+            Update::Delete((k, _)) => self.put_info(k, None),
+            Update::Relist(all) => {
+                self.infos.retain(|k, _| k.0 != kind);
+                self.infos_dirty = true;
+                for (k, i) in all {
+                    self.put_info(k, i);
+                }
+            }
+        }
+    }
+
+    pub fn apply_pdb(&mut self, u: Update<(Key, Option<PdbInfo>)>) {
+        let put = |st: &mut State, (k, p): (Key, Option<PdbInfo>)| {
+            let same = st.pdbs.get(&k) == p.as_ref();
+            if !same {
+                match p {
+                    Some(p) => st.pdbs.insert(k, p),
+                    None => st.pdbs.remove(&k),
+                };
+                // Only a change of what a budget selects or keeps rebuilds the index, not its
+                // status moving with every disruption.
+                st.pdbs_dirty = true;
+            }
+        };
+        match u {
+            Update::Apply(x) => put(self, x),
+            Update::Delete((k, _)) => put(self, (k, None)),
+            Update::Relist(all) => {
+                let fresh: BTreeMap<Key, PdbInfo> =
+                    all.into_iter().filter_map(|(k, p)| Some((k, p?))).collect();
+                if fresh != self.pdbs {
+                    self.pdbs = fresh;
+                    self.pdbs_dirty = true;
+                }
+            }
+        }
+    }
+}
+
+/// A stable uuid-shaped id for a host that has no Node (yet).
+fn name_uuid(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("00000000-0000-4000-8000-{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// Follows one kind: its first list, then every change, restarting (with kube-rs's
+/// backoff) when the watch breaks. `convert` runs outside the lock.
+pub(crate) fn follow<K, T>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    shared: Arc<Shared>,
+    kind: &'static str,
+    convert: impl Fn(K) -> T + Send + 'static,
+    apply: impl Fn(&mut State, Update<T>) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+        let mut buffer: Vec<T> = Vec::new();
+        while let Some(event) = stream.next().await {
+            let update = match event {
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "watch failed; retrying");
+                    shared.lock().errors.insert(kind, e.to_string());
+                    continue;
+                }
+                Ok(Event::Init) => {
+                    buffer.clear();
+                    continue;
+                }
+                Ok(Event::InitApply(k)) => {
+                    buffer.push(convert(k));
+                    continue;
+                }
+                Ok(Event::InitDone) => Update::Relist(std::mem::take(&mut buffer)),
+                Ok(Event::Apply(k)) => Update::Apply(convert(k)),
+                Ok(Event::Delete(k)) => Update::Delete(convert(k)),
+            };
+            shared.update(|st| {
+                st.errors.remove(kind);
+                if matches!(update, Update::Relist(_)) {
+                    st.synced.insert(kind);
+                }
+                apply(st, update);
+            });
+        }
+    })
+}
+
+use watcher::watcher;
