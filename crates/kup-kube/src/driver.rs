@@ -23,6 +23,7 @@ use crate::convert;
 use crate::drain::DrainOptions;
 use crate::hosts::HostsFile;
 use crate::ops::{self, Ctx, Note, PolicyVersion};
+use crate::steps;
 
 /// Why a driver could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How long `connect` waits for the first list of every kind.
     pub sync_timeout: Duration,
+    /// The bound of one command of a host step over SSH.
+    pub command_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             eviction_retry: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
             sync_timeout: Duration::from_secs(60),
+            command_timeout: crate::steps::COMMAND_TIMEOUT,
         }
     }
 }
@@ -187,7 +191,8 @@ impl KubeDriver {
         settings: Settings,
     ) -> Result<KubeDriver, ConnectError> {
         let policy = policy_version(&client).await?;
-        let shared = Shared::new(Arc::new(hosts));
+        let hosts = Arc::new(hosts);
+        let shared = Shared::new(hosts.clone());
         let mut watchers = Vec::new();
         let cfg = watcher::Config::default;
         watchers.push(follow(
@@ -322,6 +327,8 @@ impl KubeDriver {
                     drain_timeout: settings.drain_timeout,
                     retry_interval: settings.eviction_retry,
                     poll_interval: settings.poll_interval,
+                    hosts,
+                    command_timeout: settings.command_timeout,
                 },
                 runs: Mutex::new(Runs::default()),
                 watchers,
@@ -410,23 +417,13 @@ impl KubeDriver {
     }
 }
 
-/// Why an operation is not done on a kubeadm cluster through the API alone.
+/// Why an operation is not done on a kubeadm cluster.
 fn refusal(op: &Operation) -> Option<String> {
     match op {
         Operation::Swact { .. } => Some(
             "a kubeadm cluster has no active controller to hand over: every control-plane node serves at once".into(),
         ),
-        Operation::DownloadImages { .. }
-        | Operation::UpgradeControlPlane { .. }
-        | Operation::RestoreControlPlane { .. }
-        | Operation::UpgradeKubelet { .. }
-        | Operation::UpgradeNetworking { .. } => Some(
-            "host steps over SSH (images, control plane, kubelet, networking) are not built yet for real clusters".into(),
-        ),
-        Operation::Lock { .. }
-        | Operation::Unlock { .. }
-        | Operation::Cordon { .. }
-        | Operation::Uncordon { .. } => None,
+        _ => None,
     }
 }
 
@@ -469,7 +466,31 @@ async fn run(ctx: &Ctx, op: &Operation, note: &Note) -> Result<(), String> {
             ops::wait_ready(ctx, host, note).await
         }
         Operation::Uncordon { host } => ops::uncordon(ctx, host).await.map(|_| ()),
-        other => Err(refusal(other).unwrap_or_default()),
+        Operation::DownloadImages { version, .. } => {
+            steps::download_images(ctx, *version, note).await
+        }
+        Operation::UpgradeControlPlane {
+            host,
+            version,
+            first,
+        } => steps::control_plane(ctx, host, *version, *first, note).await,
+        Operation::RestoreControlPlane { host, version } => {
+            steps::restore_control_plane(ctx, host, *version, note).await
+        }
+        Operation::UpgradeKubelet { host, version } => {
+            steps::kubelet(ctx, host, *version, note).await
+        }
+        // kubeadm's `upgrade apply` on the first control plane upgrades the cluster's
+        // networking add-ons (kube-proxy, CoreDNS) with it: confirmed by what kubeadm
+        // records, its ClusterConfiguration's kubernetesVersion.
+        Operation::UpgradeNetworking { version } => match ctx.shared.lock().kubeadm_version() {
+            Some(v) if v == *version => Ok(()),
+            found => Err(format!(
+                "the networking add-ons of a kubeadm cluster move with the first control plane's `kubeadm upgrade apply {version}`, and kubeadm-config says {}",
+                found.map_or("no version".to_string(), |v| v.to_string())
+            )),
+        },
+        Operation::Swact { .. } => Err(refusal(op).unwrap_or_default()),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kup_types::{Personality, names};
 use serde::Deserialize;
@@ -37,6 +37,9 @@ fn at<T>(s: &Spanned<T>, message: impl Into<String>) -> HostsFileError {
 #[serde(deny_unknown_fields)]
 pub struct HostsFile {
     pub hosts: Vec<HostEntry>,
+    /// The commands of the host steps (kubeadm's procedure on Debian/Ubuntu by default).
+    #[serde(default)]
+    pub commands: kup_ssh::Commands,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -51,22 +54,9 @@ pub struct HostEntry {
     pub ssh: SshTarget,
 }
 
-/// How to reach a host over SSH. `known_hosts` is required: kup never trusts a host key it
-/// has not been given.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshTarget {
-    pub address: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    pub user: String,
-    pub key_file: PathBuf,
-    pub known_hosts: PathBuf,
-}
-
-fn default_port() -> u16 {
-    22
-}
+/// How to reach a host over SSH (`kup_ssh`): `known_hosts` is required, as kup never trusts
+/// a host key it has not been given.
+pub use kup_ssh::SshTarget;
 
 impl HostsFile {
     /// Parses a hosts file's text; relative paths stay as written.
@@ -108,11 +98,20 @@ impl HostsFile {
                     *p = dir.join(&*p);
                 }
             }
+            // The files themselves, now that their place is known: a key that cannot be read
+            // is found at start, not at the first step.
+            h.ssh
+                .validate()
+                .map_err(|e| at(&h.name, format!("host {}: {e}", h.name.value)))?;
         }
         Ok(file)
     }
 
     fn validate(&self) -> Result<(), HostsFileError> {
+        self.commands.validate().map_err(|e| HostsFileError {
+            line: None,
+            message: e.to_string(),
+        })?;
         if self.hosts.is_empty() {
             return Err(HostsFileError {
                 line: None,

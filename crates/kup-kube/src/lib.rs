@@ -12,6 +12,7 @@ pub mod drain;
 mod driver;
 pub mod hosts;
 mod ops;
+mod steps;
 
 pub use driver::{ConnectError, KubeDriver, Settings, client_from_kubeconfig};
 pub use hosts::{HostEntry, HostsFile, HostsFileError, SshTarget};

@@ -63,6 +63,10 @@ pub(crate) struct Ctx {
     pub retry_interval: Duration,
     /// Between two looks at whether a pod is gone or a node Ready (kubectl's 1 s).
     pub poll_interval: Duration,
+    /// The hosts, how to reach them and the commands of their steps.
+    pub hosts: Arc<crate::hosts::HostsFile>,
+    /// The bound of one command of a host step.
+    pub command_timeout: Duration,
 }
 
 fn api_error(e: &kube::Error) -> Option<&kube::core::Status> {

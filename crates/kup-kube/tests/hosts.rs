@@ -39,7 +39,29 @@ fn a_good_file_reads_as_written() {
 fn relative_paths_are_taken_from_the_files_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hosts.yaml");
-    std::fs::write(&path, GOOD).unwrap();
+    std::fs::write(&path, GOOD.replace("/etc/kup/known_hosts", "/dev/null")).unwrap();
+    // The key is read at load: missing, the file is refused with the host and the path.
+    let e = HostsFile::load(&path).unwrap_err().to_string();
+    assert!(
+        e.starts_with("hosts file, line 2: host cp-0: ssh key_file ")
+            && e.contains("keys/id_ed25519 cannot be read: "),
+        "{e}"
+    );
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/id_ed25519"), "").unwrap();
+    let e = HostsFile::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("host worker-0: ssh key_file /k cannot be read"),
+        "{e}"
+    );
+    std::fs::write(
+        &path,
+        GOOD.replace("/etc/kup/known_hosts", "/dev/null").replace(
+            "key_file: /k, known_hosts: /kh",
+            "key_file: /dev/null, known_hosts: /dev/null",
+        ),
+    )
+    .unwrap();
     let f = HostsFile::load(&path).unwrap();
     assert_eq!(
         f.host("cp-0").unwrap().ssh.key_file,
@@ -47,7 +69,7 @@ fn relative_paths_are_taken_from_the_files_directory() {
     );
     assert_eq!(
         f.host("cp-0").unwrap().ssh.known_hosts,
-        Path::new("/etc/kup/known_hosts")
+        Path::new("/dev/null")
     );
     let missing = HostsFile::load(&dir.path().join("nope.yaml")).unwrap_err();
     assert!(

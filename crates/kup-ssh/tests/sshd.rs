@@ -5,146 +5,16 @@
 //! Without `/usr/sbin/sshd` the tests say so and pass, unless `KUP_REQUIRE_SSHD=1` (set by
 //! `.ci/run`, which installs it).
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/sshd.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
+use support::{Sshd, free_port};
+
 use kup_ssh::recipe::Vars;
-use kup_ssh::{Commands, SshError, SshTarget, run};
+use kup_ssh::{Commands, SshError, run};
 use kup_types::KubeVersion;
-
-const SSHD: &str = "/usr/sbin/sshd";
-
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sh(cmd: &str) {
-    let ok = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
-    assert!(ok.success(), "{cmd}");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A fake tool: appends its name and arguments to `calls.log`, then prints a line.
-fn fake(bin: &Path, name: &str, body: &str) {
-    let path = bin.join(name);
-    std::fs::write(
-        &path,
-        format!("#!/bin/sh\necho \"{name} $*\" >> \"$KUP_TEST_LOG\"\n{body}\n"),
-    )
-    .unwrap();
-    sh(&format!("chmod 755 {}", path.display()));
-}
-
-impl Sshd {
-    /// Starts sshd, or `None` (with the reason printed) where it is not installed.
-    fn start() -> Option<Sshd> {
-        if !Path::new(SSHD).exists() {
-            assert!(
-                std::env::var("KUP_REQUIRE_SSHD").is_err(),
-                "{SSHD} is missing and KUP_REQUIRE_SSHD is set"
-            );
-            eprintln!("skipped: {SSHD} is not installed (Debian: openssh-server)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        sh(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -f {0}/host_key && ssh-keygen -q -t ed25519 -N '' -f {0}/id_ed25519 && ssh-keygen -q -t ed25519 -N '' -f {0}/other_key && cp {0}/id_ed25519.pub {0}/authorized_keys && chmod 600 {0}/authorized_keys",
-            d.display()
-        ));
-        let bin = d.join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        fake(&bin, "kubeadm", "echo \"[upgrade] kubeadm $*: done\"");
-        fake(&bin, "apt-get", "");
-        fake(&bin, "apt-mark", "");
-        fake(&bin, "systemctl", "");
-        // Privilege separation needs its directory when sshd runs as root.
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let port = free_port();
-        let config = d.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\n\
-                 AuthorizedKeysFile {0}/authorized_keys\nPidFile {0}/sshd.pid\nStrictModes no\n\
-                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\n\
-                 SetEnv PATH={0}/bin:/usr/bin:/bin KUP_TEST_LOG={0}/calls.log\n",
-                d.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let sshd = Sshd { dir, port, child };
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < until,
-                "sshd did not listen: {}",
-                std::fs::read_to_string(sshd.path("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The host's key as an operator would have recorded it.
-        let host_key = std::fs::read_to_string(sshd.path("host_key.pub")).unwrap();
-        let mut parts = host_key.split_whitespace();
-        let (kind, key) = (parts.next().unwrap(), parts.next().unwrap());
-        std::fs::write(
-            sshd.path("known_hosts"),
-            format!("[127.0.0.1]:{port} {kind} {key}\n"),
-        )
-        .unwrap();
-        Some(sshd)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn target(&self) -> SshTarget {
-        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        SshTarget {
-            address: "127.0.0.1".into(),
-            port: self.port,
-            user,
-            key_file: self.path("id_ed25519"),
-            known_hosts: self.path("known_hosts"),
-        }
-    }
-
-    fn calls(&self) -> String {
-        std::fs::read_to_string(self.path("calls.log")).unwrap_or_default()
-    }
-}
 
 const STEP: Duration = Duration::from_secs(20);
 

@@ -100,6 +100,10 @@ fn serves_a_real_clusters_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts.yaml");
     std::fs::write(&hosts, HOSTS).unwrap();
+    // The key and known_hosts files must be readable (nothing here connects over SSH).
+    for f in ["id_ed25519", "known_hosts"] {
+        std::fs::write(hosts.with_file_name(f), "").unwrap();
+    }
     let kubeconfig = server.kubeconfig().display().to_string();
     let hosts = hosts.display().to_string();
     let d = serve_with(
@@ -165,6 +169,10 @@ fn a_real_cluster_needs_a_good_hosts_file_and_a_reachable_server() {
     .unwrap();
     let hosts = dir.path().join("hosts.yaml");
     std::fs::write(&hosts, HOSTS).unwrap();
+    // The key and known_hosts files must be readable (nothing here connects over SSH).
+    for f in ["id_ed25519", "known_hosts"] {
+        std::fs::write(hosts.with_file_name(f), "").unwrap();
+    }
     let bad_hosts = dir.path().join("bad.yaml");
     std::fs::write(
         &bad_hosts,
