@@ -54,6 +54,8 @@ pub(crate) struct State {
     nodes: BTreeMap<String, NodeFacts>,
     control_plane: BTreeMap<Key, ControlPlanePod>,
     kubeadm_version: Option<KubeVersion>,
+    /// Deprecated APIs clients requested (the API server's metric).
+    api_usage: Vec<kup_types::ApiUsage>,
     pods: HashMap<Key, PodSlot>,
     /// ReplicaSet → the Deployment owning it (`None`: a ReplicaSet of its own).
     rs_owner: HashMap<Key, Option<String>>,
@@ -85,6 +87,7 @@ impl Shared {
             nodes: BTreeMap::new(),
             control_plane: BTreeMap::new(),
             kubeadm_version: None,
+            api_usage: Vec::new(),
             pods: HashMap::new(),
             rs_owner: HashMap::new(),
             infos: BTreeMap::new(),
@@ -232,6 +235,7 @@ impl State {
             hosts,
             nodes,
             control_plane_pods: self.control_plane.values().cloned().collect(),
+            api_usage: self.api_usage.clone(),
             ..Observation::default()
         };
         obs.reindex();
@@ -256,6 +260,14 @@ impl State {
             }
         }
         self.obs_dirty = true;
+    }
+
+    /// The deprecated APIs in use, as last read; the hosts' view changes only if they did.
+    pub fn set_api_usage(&mut self, usage: Vec<kup_types::ApiUsage>) {
+        if usage != self.api_usage {
+            self.api_usage = usage;
+            self.obs_dirty = true;
+        }
     }
 
     pub fn apply_kubeadm(&mut self, u: Update<Option<KubeVersion>>) {

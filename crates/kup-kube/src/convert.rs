@@ -592,3 +592,73 @@ mod tests {
         assert!(all.selector.is_empty(), "v1: every pod of the namespace");
     }
 }
+
+/// The deprecated APIs clients requested since the API server started, from its Prometheus
+/// text (`apiserver_requested_deprecated_apis{group=..,version=..,resource=..,
+/// removed_release=..} 1`). Only the server sees what clients request: a stored object is
+/// converted to whatever version is asked for, so listing objects cannot tell.
+pub fn deprecated_api_usage(metrics: &str) -> Vec<kup_types::ApiUsage> {
+    let mut out: Vec<kup_types::ApiUsage> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("apiserver_requested_deprecated_apis{"))
+        .filter_map(|l| {
+            let (labels, value) = l.split_once('}')?;
+            // A series at 0 is a request the server no longer counts.
+            if value.trim().parse::<f64>().ok()? <= 0.0 {
+                return None;
+            }
+            let label = |name: &str| {
+                labels.split(',').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+                })
+            };
+            Some(kup_types::ApiUsage {
+                group: label("group").unwrap_or_default(),
+                version: label("version")?,
+                resource: label("resource")?,
+                removed_release: label("removed_release").filter(|r| !r.is_empty()),
+                seen_in: "API server".into(),
+            })
+        })
+        .collect();
+    // One per API: the same resource's subresources are one use.
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn the_deprecated_api_metric_is_read() {
+        let text = "# HELP apiserver_requested_deprecated_apis [ALPHA] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.\n\
+# TYPE apiserver_requested_deprecated_apis gauge\n\
+apiserver_requested_deprecated_apis{group=\"extensions\",removed_release=\"1.22\",resource=\"ingresses\",subresource=\"\",version=\"v1beta1\"} 1\n\
+apiserver_requested_deprecated_apis{group=\"extensions\",removed_release=\"1.22\",resource=\"ingresses\",subresource=\"status\",version=\"v1beta1\"} 1\n\
+apiserver_requested_deprecated_apis{group=\"batch\",removed_release=\"\",resource=\"cronjobs\",subresource=\"\",version=\"v1beta1\"} 1\n\
+apiserver_requested_deprecated_apis{group=\"policy\",removed_release=\"1.25\",resource=\"poddisruptionbudgets\",subresource=\"\",version=\"v1beta1\"} 0\n\
+apiserver_request_total{code=\"200\"} 7\n";
+        let got = deprecated_api_usage(text);
+        let said: Vec<String> = got
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {} {:?}",
+                    u.group_version(),
+                    u.resource,
+                    u.removed_release
+                )
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "batch/v1beta1 cronjobs None",
+                "extensions/v1beta1 ingresses Some(\"1.22\")"
+            ]
+        );
+    }
+}

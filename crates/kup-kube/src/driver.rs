@@ -48,6 +48,8 @@ pub struct Settings {
     pub sync_timeout: Duration,
     /// The bound of one command of a host step over SSH.
     pub command_timeout: Duration,
+    /// How often the API server's deprecated-API metric is read.
+    pub metrics_interval: Duration,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(1),
             sync_timeout: Duration::from_secs(60),
             command_timeout: crate::steps::COMMAND_TIMEOUT,
+            metrics_interval: Duration::from_secs(60),
         }
     }
 }
@@ -317,6 +320,11 @@ impl KubeDriver {
             },
             |st, u| st.apply_replica_set(u),
         ));
+        watchers.push(tokio::spawn(follow_deprecated_apis(
+            client.clone(),
+            shared.clone(),
+            settings.metrics_interval,
+        )));
         let settings_timeout = settings.sync_timeout;
         let driver = KubeDriver {
             inner: Arc::new(Inner {
@@ -414,6 +422,33 @@ impl KubeDriver {
             .runs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Reads the API server's `/metrics` every `every` for the deprecated APIs clients request
+/// (the start's removed-API check). A server that does not let kup read its metrics leaves
+/// the list as it was, and says so in the log once.
+async fn follow_deprecated_apis(client: Client, shared: Arc<Shared>, every: Duration) {
+    let mut warned = false;
+    loop {
+        let req = http::Request::get("/metrics").body(Vec::new());
+        match req {
+            Ok(req) => match client.request_text(req).await {
+                Ok(text) => {
+                    let usage = convert::deprecated_api_usage(&text);
+                    shared.update(|st| st.set_api_usage(usage));
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(
+                        "cannot read the API server's metrics, so not the deprecated APIs its clients use: {e}"
+                    );
+                }
+                Err(_) => {}
+            },
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

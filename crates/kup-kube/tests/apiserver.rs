@@ -58,6 +58,7 @@ fn fast() -> Settings {
         poll_interval: Duration::from_millis(200),
         sync_timeout: Duration::from_secs(30),
         command_timeout: Duration::from_secs(30),
+        metrics_interval: Duration::from_millis(300),
     }
 }
 
@@ -853,4 +854,43 @@ async fn drains_that_cannot_finish_say_why() {
         "cordon undone"
     );
     assert!(pod_exists(&c, "default", "db-0").await.is_some());
+}
+
+/// The removed-API check's source: a client that requests a deprecated API (here
+/// `extensions/v1beta1` Ingresses, which 1.22 removes) shows in the API server's own metric,
+/// and so in the driver's `api_usage`, with the release that removes it.
+#[tokio::test]
+async fn deprecated_apis_that_clients_request_are_seen() {
+    let Some(server) = ApiServer::start() else {
+        return;
+    };
+    let c = client(&server).await;
+    node(&c, "w-0", json!({})).await;
+    let driver = KubeDriver::connect(c.clone(), hosts(&[("w-0", "worker")]), fast())
+        .await
+        .unwrap();
+    assert!(
+        driver
+            .observe()
+            .await
+            .unwrap()
+            .api_usage
+            .iter()
+            .all(|u| u.resource != "ingresses")
+    );
+    let req = http::Request::get("/apis/extensions/v1beta1/ingresses")
+        .body(Vec::new())
+        .unwrap();
+    c.request_text(req).await.unwrap();
+    assert!(
+        driver
+            .wait_for(WAIT, |obs, _| obs.api_usage.iter().any(|u| u.group
+                == "extensions"
+                && u.version == "v1beta1"
+                && u.resource == "ingresses"
+                && u.removed_release.as_deref() == Some("1.22")))
+            .await,
+        "{:?}",
+        driver.observe().await.unwrap().api_usage
+    );
 }
