@@ -141,7 +141,7 @@ fn kind(owner_kind: &str) -> &'static str {
 /// The twin of the cluster the two views show, as a cluster file (YAML).
 pub fn twin_yaml(src: &TwinSource<'_>) -> Result<String, TwinError> {
     let obs = src.obs;
-    let kubernetes_version = crate_running_floor(obs).ok_or(TwinError::NoVersion)?;
+    let kubernetes_version = running_floor(obs).ok_or(TwinError::NoVersion)?;
     let hosts = obs
         .hosts
         .iter()
@@ -225,7 +225,7 @@ pub fn twin_yaml(src: &TwinSource<'_>) -> Result<String, TwinError> {
 
 /// The lowest version a control plane or kubelet runs: the hosts say their own; this is the
 /// file's default.
-fn crate_running_floor(obs: &Observation) -> Option<KubeVersion> {
+fn running_floor(obs: &Observation) -> Option<KubeVersion> {
     let cps = obs.control_plane_pods.iter().map(|p| p.version);
     let kubelets = obs.nodes.iter().map(|n| n.kubelet_version);
     cps.chain(kubelets).min()

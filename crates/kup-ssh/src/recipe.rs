@@ -90,8 +90,6 @@ pub struct Vars<'a> {
     pub host: &'a str,
 }
 
-const PLACEHOLDERS: [&str; 4] = ["version", "version_number", "host", "from_version"];
-
 impl Commands {
     fn templates(&self) -> [(&'static str, &str); 8] {
         [
@@ -106,13 +104,19 @@ impl Commands {
         ]
     }
 
-    /// Checks every template when the hosts file is read, not when a step first needs one.
+    /// Checks every template when the hosts file is read, not when a step first needs one:
+    /// each is rendered once with sample values, by the same code that renders it for a step.
     pub fn validate(&self) -> Result<(), RecipeError> {
+        let sample = Vars {
+            version: KubeVersion::new(1, 0, 0),
+            from_version: KubeVersion::new(1, 0, 0),
+            host: "host",
+        };
         for (name, t) in self.templates() {
             if t.trim().is_empty() {
                 return Err(RecipeError::Empty { name });
             }
-            placeholders(name, t)?;
+            self.render(name, &sample)?;
         }
         Ok(())
     }
@@ -159,24 +163,6 @@ impl Commands {
             out
         })
     }
-}
-
-fn placeholders(name: &'static str, template: &str) -> Result<(), RecipeError> {
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..]
-            .find('}')
-            .ok_or(RecipeError::Unclosed { name })?;
-        let key = &rest[open + 1..open + close];
-        if !PLACEHOLDERS.contains(&key) {
-            return Err(RecipeError::UnknownPlaceholder {
-                name,
-                placeholder: key.into(),
-            });
-        }
-        rest = &rest[open + close + 1..];
-    }
-    Ok(())
 }
 
 #[cfg(test)]
