@@ -53,7 +53,7 @@ pub(crate) struct State {
     hosts: Arc<HostsFile>,
     nodes: BTreeMap<String, NodeFacts>,
     control_plane: BTreeMap<Key, ControlPlanePod>,
-    kubeadm_version: Option<KubeVersion>,
+    kubeadm: Option<crate::convert::KubeadmConfig>,
     /// Deprecated APIs clients requested (the API server's metric).
     api_usage: Vec<kup_types::ApiUsage>,
     pods: HashMap<Key, PodSlot>,
@@ -86,7 +86,7 @@ impl Shared {
             hosts,
             nodes: BTreeMap::new(),
             control_plane: BTreeMap::new(),
-            kubeadm_version: None,
+            kubeadm: None,
             api_usage: Vec::new(),
             pods: HashMap::new(),
             rs_owner: HashMap::new(),
@@ -136,7 +136,11 @@ impl State {
         &self.wl
     }
     pub fn kubeadm_version(&self) -> Option<KubeVersion> {
-        self.kubeadm_version
+        self.kubeadm.as_ref().map(|k| k.version)
+    }
+
+    pub fn kubeadm(&self) -> Option<&crate::convert::KubeadmConfig> {
+        self.kubeadm.as_ref()
     }
 
     /// The budgets selecting a pod, by name (`namespace/name`).
@@ -236,10 +240,37 @@ impl State {
             nodes,
             control_plane_pods: self.control_plane.values().cloned().collect(),
             api_usage: self.api_usage.clone(),
+            images: self.control_plane_images(),
+            // kubeadm's `upgrade apply` upgrades the add-ons (kube-proxy, CoreDNS) and records
+            // the version it brought the cluster to here.
+            networking_version: self.kubeadm_version(),
             ..Observation::default()
         };
         obs.reindex();
         obs
+    }
+
+    /// The images every control-plane host holds: an image is downloaded when each control
+    /// plane can start from it.
+    fn control_plane_images(&self) -> Vec<String> {
+        let mut held: Option<Vec<String>> = None;
+        for h in &self.hosts.hosts {
+            if h.personality != kup_types::Personality::Controller {
+                continue;
+            }
+            let have = self
+                .nodes
+                .get(h.name.value.as_str())
+                .map_or(&[][..], |n| &n.images[..]);
+            held = Some(match held {
+                None => have.to_vec(),
+                Some(mut so_far) => {
+                    so_far.retain(|i| have.binary_search(i).is_ok());
+                    so_far
+                }
+            });
+        }
+        held.unwrap_or_default()
     }
 
     pub fn apply_node(&mut self, u: Update<(String, Option<NodeFacts>)>) {
@@ -270,12 +301,13 @@ impl State {
         }
     }
 
-    pub fn apply_kubeadm(&mut self, u: Update<Option<KubeVersion>>) {
-        self.kubeadm_version = match u {
+    pub fn apply_kubeadm(&mut self, u: Update<Option<crate::convert::KubeadmConfig>>) {
+        self.kubeadm = match u {
             Update::Apply(v) => v,
             Update::Delete(_) => None,
             Update::Relist(all) => all.into_iter().flatten().next(),
         };
+        self.obs_dirty = true;
     }
 
     fn pod_owner(&self, e: &PodEntry) -> Option<(String, String)> {

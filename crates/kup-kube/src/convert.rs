@@ -33,6 +33,8 @@ pub struct NodeFacts {
     pub disk_free_gib: u32,
     pub cordoned_by_kup: bool,
     pub locked_by_kup: bool,
+    /// The control plane's images the node holds (sorted).
+    pub images: Vec<String>,
 }
 
 /// A version as Kubernetes reports it (`v1.20.2`, `v1.20.2-dirty`, `v1.28.3+k3s1`): the
@@ -164,6 +166,7 @@ pub fn node_facts(node: &Node) -> Option<NodeFacts> {
             .map_or(0, |b| saturate(b / 1024f64.powi(3))),
         cordoned_by_kup: flag(CORDONED_BY_KUP),
         locked_by_kup: flag(LOCKED_BY_KUP),
+        images: control_plane_images(node),
     })
 }
 
@@ -488,21 +491,118 @@ pub fn pdb_info(
     })
 }
 
-/// `ClusterConfiguration.kubernetesVersion` of the `kubeadm-config` ConfigMap.
-pub fn kubeadm_version(cm: &ConfigMap) -> Option<KubeVersion> {
+/// What kup reads of the `kubeadm-config` ConfigMap's `ClusterConfiguration`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeadmConfig {
+    pub version: KubeVersion,
+    /// Where kubeadm takes the control plane's images from, when it is set.
+    pub image_repository: Option<String>,
+}
+
+pub fn kubeadm_config(cm: &ConfigMap) -> Option<KubeadmConfig> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct ClusterConfiguration {
         kubernetes_version: String,
+        #[serde(default)]
+        image_repository: Option<String>,
     }
     let text = cm.data.as_ref()?.get("ClusterConfiguration")?;
     let cc: ClusterConfiguration = serde_saphyr::from_str(text).ok()?;
-    lenient_version(&cc.kubernetes_version)
+    Some(KubeadmConfig {
+        version: lenient_version(&cc.kubernetes_version)?,
+        image_repository: cc
+            .image_repository
+            .map(|r| r.trim_end_matches('/').to_string())
+            .filter(|r| !r.is_empty()),
+    })
+}
+
+/// The images `kubeadm config images pull` brings for `version`, from `repository` (kubeadm's
+/// default, registry.k8s.io, when kubeadm-config sets none; see [`same_image`]).
+pub fn kubeadm_images(version: KubeVersion, repository: Option<&str>) -> Vec<String> {
+    let repo = repository.unwrap_or(DEFAULT_REPOSITORY);
+    [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+    ]
+    .iter()
+    .map(|c| format!("{repo}/{c}:{version}"))
+    .collect()
+}
+
+const DEFAULT_REPOSITORY: &str = "registry.k8s.io";
+
+/// An image name as kup compares it: k8s.gcr.io, kubeadm's default before 1.25, serves the
+/// same images as registry.k8s.io, its successor, and is named as that.
+pub fn same_image(name: &str) -> String {
+    match name.strip_prefix("k8s.gcr.io/") {
+        Some(rest) => format!("{DEFAULT_REPOSITORY}/{rest}"),
+        None => name.to_string(),
+    }
+}
+
+/// The control plane's images (kubeadm's: the components, etcd, CoreDNS, pause) among the
+/// images a node reports, by tag (digests are left out): the others are not kup's concern.
+fn control_plane_images(node: &Node) -> Vec<String> {
+    const KUBEADMS: &[&str] = &[
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+        "etcd",
+        "coredns",
+        "pause",
+    ];
+    let mut out: Vec<String> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.images.as_ref())
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i.names.iter().flatten())
+        .filter(|n| !n.contains('@'))
+        .filter(|n| {
+            let base = n.rsplit('/').next().unwrap_or(n);
+            KUBEADMS.contains(&base.split(':').next().unwrap_or(base))
+        })
+        .map(|n| same_image(n))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_control_plane_images_are_its_kubeadm_tags_under_one_registry_name() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "cp-0"},
+            "status": {"images": [
+                {"names": ["k8s.gcr.io/kube-apiserver@sha256:00", "k8s.gcr.io/kube-apiserver:v1.21.0"]},
+                {"names": ["registry.local:5000/k8s/etcd:3.4.13-0"]},
+                {"names": ["docker.io/library/nginx:1.25"]},
+                {"names": ["registry.k8s.io/kube-apiserver:v1.21.0"]},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(
+            control_plane_images(&node),
+            [
+                "registry.k8s.io/kube-apiserver:v1.21.0",
+                "registry.local:5000/k8s/etcd:3.4.13-0"
+            ]
+        );
+        assert_eq!(
+            kubeadm_images(KubeVersion::new(1, 21, 0), Some("registry.local:5000/k8s"))[0],
+            "registry.local:5000/k8s/kube-apiserver:v1.21.0"
+        );
+    }
 
     #[test]
     fn quantities_read_as_kubernetes_writes_them() {

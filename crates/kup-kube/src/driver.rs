@@ -227,7 +227,7 @@ impl KubeDriver {
             cfg().fields("metadata.name=kubeadm-config"),
             shared.clone(),
             "kubeadm-config",
-            |cm: ConfigMap| convert::kubeadm_version(&cm),
+            |cm: ConfigMap| convert::kubeadm_config(&cm),
             |st, u| st.apply_kubeadm(u),
         ));
         let (version, v1beta1) = match policy {
@@ -394,6 +394,14 @@ impl KubeDriver {
         self.inner.ctx.shared.lock().kubeadm_version()
     }
 
+    /// The images `kubeadm config images pull` brings for `version` on this cluster (from
+    /// the image repository its kubeadm-config names).
+    pub fn kubeadm_images(&self, version: kup_types::KubeVersion) -> Vec<String> {
+        let st = self.inner.ctx.shared.lock();
+        let repo = st.kubeadm().and_then(|k| k.image_repository.clone());
+        convert::kubeadm_images(version, repo.as_deref())
+    }
+
     /// Waits until the cached views satisfy `f` (at most `timeout`): for callers and tests
     /// that just changed the cluster and need the watchers to have seen it.
     pub async fn wait_for(
@@ -515,16 +523,7 @@ async fn run(ctx: &Ctx, op: &Operation, note: &Note) -> Result<(), String> {
         Operation::UpgradeKubelet { host, version } => {
             steps::kubelet(ctx, host, *version, note).await
         }
-        // kubeadm's `upgrade apply` on the first control plane upgrades the cluster's
-        // networking add-ons (kube-proxy, CoreDNS) with it: confirmed by what kubeadm
-        // records, its ClusterConfiguration's kubernetesVersion.
-        Operation::UpgradeNetworking { version } => match ctx.shared.lock().kubeadm_version() {
-            Some(v) if v == *version => Ok(()),
-            found => Err(format!(
-                "the networking add-ons of a kubeadm cluster move with the first control plane's `kubeadm upgrade apply {version}`, and kubeadm-config says {}",
-                found.map_or("no version".to_string(), |v| v.to_string())
-            )),
-        },
+        Operation::UpgradeNetworking { version } => steps::networking(ctx, *version, note).await,
         Operation::Swact { .. } => Err(refusal(op).unwrap_or_default()),
     }
 }

@@ -3,34 +3,18 @@
 //! file (serde-saphyr, unknown fields refused, errors with their line).
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::Path;
 
 use kup_types::{Personality, names};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-/// A problem in a hosts file, with the line it is on when known.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct HostsFileError {
-    pub line: Option<u64>,
-    pub message: String,
-}
+use crate::file::FileError;
 
-impl fmt::Display for HostsFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "hosts file, line {l}: {}", self.message),
-            None => write!(f, "hosts file: {}", self.message),
-        }
-    }
-}
+const FILE: &str = "hosts file";
 
-fn at<T>(s: &Spanned<T>, message: impl Into<String>) -> HostsFileError {
-    HostsFileError {
-        line: Some(s.referenced.line()),
-        message: message.into(),
-    }
+fn at<T>(s: &Spanned<T>, message: impl Into<String>) -> FileError {
+    FileError::at(FILE, s, message)
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -60,36 +44,16 @@ pub use kup_ssh::SshTarget;
 
 impl HostsFile {
     /// Parses a hosts file's text; relative paths stay as written.
-    pub fn parse(source: &str) -> Result<HostsFile, HostsFileError> {
-        let file: HostsFile = serde_saphyr::from_str(source).map_err(|e| {
-            let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            let message = first.strip_prefix("error: ").unwrap_or(&first).to_string();
-            match e.location() {
-                Some(l) => HostsFileError {
-                    line: Some(l.line()),
-                    // The message already names the line; keep it once.
-                    message: message
-                        .strip_prefix(&format!("line {} column {}: ", l.line(), l.column()))
-                        .unwrap_or(&message)
-                        .to_string(),
-                },
-                None => HostsFileError {
-                    line: None,
-                    message,
-                },
-            }
-        })?;
+    pub fn parse(source: &str) -> Result<HostsFile, FileError> {
+        let file: HostsFile = crate::file::parse(FILE, source)?;
         file.validate()?;
         Ok(file)
     }
 
     /// Reads and parses `path`; relative key and known_hosts paths are taken from the file's
     /// directory, as a user writing the file next to their keys would expect.
-    pub fn load(path: &Path) -> Result<HostsFile, HostsFileError> {
-        let source = std::fs::read_to_string(path).map_err(|e| HostsFileError {
-            line: None,
-            message: format!("cannot read {}: {e}", path.display()),
-        })?;
+    pub fn load(path: &Path) -> Result<HostsFile, FileError> {
+        let source = crate::file::read(FILE, path)?;
         let mut file = Self::parse(&source)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for h in &mut file.hosts {
@@ -107,16 +71,12 @@ impl HostsFile {
         Ok(file)
     }
 
-    fn validate(&self) -> Result<(), HostsFileError> {
-        self.commands.validate().map_err(|e| HostsFileError {
-            line: None,
-            message: e.to_string(),
-        })?;
+    fn validate(&self) -> Result<(), FileError> {
+        self.commands
+            .validate()
+            .map_err(|e| FileError::whole(FILE, e.to_string()))?;
         if self.hosts.is_empty() {
-            return Err(HostsFileError {
-                line: None,
-                message: "it lists no hosts".into(),
-            });
+            return Err(FileError::whole(FILE, "it lists no hosts"));
         }
         let mut seen = BTreeSet::new();
         for h in &self.hosts {
@@ -130,34 +90,9 @@ impl HostsFile {
             if !seen.insert(name.as_str()) {
                 return Err(at(&h.name, format!("host {name} is listed twice")));
             }
-            let ssh = &h.ssh;
-            let blank = [
-                ("address", ssh.address.trim().is_empty()),
-                ("user", ssh.user.trim().is_empty()),
-                ("key_file", ssh.key_file.as_os_str().is_empty()),
-                ("known_hosts", ssh.known_hosts.as_os_str().is_empty()),
-            ];
-            if let Some((field, _)) = blank.iter().find(|(_, b)| *b) {
-                return Err(at(&h.name, format!("host {name}: ssh {field} is empty")));
-            }
-            if ssh.port == 0 {
-                return Err(at(
-                    &h.name,
-                    format!("host {name}: ssh port 0 is not a port"),
-                ));
-            }
-            if let Some(c) = [&ssh.address, &ssh.user]
-                .iter()
-                .flat_map(|s| s.chars())
-                .find(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(at(
-                    &h.name,
-                    format!(
-                        "host {name}: ssh address and user take no blank or control character ({c:?})"
-                    ),
-                ));
-            }
+            h.ssh
+                .check_fields()
+                .map_err(|e| at(&h.name, format!("host {name}: {e}")))?;
             for role in &h.roles {
                 if let Some(why) = names::label_problem(role) {
                     return Err(at(

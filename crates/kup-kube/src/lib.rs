@@ -1,19 +1,22 @@
 //! A real Kubernetes cluster built with kubeadm, as a kup [`Driver`](kup_driver::Driver):
 //! observation through the API server kept current by watchers (`cache`), the objects turned
 //! into kup's types (`convert`), the hosts file that names the hosts and how to reach them
-//! (`hosts`), `kubectl drain`'s classification of a node's pods (`drain`, pure) and the host
-//! operations done through the API (`ops`: cordon, drain by evictions, uncordon), put
-//! together in [`KubeDriver`]. The host steps over SSH come later: until then they are
-//! refused.
+//! (`hosts`), the versions it may be upgraded to (`catalog`), `kubectl drain`'s classification of a node's pods (`drain`, pure) and the host
+//! operations done through the API (`ops`: cordon, drain by evictions, uncordon), and the
+//! host steps over SSH (`steps`), put together in [`KubeDriver`].
 
 mod cache;
+mod catalog;
 pub mod convert;
 pub mod drain;
 mod driver;
+mod file;
 pub mod hosts;
 mod ops;
 mod steps;
 
+pub use catalog::{load_catalog, parse_catalog};
 pub use driver::{ConnectError, KubeDriver, Settings, client_from_kubeconfig};
-pub use hosts::{HostEntry, HostsFile, HostsFileError, SshTarget};
+pub use file::FileError;
+pub use hosts::{HostEntry, HostsFile, SshTarget};
 pub use ops::PolicyVersion;

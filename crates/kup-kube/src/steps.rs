@@ -1,16 +1,29 @@
 //! The host steps of a kubeadm cluster, over SSH (`kup_ssh`): the images pulled on each
-//! control plane, `kubeadm upgrade apply` on the first (after a backup of etcd and the static
-//! pod manifests), `kubeadm upgrade node` on the others and on each worker, the kubelet
-//! package and its restart. Each command is idempotent and runs under a bound; the step's
-//! effect is then read back from the API (the static pods' image tags, the Node's
-//! kubeletVersion), not taken from an exit code.
+//! control plane, a backup of each control plane's static pod manifests before it moves,
+//! `kubeadm upgrade apply` on the first (after a backup of etcd and of kubeadm's configuration
+//! and add-ons), `kubeadm upgrade node` on the others and on each worker, the kubelet package
+//! and its restart; on the way back, the manifests and the add-ons restored. Each command is
+//! idempotent and runs under a bound; the step's effect is then read back from the API (the
+//! static pods' image tags, the Node's kubeletVersion, kubeadm-config's version), not taken
+//! from an exit code.
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use kup_ssh::recipe::Vars;
 use kup_types::{KubeVersion, Personality};
+use serde_json::json;
 
+use crate::cache::State;
 use crate::ops::{Ctx, Note};
+
+/// The annotation, on the Node of the control plane that holds it, of kup's backup of etcd
+/// and kubeadm's add-ons taken before the cluster left `version`.
+fn cluster_backup_annotation(version: KubeVersion) -> String {
+    format!("kup.io/cluster-backup-{version}")
+}
 
 /// Runs the template `name` on `host`; on failure, the command's last words.
 async fn on_host(
@@ -26,8 +39,7 @@ async fn on_host(
         .ok_or_else(|| format!("no host {host} in the hosts file"))?;
     let vars = Vars {
         version,
-        // Before the first control plane moves, kubeadm-config names the running version.
-        from_version: ctx.shared.lock().kubeadm_version().unwrap_or(version),
+        from_version: running(ctx, host).unwrap_or(version),
         host,
     };
     let line = ctx
@@ -43,16 +55,21 @@ async fn on_host(
     Ok(())
 }
 
+/// What `host` runs now: its control plane's version, else its kubelet's, else the
+/// cluster's as kubeadm-config says.
+fn running(ctx: &Ctx, host: &str) -> Option<KubeVersion> {
+    let st = ctx.shared.current();
+    let obs = st.observation();
+    obs.control_plane_version(host)
+        .or_else(|| obs.kubelet_version(host))
+        .or_else(|| st.kubeadm_version())
+}
+
 /// Waits until the cached views show `done` (the watchers bring the cluster's changes).
-async fn read_back(
-    ctx: &Ctx,
-    what: &str,
-    note: &Note,
-    mut done: impl FnMut(&kup_types::Observation) -> bool,
-) {
+async fn read_back(ctx: &Ctx, what: &str, note: &Note, mut done: impl FnMut(&State) -> bool) {
     let mut rx = ctx.shared.changed.subscribe();
     loop {
-        if done(ctx.shared.current().observation()) {
+        if done(&ctx.shared.current()) {
             return;
         }
         note.set(format!("waiting for {what}"));
@@ -76,8 +93,9 @@ pub(crate) async fn download_images(
     Ok(())
 }
 
-/// The control plane of `host` to `version`: the first with a backup and `kubeadm upgrade
-/// apply`, the others with `kubeadm upgrade node`; done when its static pods run `version`.
+/// The control plane of `host` to `version`: its manifests saved first (while it has not
+/// moved), then the first with a backup of etcd and the add-ons and `kubeadm upgrade apply`,
+/// the others with `kubeadm upgrade node`; done when its static pods run `version`.
 pub(crate) async fn control_plane(
     ctx: &Ctx,
     host: &str,
@@ -86,8 +104,15 @@ pub(crate) async fn control_plane(
     note: &Note,
 ) -> Result<(), String> {
     on_host(ctx, host, "install_kubeadm", version, note).await?;
-    if first {
+    let from = running(ctx, host).filter(|v| *v < version);
+    if from.is_some() {
         on_host(ctx, host, "backup", version, note).await?;
+    }
+    if first {
+        if let Some(from) = from {
+            on_host(ctx, host, "backup_cluster", version, note).await?;
+            mark_cluster_backup(ctx, host, from).await?;
+        }
         on_host(ctx, host, "upgrade_apply", version, note).await?;
     } else {
         on_host(ctx, host, "upgrade_node", version, note).await?;
@@ -96,13 +121,26 @@ pub(crate) async fn control_plane(
         ctx,
         &format!("the control plane of {host} to run {version}"),
         note,
-        |o| o.control_plane_version(host) == Some(version),
+        |st| st.observation().control_plane_version(host) == Some(version),
     )
     .await;
     Ok(())
 }
 
-/// The control plane of `host` put back from the backup taken before the first moved.
+/// Records on `host`'s Node that it holds the cluster backup of `from`, for the way back.
+async fn mark_cluster_backup(ctx: &Ctx, host: &str, from: KubeVersion) -> Result<(), String> {
+    let patch = json!({"metadata": {"annotations": {
+        cluster_backup_annotation(from): format!("{}/{from}", ctx.hosts.commands.backup_dir),
+    }}});
+    Api::<Node>::all(ctx.client.clone())
+        .patch(host, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot record the backup on {host}: {e}"))
+}
+
+/// The control plane of `host` put back from the backup of its manifests taken before it
+/// moved.
 pub(crate) async fn restore_control_plane(
     ctx: &Ctx,
     host: &str,
@@ -114,10 +152,62 @@ pub(crate) async fn restore_control_plane(
         ctx,
         &format!("the control plane of {host} to run {version} again"),
         note,
-        |o| o.control_plane_version(host) == Some(version),
+        |st| st.observation().control_plane_version(host) == Some(version),
     )
     .await;
     Ok(())
+}
+
+/// Networking at `version`. kubeadm's `upgrade apply` on the first control plane upgrades
+/// the add-ons (kube-proxy, CoreDNS) and records its version in kubeadm-config: on the way
+/// up that is confirmed; on the way back (kubeadm-config newer than `version`) the add-ons
+/// and kubeadm's configuration are restored from the cluster backup, on the host that holds
+/// it, and confirmed the same way.
+pub(crate) async fn networking(ctx: &Ctx, version: KubeVersion, note: &Note) -> Result<(), String> {
+    let recorded = ctx.shared.lock().kubeadm_version();
+    match recorded {
+        Some(v) if v == version => Ok(()),
+        Some(v) if v > version => {
+            let holder = backup_holder(ctx, version).await?;
+            on_host(ctx, &holder, "restore_addons", version, note).await?;
+            read_back(
+                ctx,
+                &format!("kubeadm-config to say {version} again"),
+                note,
+                |st| st.kubeadm_version() == Some(version),
+            )
+            .await;
+            Ok(())
+        }
+        found => Err(format!(
+            "the networking add-ons of a kubeadm cluster move with the first control plane's `kubeadm upgrade apply {version}`, and kubeadm-config says {}",
+            found.map_or("no version".to_string(), |v| v.to_string())
+        )),
+    }
+}
+
+/// The control-plane host whose Node records the cluster backup of `version`.
+async fn backup_holder(ctx: &Ctx, version: KubeVersion) -> Result<String, String> {
+    let key = cluster_backup_annotation(version);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    for h in &ctx.hosts.hosts {
+        if h.personality != Personality::Controller {
+            continue;
+        }
+        let node = nodes
+            .get_opt(&h.name.value)
+            .await
+            .map_err(|e| format!("cannot read node {}: {e}", h.name.value))?;
+        if node
+            .and_then(|n| n.metadata.annotations)
+            .is_some_and(|a| a.contains_key(&key))
+        {
+            return Ok(h.name.value.clone());
+        }
+    }
+    Err(format!(
+        "no control-plane node records kup's backup of {version} (annotation {key}): the add-ons cannot be put back"
+    ))
 }
 
 /// The kubelet of `host` to `version`: a worker's node configuration first (`kubeadm upgrade
@@ -142,7 +232,7 @@ pub(crate) async fn kubelet(
         ctx,
         &format!("the kubelet of {host} to report {version}"),
         note,
-        |o| o.kubelet_version(host) == Some(version),
+        |st| st.observation().kubelet_version(host) == Some(version),
     )
     .await;
     Ok(())

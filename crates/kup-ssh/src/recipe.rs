@@ -5,8 +5,16 @@
 //! idempotent (a step re-run after a crash runs it again).
 //!
 //! Placeholders: `{version}` (`v1.29.3`), `{version_number}` (`1.29.3`), `{host}` (the Node's
-//! name), `{from_version}` (the version the cluster ran before the upgrade, for the backup).
-//! Their values are checked names and versions, and quoted for the shell all the same.
+//! name), `{from_version}` (the version the host's control plane runs before it moves, for the
+//! backup), `{backup_dir}` (the `backup_dir` setting). Their values are checked names,
+//! versions and paths, and quoted for the shell all the same.
+//!
+//! The backups live in `{backup_dir}/VERSION/` on the control-plane hosts: each one's static
+//! pod manifests (`manifests/`), and on the first one an etcd snapshot (`etcd.db`, for
+//! disaster recovery: an abort does not rewind etcd) and kubeadm's configuration and add-ons
+//! as they were (`addons.yaml`). A backup that exists is never overwritten, so a step re-run
+//! after its upgrade began keeps the version before it; each file is written beside its place
+//! and renamed into it, so a cut-off copy is never taken for a backup.
 
 use serde::Deserialize;
 
@@ -22,10 +30,18 @@ pub struct Commands {
     pub install_kubeadm: String,
     /// Pulls the target's control-plane images on a control-plane host.
     pub pull_images: String,
-    /// Saves etcd and the static pod manifests, on the first control plane before it moves.
+    /// Where the backups are kept on each control-plane host (an absolute path).
+    pub backup_dir: String,
+    /// Saves a control plane's static pod manifests, before it moves.
     pub backup: String,
-    /// Puts them back (an abort with rollback of the first control plane).
+    /// Saves etcd and kubeadm's configuration and add-ons, on the first control plane before
+    /// `kubeadm upgrade apply`.
+    pub backup_cluster: String,
+    /// Puts a control plane's manifests of `{version}` back (an abort with rollback).
     pub restore: String,
+    /// Puts kubeadm's configuration and add-ons of `{version}` back (an abort with rollback,
+    /// on the host that holds the cluster backup).
+    pub restore_addons: String,
     /// The first control plane.
     pub upgrade_apply: String,
     /// The other control planes, and each worker before its kubelet.
@@ -47,17 +63,26 @@ impl Default for Commands {
                 pinned.join(" ")
             )
         };
-        let backup_dir = "/var/lib/kup/backup/{from_version}";
+        let admin = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
         let etcd_tls = "--endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key";
+        let from = "{backup_dir}/{from_version}";
+        let to = "{backup_dir}/{version}";
         Commands {
             sudo: false,
             install_kubeadm: pkg("kubeadm"),
             pull_images: "kubeadm config images pull --kubernetes-version {version}".into(),
+            backup_dir: "/var/lib/kup/backup".into(),
             backup: format!(
-                "mkdir -p {backup_dir} && cp -a /etc/kubernetes/manifests {backup_dir}/ && ETCDCTL_API=3 etcdctl {etcd_tls} snapshot save {backup_dir}/etcd.db"
+                "mkdir -p {from} && (test -e {from}/manifests || (rm -rf {from}/manifests.part && cp -a /etc/kubernetes/manifests {from}/manifests.part && mv {from}/manifests.part {from}/manifests))"
+            ),
+            backup_cluster: format!(
+                "(test -e {from}/etcd.db || (ETCDCTL_API=3 etcdctl {etcd_tls} snapshot save {from}/etcd.db.part && mv {from}/etcd.db.part {from}/etcd.db)) && (test -e {from}/addons.yaml || ({admin} -n kube-system get configmap/kubeadm-config configmap/kube-proxy daemonset/kube-proxy configmap/coredns deployment/coredns -o yaml > {from}/addons.yaml.part && mv {from}/addons.yaml.part {from}/addons.yaml))"
             ),
             restore: format!(
-                "test -f {backup_dir}/etcd.db && cp -a {backup_dir}/manifests/. /etc/kubernetes/manifests/"
+                "test -d {to}/manifests && cp -a {to}/manifests/. /etc/kubernetes/manifests/"
+            ),
+            restore_addons: format!(
+                "test -f {to}/addons.yaml && grep -v -e '^    resourceVersion:' -e '^    uid:' {to}/addons.yaml | {admin} apply -f -"
             ),
             upgrade_apply: "kubeadm upgrade apply {version} --yes".into(),
             upgrade_node: "kubeadm upgrade node".into(),
@@ -70,7 +95,7 @@ impl Default for Commands {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecipeError {
     #[error(
-        "command template {name}: unknown placeholder {{{placeholder}}} (known: {{version}}, {{version_number}}, {{host}}, {{from_version}})"
+        "command template {name}: unknown placeholder {{{placeholder}}} (known: {{version}}, {{version_number}}, {{host}}, {{from_version}}, {{backup_dir}})"
     )]
     UnknownPlaceholder {
         name: &'static str,
@@ -80,6 +105,10 @@ pub enum RecipeError {
     Unclosed { name: &'static str },
     #[error("command template {name} is empty")]
     Empty { name: &'static str },
+    #[error(
+        "backup_dir {0:?} is not an absolute path of letters, digits and ./_- (it goes into commands)"
+    )]
+    BadBackupDir(String),
 }
 
 /// The values a template's placeholders take.
@@ -91,12 +120,14 @@ pub struct Vars<'a> {
 }
 
 impl Commands {
-    fn templates(&self) -> [(&'static str, &str); 8] {
+    fn templates(&self) -> [(&'static str, &str); 10] {
         [
             ("install_kubeadm", &self.install_kubeadm),
             ("pull_images", &self.pull_images),
             ("backup", &self.backup),
+            ("backup_cluster", &self.backup_cluster),
             ("restore", &self.restore),
+            ("restore_addons", &self.restore_addons),
             ("upgrade_apply", &self.upgrade_apply),
             ("upgrade_node", &self.upgrade_node),
             ("install_kubelet", &self.install_kubelet),
@@ -112,6 +143,15 @@ impl Commands {
             from_version: KubeVersion::new(1, 0, 0),
             host: "host",
         };
+        let d = &self.backup_dir;
+        if !d.starts_with('/')
+            || d.contains("..")
+            || !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "./_-".contains(c))
+        {
+            return Err(RecipeError::BadBackupDir(d.clone()));
+        }
         for (name, t) in self.templates() {
             if t.trim().is_empty() {
                 return Err(RecipeError::Empty { name });
@@ -142,6 +182,7 @@ impl Commands {
                 "version_number" => vars.version.to_string().trim_start_matches('v').to_string(),
                 "from_version" => vars.from_version.to_string(),
                 "host" => vars.host.to_string(),
+                "backup_dir" => self.backup_dir.clone(),
                 _ => {
                     return Err(RecipeError::UnknownPlaceholder {
                         name,
@@ -194,8 +235,22 @@ mod tests {
         assert_eq!(r("upgrade_apply"), "kubeadm upgrade apply v1.30.6 --yes");
         assert_eq!(r("upgrade_node"), "kubeadm upgrade node");
         assert!(r("install_kubelet").contains("kubelet='1.30.6-*' kubectl='1.30.6-*'"));
-        assert!(r("backup").starts_with("mkdir -p /var/lib/kup/backup/v1.29.2 && "));
-        assert!(r("backup").ends_with("snapshot save /var/lib/kup/backup/v1.29.2/etcd.db"));
+        // Backups are of the version before, restores of the version to go back to.
+        assert_eq!(
+            r("backup"),
+            "mkdir -p /var/lib/kup/backup/v1.29.2 && (test -e /var/lib/kup/backup/v1.29.2/manifests || (rm -rf /var/lib/kup/backup/v1.29.2/manifests.part && cp -a /etc/kubernetes/manifests /var/lib/kup/backup/v1.29.2/manifests.part && mv /var/lib/kup/backup/v1.29.2/manifests.part /var/lib/kup/backup/v1.29.2/manifests))"
+        );
+        assert!(r("backup_cluster").contains(
+            "snapshot save /var/lib/kup/backup/v1.29.2/etcd.db.part && mv /var/lib/kup/backup/v1.29.2/etcd.db.part /var/lib/kup/backup/v1.29.2/etcd.db"
+        ));
+        assert!(r("backup_cluster").contains("get configmap/kubeadm-config"));
+        assert_eq!(
+            r("restore"),
+            "test -d /var/lib/kup/backup/v1.30.6/manifests && cp -a /var/lib/kup/backup/v1.30.6/manifests/. /etc/kubernetes/manifests/"
+        );
+        assert!(
+            r("restore_addons").starts_with("test -f /var/lib/kup/backup/v1.30.6/addons.yaml && ")
+        );
     }
 
     #[test]
@@ -219,7 +274,7 @@ mod tests {
                     pull_images: "crictl pull {image}".into(),
                     ..Commands::default()
                 },
-                "command template pull_images: unknown placeholder {image} (known: {version}, {version_number}, {host}, {from_version})",
+                "command template pull_images: unknown placeholder {image} (known: {version}, {version_number}, {host}, {from_version}, {backup_dir})",
             ),
             (
                 Commands {
@@ -234,6 +289,13 @@ mod tests {
                     ..Commands::default()
                 },
                 "command template restart_kubelet is empty",
+            ),
+            (
+                Commands {
+                    backup_dir: "backups; rm -rf /".into(),
+                    ..Commands::default()
+                },
+                "backup_dir \"backups; rm -rf /\" is not an absolute path of letters, digits and ./_- (it goes into commands)",
             ),
         ];
         for (c, want) in bad {

@@ -33,6 +33,8 @@ pub enum TargetError {
     BadUser(String),
     #[error("ssh port 0 is not a port")]
     BadPort,
+    #[error("ssh {0} is empty")]
+    Empty(&'static str),
     #[error("{what} {path} cannot be read: {why}")]
     Unreadable {
         what: &'static str,
@@ -61,8 +63,25 @@ const PINNED: &[&str] = &[
 
 impl SshTarget {
     /// Checks what can be checked before the first connection: names that `ssh` would take
-    /// for options, and files that cannot be read.
+    /// for options ([`check_fields`](Self::check_fields)), and files that cannot be read.
     pub fn validate(&self) -> Result<(), TargetError> {
+        self.check_fields()?;
+        readable("ssh key_file", &self.key_file)?;
+        readable("ssh known_hosts", &self.known_hosts)?;
+        Ok(())
+    }
+
+    /// The fields alone, without touching the files they name (a file read from elsewhere
+    /// has its relative paths resolved before [`validate`](Self::validate)).
+    pub fn check_fields(&self) -> Result<(), TargetError> {
+        for (field, path) in [
+            ("key_file", &self.key_file),
+            ("known_hosts", &self.known_hosts),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(TargetError::Empty(field));
+            }
+        }
         let plain = |s: &str, extra: &[char]| {
             !s.is_empty()
                 && !s.starts_with('-')
@@ -79,8 +98,6 @@ impl SshTarget {
         if self.port == 0 {
             return Err(TargetError::BadPort);
         }
-        readable("ssh key_file", &self.key_file)?;
-        readable("ssh known_hosts", &self.known_hosts)?;
         Ok(())
     }
 

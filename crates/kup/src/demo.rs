@@ -89,6 +89,7 @@ pub async fn run(time_scale: f64) -> Result<(), String> {
         kubeconfig: None,
         context: None,
         hosts: None,
+        catalog: None,
         db: None,
         time_scale,
         token_file: None,

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// target. Needs --kubeconfig.
     #[arg(long, value_name = "FILE", requires = "kubeconfig")]
     pub hosts: Option<PathBuf>,
+    /// The versions the real cluster may be upgraded to (YAML: `versions:`, each with
+    /// `version` and the `upgrade_from` versions it takes). The running version is read from
+    /// the cluster; applied platform patches add theirs. Needs --kubeconfig.
+    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+    pub catalog: Option<PathBuf>,
     /// The store: `sqlite://PATH` (default: DIR/kup.db).
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
@@ -217,6 +222,8 @@ enum ClusterInput {
         kubeconfig: PathBuf,
         context: Option<String>,
         hosts: kup_kube::HostsFile,
+        /// The catalog file's versions.
+        catalog: Vec<kup_types::VersionMeta>,
     },
 }
 
@@ -252,6 +259,11 @@ impl Inputs {
                 context: args.context.clone(),
                 hosts: kup_kube::HostsFile::load(hosts)
                     .map_err(|e| format!("{}: {e}", hosts.display()))?,
+                catalog: match &args.catalog {
+                    Some(file) => kup_kube::load_catalog(file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?,
+                    None => Vec::new(),
+                },
             },
             // clap requires both; said again for callers that build the arguments themselves.
             (Some(_), None, _) | (None, Some(_), _) => {
@@ -322,6 +334,7 @@ impl Daemon {
                 kubeconfig,
                 context,
                 hosts,
+                ..
             } => Some(
                 kup_kube::KubeDriver::from_kubeconfig(
                     kubeconfig,
@@ -401,8 +414,8 @@ impl Daemon {
                 let catalog = sim.catalog();
                 (Arc::new(sim), catalog)
             }
-            (ClusterInput::Kube { .. }, Some(kube)) => {
-                let catalog = running_version_catalog(&kube).await;
+            (ClusterInput::Kube { catalog, .. }, Some(kube)) => {
+                let catalog = real_catalog(&kube, catalog).await;
                 (Arc::new(kube), catalog)
             }
             (ClusterInput::Kube { .. }, None) => {
@@ -471,10 +484,14 @@ impl Daemon {
     }
 }
 
-/// A real cluster's catalog until a catalog file says more (a later part): the version it
-/// runs, as `kubeadm-config` says or else its lowest control plane. Versions to upgrade to
-/// come from applied platform patches, as on the simulation.
-async fn running_version_catalog(kube: &kup_kube::KubeDriver) -> Vec<kup_types::VersionMeta> {
+/// A real cluster's catalog: the catalog file's versions, and the version the cluster runs
+/// (as `kubeadm-config` says, or else its lowest control plane) when the file does not list
+/// it; a version that lists no images has kubeadm's, from the cluster's image repository.
+/// Versions to upgrade to also come from applied platform patches, as on the simulation.
+async fn real_catalog(
+    kube: &kup_kube::KubeDriver,
+    file: Vec<kup_types::VersionMeta>,
+) -> Vec<kup_types::VersionMeta> {
     use kup_driver::Driver;
     let running = match kube.kubeadm_version() {
         Some(v) => Some(v),
@@ -484,16 +501,24 @@ async fn running_version_catalog(kube: &kup_kube::KubeDriver) -> Vec<kup_types::
             .ok()
             .and_then(|o| o.control_plane_pods.iter().map(|p| p.version).min()),
     };
-    running
+    let unlisted = running
+        .filter(|r| file.iter().all(|m| m.version != *r))
         .map(|version| kup_types::VersionMeta {
             version,
             upgrade_from: Vec::new(),
             downgrade_to: Vec::new(),
             applied_patches: Vec::new(),
             available_patches: Vec::new(),
-            images: kup_types::VersionMeta::default_images(version),
+            images: Vec::new(),
+        });
+    file.into_iter()
+        .chain(unlisted)
+        .map(|mut m| {
+            if m.images.is_empty() {
+                m.images = kube.kubeadm_images(m.version);
+            }
+            m
         })
-        .into_iter()
         .collect()
 }
 

@@ -1,82 +1,38 @@
 //! `kup serve --kubeconfig --hosts`: the daemon drives a real cluster (a real kube-apiserver
 //! v1.20.2 and etcd; no kubelet: the test registers the nodes and kubeadm's static pods as
-//! they would be), and the CLI lists its hosts from it.
+//! they would be): the CLI lists its hosts from it, and `kup upgrade online` upgrades a
+//! cluster of three control planes and four workers over SSH (a real sshd per host with
+//! fake kubeadm tools), and an abort takes it back.
 
 #[path = "../../kup-kube/tests/common/mod.rs"]
 mod apiserver;
 mod common;
+#[path = "../../kup-kube/tests/support/kubeadm.rs"]
+mod kubeadm;
+#[path = "../../kup-ssh/tests/support/sshd.rs"]
+mod sshd;
 
 use std::ffi::OsStr;
 
 use apiserver::ApiServer;
 use common::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use serde_json::json;
-
-async fn create<K>(api: &Api<K>, v: serde_json::Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
-}
 
 /// Two Ready nodes at v1.20.2, kubeadm's control plane on cp-0, its `kubeadm-config`.
 async fn kubeadm_cluster(kubeconfig: &std::path::Path) {
     let c = kup_kube::client_from_kubeconfig(kubeconfig, None)
         .await
         .unwrap();
-    let nodes: Api<Node> = Api::all(c.clone());
+    let v = kup_types::KubeVersion::new(1, 20, 2);
+    kubeadm::wait_for_kube_system(&c).await;
     for name in ["cp-0", "w-0"] {
-        create(&nodes, json!({"metadata": {"name": name}})).await;
-        let status = json!({"status": {
-            "nodeInfo": {"kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2", "machineID": "m",
-                "systemUUID": "s", "bootID": "b", "kernelVersion": "k", "osImage": "o",
-                "containerRuntimeVersion": "c", "operatingSystem": "linux", "architecture": "amd64"},
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "allocatable": {"cpu": "4", "memory": "8Gi"}}});
-        nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap();
+        kubeadm::ready_node(&c, name, v).await;
     }
-    // The server makes kube-system shortly after it reports ready.
-    let pods: Api<Pod> = Api::namespaced(c.clone(), "kube-system");
-    for _ in 0..300 {
-        if Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
-            .get_opt("kube-system")
-            .await
-            .unwrap()
-            .is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for comp in kubeadm::COMPONENTS {
+        kubeadm::static_pod(&c, comp, "cp-0", v).await;
     }
-    for comp in [
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ] {
-        let name = format!("{comp}-cp-0");
-        create(&pods, json!({
-            "metadata": {"name": name, "labels": {"component": comp, "tier": "control-plane"},
-                "annotations": {"kubernetes.io/config.mirror": "x"}},
-            "spec": {"nodeName": "cp-0", "containers": [{"name": comp, "image": format!("k8s.gcr.io/{comp}:v1.20.2")}]}})).await;
-        let status = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
-        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap();
-    }
-    let cms: Api<ConfigMap> = Api::namespaced(c, "kube-system");
-    create(
-        &cms,
-        json!({"metadata": {"name": "kubeadm-config"}, "data": {
-        "ClusterConfiguration": "kind: ClusterConfiguration\nkubernetesVersion: v1.20.2\n"}}),
-    )
-    .await;
+    kubeadm::kubeadm_config(&c, v).await;
 }
 
 const HOSTS: &str = "\
@@ -192,4 +148,203 @@ fn a_real_cluster_needs_a_good_hosts_file_and_a_reachable_server() {
     let e = args(&[k, kubeconfig.as_os_str(), h, hosts.as_os_str()]);
     assert!(e.contains("cannot be reached"), "{e}");
     assert!(!data.exists(), "nothing created for a refused start");
+}
+
+/// Every host's versions as the API server has them: (node, control plane, kubelet).
+fn versions(d: &Daemon) -> Vec<(String, String, String)> {
+    host_upgrade_rows(d)
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (
+                s("hostname"),
+                s("control_plane_version"),
+                s("kubelet_version"),
+            )
+        })
+        .collect()
+}
+
+/// The whole automated upgrade on a real API server, with every host step over SSH: three
+/// control planes (the first by `kubeadm upgrade apply` after its backups, the others by
+/// `kubeadm upgrade node`, one at a time), networking confirmed, each host's kubelet with the
+/// host cordoned and drained, then schedulable again. Then a second upgrade that an abort
+/// takes back after two control planes moved: each restored from its own manifests, the
+/// add-ons and kubeadm's configuration from the cluster backup.
+#[test]
+fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
+    use kup_types::{KubeVersion, Personality};
+    let Some(server) = ApiServer::start() else {
+        return;
+    };
+    let from = KubeVersion::new(1, 20, 2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
+    let hosts: Vec<(String, Personality)> = (0..3)
+        .map(|i| (format!("cp-{i}"), Personality::Controller))
+        .chain((0..4).map(|i| (format!("w-{i}"), Personality::Worker)))
+        .collect();
+    let named: Vec<(&str, Personality)> = hosts.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+    let Some(cluster) = rt.block_on(async {
+        let c = kup_kube::client_from_kubeconfig(&server.kubeconfig(), None)
+            .await
+            .unwrap();
+        kubeadm::Cluster::start(&c, &server.url, &token, &named, from).await
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(
+        &catalog,
+        "versions:\n  - version: v1.21.0\n    upgrade_from: [v1.20.2]\n  - version: v1.22.0\n    upgrade_from: [v1.21.0]\n",
+    )
+    .unwrap();
+    let kubeconfig = server.kubeconfig().display().to_string();
+    let hosts_file = cluster.hosts_file.display().to_string();
+    let catalog = catalog.display().to_string();
+    let d = serve_with(
+        dir.path(),
+        "0.01",
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "--hosts",
+            &hosts_file,
+            "--catalog",
+            &catalog,
+        ],
+    );
+    let list = ok(&d, "kube-version-list");
+    for want in ["v1.20.2", "v1.21.0", "v1.22.0"] {
+        assert!(list.contains(want), "{want} in\n{list}");
+    }
+
+    ok(&d, "upgrade online --to v1.21.0");
+    assert_eq!(state_of(&d), "upgrade-complete");
+    for (host, cp, kubelet) in versions(&d) {
+        assert_eq!(kubelet, "v1.21.0", "{host}'s kubelet");
+        if host.starts_with("cp-") {
+            assert_eq!(cp, "v1.21.0", "{host}'s control plane");
+        }
+    }
+    let info = ok(&d, "info");
+    assert!(info.starts_with("Cluster version: v1.21.0"), "{info}");
+    // kubeadm's procedure, in kubeadm's order on each kind of host.
+    let order = |host: &str, steps: &[&str]| {
+        let calls = cluster.calls(host);
+        let mut at = 0;
+        for s in steps {
+            let i = calls[at..]
+                .find(s)
+                .unwrap_or_else(|| panic!("{host}: {s:?} after the earlier steps in\n{calls}"));
+            at += i + s.len();
+        }
+    };
+    order(
+        "cp-0",
+        &[
+            "kubeadm config images pull --kubernetes-version v1.21.0",
+            "cp -a /etc/kubernetes/manifests",
+            "snapshot save",
+            "kubeadm upgrade apply v1.21.0 --yes",
+            "systemctl restart kubelet",
+        ],
+    );
+    for cp in ["cp-1", "cp-2"] {
+        order(
+            cp,
+            &[
+                "kubeadm config images pull",
+                "kubeadm upgrade node",
+                "systemctl restart kubelet",
+            ],
+        );
+        assert!(!cluster.calls(cp).contains("upgrade apply"), "{cp}");
+    }
+    for w in ["w-0", "w-1", "w-2", "w-3"] {
+        order(
+            w,
+            &[
+                "kubeadm=1.21.0-*",
+                "kubeadm upgrade node",
+                "kubelet=1.21.0-*",
+                "systemctl restart kubelet",
+            ],
+        );
+    }
+    // Every host was cordoned for its kubelet and is schedulable again.
+    let log = events(&d);
+    let locked = |host: &str| {
+        log.iter().any(|e| {
+            e["subject"].as_str() == Some(host)
+                && e["message"].as_str().is_some_and(|m| m.contains("lock"))
+        })
+    };
+    for (host, _) in &hosts {
+        assert!(locked(host), "{host} was never locked: {log:#?}");
+    }
+    assert!(
+        ok(&d, "host-list").matches("unlocked").count() == hosts.len(),
+        "{}",
+        ok(&d, "host-list")
+    );
+
+    // Up again; two control planes move; then the way back.
+    ok(&d, "kube-upgrade-delete");
+    ok(&d, "kube-upgrade-start v1.22.0");
+    ok(&d, "kube-upgrade-download-images --wait");
+    ok(&d, "kube-host-upgrade cp-0 control-plane --wait");
+    ok(&d, "kube-upgrade-networking --wait");
+    ok(&d, "kube-host-upgrade cp-1 control-plane --wait");
+    let moved: Vec<_> = versions(&d)
+        .into_iter()
+        .filter(|(_, cp, _)| cp == "v1.22.0")
+        .map(|(h, ..)| h)
+        .collect();
+    assert_eq!(moved, ["cp-0", "cp-1"]);
+    let out = ok(&d, "kube-upgrade-abort");
+    assert!(out.contains("upgrade-aborting"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while state_of(&d) == "upgrade-aborting" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abort did not finish: {}",
+            ok(&d, "kube-upgrade-show")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        state_of(&d),
+        "upgrade-aborted",
+        "{}",
+        ok(&d, "kube-upgrade-show")
+    );
+    for (host, cp, kubelet) in versions(&d) {
+        assert_eq!(kubelet, "v1.21.0", "{host}'s kubelet");
+        if host.starts_with("cp-") {
+            assert_eq!(cp, "v1.21.0", "{host}'s control plane");
+        }
+    }
+    let backup = cluster.backup_dir().join("v1.21.0");
+    for cp in ["cp-0", "cp-1"] {
+        let restore = format!(
+            "cp -a {}/manifests/. /etc/kubernetes/manifests/",
+            backup.display()
+        );
+        assert!(cluster.calls(cp).contains(&restore), "{cp}: {restore}");
+    }
+    assert!(
+        !cluster.calls("cp-2").contains("/manifests/. "),
+        "cp-2 never moved"
+    );
+    order(
+        "cp-0",
+        &[
+            "kubeadm upgrade apply v1.22.0",
+            "kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -",
+        ],
+    );
+    let info = ok(&d, "info");
+    assert!(info.starts_with("Cluster version: v1.21.0"), "{info}");
 }

@@ -274,10 +274,7 @@ fn ctrl_c_detaches_without_stopping_the_upgrade() {
 
 /// The hosts of a cluster, from `kube-host-upgrade-list`: (name, personality).
 fn hosts_of(d: &Daemon) -> Vec<(String, String)> {
-    let rows: serde_json::Value =
-        serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
-    rows.as_array()
-        .unwrap()
+    host_upgrade_rows(d)
         .iter()
         .map(|r| {
             (

@@ -283,3 +283,10 @@ pub fn state_of(d: &Daemon) -> String {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["state"].as_str().unwrap_or("none").to_string()
 }
+
+/// The rows of `kube-host-upgrade-list`, as JSON.
+pub fn host_upgrade_rows(d: &Daemon) -> Vec<serde_json::Value> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
+    rows.as_array().unwrap().clone()
+}
