@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod output;
+mod real;
 mod rehearse;
 mod serve;
 mod table;
@@ -58,11 +59,14 @@ enum Top {
     },
     /// Write a cluster's twin: a cluster file for the simulator holding what kup reads of
     /// the cluster (hosts, versions, pods where they run, budgets, alarms, applications, APIs
-    /// in use, the catalog and step durations), to rehearse an upgrade on it.
+    /// in use, the catalog and step durations), to rehearse an upgrade on it. A real cluster
+    /// (--kubeconfig --hosts) is only read.
     ExportCluster {
         /// The simulated cluster to export (default: the built-in one).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
         cluster: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        real: real::RealClusterArgs,
         /// Where to write it (default: standard output).
         #[arg(long, short, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
@@ -74,8 +78,14 @@ enum Top {
     Rehearse {
         /// The cluster file of the twin (e.g. written by `kup export-cluster`; default: the
         /// built-in cluster).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
         cluster: Option<std::path::PathBuf>,
+        /// Rehearse on the twin of this real cluster, read once (nothing real is changed).
+        #[command(flatten)]
+        real: real::RealClusterArgs,
+        /// Also write the real cluster's twin rehearsed on to FILE (a cluster file).
+        #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+        save_twin: Option<std::path::PathBuf>,
         /// The target version (default: the newest the cluster can go to).
         #[arg(long, value_name = "V")]
         to: Option<String>,
@@ -137,21 +147,28 @@ fn main() -> ExitCode {
                 Err(e) => fail(e.to_string()),
             }
         }
-        Top::ExportCluster { cluster, output } => {
-            match rt.block_on(export_cluster(cluster.as_deref(), output.as_deref())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            }
-        }
+        Top::ExportCluster {
+            cluster,
+            real,
+            output,
+        } => match rt.block_on(export_cluster(cluster.as_deref(), &real, output.as_deref())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Top::Rehearse {
             cluster,
+            real,
+            save_twin,
             to,
             max_parallel_worker_hosts,
         } => {
-            let inv = match cluster.as_deref().map(serve::read_cluster_file) {
-                Some(Ok(inv)) => inv,
-                Some(Err(e)) => return fail(e),
-                None => kup_sim::Inventory::default_cluster(),
+            let inv = match rt.block_on(twin_or_file(
+                cluster.as_deref(),
+                &real,
+                save_twin.as_deref(),
+            )) {
+                Ok(inv) => inv,
+                Err(e) => return fail(e),
             };
             let r = rehearse::Rehearsal {
                 to,
@@ -191,30 +208,59 @@ fn main() -> ExitCode {
 }
 
 /// `kup export-cluster`: the twin of a cluster, read through its driver.
+/// The cluster a rehearsal runs on: a real cluster's twin (written to `save` too, if asked),
+/// a cluster file, or the built-in cluster.
+async fn twin_or_file(
+    cluster: Option<&std::path::Path>,
+    real: &real::RealClusterArgs,
+    save: Option<&std::path::Path>,
+) -> Result<kup_sim::Inventory, String> {
+    let text = match (real.read()?, cluster) {
+        (Some(real), _) => real::twin(&real).await?,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read cluster file {}: {e}", path.display()))?,
+        (None, None) => return Ok(kup_sim::Inventory::default_cluster()),
+    };
+    if let Some(path) = save {
+        write_out(path, &text)?;
+    }
+    kup_sim::Inventory::parse(&text).map_err(|e| match cluster {
+        Some(path) => format!("{}: {e}", path.display()),
+        None => format!("the twin kup made does not read back (a defect of kup's): {e}"),
+    })
+}
+
+fn write_out(path: &std::path::Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 async fn export_cluster(
     cluster: Option<&std::path::Path>,
+    real: &real::RealClusterArgs,
     output: Option<&std::path::Path>,
 ) -> Result<(), String> {
     use kup_driver::Driver;
-    let inv = match cluster {
-        Some(path) => serve::read_cluster_file(path)?,
-        None => kup_sim::Inventory::default_cluster(),
-    };
-    let sim = kup_sim::SimCluster::new(&inv, 0.0);
-    let obs = sim.observe().await.map_err(|e| e.to_string())?;
-    let workloads = sim.workloads().await.map_err(|e| e.to_string())?;
-    let durations = sim.step_durations();
-    let text = kup_sim::twin::twin_yaml(&kup_sim::twin::TwinSource {
-        obs: &obs,
-        workloads: &workloads,
-        versions: &inv.versions,
-        durations: &durations,
-    })
-    .map_err(|e| e.to_string())?;
-    match output {
-        Some(path) => {
-            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let text = match real.read()? {
+        Some(real) => real::twin(&real).await?,
+        None => {
+            let inv = match cluster {
+                Some(path) => serve::read_cluster_file(path)?,
+                None => kup_sim::Inventory::default_cluster(),
+            };
+            let sim = kup_sim::SimCluster::new(&inv, 0.0);
+            let obs = sim.observe().await.map_err(|e| e.to_string())?;
+            let workloads = sim.workloads().await.map_err(|e| e.to_string())?;
+            kup_sim::twin::twin_yaml(&kup_sim::twin::TwinSource {
+                obs: &obs,
+                workloads: &workloads,
+                versions: &inv.versions,
+                durations: &sim.step_durations(),
+            })
+            .map_err(|e| e.to_string())?
         }
+    };
+    match output {
+        Some(path) => write_out(path, &text),
         None => {
             term::out(&text);
             Ok(())

@@ -33,22 +33,8 @@ pub struct ServeArgs {
     /// The simulated cluster's description (default: the built-in standard system).
     #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
     pub cluster: Option<PathBuf>,
-    /// Drive a real kubeadm cluster through its API server instead of the simulation: the
-    /// kubeconfig to reach it with. Needs --hosts.
-    #[arg(long, value_name = "FILE", requires = "hosts")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig's context to use (default: its current context).
-    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
-    pub context: Option<String>,
-    /// The real cluster's hosts file: each host's Node name, personality, roles and SSH
-    /// target. Needs --kubeconfig.
-    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
-    pub hosts: Option<PathBuf>,
-    /// The versions the real cluster may be upgraded to (YAML: `versions:`, each with
-    /// `version` and the `upgrade_from` versions it takes). The running version is read from
-    /// the cluster; applied platform patches add theirs. Needs --kubeconfig.
-    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
-    pub catalog: Option<PathBuf>,
+    #[command(flatten)]
+    pub real: crate::real::RealClusterArgs,
     /// The store: `sqlite://PATH` (default: DIR/kup.db).
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
@@ -218,13 +204,7 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
 /// The cluster kup drives: the simulation (its cluster file) or a real one.
 enum ClusterInput {
     Sim(Inventory),
-    Kube {
-        kubeconfig: PathBuf,
-        context: Option<String>,
-        hosts: kup_kube::HostsFile,
-        /// The catalog file's versions.
-        catalog: Vec<kup_types::VersionMeta>,
-    },
+    Kube(crate::real::RealCluster),
 }
 
 /// Everything the command line names, read and checked before anything is created.
@@ -253,24 +233,10 @@ impl Inputs {
                 args.data_dir.display()
             ));
         }
-        let cluster = match (&args.kubeconfig, &args.hosts, &args.cluster) {
-            (Some(kubeconfig), Some(hosts), _) => ClusterInput::Kube {
-                kubeconfig: kubeconfig.clone(),
-                context: args.context.clone(),
-                hosts: kup_kube::HostsFile::load(hosts)
-                    .map_err(|e| format!("{}: {e}", hosts.display()))?,
-                catalog: match &args.catalog {
-                    Some(file) => kup_kube::load_catalog(file)
-                        .map_err(|e| format!("{}: {e}", file.display()))?,
-                    None => Vec::new(),
-                },
-            },
-            // clap requires both; said again for callers that build the arguments themselves.
-            (Some(_), None, _) | (None, Some(_), _) => {
-                return Err("--kubeconfig and --hosts go together".into());
-            }
-            (None, None, None) => ClusterInput::Sim(Inventory::default_cluster()),
-            (None, None, Some(file)) => ClusterInput::Sim(read_cluster_file(file)?),
+        let cluster = match (args.real.read()?, &args.cluster) {
+            (Some(real), _) => ClusterInput::Kube(real),
+            (None, None) => ClusterInput::Sim(Inventory::default_cluster()),
+            (None, Some(file)) => ClusterInput::Sim(read_cluster_file(file)?),
         };
         let db = sqlite_path(args)?;
         let mut trusted = Vec::new();
@@ -330,23 +296,12 @@ impl Daemon {
         // A real cluster is reached (and its first lists read) before anything is created.
         let kube = match &inputs.cluster {
             ClusterInput::Sim(_) => None,
-            ClusterInput::Kube {
-                kubeconfig,
-                context,
-                hosts,
-                ..
-            } => Some(
-                kup_kube::KubeDriver::from_kubeconfig(
-                    kubeconfig,
-                    context.as_deref(),
-                    hosts.clone(),
-                    kup_kube::Settings {
-                        drain_timeout: drain_timeout(args),
-                        ..kup_kube::Settings::default()
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?,
+            ClusterInput::Kube(real) => Some(
+                real.connect(kup_kube::Settings {
+                    drain_timeout: drain_timeout(args),
+                    ..kup_kube::Settings::default()
+                })
+                .await?,
             ),
         };
         let mut created = datadir::Created::default();
@@ -414,11 +369,11 @@ impl Daemon {
                 let catalog = sim.catalog();
                 (Arc::new(sim), catalog)
             }
-            (ClusterInput::Kube { catalog, .. }, Some(kube)) => {
-                let catalog = real_catalog(&kube, catalog).await;
+            (ClusterInput::Kube(real), Some(kube)) => {
+                let catalog = crate::real::catalog(&kube, &real.catalog).await;
                 (Arc::new(kube), catalog)
             }
-            (ClusterInput::Kube { .. }, None) => {
+            (ClusterInput::Kube(_), None) => {
                 return Err("the real cluster was not reached".into());
             }
         };
@@ -482,44 +437,6 @@ impl Daemon {
         drop(self._locks);
         Ok(())
     }
-}
-
-/// A real cluster's catalog: the catalog file's versions, and the version the cluster runs
-/// (as `kubeadm-config` says, or else its lowest control plane) when the file does not list
-/// it; a version that lists no images has kubeadm's, from the cluster's image repository.
-/// Versions to upgrade to also come from applied platform patches, as on the simulation.
-async fn real_catalog(
-    kube: &kup_kube::KubeDriver,
-    file: Vec<kup_types::VersionMeta>,
-) -> Vec<kup_types::VersionMeta> {
-    use kup_driver::Driver;
-    let running = match kube.kubeadm_version() {
-        Some(v) => Some(v),
-        None => kube
-            .observe()
-            .await
-            .ok()
-            .and_then(|o| o.control_plane_pods.iter().map(|p| p.version).min()),
-    };
-    let unlisted = running
-        .filter(|r| file.iter().all(|m| m.version != *r))
-        .map(|version| kup_types::VersionMeta {
-            version,
-            upgrade_from: Vec::new(),
-            downgrade_to: Vec::new(),
-            applied_patches: Vec::new(),
-            available_patches: Vec::new(),
-            images: Vec::new(),
-        });
-    file.into_iter()
-        .chain(unlisted)
-        .map(|mut m| {
-            if m.images.is_empty() {
-                m.images = kube.kubeadm_images(m.version);
-            }
-            m
-        })
-        .collect()
 }
 
 /// The simulated cluster's state goes with the store: without it the simulation would start

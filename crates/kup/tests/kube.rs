@@ -348,3 +348,185 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
     let info = ok(&d, "info");
     assert!(info.starts_with("Cluster version: v1.21.0"), "{info}");
 }
+
+/// A Deployment's pods spread over the workers, as its ReplicaSet placed them (the API
+/// server has no controllers: the test writes what they would), and its budget.
+async fn web_deployment(c: &kube::Client, workers: &[&str]) {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+    use serde_json::json;
+    let ns = "shop";
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::all(c.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let labels = json!({"app": "web"});
+    let template = json!({"metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.25",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}});
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": workers.len(), "selector": {"matchLabels": labels}, "template": template}}))
+    .unwrap();
+    let deploy = Api::<Deployment>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &deploy)
+        .await
+        .unwrap();
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "web-5d8f", "namespace": ns, "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                "uid": deploy.metadata.uid, "controller": true}]},
+        "spec": {"replicas": workers.len(), "selector": {"matchLabels": labels}, "template": template}}))
+    .unwrap();
+    let rs = Api::<ReplicaSet>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &rs)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
+    for (i, w) in workers.iter().enumerate() {
+        let name = format!("web-5d8f-{i}");
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f",
+                    "uid": rs.metadata.uid, "controller": true}]},
+            "spec": {"nodeName": w, "containers": template["spec"]["containers"]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+        let status = json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}});
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+    // policy/v1beta1: the only budgets a 1.20 server has.
+    let resource = ApiResource {
+        group: "policy".into(),
+        version: "v1beta1".into(),
+        api_version: "policy/v1beta1".into(),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    };
+    let pdb: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(c.clone(), ns, &resource)
+        .create(&PostParams::default(), &pdb)
+        .await
+        .unwrap();
+}
+
+/// `kup export-cluster` and `kup rehearse` on a real cluster: read once, nothing changed; the
+/// twin plans the upgrade exactly as the daemon plans it against the real cluster, and the
+/// rehearsal on it names the hosts that would hold it back.
+#[test]
+fn a_real_clusters_twin_plans_as_the_real_driver_does() {
+    use kup_types::{KubeVersion, Personality};
+    let Some(server) = ApiServer::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
+    let hosts: Vec<(String, Personality)> = (0..3)
+        .map(|i| (format!("cp-{i}"), Personality::Controller))
+        .chain((0..5).map(|i| (format!("w-{i}"), Personality::Worker)))
+        .collect();
+    let named: Vec<(&str, Personality)> = hosts.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+    let Some(cluster) = rt.block_on(async {
+        let c = kup_kube::client_from_kubeconfig(&server.kubeconfig(), None)
+            .await
+            .unwrap();
+        let cluster =
+            kubeadm::Cluster::start(&c, &server.url, &token, &named, KubeVersion::new(1, 20, 2))
+                .await?;
+        web_deployment(&c, &["w-0", "w-1", "w-1", "w-2", "w-3", "w-3"]).await;
+        Some(cluster)
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(
+        &catalog,
+        "versions:\n  - version: v1.21.0\n    upgrade_from: [v1.20.2]\n",
+    )
+    .unwrap();
+    let kubeconfig = server.kubeconfig();
+    let real = [
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--hosts",
+        cluster.hosts_file.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+    ];
+    let plan_args = "upgrade plan --to v1.21.0 --max-parallel-worker-hosts 10";
+    let want = {
+        let d = serve_with(dir.path(), "1", &real);
+        ok(&d, plan_args)
+    };
+    assert!(want.contains("w-4"), "{want}");
+    let run = |args: &[&str]| {
+        let r = std::process::Command::new(KUP)
+            .args(args)
+            .args(real)
+            .output()
+            .unwrap();
+        (
+            r.status.code().unwrap_or(-1),
+            String::from_utf8(r.stdout).unwrap(),
+            String::from_utf8(r.stderr).unwrap(),
+        )
+    };
+    let twin = dir.path().join("twin.yaml");
+    let (code, _, err) = run(&["export-cluster", "-o", twin.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&twin).unwrap();
+    for want in [
+        "system_type: kubeadm",
+        "kind: Deployment",
+        "- node: w-3\n    pods: 2",
+        "max_unavailable: 1",
+        "- version: v1.21.0",
+    ] {
+        assert!(text.contains(want), "{want} in the twin:\n{text}");
+    }
+    let sim_dir = tempfile::tempdir().unwrap();
+    let got = {
+        let d = serve_with(sim_dir.path(), "0", &["--cluster", twin.to_str().unwrap()]);
+        ok(&d, plan_args)
+    };
+    assert_eq!(got, want, "the twin plans otherwise");
+
+    let saved = dir.path().join("rehearsed.yaml");
+    let (code, report, err) = run(&[
+        "rehearse",
+        "--to",
+        "v1.21.0",
+        "--save-twin",
+        saved.to_str().unwrap(),
+    ]);
+    // Two of web's pods on w-1 and on w-3, and a budget of one: neither host can be drained,
+    // so the rehearsal refuses, naming them and why (exit 1).
+    assert_eq!(code, 1, "{report}{err}");
+    for host in ["w-1", "w-3"] {
+        assert!(
+            report.contains(&format!(
+                "  {host}: evicting 2 pods exceeds the 1 allowed disruption (6 healthy of 6, max unavailable 1)"
+            )),
+            "{report}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), text);
+    // Read only: nothing was cordoned or moved on the real cluster.
+    let d = serve_with(dir.path(), "1", &real);
+    for (host, cp, kubelet) in versions(&d) {
+        assert_eq!(kubelet, "v1.20.2", "{host}");
+        assert!(cp == "N/A" || cp == "v1.20.2", "{host}: {cp}");
+    }
+    assert_eq!(ok(&d, "host-list").matches("unlocked").count(), hosts.len());
+}
