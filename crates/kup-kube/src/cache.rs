@@ -56,6 +56,8 @@ pub(crate) struct State {
     kubeadm: Option<crate::convert::KubeadmConfig>,
     /// Deprecated APIs clients requested (the API server's metric).
     api_usage: Vec<kup_types::ApiUsage>,
+    /// Pre-release API versions objects were last applied with, by (kind, namespace, name).
+    applied: BTreeMap<WorkloadKey, kup_types::ApiUsage>,
     pods: HashMap<Key, PodSlot>,
     /// ReplicaSet → the Deployment owning it (`None`: a ReplicaSet of its own).
     rs_owner: HashMap<Key, Option<String>>,
@@ -88,6 +90,7 @@ impl Shared {
             control_plane: BTreeMap::new(),
             kubeadm: None,
             api_usage: Vec::new(),
+            applied: BTreeMap::new(),
             pods: HashMap::new(),
             rs_owner: HashMap::new(),
             infos: BTreeMap::new(),
@@ -239,7 +242,12 @@ impl State {
             hosts,
             nodes,
             control_plane_pods: self.control_plane.values().cloned().collect(),
-            api_usage: self.api_usage.clone(),
+            api_usage: self
+                .api_usage
+                .iter()
+                .chain(self.applied.values())
+                .cloned()
+                .collect(),
             images: self.control_plane_images(),
             // kubeadm's `upgrade apply` upgrades the add-ons (kube-proxy, CoreDNS) and records
             // the version it brought the cluster to here.
@@ -461,21 +469,77 @@ impl State {
         }
     }
 
-    pub fn apply_workload(&mut self, kind: &str, u: Update<(WorkloadKey, Option<WorkloadInfo>)>) {
+    pub fn apply_workload(
+        &mut self,
+        kind: &str,
+        u: Update<(
+            WorkloadKey,
+            Option<WorkloadInfo>,
+            Option<kup_types::ApiUsage>,
+        )>,
+    ) {
         match u {
-            Update::Apply((k, i)) => self.put_info(k, i),
-            Update::Delete((k, _)) => self.put_info(k, None),
+            Update::Apply((k, i, a)) => {
+                self.put_applied(k.clone(), a);
+                self.put_info(k, i);
+            }
+            Update::Delete((k, ..)) => {
+                self.put_applied(k.clone(), None);
+                self.put_info(k, None);
+            }
             Update::Relist(all) => {
                 self.infos.retain(|k, _| k.0 != kind);
                 self.infos_dirty = true;
-                for (k, i) in all {
+                self.forget_applied(kind);
+                for (k, i, a) in all {
+                    self.put_applied(k.clone(), a);
                     self.put_info(k, i);
                 }
             }
         }
     }
 
-    pub fn apply_pdb(&mut self, u: Update<(Key, Option<PdbInfo>)>) {
+    /// Records the pre-release API version an object was last applied with (or that it has
+    /// none now).
+    pub fn put_applied(&mut self, key: WorkloadKey, usage: Option<kup_types::ApiUsage>) {
+        let changed = match usage {
+            Some(u) => self.applied.insert(key, u.clone()).as_ref() != Some(&u),
+            None => self.applied.remove(&key).is_some(),
+        };
+        self.obs_dirty |= changed;
+    }
+
+    pub fn forget_applied(&mut self, kind: &str) {
+        let before = self.applied.len();
+        self.applied.retain(|k, _| k.0 != kind);
+        self.obs_dirty |= self.applied.len() != before;
+    }
+
+    pub fn apply_pdb(&mut self, u: Update<(Key, Option<PdbInfo>, Option<kup_types::ApiUsage>)>) {
+        let key = |(ns, name): &Key| ("PodDisruptionBudget".to_string(), ns.clone(), name.clone());
+        let u = match u {
+            Update::Apply((k, p, a)) => {
+                self.put_applied(key(&k), a);
+                Update::Apply((k, p))
+            }
+            Update::Delete((k, p, _)) => {
+                self.put_applied(key(&k), None);
+                Update::Delete((k, p))
+            }
+            Update::Relist(all) => {
+                self.forget_applied("PodDisruptionBudget");
+                let mut budgets = Vec::with_capacity(all.len());
+                for (k, p, a) in all {
+                    self.put_applied(key(&k), a);
+                    budgets.push((k, p));
+                }
+                Update::Relist(budgets)
+            }
+        };
+        self.apply_budgets(u);
+    }
+
+    fn apply_budgets(&mut self, u: Update<(Key, Option<PdbInfo>)>) {
         let put = |st: &mut State, (k, p): (Key, Option<PdbInfo>)| {
             let same = st.pdbs.get(&k) == p.as_ref();
             if !same {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kup_types::{
-    Capacity, ControlPlanePod, KubeVersion, NodeInfo, PdbInfo, PodInfo, PodPhase, Taint,
+    ApiUsage, Capacity, ControlPlanePod, KubeVersion, NodeInfo, PdbInfo, PodInfo, PodPhase, Taint,
     VolumeKind, WorkloadInfo,
 };
 use serde::Deserialize;
@@ -489,6 +490,55 @@ pub fn pdb_info(
         max_unavailable,
         unhealthy_pod_eviction_policy: pdb.spec.unhealthy_pod_eviction_policy,
     })
+}
+
+/// The annotation `kubectl apply` leaves with the manifest it applied.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The API version an object was last applied with, when it is a pre-release one (alpha or
+/// beta: the only ones Kubernetes removes): a client that still applies that manifest breaks
+/// once a release removes the version, though the object itself is stored and served in the
+/// version in use.
+pub fn applied_api(meta: &ObjectMeta) -> Option<ApiUsage> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        api_version: String,
+        kind: String,
+    }
+    let text = meta.annotations.as_ref()?.get(LAST_APPLIED)?;
+    let head: Head = serde_json::from_str(text).ok()?;
+    let (group, version) = head
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", head.api_version.as_str()));
+    if !(version.contains("alpha") || version.contains("beta")) {
+        return None;
+    }
+    Some(ApiUsage {
+        group: group.to_string(),
+        version: version.to_string(),
+        resource: plural(&head.kind),
+        removed_release: None,
+        seen_in: format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        ),
+    })
+}
+
+/// A kind's resource name, as the API names it (`Ingress` → `ingresses`,
+/// `NetworkPolicy` → `networkpolicies`).
+fn plural(kind: &str) -> String {
+    let lower = kind.to_ascii_lowercase();
+    if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    }
 }
 
 /// What kup reads of the `kubeadm-config` ConfigMap's `ClusterConfiguration`.

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::DynamicObject;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -185,6 +184,39 @@ fn workload_key(
     )
 }
 
+/// Follows one kind of workload controller: what the engine's workload view needs of each,
+/// and the API version it was last applied with.
+fn follow_workload<K>(
+    client: &Client,
+    shared: &Arc<Shared>,
+    kind: &'static str,
+    plural: &'static str,
+    info: fn(&K) -> kup_types::WorkloadInfo,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    follow(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default(),
+        shared.clone(),
+        plural,
+        move |o: K| {
+            (
+                workload_key(kind, o.meta()),
+                Some(info(&o)),
+                convert::applied_api(o.meta()),
+            )
+        },
+        move |st, u| st.apply_workload(kind, u),
+    )
+}
+
 impl KubeDriver {
     /// Starts following the cluster `client` reaches and waits for the first list of every
     /// kind (at most `settings.sync_timeout`).
@@ -250,61 +282,38 @@ impl KubeDriver {
                 let ns = o.metadata.namespace.clone().unwrap_or_default();
                 let name = o.metadata.name.clone().unwrap_or_default();
                 let info = convert::pdb_info(&ns, &name, &o.data, v1beta1);
-                ((ns, name), info)
+                let applied = convert::applied_api(&o.metadata);
+                ((ns, name), info, applied)
             },
             |st, u| st.apply_pdb(u),
         ));
-        watchers.push(follow(
-            Api::<Deployment>::all(client.clone()),
-            cfg(),
-            shared.clone(),
+        watchers.push(follow_workload(
+            &client,
+            &shared,
+            "Deployment",
             "deployments",
-            |d: Deployment| {
-                (
-                    workload_key("Deployment", &d.metadata),
-                    Some(convert::deployment_info(&d)),
-                )
-            },
-            |st, u| st.apply_workload("Deployment", u),
+            convert::deployment_info,
         ));
-        watchers.push(follow(
-            Api::<StatefulSet>::all(client.clone()),
-            cfg(),
-            shared.clone(),
+        watchers.push(follow_workload(
+            &client,
+            &shared,
+            "StatefulSet",
             "statefulsets",
-            |s: StatefulSet| {
-                (
-                    workload_key("StatefulSet", &s.metadata),
-                    Some(convert::stateful_set_info(&s)),
-                )
-            },
-            |st, u| st.apply_workload("StatefulSet", u),
+            convert::stateful_set_info,
         ));
-        watchers.push(follow(
-            Api::<DaemonSet>::all(client.clone()),
-            cfg(),
-            shared.clone(),
+        watchers.push(follow_workload(
+            &client,
+            &shared,
+            "DaemonSet",
             "daemonsets",
-            |d: DaemonSet| {
-                (
-                    workload_key("DaemonSet", &d.metadata),
-                    Some(convert::daemon_set_info(&d)),
-                )
-            },
-            |st, u| st.apply_workload("DaemonSet", u),
+            convert::daemon_set_info,
         ));
-        watchers.push(follow(
-            Api::<Job>::all(client.clone()),
-            cfg(),
-            shared.clone(),
+        watchers.push(follow_workload(
+            &client,
+            &shared,
+            "Job",
             "jobs",
-            |j: Job| {
-                (
-                    workload_key("Job", &j.metadata),
-                    Some(convert::job_info(&j)),
-                )
-            },
-            |st, u| st.apply_workload("Job", u),
+            convert::job_info,
         ));
         watchers.push(follow(
             Api::<ReplicaSet>::all(client.clone()),

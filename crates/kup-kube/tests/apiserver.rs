@@ -894,3 +894,86 @@ async fn deprecated_apis_that_clients_request_are_seen() {
         driver.observe().await.unwrap().api_usage
     );
 }
+
+/// The removed-API check's other source: objects last applied (`kubectl apply`) with a
+/// pre-release API version, as their `last-applied-configuration` annotation records it:
+/// a Deployment applied as `extensions/v1beta1` and a budget as `policy/v1beta1` show in
+/// `api_usage` with the object; one applied as `apps/v1` does not; the start check to 1.25
+/// names the budget; a re-apply with the stable version takes the Deployment's away.
+#[tokio::test]
+async fn apis_that_objects_were_applied_with_are_seen() {
+    let Some(server) = ApiServer::start() else {
+        return;
+    };
+    let c = client(&server).await;
+    node(&c, "w-0", json!({})).await;
+    let driver = KubeDriver::connect(c.clone(), hosts(&[("w-0", "worker")]), fast())
+        .await
+        .unwrap();
+    let applied =
+        |v: Value| json!({ "kubectl.kubernetes.io/last-applied-configuration": v.to_string() });
+    let deployment = |name: &str, api_version: &str| {
+        json!({"metadata": {"name": name, "namespace": "default",
+                "annotations": applied(json!({"apiVersion": api_version, "kind": "Deployment",
+                    "metadata": {"name": name}}))},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    };
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    create(&deployments, deployment("old", "extensions/v1beta1")).await;
+    create(&deployments, deployment("new", "apps/v1")).await;
+    let budgets: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &pdb_resource());
+    create(
+        &budgets,
+        json!({"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "old", "namespace": "default",
+                "annotations": applied(json!({"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget"}))},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "old"}}}}),
+    )
+    .await;
+    let seen = |obs: &kup_types::Observation| {
+        let mut s: Vec<String> = obs
+            .api_usage
+            .iter()
+            .filter(|u| u.seen_in != "API server")
+            .map(|u| format!("{} {} {}", u.group_version(), u.resource, u.seen_in))
+            .collect();
+        s.sort();
+        s
+    };
+    let want = [
+        "extensions/v1beta1 deployments default/old",
+        "policy/v1beta1 poddisruptionbudgets default/old",
+    ];
+    assert!(
+        driver.wait_for(WAIT, |obs, _| seen(obs) == want).await,
+        "{:?}",
+        seen(&driver.observe().await.unwrap())
+    );
+    // What the start check makes of them, on the way to 1.25 (which removes both).
+    let check = kup_core::removed_apis::removed_api_check(
+        &driver.observe().await.unwrap(),
+        KubeVersion::new(1, 20, 2),
+        KubeVersion::new(1, 25, 0),
+        false,
+    );
+    // (extensions/v1beta1 went in 1.16, before this cluster's version: not this upgrade's.)
+    assert_eq!(
+        check.failure.as_deref(),
+        Some(
+            "APIs in use that v1.25.0 removes: policy/v1beta1 poddisruptionbudgets (removed in v1.25; used by default/old)"
+        )
+    );
+    // Applied again as apps/v1: no longer a use of the removed version.
+    let patch = json!({"metadata": {"annotations": applied(json!({"apiVersion": "apps/v1", "kind": "Deployment"}))}});
+    deployments
+        .patch("old", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert!(
+        driver.wait_for(WAIT, |obs, _| seen(obs) == want[1..]).await,
+        "{:?}",
+        seen(&driver.observe().await.unwrap())
+    );
+}
