@@ -574,6 +574,15 @@ pub(crate) fn upgrade_steps(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Vec<KubeVer
         .unwrap_or_else(|_| vec![u.to_version])
 }
 
+/// Networking to `version`, with the manifests its platform patch ships (none when no
+/// applied patch brings it).
+pub(crate) fn networking_op(ctx: &Ctx<'_>, version: KubeVersion) -> Operation {
+    Operation::UpgradeNetworking {
+        version,
+        manifests: crate::patches::networking_manifests(ctx.snap, version),
+    }
+}
+
 /// Whether no control plane has gone past the upgrade's first step: networking's own step
 /// belongs to this round, even where the cluster shows it done already (kubeadm's `upgrade
 /// apply` upgrades the add-ons with the first control plane; the step then confirms it).
@@ -691,9 +700,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 return Err(Refusal::NetworkingAlreadyUpgraded);
             }
             w.set_state(S::UpgradingNetworking);
-            w.op(Operation::UpgradeNetworking {
-                version: u.to_version,
-            });
+            w.op(networking_op(ctx, u.to_version));
         }
         Command::ControlPlane { host: name, .. } => control_plane(ctx, &mut w, name)?,
         Command::Abort => crate::rollback::abort(ctx, &mut w)?,
@@ -1477,7 +1484,7 @@ pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
                 Ok(())
             }
         }
-        Operation::UpgradeNetworking { version } => match obs.networking_version {
+        Operation::UpgradeNetworking { version, .. } => match obs.networking_version {
             Some(v) if v == *version => Ok(()),
             other => Err(format!(
                 "networking runs {}",
@@ -1722,9 +1729,7 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
                 images,
             });
         }
-        S::UpgradingNetworking => in_flight.push(Operation::UpgradeNetworking {
-            version: u.to_version,
-        }),
+        S::UpgradingNetworking => in_flight.push(networking_op(ctx, u.to_version)),
         S::UpgradingFirstMaster | S::UpgradingSecondMaster => {
             let first = u.state == S::UpgradingFirstMaster;
             match ctx

@@ -6,8 +6,8 @@
 //! host has uninstalled it) to `available`; delete only from `available`.
 
 use kup_types::{
-    HostInfo, InstallWrite, KubeVersion, Observation, PatchInstall, PatchKind, PatchRecord,
-    PatchState, PatchWrite, Personality, Snapshot, VersionMeta,
+    HostInfo, InstallWrite, KubeVersion, Observation, PatchFile, PatchInstall, PatchKind,
+    PatchRecord, PatchState, PatchWrite, Personality, Snapshot, VersionMeta,
 };
 
 use crate::refusal::Refusal;
@@ -28,6 +28,25 @@ pub fn catalog_additions(snap: &Snapshot) -> Vec<VersionMeta> {
         .iter()
         .filter(|p| p.kind == PatchKind::Platform && p.state == PatchState::Applied)
         .filter_map(|p| p.version_meta.clone())
+        .collect()
+}
+
+/// The networking manifests that the applied platform patch of `version` ships.
+pub fn networking_manifests(snap: &Snapshot, version: KubeVersion) -> Vec<PatchFile> {
+    snap.patches
+        .iter()
+        .filter(|p| p.kind == PatchKind::Platform && p.state == PatchState::Applied)
+        .filter(|p| {
+            p.version_meta
+                .as_ref()
+                .is_some_and(|m| m.version == version)
+        })
+        .flat_map(|p| {
+            p.networking_manifests.iter().map(|path| PatchFile {
+                patch: p.id.clone(),
+                path: path.clone(),
+            })
+        })
         .collect()
 }
 

@@ -246,9 +246,7 @@ pub(crate) fn decide(
             if control_plane_in_flight(ctx).is_some() || cp_top(ctx.obs) > Some(u.from_version) {
                 return Err(Refusal::NothingToRollBack("networking".into()));
             }
-            w.op(Operation::UpgradeNetworking {
-                version: u.from_version,
-            });
+            w.op(crate::machine::networking_op(ctx, u.from_version));
         }
         RollbackStep::Uncordon { host: name } => {
             host(ctx, name)?;

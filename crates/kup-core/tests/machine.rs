@@ -765,6 +765,7 @@ fn host_steps_need_their_binaries_installed() {
         requires: vec![],
         delivers: Some(v("v1.16.2")),
         version_meta: None,
+        networking_manifests: vec![],
         state: PatchState::Applied,
         key_id: "k".into(),
         files: vec![],

@@ -105,6 +105,20 @@ impl PatchRepo {
     pub(crate) fn bundle_path(&self, id: &str) -> std::path::PathBuf {
         self.dir.join(format!("{id}.patch"))
     }
+
+    /// One payload file of a kept patch, its bundle verified again (a bundle changed on disk
+    /// since its upload is refused, not used).
+    pub fn read_file(&self, patch: &str, path: &str) -> Result<Vec<u8>, String> {
+        let file = self.bundle_path(patch);
+        let bytes =
+            std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let mut bundle = kup_patch::read(&bytes, &self.trusted, &self.limits)
+            .map_err(|e| format!("patch {patch}: {e}"))?;
+        bundle
+            .files
+            .remove(path)
+            .ok_or_else(|| format!("patch {patch} has no file {path}"))
+    }
 }
 
 pub(crate) fn write_synced(
@@ -166,6 +180,11 @@ pub(crate) fn patch_record(m: &kup_patch::Manifest, key_id: &str, now: Timestamp
         requires: m.requires.clone(),
         delivers: m.delivers,
         version_meta: m.kubernetes.as_ref().map(|k| k.version_meta()),
+        networking_manifests: m
+            .kubernetes
+            .as_ref()
+            .map(|k| k.networking_manifests.clone())
+            .unwrap_or_default(),
         state: PatchState::Available,
         key_id: key_id.to_string(),
         files: m.files.iter().map(|f| f.path.clone()).collect(),

@@ -49,6 +49,9 @@ pub struct Settings {
     pub command_timeout: Duration,
     /// How often the API server's deprecated-API metric is read.
     pub metrics_interval: Duration,
+    /// Where a platform patch's networking manifests are read from (none: a patch that ships
+    /// some cannot be applied, and says so).
+    pub patch_files: Option<crate::PatchFiles>,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             sync_timeout: Duration::from_secs(60),
             command_timeout: crate::steps::COMMAND_TIMEOUT,
             metrics_interval: Duration::from_secs(60),
+            patch_files: None,
         }
     }
 }
@@ -346,6 +350,7 @@ impl KubeDriver {
                     poll_interval: settings.poll_interval,
                     hosts,
                     command_timeout: settings.command_timeout,
+                    patch_files: settings.patch_files.clone(),
                 },
                 runs: Mutex::new(Runs::default()),
                 watchers,
@@ -532,7 +537,9 @@ async fn run(ctx: &Ctx, op: &Operation, note: &Note) -> Result<(), String> {
         Operation::UpgradeKubelet { host, version } => {
             steps::kubelet(ctx, host, *version, note).await
         }
-        Operation::UpgradeNetworking { version } => steps::networking(ctx, *version, note).await,
+        Operation::UpgradeNetworking { version, manifests } => {
+            steps::networking(ctx, *version, manifests, note).await
+        }
         Operation::Swact { .. } => Err(refusal(op).unwrap_or_default()),
     }
 }

@@ -12,6 +12,7 @@ pub mod drain;
 mod driver;
 mod file;
 pub mod hosts;
+pub mod manifests;
 mod ops;
 mod steps;
 
@@ -19,4 +20,5 @@ pub use catalog::{load_catalog, parse_catalog};
 pub use driver::{ConnectError, KubeDriver, Settings, client_from_kubeconfig};
 pub use file::FileError;
 pub use hosts::{HostEntry, HostsFile, SshTarget};
+pub use manifests::PatchFiles;
 pub use ops::PolicyVersion;

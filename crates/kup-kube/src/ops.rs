@@ -67,6 +67,7 @@ pub(crate) struct Ctx {
     pub hosts: Arc<crate::hosts::HostsFile>,
     /// The bound of one command of a host step.
     pub command_timeout: Duration,
+    pub patch_files: Option<crate::PatchFiles>,
 }
 
 fn api_error(e: &kube::Error) -> Option<&kube::core::Status> {

@@ -162,8 +162,33 @@ pub(crate) async fn restore_control_plane(
 /// the add-ons (kube-proxy, CoreDNS) and records its version in kubeadm-config: on the way
 /// up that is confirmed; on the way back (kubeadm-config newer than `version`) the add-ons
 /// and kubeadm's configuration are restored from the cluster backup, on the host that holds
-/// it, and confirmed the same way.
-pub(crate) async fn networking(ctx: &Ctx, version: KubeVersion, note: &Note) -> Result<(), String> {
+/// it, and confirmed the same way. Then the manifests the version's platform patch ships
+/// (a CNI's, which kubeadm does not manage) are applied through the API.
+pub(crate) async fn networking(
+    ctx: &Ctx,
+    version: KubeVersion,
+    manifests: &[kup_types::PatchFile],
+    note: &Note,
+) -> Result<(), String> {
+    kubeadm_addons(ctx, version, note).await?;
+    if manifests.is_empty() {
+        return Ok(());
+    }
+    let files = ctx.patch_files.as_ref().ok_or_else(|| {
+        "the platform patch ships networking manifests, but this daemon keeps no patches"
+            .to_string()
+    })?;
+    note.set(format!(
+        "applying {} networking manifest file(s)",
+        manifests.len()
+    ));
+    let n = crate::manifests::apply(&ctx.client, files, manifests).await?;
+    tracing::info!(%version, objects = n, "networking manifests applied");
+    Ok(())
+}
+
+/// kubeadm's add-ons at `version`: confirmed, or restored on the way back.
+async fn kubeadm_addons(ctx: &Ctx, version: KubeVersion, note: &Note) -> Result<(), String> {
     let recorded = ctx.shared.lock().kubeadm_version();
     match recorded {
         Some(v) if v == version => Ok(()),

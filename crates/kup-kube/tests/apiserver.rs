@@ -59,6 +59,7 @@ fn fast() -> Settings {
         sync_timeout: Duration::from_secs(30),
         command_timeout: Duration::from_secs(30),
         metrics_interval: Duration::from_millis(300),
+        patch_files: None,
     }
 }
 

@@ -72,7 +72,10 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
             version: TO,
             first: true,
         },
-        Operation::UpgradeNetworking { version: TO },
+        Operation::UpgradeNetworking {
+            version: TO,
+            manifests: vec![],
+        },
         Operation::UpgradeKubelet {
             host: "cp-0".into(),
             version: TO,
@@ -151,7 +154,10 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
             host: "cp-0".into(),
             version: FROM,
         },
-        Operation::UpgradeNetworking { version: FROM },
+        Operation::UpgradeNetworking {
+            version: FROM,
+            manifests: vec![],
+        },
     ];
     run(&driver, &back, "back").await;
     let obs = driver.observe().await.unwrap();

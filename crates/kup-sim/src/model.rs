@@ -1264,7 +1264,7 @@ impl SimModel {
                 }
                 self.audit_skew();
             }
-            Operation::UpgradeNetworking { version } => {
+            Operation::UpgradeNetworking { version, .. } => {
                 if ok {
                     self.networking_version = Some(*version);
                     Arc::make_mut(&mut self.d.obs).networking_version = Some(*version);
@@ -1532,7 +1532,7 @@ impl SimModel {
                 (format!("control-plane/{host}"), *version)
             }
             Operation::UpgradeKubelet { host, version } => (format!("kubelet/{host}"), *version),
-            Operation::UpgradeNetworking { version } => ("networking".to_string(), *version),
+            Operation::UpgradeNetworking { version, .. } => ("networking".to_string(), *version),
             _ => return,
         };
         if self.completed.get(&what) != Some(&version) {

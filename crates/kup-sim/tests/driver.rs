@@ -110,7 +110,10 @@ async fn faults_fire_once_or_always() {
     assert_eq!(wait(&sim, &op).await.unwrap(), OpStatus::Succeeded);
 
     sim.inject_fault(Fault::always(StepKind::Networking, None));
-    let net = Operation::UpgradeNetworking { version: V2 };
+    let net = Operation::UpgradeNetworking {
+        version: V2,
+        manifests: vec![],
+    };
     for _ in 0..3 {
         start(&sim, &net).await.unwrap();
         assert!(matches!(

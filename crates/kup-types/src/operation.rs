@@ -6,6 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::KubeVersion;
 
+/// A file of a patch kept in the repository (`path` as the patch's manifest names it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PatchFile {
+    pub patch: String,
+    pub path: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Operation {
@@ -20,9 +27,12 @@ pub enum Operation {
         version: KubeVersion,
         first: bool,
     },
-    /// Apply the networking manifests (CNI, CoreDNS) of `version`.
+    /// Apply the networking manifests (CNI, CoreDNS) of `version`: those its platform patch
+    /// ships, when one does.
     UpgradeNetworking {
         version: KubeVersion,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        manifests: Vec<PatchFile>,
     },
     /// Switch the host's kubelet to `version` and restart it.
     UpgradeKubelet {
@@ -130,7 +140,7 @@ impl Operation {
             Operation::DownloadImages { version, .. }
             | Operation::UpgradeControlPlane { version, .. }
             | Operation::RestoreControlPlane { version, .. }
-            | Operation::UpgradeNetworking { version }
+            | Operation::UpgradeNetworking { version, .. }
             | Operation::UpgradeKubelet { version, .. } => Some(*version),
             Operation::Lock { .. }
             | Operation::Unlock { .. }
@@ -180,7 +190,7 @@ impl fmt::Display for Operation {
                 "upgrade the {} control plane on {host} to {version}",
                 if *first { "first" } else { "second" }
             ),
-            Operation::UpgradeNetworking { version } => {
+            Operation::UpgradeNetworking { version, .. } => {
                 write!(f, "upgrade networking to {version}")
             }
             Operation::UpgradeKubelet { host, version } => {

@@ -49,6 +49,9 @@ pub struct PatchRecord {
     pub delivers: Option<KubeVersion>,
     /// The version metadata a platform patch adds to the catalog once applied.
     pub version_meta: Option<VersionMeta>,
+    /// The networking manifests (payload paths) a platform patch applies during the upgrade.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networking_manifests: Vec<String>,
     pub state: PatchState,
     /// Which trusted key signed it.
     pub key_id: String,

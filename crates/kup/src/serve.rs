@@ -299,6 +299,7 @@ impl Daemon {
             ClusterInput::Kube(real) => Some(
                 real.connect(kup_kube::Settings {
                     drain_timeout: drain_timeout(args),
+                    patch_files: patch_files(&args.data_dir, &inputs.trusted),
                     ..kup_kube::Settings::default()
                 })
                 .await?,
@@ -377,11 +378,7 @@ impl Daemon {
                 return Err("the real cluster was not reached".into());
             }
         };
-        let patch_repo = (!inputs.trusted.is_empty()).then(|| kup_engine::PatchRepo {
-            dir: dir.join("patches"),
-            trusted: inputs.trusted,
-            limits: kup_patch::Limits::default(),
-        });
+        let patch_repo = patch_repo(dir, &inputs.trusted);
         let config = EngineConfig {
             catalog,
             policy: Policy {
@@ -437,6 +434,23 @@ impl Daemon {
         drop(self._locks);
         Ok(())
     }
+}
+
+/// The patch repository, when trusted keys allow patches at all.
+fn patch_repo(dir: &Path, trusted: &[kup_patch::VerifyingKey]) -> Option<kup_engine::PatchRepo> {
+    (!trusted.is_empty()).then(|| kup_engine::PatchRepo {
+        dir: dir.join("patches"),
+        trusted: trusted.to_vec(),
+        limits: kup_patch::Limits::default(),
+    })
+}
+
+/// How a real cluster's driver reads a patch's files (its networking manifests).
+fn patch_files(dir: &Path, trusted: &[kup_patch::VerifyingKey]) -> Option<kup_kube::PatchFiles> {
+    let repo = patch_repo(dir, trusted)?;
+    Some(kup_kube::PatchFiles(Arc::new(
+        move |f: &kup_types::PatchFile| repo.read_file(&f.patch, &f.path),
+    )))
 }
 
 /// The simulated cluster's state goes with the store: without it the simulation would start

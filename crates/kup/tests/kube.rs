@@ -150,6 +150,126 @@ fn a_real_cluster_needs_a_good_hosts_file_and_a_reachable_server() {
     assert!(!data.exists(), "nothing created for a refused start");
 }
 
+/// A real kubeadm cluster for a test: a real API server with `controllers` control planes
+/// and `workers` workers at v1.20.2, each with its sshd (`kubeadm::Cluster`), a catalog file,
+/// and the flags with which `kup serve`, `export-cluster` and `rehearse` reach it.
+struct Real {
+    server: ApiServer,
+    cluster: kubeadm::Cluster,
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    hosts: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Real {
+    /// `None` where the API server or sshd is missing (the test skips, as they say).
+    fn start(controllers: usize, workers: usize, catalog: &str) -> Option<Real> {
+        use kup_types::{KubeVersion, Personality};
+        let server = ApiServer::start()?;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
+        let hosts: Vec<(String, Personality)> = (0..controllers)
+            .map(|i| (format!("cp-{i}"), Personality::Controller))
+            .chain((0..workers).map(|i| (format!("w-{i}"), Personality::Worker)))
+            .collect();
+        let named: Vec<(&str, Personality)> = hosts.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+        let c = rt.block_on(kup_kube::client_from_kubeconfig(&server.kubeconfig(), None));
+        let cluster = rt.block_on(kubeadm::Cluster::start(
+            &c.unwrap(),
+            &server.url,
+            &token,
+            &named,
+            KubeVersion::new(1, 20, 2),
+        ))?;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("catalog.yaml");
+        std::fs::write(&file, catalog).unwrap();
+        let args = [
+            "--kubeconfig".into(),
+            server.kubeconfig().display().to_string(),
+            "--hosts".into(),
+            cluster.hosts_file.display().to_string(),
+            "--catalog".into(),
+            file.display().to_string(),
+        ]
+        .into();
+        Some(Real {
+            server,
+            cluster,
+            rt,
+            dir,
+            hosts: hosts.into_iter().map(|(n, _)| n).collect(),
+            args,
+        })
+    }
+
+    fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    fn client(&self) -> kube::Client {
+        self.rt
+            .block_on(kup_kube::client_from_kubeconfig(
+                &self.server.kubeconfig(),
+                None,
+            ))
+            .unwrap()
+    }
+
+    /// `kup serve` on this cluster, in the test's directory.
+    fn serve(&self) -> Daemon {
+        serve_with(self.dir.path(), "0.01", &self.args())
+    }
+}
+
+/// A platform patch of v1.21.0 (signed with the demo key) whose networking manifests make a
+/// namespace and a ConfigMap in it, as a CNI's would.
+fn platform_patch(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = dir.join("K8S-1.21.0-PLATFORM");
+    std::fs::create_dir_all(src.join("files/manifests")).unwrap();
+    std::fs::write(
+        src.join("patch.json"),
+        serde_json::json!({"id": "K8S-1.21.0-PLATFORM", "summary": "Kubernetes v1.21.0 and its CNI",
+            "kind": "platform", "kubernetes": {"version": "v1.21.0", "upgrade_from": ["v1.20.2"],
+            "networking_manifests": ["manifests/cni.yaml"]}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("files/manifests/cni.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kup-cni\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cni\n  namespace: kup-cni\n\
+         data:\n  version: v3.19\n",
+    )
+    .unwrap();
+    let out = dir.join("K8S-1.21.0-PLATFORM.patch");
+    let key = patches_dir().join("demo-key.secret");
+    let r = std::process::Command::new(KUP)
+        .args(["sw-patch", "build"])
+        .arg(&src)
+        .arg("--key")
+        .arg(&key)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    out
+}
+
+/// The version the test CNI's ConfigMap says, as the API server has it.
+fn cni_version(real: &Real) -> Option<String> {
+    let c = real.client();
+    real.rt.block_on(async {
+        let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(c, "kup-cni")
+            .get_opt("cni")
+            .await
+            .unwrap()?;
+        cm.data?.get("version").cloned()
+    })
+}
+
 /// Every host's versions as the API server has them: (node, control plane, kubelet).
 fn versions(d: &Daemon) -> Vec<(String, String, String)> {
     host_upgrade_rows(d)
@@ -173,48 +293,23 @@ fn versions(d: &Daemon) -> Vec<(String, String, String)> {
 /// add-ons and kubeadm's configuration from the cluster backup.
 #[test]
 fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
-    use kup_types::{KubeVersion, Personality};
-    let Some(server) = ApiServer::start() else {
+    // v1.21.0 comes from a signed platform patch that also ships a CNI's manifests (the
+    // daemon trusts the demo key it is signed with); v1.22.0 from the catalog file.
+    let Some(real) = Real::start(
+        3,
+        4,
+        "versions:\n  - version: v1.22.0\n    upgrade_from: [v1.21.0]\n",
+    ) else {
         return;
     };
-    let from = KubeVersion::new(1, 20, 2);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
-    let hosts: Vec<(String, Personality)> = (0..3)
-        .map(|i| (format!("cp-{i}"), Personality::Controller))
-        .chain((0..4).map(|i| (format!("w-{i}"), Personality::Worker)))
-        .collect();
-    let named: Vec<(&str, Personality)> = hosts.iter().map(|(n, p)| (n.as_str(), *p)).collect();
-    let Some(cluster) = rt.block_on(async {
-        let c = kup_kube::client_from_kubeconfig(&server.kubeconfig(), None)
-            .await
-            .unwrap();
-        kubeadm::Cluster::start(&c, &server.url, &token, &named, from).await
-    }) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = dir.path().join("catalog.yaml");
-    std::fs::write(
-        &catalog,
-        "versions:\n  - version: v1.21.0\n    upgrade_from: [v1.20.2]\n  - version: v1.22.0\n    upgrade_from: [v1.21.0]\n",
-    )
-    .unwrap();
-    let kubeconfig = server.kubeconfig().display().to_string();
-    let hosts_file = cluster.hosts_file.display().to_string();
-    let catalog = catalog.display().to_string();
-    let d = serve_with(
-        dir.path(),
-        "0.01",
-        &[
-            "--kubeconfig",
-            &kubeconfig,
-            "--hosts",
-            &hosts_file,
-            "--catalog",
-            &catalog,
-        ],
-    );
+    let cluster = &real.cluster;
+    let patch = platform_patch(real.dir.path());
+    let d = real.serve();
+    ok(&d, &format!("sw-patch upload {}", patch.display()));
+    ok(&d, "sw-patch apply K8S-1.21.0-PLATFORM");
+    for host in &real.hosts {
+        ok(&d, &format!("sw-patch host-install {host}"));
+    }
     let list = ok(&d, "kube-version-list");
     for want in ["v1.20.2", "v1.21.0", "v1.22.0"] {
         assert!(list.contains(want), "{want} in\n{list}");
@@ -230,6 +325,8 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
     }
     let info = ok(&d, "info");
     assert!(info.starts_with("Cluster version: v1.21.0"), "{info}");
+    // The patch's networking manifests, applied through the API.
+    assert_eq!(cni_version(&real), Some("v3.19".to_string()));
     // kubeadm's procedure, in kubeadm's order on each kind of host.
     let order = |host: &str, steps: &[&str]| {
         let calls = cluster.calls(host);
@@ -281,11 +378,11 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
                 && e["message"].as_str().is_some_and(|m| m.contains("lock"))
         })
     };
-    for (host, _) in &hosts {
+    for host in &real.hosts {
         assert!(locked(host), "{host} was never locked: {log:#?}");
     }
     assert!(
-        ok(&d, "host-list").matches("unlocked").count() == hosts.len(),
+        ok(&d, "host-list").matches("unlocked").count() == real.hosts.len(),
         "{}",
         ok(&d, "host-list")
     );
@@ -303,6 +400,19 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
         .map(|(h, ..)| h)
         .collect();
     assert_eq!(moved, ["cp-0", "cp-1"]);
+    // Changed before the abort: the way back applies v1.21.0's manifests again.
+    let c = real.client();
+    real.rt.block_on(async {
+        let patch = serde_json::json!({"data": {"version": "changed"}});
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(c, "kup-cni")
+            .patch(
+                "cni",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    });
     let out = ok(&d, "kube-upgrade-abort");
     assert!(out.contains("upgrade-aborting"), "{out}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -425,55 +535,29 @@ async fn web_deployment(c: &kube::Client, workers: &[&str]) {
 /// rehearsal on it names the hosts that would hold it back.
 #[test]
 fn a_real_clusters_twin_plans_as_the_real_driver_does() {
-    use kup_types::{KubeVersion, Personality};
-    let Some(server) = ApiServer::start() else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
-    let hosts: Vec<(String, Personality)> = (0..3)
-        .map(|i| (format!("cp-{i}"), Personality::Controller))
-        .chain((0..5).map(|i| (format!("w-{i}"), Personality::Worker)))
-        .collect();
-    let named: Vec<(&str, Personality)> = hosts.iter().map(|(n, p)| (n.as_str(), *p)).collect();
-    let Some(cluster) = rt.block_on(async {
-        let c = kup_kube::client_from_kubeconfig(&server.kubeconfig(), None)
-            .await
-            .unwrap();
-        let cluster =
-            kubeadm::Cluster::start(&c, &server.url, &token, &named, KubeVersion::new(1, 20, 2))
-                .await?;
-        web_deployment(&c, &["w-0", "w-1", "w-1", "w-2", "w-3", "w-3"]).await;
-        Some(cluster)
-    }) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = dir.path().join("catalog.yaml");
-    std::fs::write(
-        &catalog,
+    let Some(real) = Real::start(
+        3,
+        5,
         "versions:\n  - version: v1.21.0\n    upgrade_from: [v1.20.2]\n",
-    )
-    .unwrap();
-    let kubeconfig = server.kubeconfig();
-    let real = [
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--hosts",
-        cluster.hosts_file.to_str().unwrap(),
-        "--catalog",
-        catalog.to_str().unwrap(),
-    ];
+    ) else {
+        return;
+    };
+    real.rt.block_on(web_deployment(
+        &real.client(),
+        &["w-0", "w-1", "w-1", "w-2", "w-3", "w-3"],
+    ));
+    let dir = real.dir.path();
+    let args = real.args();
     let plan_args = "upgrade plan --to v1.21.0 --max-parallel-worker-hosts 10";
     let want = {
-        let d = serve_with(dir.path(), "1", &real);
+        let d = serve_with(dir, "1", &args);
         ok(&d, plan_args)
     };
     assert!(want.contains("w-4"), "{want}");
-    let run = |args: &[&str]| {
+    let run = |command: &[&str]| {
         let r = std::process::Command::new(KUP)
-            .args(args)
-            .args(real)
+            .args(command)
+            .args(&args)
             .output()
             .unwrap();
         (
@@ -482,7 +566,7 @@ fn a_real_clusters_twin_plans_as_the_real_driver_does() {
             String::from_utf8(r.stderr).unwrap(),
         )
     };
-    let twin = dir.path().join("twin.yaml");
+    let twin = dir.join("twin.yaml");
     let (code, _, err) = run(&["export-cluster", "-o", twin.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&twin).unwrap();
@@ -502,7 +586,7 @@ fn a_real_clusters_twin_plans_as_the_real_driver_does() {
     };
     assert_eq!(got, want, "the twin plans otherwise");
 
-    let saved = dir.path().join("rehearsed.yaml");
+    let saved = dir.join("rehearsed.yaml");
     let (code, report, err) = run(&[
         "rehearse",
         "--to",
@@ -523,10 +607,80 @@ fn a_real_clusters_twin_plans_as_the_real_driver_does() {
     }
     assert_eq!(std::fs::read_to_string(&saved).unwrap(), text);
     // Read only: nothing was cordoned or moved on the real cluster.
-    let d = serve_with(dir.path(), "1", &real);
+    let d = serve_with(dir, "1", &args);
     for (host, cp, kubelet) in versions(&d) {
         assert_eq!(kubelet, "v1.20.2", "{host}");
         assert!(cp == "N/A" || cp == "v1.20.2", "{host}: {cp}");
     }
-    assert_eq!(ok(&d, "host-list").matches("unlocked").count(), hosts.len());
+    assert_eq!(
+        ok(&d, "host-list").matches("unlocked").count(),
+        real.hosts.len()
+    );
+}
+
+/// The daemon SIGKILLed in the middle of `upgrade online` on a real cluster, while a host step
+/// runs over SSH: started again, it settles what was in flight from what the cluster shows
+/// (the steps are idempotent, so one cut off is run again) and finishes the upgrade by itself;
+/// every host ends at the target, schedulable, and the log says what the restart found.
+#[test]
+fn a_daemon_killed_mid_upgrade_finishes_a_real_clusters_upgrade_after_a_restart() {
+    let Some(real) = Real::start(
+        3,
+        2,
+        "versions:\n  - version: v1.21.0\n    upgrade_from: [v1.20.2]\n",
+    ) else {
+        return;
+    };
+    let cluster = &real.cluster;
+    let mut d = real.serve();
+    let mut online = std::process::Command::new(KUP)
+        .args(["upgrade", "online", "--to", "v1.21.0"])
+        .env("KUP_URL", &d.url)
+        .env("KUP_TOKEN", &d.token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the second control plane's kubeadm has run: a host step is in flight or
+    // just done, and the upgrade half way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cluster.calls("cp-1").contains("kubeadm upgrade node") {
+        assert!(std::time::Instant::now() < deadline, "cp-1 never moved");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    // The client would wait for the daemon to come back; the test follows the state instead.
+    let _ = online.kill();
+    let _ = online.wait();
+    drop(d);
+
+    let d = real.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while state_of(&d) != "upgrade-complete" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not finished after the restart: {}",
+            ok(&d, "kube-upgrade-strategy show")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for (host, cp, kubelet) in versions(&d) {
+        assert_eq!(kubelet, "v1.21.0", "{host}'s kubelet");
+        if host.starts_with("cp-") {
+            assert_eq!(cp, "v1.21.0", "{host}'s control plane");
+        }
+    }
+    assert_eq!(
+        ok(&d, "host-list").matches("unlocked").count(),
+        real.hosts.len()
+    );
+    let log = events(&d);
+    assert!(
+        log.iter().any(|e| e["kind"] == "recovery"),
+        "no recovery event: {log:#?}"
+    );
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(e["seq"], i as i64 + 1, "gap at {e}");
+    }
 }
