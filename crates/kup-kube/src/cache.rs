@@ -54,6 +54,10 @@ pub(crate) struct State {
     nodes: BTreeMap<String, NodeFacts>,
     control_plane: BTreeMap<Key, ControlPlanePod>,
     kubeadm: Option<crate::convert::KubeadmConfig>,
+    /// Since when Nodes that the hosts file does not list have been seen.
+    unlisted_since: Option<jiff::Timestamp>,
+    /// The version kup last brought networking to (`kup-networking`).
+    kup_networking: Option<KubeVersion>,
     /// Deprecated APIs clients requested (the API server's metric).
     api_usage: Vec<kup_types::ApiUsage>,
     /// Pre-release API versions objects were last applied with, by (kind, namespace, name).
@@ -89,6 +93,8 @@ impl Shared {
             nodes: BTreeMap::new(),
             control_plane: BTreeMap::new(),
             kubeadm: None,
+            kup_networking: None,
+            unlisted_since: None,
             api_usage: Vec::new(),
             applied: BTreeMap::new(),
             pods: HashMap::new(),
@@ -249,11 +255,11 @@ impl State {
                 .cloned()
                 .collect(),
             images: self.control_plane_images(),
-            // kubeadm's `upgrade apply` upgrades the add-ons (kube-proxy, CoreDNS) and records
-            // the version it brought the cluster to here.
-            networking_version: self.kubeadm_version(),
+
             ..Observation::default()
         };
+        obs.networking_version = self.networking_version(&obs);
+        obs.alarms.extend(self.unlisted_alarm());
         obs.reindex();
         obs
     }
@@ -298,6 +304,12 @@ impl State {
                 self.nodes = all.into_iter().filter_map(|(n, f)| Some((n, f?))).collect();
             }
         }
+        let any_unlisted = self.nodes.keys().any(|n| self.hosts.host(n).is_none());
+        self.unlisted_since = match (any_unlisted, self.unlisted_since) {
+            (true, None) => Some(jiff::Timestamp::now()),
+            (true, since) => since,
+            (false, _) => None,
+        };
         self.obs_dirty = true;
     }
 
@@ -306,6 +318,60 @@ impl State {
         if usage != self.api_usage {
             self.api_usage = usage;
             self.obs_dirty = true;
+        }
+    }
+
+    /// Nodes of the cluster the hosts file does not name: kup would neither drain nor upgrade
+    /// them, so a forgotten one would be left behind while the upgrade says complete. An
+    /// alarm that affects management, so the start refuses until the hosts file names them
+    /// (or the alarm is ignored by `--alarm-ignore`).
+    fn unlisted_alarm(&self) -> Option<kup_types::Alarm> {
+        let unlisted: Vec<&str> = self
+            .nodes
+            .keys()
+            .filter(|n| self.hosts.host(n).is_none())
+            .map(String::as_str)
+            .collect();
+        let (first, rest) = unlisted.split_first()?;
+        let shown: Vec<&str> = std::iter::once(*first)
+            .chain(rest.iter().copied().take(9))
+            .collect();
+        let more = if unlisted.len() > shown.len() {
+            format!(" and {} more", unlisted.len() - shown.len())
+        } else {
+            String::new()
+        };
+        Some(kup_types::Alarm {
+            uuid: name_uuid("unlisted-nodes"),
+            alarm_id: UNLISTED_NODES_ALARM.into(),
+            entity_instance_id: "hosts-file".into(),
+            reason_text: format!(
+                "Nodes not in kup's hosts file: {}{more}; kup will neither drain nor upgrade them (add them to the hosts file)",
+                shown.join(", ")
+            ),
+            severity: kup_types::Severity::Major,
+            management_affecting: true,
+            timestamp: self.unlisted_since.unwrap_or_default(),
+        })
+    }
+
+    pub fn apply_kup_networking(&mut self, u: Update<Option<KubeVersion>>) {
+        self.kup_networking = match u {
+            Update::Apply(v) => v,
+            Update::Delete(_) => None,
+            Update::Relist(all) => all.into_iter().flatten().next(),
+        };
+        self.obs_dirty = true;
+    }
+
+    /// The networking version: what kup recorded of its own networking step, unless the
+    /// control planes have all gone past it without kup (an upgrade by hand), else what
+    /// kubeadm recorded with its add-ons.
+    fn networking_version(&self, obs: &Observation) -> Option<KubeVersion> {
+        let lowest = obs.control_plane_pods.iter().map(|p| p.version).min();
+        match self.kup_networking {
+            Some(v) if lowest.is_none_or(|l| v >= l) => Some(v),
+            _ => self.kubeadm_version(),
         }
     }
 
@@ -568,6 +634,9 @@ impl State {
 }
 
 /// A stable uuid-shaped id for a host that has no Node (yet).
+/// kup's alarm for Nodes the hosts file does not name.
+pub const UNLISTED_NODES_ALARM: &str = "900.101";
+
 fn name_uuid(name: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {

@@ -541,6 +541,15 @@ fn plural(kind: &str) -> String {
     }
 }
 
+/// The ConfigMap (in kube-system) where kup records the version it last brought the
+/// cluster's networking to: kubeadm moves its add-ons with each `upgrade apply`, so only kup
+/// knows that a multi-minor upgrade's networking step (a patch's CNI manifests) is done.
+pub const KUP_NETWORKING: &str = "kup-networking";
+
+pub fn kup_networking(cm: &ConfigMap) -> Option<KubeVersion> {
+    lenient_version(cm.data.as_ref()?.get("version")?)
+}
+
 /// What kup reads of the `kubeadm-config` ConfigMap's `ClusterConfiguration`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KubeadmConfig {
@@ -583,7 +592,8 @@ pub fn kubeadm_images(version: KubeVersion, repository: Option<&str>) -> Vec<Str
     .collect()
 }
 
-const DEFAULT_REPOSITORY: &str = "registry.k8s.io";
+/// kubeadm's default image repository (since 1.25; it serves the older releases too).
+pub const DEFAULT_REPOSITORY: &str = "registry.k8s.io";
 
 /// An image name as kup compares it: k8s.gcr.io, kubeadm's default before 1.25, serves the
 /// same images as registry.k8s.io, its successor, and is named as that.

@@ -110,10 +110,11 @@ pub struct KubeDriver {
 }
 
 /// The kinds followed, for the sync wait and `check`.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "nodes",
     "pods",
     "kubeadm-config",
+    "kup-networking",
     "poddisruptionbudgets",
     "deployments",
     "statefulsets",
@@ -265,6 +266,14 @@ impl KubeDriver {
             "kubeadm-config",
             |cm: ConfigMap| convert::kubeadm_config(&cm),
             |st, u| st.apply_kubeadm(u),
+        ));
+        watchers.push(follow(
+            Api::<ConfigMap>::namespaced(client.clone(), "kube-system"),
+            cfg().fields(&format!("metadata.name={}", convert::KUP_NETWORKING)),
+            shared.clone(),
+            "kup-networking",
+            |cm: ConfigMap| convert::kup_networking(&cm),
+            |st, u| st.apply_kup_networking(u),
         ));
         let (version, v1beta1) = match policy {
             PolicyVersion::V1 => ("v1", false),
@@ -523,8 +532,8 @@ async fn run(ctx: &Ctx, op: &Operation, note: &Note) -> Result<(), String> {
             ops::wait_ready(ctx, host, note).await
         }
         Operation::Uncordon { host } => ops::uncordon(ctx, host).await.map(|_| ()),
-        Operation::DownloadImages { version, .. } => {
-            steps::download_images(ctx, *version, note).await
+        Operation::DownloadImages { version, images } => {
+            steps::download_images(ctx, *version, images, note).await
         }
         Operation::UpgradeControlPlane {
             host,

@@ -37,10 +37,17 @@ async fn on_host(
         .hosts
         .host(host)
         .ok_or_else(|| format!("no host {host} in the hosts file"))?;
+    let repository = ctx
+        .shared
+        .lock()
+        .kubeadm()
+        .and_then(|k| k.image_repository.clone())
+        .unwrap_or_else(|| crate::convert::DEFAULT_REPOSITORY.to_string());
     let vars = Vars {
         version,
         from_version: running(ctx, host).unwrap_or(version),
         host,
+        image_repository: &repository,
     };
     let line = ctx
         .hosts
@@ -78,16 +85,29 @@ async fn read_back(ctx: &Ctx, what: &str, note: &Note, mut done: impl FnMut(&Sta
     }
 }
 
-/// The images of `version` on every control-plane host (`kubeadm config images pull`).
+/// The images of the upgrade on every control-plane host (`kubeadm config images pull`): of
+/// `version` and of every version the images the engine asks for are tagged with (each minor
+/// a multi-minor upgrade steps through).
 pub(crate) async fn download_images(
     ctx: &Ctx,
     version: KubeVersion,
+    images: &[String],
     note: &Note,
 ) -> Result<(), String> {
+    let mut versions: Vec<KubeVersion> = images
+        .iter()
+        .filter_map(|i| i.rsplit_once(':'))
+        .filter_map(|(_, tag)| crate::convert::lenient_version(tag))
+        .chain([version])
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
     for h in &ctx.hosts.hosts {
         if h.personality == Personality::Controller {
-            on_host(ctx, &h.name.value, "install_kubeadm", version, note).await?;
-            on_host(ctx, &h.name.value, "pull_images", version, note).await?;
+            for v in &versions {
+                on_host(ctx, &h.name.value, "install_kubeadm", *v, note).await?;
+                on_host(ctx, &h.name.value, "pull_images", *v, note).await?;
+            }
         }
     }
     Ok(())
@@ -171,28 +191,43 @@ pub(crate) async fn networking(
     note: &Note,
 ) -> Result<(), String> {
     kubeadm_addons(ctx, version, note).await?;
-    if manifests.is_empty() {
-        return Ok(());
+    if !manifests.is_empty() {
+        let files = ctx.patch_files.as_ref().ok_or_else(|| {
+            "the platform patch ships networking manifests, but this daemon keeps no patches"
+                .to_string()
+        })?;
+        note.set(format!(
+            "applying {} networking manifest file(s)",
+            manifests.len()
+        ));
+        let n = crate::manifests::apply(&ctx.client, files, manifests).await?;
+        tracing::info!(%version, objects = n, "networking manifests applied");
     }
-    let files = ctx.patch_files.as_ref().ok_or_else(|| {
-        "the platform patch ships networking manifests, but this daemon keeps no patches"
-            .to_string()
-    })?;
-    note.set(format!(
-        "applying {} networking manifest file(s)",
-        manifests.len()
-    ));
-    let n = crate::manifests::apply(&ctx.client, files, manifests).await?;
-    tracing::info!(%version, objects = n, "networking manifests applied");
+    record_networking(ctx, version).await?;
+    read_back(ctx, &format!("networking to show {version}"), note, |st| {
+        st.observation().networking_version == Some(version)
+    })
+    .await;
     Ok(())
 }
 
-/// kubeadm's add-ons at `version`: confirmed, or restored on the way back.
+/// kubeadm's add-ons: on the way up, kubeadm moved them with the first control plane's
+/// `upgrade apply` (to the version of this round of a multi-minor upgrade), which it records
+/// in kubeadm-config; on the way back (kubeadm-config newer than `version`), restored from
+/// the cluster backup on the host that holds it.
 async fn kubeadm_addons(ctx: &Ctx, version: KubeVersion, note: &Note) -> Result<(), String> {
-    let recorded = ctx.shared.lock().kubeadm_version();
-    match recorded {
-        Some(v) if v == version => Ok(()),
-        Some(v) if v > version => {
+    let (recorded, top) = {
+        let st = ctx.shared.current();
+        let top = st
+            .observation()
+            .control_plane_pods
+            .iter()
+            .map(|p| p.version)
+            .max();
+        (st.kubeadm_version(), top)
+    };
+    match (recorded, top) {
+        (Some(v), _) if v > version => {
             let holder = backup_holder(ctx, version).await?;
             on_host(ctx, &holder, "restore_addons", version, note).await?;
             read_back(
@@ -204,11 +239,42 @@ async fn kubeadm_addons(ctx: &Ctx, version: KubeVersion, note: &Note) -> Result<
             .await;
             Ok(())
         }
-        found => Err(format!(
-            "the networking add-ons of a kubeadm cluster move with the first control plane's `kubeadm upgrade apply {version}`, and kubeadm-config says {}",
+        (Some(_), Some(top)) => {
+            // kubeadm records its version after the control plane moved: wait for it.
+            read_back(
+                ctx,
+                &format!("kubeadm-config to record {top}, the highest control plane's version"),
+                note,
+                |st| st.kubeadm_version() >= Some(top),
+            )
+            .await;
+            Ok(())
+        }
+        (found, _) => Err(format!(
+            "the networking add-ons of a kubeadm cluster move with the first control plane's `kubeadm upgrade apply`, and kubeadm-config says {} (no control plane is seen, or no kubeadm-config)",
             found.map_or("no version".to_string(), |v| v.to_string())
         )),
     }
+}
+
+/// Records in the cluster (`kube-system/kup-networking`) the version kup brought
+/// networking to.
+async fn record_networking(ctx: &Ctx, version: KubeVersion) -> Result<(), String> {
+    let cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": crate::convert::KUP_NETWORKING, "namespace": "kube-system"},
+        "data": {"version": version.to_string()},
+    });
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(ctx.client.clone(), "kube-system")
+        .patch(
+            crate::convert::KUP_NETWORKING,
+            &PatchParams::apply("kup").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot record networking's version: {e}"))
 }
 
 /// The control-plane host whose Node records the cluster backup of `version`.

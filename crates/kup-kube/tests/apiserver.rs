@@ -295,6 +295,16 @@ async fn observes_the_cluster_and_follows_its_changes() {
     assert_eq!(w0.uuid, get_node(&c, "w-0").await.metadata.uid.unwrap());
     let w9 = obs.host("w-9").unwrap();
     assert!(!w9.in_service(), "a host without a Node is offline");
+    // A Node the hosts file forgot raises an alarm that holds the start back.
+    let alarm = obs.alarms.iter().find(|a| a.alarm_id == "900.101").unwrap();
+    assert!(alarm.management_affecting);
+    assert!(
+        alarm
+            .reason_text
+            .starts_with("Nodes not in kup's hosts file: stranger; "),
+        "{}",
+        alarm.reason_text
+    );
     assert!(
         obs.node("stranger").is_none(),
         "only the hosts file's nodes"

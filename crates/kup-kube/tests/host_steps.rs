@@ -96,19 +96,22 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
     assert_eq!(
         cluster.calls("cp-0"),
         format!(
-            "apt-mark unhold kubeadm\n\
-             apt-get install -y -q --allow-change-held-packages kubeadm=1.21.0-*\n\
-             apt-mark hold kubeadm\n\
-             kubeadm config images pull --kubernetes-version v1.21.0\n\
+            "apt-get update -q\n\
              apt-mark unhold kubeadm\n\
-             apt-get install -y -q --allow-change-held-packages kubeadm=1.21.0-*\n\
+             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm=1.21.0-*\n\
+             apt-mark hold kubeadm\n\
+             kubeadm config images pull --kubernetes-version v1.21.0 --image-repository registry.k8s.io\n\
+             apt-get update -q\n\
+             apt-mark unhold kubeadm\n\
+             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm=1.21.0-*\n\
              apt-mark hold kubeadm\n\
              cp -a /etc/kubernetes/manifests {b}/manifests.part\n\
              etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key snapshot save {b}/etcd.db.part\n\
-             kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get configmap/kubeadm-config configmap/kube-proxy daemonset/kube-proxy configmap/coredns deployment/coredns -o yaml\n\
+             kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get --ignore-not-found configmap/kubeadm-config configmap/kube-proxy daemonset/kube-proxy configmap/coredns deployment/coredns -o yaml\n\
              kubeadm upgrade apply v1.21.0 --yes\n\
+             apt-get update -q\n\
              apt-mark unhold kubelet kubectl\n\
-             apt-get install -y -q --allow-change-held-packages kubelet=1.21.0-* kubectl=1.21.0-*\n\
+             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubelet=1.21.0-* kubectl=1.21.0-*\n\
              apt-mark hold kubelet kubectl\n\
              systemctl daemon-reload\n\
              systemctl restart kubelet\n"
@@ -116,7 +119,7 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
     );
     // The backup, whole: the manifests of the version before, etcd, kubeadm's configuration.
     assert_eq!(
-        std::fs::read_to_string(backup.join("manifests/version")).unwrap(),
+        std::fs::read_to_string(backup.join("manifests/kube-apiserver.yaml")).unwrap(),
         "v1.20.2\n"
     );
     assert!(backup.join("etcd.db").is_file());
@@ -128,14 +131,42 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
     assert!(
         cluster
             .calls("w-0")
-            .contains("kubeadm upgrade node\napt-mark unhold kubelet kubectl\n"),
+            .contains("kubeadm upgrade node\napt-get update -q\napt-mark unhold kubelet kubectl\n"),
         "{}",
         cluster.calls("w-0")
     );
-    // A step run again after it was done backs nothing up over the backup.
+    // The step run again as if it had been cut off before kubeadm moved the control plane
+    // (its static pods back at v1.20.2): the backup that exists is kept, not taken again of
+    // what the host has now.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(c.clone(), "kube-system");
+    for comp in kubeadm::COMPONENTS {
+        let patch = serde_json::json!({"spec": {"containers": [{"name": comp, "image": format!("k8s.gcr.io/{comp}:{FROM}")}]}});
+        pods.patch(
+            &format!("{comp}-cp-0"),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        driver
+            .wait_for(Duration::from_secs(20), |o, _| o
+                .control_plane_version("cp-0")
+                == Some(FROM))
+            .await
+    );
+    let before = cluster.calls("cp-0");
     run(&driver, &up[1..2], "again").await;
+    let again = &cluster.calls("cp-0")[before.len()..];
+    assert!(again.contains("kubeadm upgrade apply v1.21.0"), "{again}");
+    assert!(
+        !again.contains("cp -a /etc/kubernetes/manifests"),
+        "{again}"
+    );
     assert_eq!(
-        std::fs::read_to_string(backup.join("manifests/version")).unwrap(),
+        std::fs::read_to_string(backup.join("manifests/kube-apiserver.yaml")).unwrap(),
         "v1.20.2\n"
     );
 
@@ -168,7 +199,9 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
     let calls = cluster.calls("cp-0");
     assert!(
         calls.ends_with(&format!(
-            "cp -a {b}/manifests/. /etc/kubernetes/manifests/\n\
+            "cp -a {b}/manifests/kube-apiserver.yaml /etc/kubernetes/manifests/\n\
+             cp -a {b}/manifests/kube-controller-manager.yaml /etc/kubernetes/manifests/\n\
+             cp -a {b}/manifests/kube-scheduler.yaml /etc/kubernetes/manifests/\n\
              kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -\n"
         )),
         "{calls}"

@@ -4,9 +4,10 @@
 //! from pkgs.k8s.io. Each template is one line for the remote shell; every one must be
 //! idempotent (a step re-run after a crash runs it again).
 //!
-//! Placeholders: `{version}` (`v1.29.3`), `{version_number}` (`1.29.3`), `{host}` (the Node's
-//! name), `{from_version}` (the version the host's control plane runs before it moves, for the
-//! backup), `{backup_dir}` (the `backup_dir` setting). Their values are checked names,
+//! Placeholders: `{version}` (`v1.29.3`), `{version_number}` (`1.29.3`), `{minor}` (`v1.29`),
+//! `{host}` (the Node's name), `{from_version}` (the version the host's control plane runs
+//! before it moves, for the backup), `{backup_dir}` (the `backup_dir` setting),
+//! `{image_repository}` (kubeadm-config's, or kubeadm's default registry.k8s.io). Their values are checked names,
 //! versions and paths, and quoted for the shell all the same.
 //!
 //! The backups live in `{backup_dir}/VERSION/` on the control-plane hosts: each one's static
@@ -51,6 +52,9 @@ pub struct Commands {
     pub restart_kubelet: String,
 }
 
+/// The package list of pkgs.k8s.io that kubeadm's installation guide writes.
+const APT_LIST: &str = "/etc/apt/sources.list.d/kubernetes.list";
+
 impl Default for Commands {
     fn default() -> Self {
         let pkg = |names: &str| {
@@ -58,8 +62,10 @@ impl Default for Commands {
                 .split(' ')
                 .map(|n| format!("{n}='{{version_number}}-*'"))
                 .collect();
+            // pkgs.k8s.io has a repository per minor: pointed at the target's first (kubeadm's
+            // "changing the package repository"), then the list read again.
             format!(
-                "apt-mark unhold {names} && apt-get install -y -q --allow-change-held-packages {} && apt-mark hold {names}",
+                "([ ! -f {APT_LIST} ] || sed -i 's#/v[0-9][0-9.]*/deb#/{{minor}}/deb#' {APT_LIST}) && apt-get update -q && apt-mark unhold {names} && apt-get install -y -q --allow-change-held-packages --allow-downgrades {} && apt-mark hold {names}",
                 pinned.join(" ")
             )
         };
@@ -70,16 +76,18 @@ impl Default for Commands {
         Commands {
             sudo: false,
             install_kubeadm: pkg("kubeadm"),
-            pull_images: "kubeadm config images pull --kubernetes-version {version}".into(),
+            pull_images: "kubeadm config images pull --kubernetes-version {version} --image-repository {image_repository}".into(),
             backup_dir: "/var/lib/kup/backup".into(),
             backup: format!(
                 "mkdir -p {from} && (test -e {from}/manifests || (rm -rf {from}/manifests.part && cp -a /etc/kubernetes/manifests {from}/manifests.part && mv {from}/manifests.part {from}/manifests))"
             ),
             backup_cluster: format!(
-                "(test -e {from}/etcd.db || (ETCDCTL_API=3 etcdctl {etcd_tls} snapshot save {from}/etcd.db.part && mv {from}/etcd.db.part {from}/etcd.db)) && (test -e {from}/addons.yaml || ({admin} -n kube-system get configmap/kubeadm-config configmap/kube-proxy daemonset/kube-proxy configmap/coredns deployment/coredns -o yaml > {from}/addons.yaml.part && mv {from}/addons.yaml.part {from}/addons.yaml))"
+                "(test -e {from}/etcd.db || (ETCDCTL_API=3 etcdctl {etcd_tls} snapshot save {from}/etcd.db.part && mv {from}/etcd.db.part {from}/etcd.db)) && (test -e {from}/addons.yaml || ({admin} -n kube-system get --ignore-not-found configmap/kubeadm-config configmap/kube-proxy daemonset/kube-proxy configmap/coredns deployment/coredns -o yaml > {from}/addons.yaml.part && mv {from}/addons.yaml.part {from}/addons.yaml))"
             ),
+            // Every manifest but etcd's: etcd's data has moved on with the cluster (an etcd
+            // member of an older minor refuses a newer cluster), and a restore keeps it.
             restore: format!(
-                "test -d {to}/manifests && cp -a {to}/manifests/. /etc/kubernetes/manifests/"
+                "test -d {to}/manifests && for f in {to}/manifests/*.yaml; do case $(basename \"$f\") in etcd.yaml) ;; *) cp -a \"$f\" /etc/kubernetes/manifests/ || exit 1;; esac; done"
             ),
             restore_addons: format!(
                 "test -f {to}/addons.yaml && grep -v -e '^    resourceVersion:' -e '^    uid:' {to}/addons.yaml | {admin} apply -f -"
@@ -95,7 +103,7 @@ impl Default for Commands {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecipeError {
     #[error(
-        "command template {name}: unknown placeholder {{{placeholder}}} (known: {{version}}, {{version_number}}, {{host}}, {{from_version}}, {{backup_dir}})"
+        "command template {name}: unknown placeholder {{{placeholder}}} (known: {{version}}, {{version_number}}, {{minor}}, {{host}}, {{from_version}}, {{backup_dir}}, {{image_repository}})"
     )]
     UnknownPlaceholder {
         name: &'static str,
@@ -117,6 +125,9 @@ pub struct Vars<'a> {
     pub version: KubeVersion,
     pub from_version: KubeVersion,
     pub host: &'a str,
+    /// Where the cluster's control-plane images come from (kubeadm-config's
+    /// `imageRepository`, or kubeadm's default).
+    pub image_repository: &'a str,
 }
 
 impl Commands {
@@ -142,6 +153,7 @@ impl Commands {
             version: KubeVersion::new(1, 0, 0),
             from_version: KubeVersion::new(1, 0, 0),
             host: "host",
+            image_repository: "registry.k8s.io",
         };
         let d = &self.backup_dir;
         if !d.starts_with('/')
@@ -181,6 +193,8 @@ impl Commands {
                 "version" => vars.version.to_string(),
                 "version_number" => vars.version.to_string().trim_start_matches('v').to_string(),
                 "from_version" => vars.from_version.to_string(),
+                "minor" => format!("v{}.{}", vars.version.major, vars.version.minor),
+                "image_repository" => vars.image_repository.to_string(),
                 "host" => vars.host.to_string(),
                 "backup_dir" => self.backup_dir.clone(),
                 _ => {
@@ -215,6 +229,7 @@ mod tests {
             version: KubeVersion::new(1, 30, 6),
             from_version: KubeVersion::new(1, 29, 2),
             host: "cp-0",
+            image_repository: "registry.local:5000/k8s",
         }
     }
 
@@ -225,12 +240,14 @@ mod tests {
         let r = |name| c.render(name, &vars()).unwrap();
         assert_eq!(
             r("install_kubeadm"),
-            "apt-mark unhold kubeadm && apt-get install -y -q --allow-change-held-packages \
-             kubeadm='1.30.6-*' && apt-mark hold kubeadm"
+            "([ ! -f /etc/apt/sources.list.d/kubernetes.list ] || sed -i 's#/v[0-9][0-9.]*/deb#/v1.30/deb#' \
+             /etc/apt/sources.list.d/kubernetes.list) && apt-get update -q && apt-mark unhold kubeadm && \
+             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm='1.30.6-*' && \
+             apt-mark hold kubeadm"
         );
         assert_eq!(
             r("pull_images"),
-            "kubeadm config images pull --kubernetes-version v1.30.6"
+            "kubeadm config images pull --kubernetes-version v1.30.6 --image-repository registry.local:5000/k8s"
         );
         assert_eq!(r("upgrade_apply"), "kubeadm upgrade apply v1.30.6 --yes");
         assert_eq!(r("upgrade_node"), "kubeadm upgrade node");
@@ -243,10 +260,10 @@ mod tests {
         assert!(r("backup_cluster").contains(
             "snapshot save /var/lib/kup/backup/v1.29.2/etcd.db.part && mv /var/lib/kup/backup/v1.29.2/etcd.db.part /var/lib/kup/backup/v1.29.2/etcd.db"
         ));
-        assert!(r("backup_cluster").contains("get configmap/kubeadm-config"));
+        assert!(r("backup_cluster").contains("get --ignore-not-found configmap/kubeadm-config"));
         assert_eq!(
             r("restore"),
-            "test -d /var/lib/kup/backup/v1.30.6/manifests && cp -a /var/lib/kup/backup/v1.30.6/manifests/. /etc/kubernetes/manifests/"
+            "test -d /var/lib/kup/backup/v1.30.6/manifests && for f in /var/lib/kup/backup/v1.30.6/manifests/*.yaml; do case $(basename \"$f\") in etcd.yaml) ;; *) cp -a \"$f\" /etc/kubernetes/manifests/ || exit 1;; esac; done"
         );
         assert!(
             r("restore_addons").starts_with("test -f /var/lib/kup/backup/v1.30.6/addons.yaml && ")
@@ -274,7 +291,7 @@ mod tests {
                     pull_images: "crictl pull {image}".into(),
                     ..Commands::default()
                 },
-                "command template pull_images: unknown placeholder {image} (known: {version}, {version_number}, {host}, {from_version}, {backup_dir})",
+                "command template pull_images: unknown placeholder {image} (known: {version}, {version_number}, {minor}, {host}, {from_version}, {backup_dir}, {image_repository})",
             ),
             (
                 Commands {

@@ -133,10 +133,13 @@ fn classify(target: &SshTarget, command: &str, output: Output) -> SshError {
         host,
         command: command.into(),
         code: output.code,
-        detail: if detail.is_empty() {
-            last_line(&output.stdout)
-        } else {
-            detail
+        detail: {
+            let err = last_words(&output.stderr);
+            if err.is_empty() {
+                last_words(&output.stdout)
+            } else {
+                err
+            }
         },
         output: Box::new(output),
     }
@@ -155,6 +158,20 @@ fn tail(bytes: &[u8]) -> String {
     format!("[...]{}", &text[start..])
 }
 
+/// A failed command's last words, on one line: its last three lines that say something
+/// (kubeadm ends its errors with a line on how to see the stack trace, which is left out).
+fn last_words(text: &str) -> String {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("To see the stack trace of this error"))
+        .take(3)
+        .collect();
+    lines.reverse();
+    lines.join(" / ")
+}
+
 fn last_line(text: &str) -> String {
     text.lines()
         .rev()
@@ -167,6 +184,16 @@ fn last_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failures_last_words_leave_kubeadms_stack_trace_hint_out() {
+        let err = "[preflight] Running pre-flight checks.\n\n[upgrade/config] FATAL: this version of kubeadm only supports deploying clusters with the control plane version >= 1.29.0\nerror execution phase preflight: failed\nTo see the stack trace of this error execute with --v=5 or higher\n";
+        assert_eq!(
+            last_words(err),
+            "[preflight] Running pre-flight checks. / [upgrade/config] FATAL: this version of kubeadm only supports deploying clusters with the control plane version >= 1.29.0 / error execution phase preflight: failed"
+        );
+        assert_eq!(last_words("\n\n"), "");
+    }
 
     fn target() -> SshTarget {
         SshTarget {

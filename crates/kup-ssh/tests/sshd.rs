@@ -28,6 +28,7 @@ async fn the_steps_of_an_upgrade_run_over_ssh_with_their_output() {
         version: KubeVersion::new(1, 30, 6),
         from_version: KubeVersion::new(1, 29, 2),
         host: "cp-0",
+        image_repository: "registry.k8s.io",
     };
     for name in [
         "install_kubeadm",
@@ -48,13 +49,15 @@ async fn the_steps_of_an_upgrade_run_over_ssh_with_their_output() {
     }
     assert_eq!(
         sshd.calls(),
-        "apt-mark unhold kubeadm\n\
-         apt-get install -y -q --allow-change-held-packages kubeadm=1.30.6-*\n\
+        "apt-get update -q\n\
+         apt-mark unhold kubeadm\n\
+         apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm=1.30.6-*\n\
          apt-mark hold kubeadm\n\
-         kubeadm config images pull --kubernetes-version v1.30.6\n\
+         kubeadm config images pull --kubernetes-version v1.30.6 --image-repository registry.k8s.io\n\
          kubeadm upgrade apply v1.30.6 --yes\n\
+         apt-get update -q\n\
          apt-mark unhold kubelet kubectl\n\
-         apt-get install -y -q --allow-change-held-packages kubelet=1.30.6-* kubectl=1.30.6-*\n\
+         apt-get install -y -q --allow-change-held-packages --allow-downgrades kubelet=1.30.6-* kubectl=1.30.6-*\n\
          apt-mark hold kubelet kubectl\n\
          systemctl daemon-reload\n\
          systemctl restart kubelet\n"

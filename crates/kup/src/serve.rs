@@ -39,8 +39,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
     /// Multiplies every simulated duration (1.0 = realistic minutes, 0 = instant, at most
-    /// 1000).
-    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse_scale, allow_negative_numbers = true)]
+    /// 1000); the simulation's only: a real cluster's steps take the time they take.
+    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse_scale, allow_negative_numbers = true, conflicts_with = "kubeconfig")]
     pub time_scale: f64,
     /// Tokens, one per line: `admin TOKEN` or `reader TOKEN`, each at least 16 visible ASCII
     /// characters (default: a random admin token, created on first start in DIR/admin-token).
@@ -119,11 +119,22 @@ fn step_deadlines(
         let scaled = d.as_secs_f64() * args.time_scale;
         *d = jiff::SignedDuration::from_secs_f64(scaled.max(60.0));
     }
+    if args.real.kubeconfig.is_some() {
+        // A kubeadm control plane's step is the package, the backups and `kubeadm upgrade`,
+        // whose own wait for each static pod is five minutes.
+        deadlines.insert(
+            kup_types::StepKind::ControlPlane,
+            jiff::SignedDuration::from_secs(REAL_CONTROL_PLANE_DEADLINE),
+        );
+    }
     for (kind, secs) in &args.step_timeouts {
         deadlines.insert(*kind, jiff::SignedDuration::from_secs(*secs as i64));
     }
     deadlines
 }
+
+/// A real cluster's control-plane step deadline, in seconds.
+const REAL_CONTROL_PLANE_DEADLINE: i64 = 1800;
 
 /// How long a real cluster's drain may try: nine tenths of the lock's deadline, so that a
 /// drain a budget blocks fails by itself, naming the pod and the budget, before the engine

@@ -217,21 +217,37 @@ impl Real {
             .unwrap()
     }
 
-    /// `kup serve` on this cluster, in the test's directory.
+    /// `kup serve` on this cluster, in the test's directory; a step that hangs fails within
+    /// two minutes, not the half hour a real one may take.
     fn serve(&self) -> Daemon {
-        serve_with(self.dir.path(), "0.01", &self.args())
+        let mut args = self.args();
+        for kind in [
+            "download-images",
+            "control-plane",
+            "networking",
+            "kubelet",
+            "lock",
+            "unlock",
+        ] {
+            args.extend(["--step-timeout", leak(format!("{kind}=120"))]);
+        }
+        serve_with(self.dir.path(), "1", &args)
     }
 }
 
-/// A platform patch of v1.21.0 (signed with the demo key) whose networking manifests make a
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// A platform patch of v1.22.0 (signed with the demo key) whose networking manifests make a
 /// namespace and a ConfigMap in it, as a CNI's would.
 fn platform_patch(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = dir.join("K8S-1.21.0-PLATFORM");
+    let src = dir.join("K8S-1.22.0-PLATFORM");
     std::fs::create_dir_all(src.join("files/manifests")).unwrap();
     std::fs::write(
         src.join("patch.json"),
-        serde_json::json!({"id": "K8S-1.21.0-PLATFORM", "summary": "Kubernetes v1.21.0 and its CNI",
-            "kind": "platform", "kubernetes": {"version": "v1.21.0", "upgrade_from": ["v1.20.2"],
+        serde_json::json!({"id": "K8S-1.22.0-PLATFORM", "summary": "Kubernetes v1.22.0 and its CNI",
+            "kind": "platform", "kubernetes": {"version": "v1.22.0", "upgrade_from": ["v1.21.0"],
             "networking_manifests": ["manifests/cni.yaml"]}})
         .to_string(),
     )
@@ -243,7 +259,7 @@ fn platform_patch(dir: &std::path::Path) -> std::path::PathBuf {
          data:\n  version: v3.19\n",
     )
     .unwrap();
-    let out = dir.join("K8S-1.21.0-PLATFORM.patch");
+    let out = dir.join("K8S-1.22.0-PLATFORM.patch");
     let key = patches_dir().join("demo-key.secret");
     let r = std::process::Command::new(KUP)
         .args(["sw-patch", "build"])
@@ -285,20 +301,22 @@ fn versions(d: &Daemon) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The whole automated upgrade on a real API server, with every host step over SSH: three
-/// control planes (the first by `kubeadm upgrade apply` after its backups, the others by
-/// `kubeadm upgrade node`, one at a time), networking confirmed, each host's kubelet with the
-/// host cordoned and drained, then schedulable again. Then a second upgrade that an abort
-/// takes back after two control planes moved: each restored from its own manifests, the
-/// add-ons and kubeadm's configuration from the cluster backup.
+/// The whole automated upgrade on a real API server, two minors at once, with every host step
+/// over SSH: three control planes one minor at a time (the first by `kubeadm upgrade apply`
+/// after its backups, the others by `kubeadm upgrade node`, one at a time), networking with
+/// the patch's CNI manifests, each host's kubelet with the host cordoned and drained, then
+/// schedulable again. Then a second upgrade that an abort takes back after every control
+/// plane and a controller's kubelet moved: the kubelet as a package downgrade, each control plane from its
+/// own manifests (etcd's left), the add-ons and kubeadm's configuration from the cluster
+/// backup, the CNI manifests of the version before.
 #[test]
 fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
-    // v1.21.0 comes from a signed platform patch that also ships a CNI's manifests (the
-    // daemon trusts the demo key it is signed with); v1.22.0 from the catalog file.
+    // v1.21.0 and v1.23.0 come from the catalog file; v1.22.0 from a signed platform patch
+    // that also ships a CNI's manifests (the daemon trusts the demo key it is signed with).
     let Some(real) = Real::start(
         3,
         4,
-        "versions:\n  - version: v1.22.0\n    upgrade_from: [v1.21.0]\n",
+        "versions:\n  - version: v1.21.0\n    upgrade_from: [v1.20.2]\n  - version: v1.23.0\n    upgrade_from: [v1.22.0]\n",
     ) else {
         return;
     };
@@ -306,25 +324,29 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
     let patch = platform_patch(real.dir.path());
     let d = real.serve();
     ok(&d, &format!("sw-patch upload {}", patch.display()));
-    ok(&d, "sw-patch apply K8S-1.21.0-PLATFORM");
+    ok(&d, "sw-patch apply K8S-1.22.0-PLATFORM");
     for host in &real.hosts {
         ok(&d, &format!("sw-patch host-install {host}"));
     }
     let list = ok(&d, "kube-version-list");
-    for want in ["v1.20.2", "v1.21.0", "v1.22.0"] {
+    for want in ["v1.20.2", "v1.21.0", "v1.22.0", "v1.23.0"] {
         assert!(list.contains(want), "{want} in\n{list}");
     }
 
-    ok(&d, "upgrade online --to v1.21.0");
+    // Two minors in one upgrade: the control planes one minor at a time.
+    ok(&d, "upgrade online --to v1.22.0");
     assert_eq!(state_of(&d), "upgrade-complete");
-    for (host, cp, kubelet) in versions(&d) {
-        assert_eq!(kubelet, "v1.21.0", "{host}'s kubelet");
-        if host.starts_with("cp-") {
-            assert_eq!(cp, "v1.21.0", "{host}'s control plane");
+    let all_at = |d: &Daemon, v: &str| {
+        for (host, cp, kubelet) in versions(d) {
+            assert_eq!(kubelet, v, "{host}'s kubelet");
+            if host.starts_with("cp-") {
+                assert_eq!(cp, v, "{host}'s control plane");
+            }
         }
-    }
+    };
+    all_at(&d, "v1.22.0");
     let info = ok(&d, "info");
-    assert!(info.starts_with("Cluster version: v1.21.0"), "{info}");
+    assert!(info.starts_with("Cluster version: v1.22.0"), "{info}");
     // The patch's networking manifests, applied through the API.
     assert_eq!(cni_version(&real), Some("v3.19".to_string()));
     // kubeadm's procedure, in kubeadm's order on each kind of host.
@@ -345,6 +367,7 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
             "cp -a /etc/kubernetes/manifests",
             "snapshot save",
             "kubeadm upgrade apply v1.21.0 --yes",
+            "kubeadm upgrade apply v1.22.0 --yes",
             "systemctl restart kubelet",
         ],
     );
@@ -353,6 +376,7 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
             cp,
             &[
                 "kubeadm config images pull",
+                "kubeadm upgrade node",
                 "kubeadm upgrade node",
                 "systemctl restart kubelet",
             ],
@@ -363,23 +387,29 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
         order(
             w,
             &[
-                "kubeadm=1.21.0-*",
+                "kubeadm=1.22.0-*",
                 "kubeadm upgrade node",
-                "kubelet=1.21.0-*",
+                "kubelet=1.22.0-*",
                 "systemctl restart kubelet",
             ],
         );
     }
-    // Every host was cordoned for its kubelet and is schedulable again.
+    // Each round's backup, of the version before it.
+    for v in ["v1.20.2", "v1.21.0"] {
+        assert!(
+            cluster.backup_dir().join(v).join("manifests").is_dir(),
+            "{v}"
+        );
+    }
+    // Every host was locked (cordoned and drained) for its kubelet and is schedulable again.
     let log = events(&d);
-    let locked = |host: &str| {
-        log.iter().any(|e| {
-            e["subject"].as_str() == Some(host)
-                && e["message"].as_str().is_some_and(|m| m.contains("lock"))
-        })
-    };
     for host in &real.hosts {
-        assert!(locked(host), "{host} was never locked: {log:#?}");
+        let done = format!("lock {host}: done");
+        assert!(
+            log.iter()
+                .any(|e| e["message"].as_str() == Some(done.as_str())),
+            "{host} was never locked"
+        );
     }
     assert!(
         ok(&d, "host-list").matches("unlocked").count() == real.hosts.len(),
@@ -387,20 +417,33 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
         ok(&d, "host-list")
     );
 
-    // Up again; two control planes move; then the way back.
+    // Up again: every control plane and one kubelet move; then the way back.
     ok(&d, "kube-upgrade-delete");
-    ok(&d, "kube-upgrade-start v1.22.0");
+    ok(&d, "kube-upgrade-start v1.23.0");
     ok(&d, "kube-upgrade-download-images --wait");
     ok(&d, "kube-host-upgrade cp-0 control-plane --wait");
     ok(&d, "kube-upgrade-networking --wait");
     ok(&d, "kube-host-upgrade cp-1 control-plane --wait");
+    ok(&d, "kube-host-upgrade cp-2 control-plane --wait");
+    ok(&d, "host-lock cp-2 --wait");
+    ok(&d, "kube-host-upgrade cp-2 kubelet --wait");
+    ok(&d, "host-unlock cp-2 --wait");
     let moved: Vec<_> = versions(&d)
         .into_iter()
-        .filter(|(_, cp, _)| cp == "v1.22.0")
+        .filter(|(_, cp, kubelet)| cp == "v1.23.0" || kubelet == "v1.23.0")
         .map(|(h, ..)| h)
         .collect();
-    assert_eq!(moved, ["cp-0", "cp-1"]);
-    // Changed before the abort: the way back applies v1.21.0's manifests again.
+    assert_eq!(moved, ["cp-0", "cp-1", "cp-2"]);
+    assert_eq!(
+        versions(&d)
+            .into_iter()
+            .find(|(h, ..)| h == "cp-2")
+            .unwrap()
+            .2,
+        "v1.23.0",
+        "cp-2's kubelet"
+    );
+    // Changed before the abort: the way back applies v1.22.0's manifests again.
     let c = real.client();
     real.rt.block_on(async {
         let patch = serde_json::json!({"data": {"version": "changed"}});
@@ -413,6 +456,7 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
             .await
             .unwrap();
     });
+    let before = cluster.calls("cp-2");
     let out = ok(&d, "kube-upgrade-abort");
     assert!(out.contains("upgrade-aborting"), "{out}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -430,33 +474,37 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
         "{}",
         ok(&d, "kube-upgrade-show")
     );
-    for (host, cp, kubelet) in versions(&d) {
-        assert_eq!(kubelet, "v1.21.0", "{host}'s kubelet");
-        if host.starts_with("cp-") {
-            assert_eq!(cp, "v1.21.0", "{host}'s control plane");
-        }
-    }
-    let backup = cluster.backup_dir().join("v1.21.0");
-    for cp in ["cp-0", "cp-1"] {
+    all_at(&d, "v1.22.0");
+    // cp-2's kubelet went back as a package downgrade.
+    let back = &cluster.calls("cp-2")[before.len()..];
+    assert!(
+        back.contains("--allow-downgrades kubelet=1.22.0-* kubectl=1.22.0-*"),
+        "{back}"
+    );
+    // Each control plane from its own manifests, etcd's left as it is.
+    let backup = cluster.backup_dir().join("v1.22.0");
+    for cp in ["cp-0", "cp-1", "cp-2"] {
+        let calls = cluster.calls(cp);
         let restore = format!(
-            "cp -a {}/manifests/. /etc/kubernetes/manifests/",
+            "cp -a {}/manifests/kube-apiserver.yaml /etc/kubernetes/manifests/",
             backup.display()
         );
-        assert!(cluster.calls(cp).contains(&restore), "{cp}: {restore}");
+        assert!(calls.contains(&restore), "{cp}: {restore}");
+        assert!(
+            !calls.contains("etcd.yaml /etc/kubernetes"),
+            "{cp}: {calls}"
+        );
     }
-    assert!(
-        !cluster.calls("cp-2").contains("/manifests/. "),
-        "cp-2 never moved"
-    );
     order(
         "cp-0",
         &[
-            "kubeadm upgrade apply v1.22.0",
+            "kubeadm upgrade apply v1.23.0",
             "kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -",
         ],
     );
+    assert_eq!(cni_version(&real), Some("v3.19".to_string()));
     let info = ok(&d, "info");
-    assert!(info.starts_with("Cluster version: v1.21.0"), "{info}");
+    assert!(info.starts_with("Cluster version: v1.22.0"), "{info}");
 }
 
 /// A Deployment's pods spread over the workers, as its ReplicaSet placed them (the API

@@ -29,11 +29,12 @@ pub const COMPONENTS: [&str; 3] = [
 const COMMON: &str = r#"
 curl_() { curl -sSfk -A kubeadm/v1.21.0 -H "Accept: application/json" -H "Authorization: Bearer $KUP_TOKEN" "$@"; }
 api() { curl_ -o /dev/null -X PATCH -H "Content-Type: application/$1-patch+json" "$KUP_URL$2" -d "$3"; }
+static_pod() {
+  api strategic-merge /api/v1/namespaces/kube-system/pods/$1-$NODE "{\"spec\":{\"containers\":[{\"name\":\"$1\",\"image\":\"k8s.gcr.io/$1:$2\"}]}}" || return 1
+  echo "$2" > "$STATE/cp-$NODE"
+}
 static_pods() {
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    api strategic-merge /api/v1/namespaces/kube-system/pods/$c-$NODE "{\"spec\":{\"containers\":[{\"name\":\"$c\",\"image\":\"k8s.gcr.io/$c:$1\"}]}}" || return 1
-  done
-  echo "$1" > "$STATE/cp-$NODE"
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do static_pod $c "$1" || return 1; done
 }
 kubeadm_config() {
   api merge /api/v1/namespaces/kube-system/configmaps/kubeadm-config "{\"data\":{\"ClusterConfiguration\":\"kind: ClusterConfiguration\\nkubernetesVersion: $1\\n\"}}"
@@ -65,11 +66,12 @@ const SYSTEMCTL: &str = r#"[ "$1 $2" = "restart kubelet" ] || exit 0
 v=$(cat "$STATE/kubelet-$NODE") || exit 1
 api merge /api/v1/nodes/$NODE/status "{\"status\":{\"nodeInfo\":{\"kubeletVersion\":\"$v\"}}}""#;
 
-/// The manifests' backup records the version they are of; their restore puts the static pods
-/// back to it. Every other copy is the real one.
+/// The manifests' backup: one file per static pod (etcd's too) holding the version it runs;
+/// the restore of one puts that static pod back to it. Every other copy is the real one.
 const CP: &str = r#"case "$*" in
-  "-a /etc/kubernetes/manifests "*) /bin/mkdir -p "$3" && cat "$STATE/cp-$NODE" > "$3/version";;
-  *"/manifests/. /etc/kubernetes/manifests/") v=$(cat "${2%/.}/version") && static_pods "$v";;
+  "-a /etc/kubernetes/manifests "*) /bin/mkdir -p "$3" && v=$(cat "$STATE/cp-$NODE") || exit 1
+    for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do echo "$v" > "$3/$c.yaml"; done;;
+  *"/manifests/"*".yaml /etc/kubernetes/manifests/") static_pod "$(basename "$2" .yaml)" "$(cat "$2")";;
   *) exec /bin/cp "$@";;
 esac"#;
 

@@ -63,15 +63,13 @@ pub fn serve_as(wrapper: &[&str], dir: &Path, time_scale: &str, extra: &[&str]) 
         }
         None => Command::new(KUP),
     };
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    // A real cluster takes no time scale.
+    if !extra.contains(&"--kubeconfig") {
+        cmd.args(["--time-scale", time_scale]);
+    }
     let child = cmd
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--time-scale",
-            time_scale,
-            "--data-dir",
-        ])
+        .arg("--data-dir")
         .arg(&data)
         .arg("--trusted-key")
         .arg(patches_dir().join("demo-key.pub"))
