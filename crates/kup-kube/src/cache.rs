@@ -3,7 +3,7 @@
 //! the hosts' view, whose size is the number of hosts, is derived again when it is next read
 //! after a change. Nothing is listed per decision.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -13,7 +13,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kup_types::{
     AdminState, Availability, ControlPlanePod, HostInfo, KubeVersion, Observation, OperState,
-    PdbInfo, PodId, PodInfo, SystemType, WorkloadInfo, Workloads,
+    PdbInfo, PodId, PodInfo, SystemType, VolumeKind, WorkloadInfo, Workloads,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -36,11 +36,14 @@ pub(crate) struct PodEntry {
     pub info: PodInfo,
     pub controller: Option<(String, String)>,
     pub control_plane: Option<ControlPlanePod>,
+    /// The claims of its PersistentVolumeClaim volumes, in the order of `info.volumes`'.
+    pub claims: Vec<String>,
 }
 
 struct PodSlot {
     id: PodId,
     controller: Option<(String, String)>,
+    claims: Vec<String>,
 }
 
 type Key = (String, String);
@@ -63,6 +66,12 @@ pub(crate) struct State {
     /// Pre-release API versions objects were last applied with, by (kind, namespace, name).
     applied: BTreeMap<WorkloadKey, kup_types::ApiUsage>,
     pods: HashMap<Key, PodSlot>,
+    /// Each claim's bound PersistentVolume, by (namespace, claim).
+    claim_volume: HashMap<Key, String>,
+    /// The PersistentVolumes whose data stays on one host (local, hostPath, node affinity).
+    local_volumes: HashSet<String>,
+    /// The pods using each claim, to count them again when what the claim is bound to changes.
+    claim_pods: HashMap<Key, BTreeSet<Key>>,
     /// ReplicaSet → the Deployment owning it (`None`: a ReplicaSet of its own).
     rs_owner: HashMap<Key, Option<String>>,
     infos: BTreeMap<WorkloadKey, WorkloadInfo>,
@@ -98,6 +107,9 @@ impl Shared {
             api_usage: Vec::new(),
             applied: BTreeMap::new(),
             pods: HashMap::new(),
+            claim_volume: HashMap::new(),
+            local_volumes: HashSet::new(),
+            claim_pods: HashMap::new(),
             rs_owner: HashMap::new(),
             infos: BTreeMap::new(),
             pdbs: BTreeMap::new(),
@@ -401,11 +413,19 @@ impl State {
             e.info.owner_kind = kind;
             e.info.owner = name;
         }
+        self.mark_local_claims(&mut e.info, &e.claims);
         let key = (e.info.namespace.clone(), e.info.name.clone());
-        let wl = Arc::make_mut(&mut self.wl);
         if let Some(old) = self.pods.remove(&key) {
-            wl.remove(old.id);
+            Arc::make_mut(&mut self.wl).remove(old.id);
+            self.forget_claims(&key, &old.claims);
         }
+        for c in &e.claims {
+            self.claim_pods
+                .entry((key.0.clone(), c.clone()))
+                .or_default()
+                .insert(key.clone());
+        }
+        let wl = Arc::make_mut(&mut self.wl);
         if self.control_plane.remove(&key).is_some() {
             self.obs_dirty = true;
         }
@@ -419,13 +439,138 @@ impl State {
             PodSlot {
                 id,
                 controller: e.controller,
+                claims: e.claims,
             },
         );
+    }
+
+    /// A claim's volume is the host's own when the PersistentVolume it is bound to keeps its
+    /// data on one host: the pod cannot move without it (VolumeKind::HostPathPv).
+    fn mark_local_claims(&self, info: &mut PodInfo, claims: &[String]) {
+        let mut claims = claims.iter();
+        for v in info.volumes.iter_mut() {
+            if matches!(v, VolumeKind::Pvc | VolumeKind::HostPathPv) {
+                let local = claims.next().is_some_and(|c| {
+                    self.claim_volume
+                        .get(&(info.namespace.clone(), c.clone()))
+                        .is_some_and(|pv| self.local_volumes.contains(pv))
+                });
+                *v = if local {
+                    VolumeKind::HostPathPv
+                } else {
+                    VolumeKind::Pvc
+                };
+            }
+        }
+    }
+
+    fn forget_claims(&mut self, pod: &Key, claims: &[String]) {
+        for c in claims {
+            let claim = (pod.0.clone(), c.clone());
+            if let Some(pods) = self.claim_pods.get_mut(&claim) {
+                pods.remove(pod);
+                if pods.is_empty() {
+                    self.claim_pods.remove(&claim);
+                }
+            }
+        }
+    }
+
+    /// The pods using `claims` counted again (what a claim is bound to changed).
+    fn reclaim(&mut self, claims: &BTreeSet<Key>) {
+        let pods: BTreeSet<Key> = claims
+            .iter()
+            .filter_map(|c| self.claim_pods.get(c))
+            .flatten()
+            .cloned()
+            .collect();
+        for key in pods {
+            let Some(slot) = self.pods.get(&key) else {
+                continue;
+            };
+            let Some(info) = self.wl.pod(slot.id).cloned() else {
+                continue;
+            };
+            let entry = PodEntry {
+                info,
+                controller: slot.controller.clone(),
+                control_plane: self.control_plane.get(&key).cloned(),
+                claims: slot.claims.clone(),
+            };
+            self.insert_pod(entry);
+        }
+    }
+
+    /// Records what `claim` is bound to; whether that changed.
+    fn bind_claim(&mut self, claim: Key, pv: Option<String>) -> bool {
+        match pv {
+            Some(pv) => self.claim_volume.insert(claim, pv.clone()) != Some(pv),
+            None => self.claim_volume.remove(&claim).is_some(),
+        }
+    }
+
+    pub fn apply_claim(&mut self, u: Update<(Key, Option<String>)>) {
+        let mut changed = BTreeSet::new();
+        match u {
+            Update::Apply((k, pv)) => {
+                if self.bind_claim(k.clone(), pv) {
+                    changed.insert(k);
+                }
+            }
+            Update::Delete((k, _)) => {
+                if self.bind_claim(k.clone(), None) {
+                    changed.insert(k);
+                }
+            }
+            Update::Relist(all) => {
+                changed.extend(self.claim_volume.keys().cloned());
+                self.claim_volume.clear();
+                for (k, pv) in all {
+                    changed.insert(k.clone());
+                    self.bind_claim(k, pv);
+                }
+            }
+        }
+        self.reclaim(&changed);
+    }
+
+    pub fn apply_volume(&mut self, u: Update<(String, bool)>) {
+        let mut changed_pvs = BTreeSet::new();
+        let updates = match u {
+            Update::Apply(x) => vec![x],
+            Update::Delete((pv, _)) => vec![(pv, false)],
+            Update::Relist(all) => {
+                changed_pvs.extend(self.local_volumes.drain());
+                all
+            }
+        };
+        for (pv, local) in updates {
+            let was = self.local_volumes.contains(&pv);
+            if local {
+                self.local_volumes.insert(pv.clone());
+            } else {
+                self.local_volumes.remove(&pv);
+            }
+            if was != local {
+                changed_pvs.insert(pv);
+            }
+        }
+        if changed_pvs.is_empty() {
+            return;
+        }
+        let claims: BTreeSet<Key> = self
+            .claim_volume
+            .iter()
+            .filter(|(_, pv)| changed_pvs.contains(*pv))
+            .map(|(c, _)| c.clone())
+            .collect();
+        self.reclaim(&claims);
     }
 
     fn remove_pod(&mut self, key: &Key) {
         if let Some(old) = self.pods.remove(key) {
             Arc::make_mut(&mut self.wl).remove(old.id);
+            self.forget_claims(key, &old.claims);
         }
         if self.control_plane.remove(key).is_some() {
             self.obs_dirty = true;
@@ -438,6 +583,7 @@ impl State {
             Update::Delete(e) => self.remove_pod(&(e.info.namespace, e.info.name)),
             Update::Relist(all) => {
                 self.pods.clear();
+                self.claim_pods.clear();
                 self.control_plane.clear();
                 self.obs_dirty = true;
                 let mut wl = Workloads::new(
@@ -484,10 +630,12 @@ impl State {
                 info.owner_kind = kind.clone();
                 info.owner = name.clone();
             }
+            let claims = slot.claims.clone();
             self.insert_pod(PodEntry {
                 info,
                 controller,
                 control_plane: self.control_plane.get(&key).cloned(),
+                claims,
             });
         }
     }

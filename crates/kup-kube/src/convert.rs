@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kup_types::{
     ApiUsage, Capacity, ControlPlanePod, KubeVersion, NodeInfo, PdbInfo, PodInfo, PodPhase, Taint,
@@ -253,8 +253,8 @@ pub fn pod_info(pod: &Pod, owner: (String, String)) -> PodInfo {
             } else if v.host_path.is_some() {
                 Some(VolumeKind::HostPath)
             } else if v.persistent_volume_claim.is_some() {
-                // Whether its volume is a host path on this host needs the PersistentVolumes
-                // (a later part): counted as network storage until then.
+                // Network storage until the cache finds the claim bound to a volume that
+                // stays on one host (`pod_claims`, the PersistentVolumes).
                 Some(VolumeKind::Pvc)
             } else {
                 None
@@ -490,6 +490,42 @@ pub fn pdb_info(
         max_unavailable,
         unhealthy_pod_eviction_policy: pdb.spec.unhealthy_pod_eviction_policy,
     })
+}
+
+/// The claims of a pod's PersistentVolumeClaim volumes, in the order of its volumes.
+pub fn pod_claims(p: &Pod) -> Vec<String> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_none() && v.host_path.is_none())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
+
+/// A claim's key and the PersistentVolume it is bound to.
+pub fn claim_binding(c: &PersistentVolumeClaim) -> ((String, String), Option<String>) {
+    (
+        (
+            c.metadata.namespace.clone().unwrap_or_default(),
+            c.metadata.name.clone().unwrap_or_default(),
+        ),
+        c.spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .filter(|v| !v.is_empty()),
+    )
+}
+
+/// Whether a PersistentVolume keeps its data on one host: a local or hostPath volume, or
+/// one that node affinity ties to nodes (how local provisioners mark theirs).
+pub fn volume_locality(v: &PersistentVolume) -> (String, bool) {
+    let spec = v.spec.as_ref();
+    let local = spec
+        .is_some_and(|s| s.local.is_some() || s.host_path.is_some() || s.node_affinity.is_some());
+    (v.metadata.name.clone().unwrap_or_default(), local)
 }
 
 /// The annotation `kubectl apply` leaves with the manifest it applied.

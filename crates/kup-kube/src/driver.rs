@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::DynamicObject;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::ApiResource;
@@ -110,9 +110,11 @@ pub struct KubeDriver {
 }
 
 /// The kinds followed, for the sync wait and `check`.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 12] = [
     "nodes",
     "pods",
+    "persistentvolumeclaims",
+    "persistentvolumes",
     "kubeadm-config",
     "kup-networking",
     "poddisruptionbudgets",
@@ -255,9 +257,26 @@ impl KubeDriver {
                     info: convert::pod_info(&p, owner),
                     control_plane: convert::control_plane_pod(&p),
                     controller,
+                    claims: convert::pod_claims(&p),
                 }
             },
             |st, u| st.apply_pod(u),
+        ));
+        watchers.push(follow(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            cfg(),
+            shared.clone(),
+            "persistentvolumeclaims",
+            |c: PersistentVolumeClaim| convert::claim_binding(&c),
+            |st, u| st.apply_claim(u),
+        ));
+        watchers.push(follow(
+            Api::<PersistentVolume>::all(client.clone()),
+            cfg(),
+            shared.clone(),
+            "persistentvolumes",
+            |v: PersistentVolume| convert::volume_locality(&v),
+            |st, u| st.apply_volume(u),
         ));
         watchers.push(follow(
             Api::<ConfigMap>::namespaced(client.clone(), "kube-system"),

@@ -988,3 +988,73 @@ async fn apis_that_objects_were_applied_with_are_seen() {
         seen(&driver.observe().await.unwrap())
     );
 }
+
+/// A pod's claims, read through the PersistentVolumes they are bound to: a local volume (or
+/// one node affinity ties to a node) keeps the data on its host, so the pod cannot move
+/// (HostPathPv); network storage follows the pod (Pvc). A volume bound after the pod was
+/// seen, or a claim bound again elsewhere, changes what the pod counts as.
+#[tokio::test]
+async fn a_pods_claims_are_local_or_network_as_their_volumes_are() {
+    use kup_types::VolumeKind;
+    let Some(server) = ApiServer::start() else {
+        return;
+    };
+    let c = client(&server).await;
+    node(&c, "w-0", json!({})).await;
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(c.clone());
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(c.clone(), "default");
+    let local_pv = |name: &str| {
+        json!({"metadata": {"name": name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "local": {"path": "/mnt/disks/a"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["w-0"]}]}]}}}})
+    };
+    let nfs_pv = |name: &str| {
+        json!({"metadata": {"name": name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                "nfs": {"server": "nfs.example", "path": "/export"}}})
+    };
+    let claim = |name: &str, volume: &str| {
+        json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}}}})
+    };
+    create(&pvs, local_pv("local-a")).await;
+    create(&pvs, nfs_pv("nfs-a")).await;
+    create(&claims, claim("data-db-0", "local-a")).await;
+    create(&claims, claim("shared", "nfs-a")).await;
+    let mut s = spec("default", "db-0", "w-0");
+    s.extra = json!({"spec": {"volumes": [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
+        {"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}},
+        {"name": "late", "persistentVolumeClaim": {"claimName": "late"}}]}});
+    pod(&c, s).await;
+    let driver = KubeDriver::connect(c.clone(), hosts(&[("w-0", "worker")]), fast())
+        .await
+        .unwrap();
+    let volumes = |wl: &kup_types::Workloads| {
+        wl.iter()
+            .find(|(_, p)| p.name == "db-0")
+            .map(|(_, p)| p.volumes.clone())
+            .unwrap_or_default()
+    };
+    use VolumeKind::{EmptyDir, HostPathPv, Pvc};
+    let want = [EmptyDir, HostPathPv, Pvc, Pvc];
+    assert!(
+        driver.wait_for(WAIT, |_, wl| volumes(wl) == want).await,
+        "{:?}",
+        volumes(&driver.workloads().await.unwrap())
+    );
+    // The claim `late` is made and bound to a local volume after the pod was seen.
+    create(&pvs, local_pv("local-b")).await;
+    create(&claims, claim("late", "local-b")).await;
+    let want = [EmptyDir, HostPathPv, Pvc, HostPathPv];
+    assert!(
+        driver.wait_for(WAIT, |_, wl| volumes(wl) == want).await,
+        "{:?}",
+        volumes(&driver.workloads().await.unwrap())
+    );
+}
