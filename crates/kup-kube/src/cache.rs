@@ -723,6 +723,24 @@ impl State {
         self.obs_dirty |= changed;
     }
 
+    /// Objects followed only for the API version they were last applied with (Ingresses).
+    pub fn apply_applied(
+        &mut self,
+        kind: &str,
+        u: Update<(WorkloadKey, Option<kup_types::ApiUsage>)>,
+    ) {
+        match u {
+            Update::Apply((k, a)) => self.put_applied(k, a),
+            Update::Delete((k, _)) => self.put_applied(k, None),
+            Update::Relist(all) => {
+                self.forget_applied(kind);
+                for (k, a) in all {
+                    self.put_applied(k, a);
+                }
+            }
+        }
+    }
+
     pub fn forget_applied(&mut self, kind: &str) {
         let before = self.applied.len();
         self.applied.retain(|k, _| k.0 != kind);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DynamicObject;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::ApiResource;
@@ -346,6 +347,22 @@ impl KubeDriver {
             "Job",
             "jobs",
             convert::job_info,
+        ));
+        // Ingresses for the removed-API check alone (extensions/v1beta1 went in 1.22), and
+        // best effort: not waited for at connect, so a server without networking.k8s.io/v1
+        // (before 1.19) is still driven.
+        watchers.push(follow(
+            Api::<Ingress>::all(client.clone()),
+            cfg(),
+            shared.clone(),
+            "ingresses",
+            |i: Ingress| {
+                (
+                    workload_key("Ingress", &i.metadata),
+                    convert::applied_api(&i.metadata),
+                )
+            },
+            |st, u| st.apply_applied("Ingress", u),
         ));
         watchers.push(follow(
             Api::<ReplicaSet>::all(client.clone()),

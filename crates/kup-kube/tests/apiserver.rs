@@ -908,7 +908,7 @@ async fn deprecated_apis_that_clients_request_are_seen() {
 
 /// The removed-API check's other source: objects last applied (`kubectl apply`) with a
 /// pre-release API version, as their `last-applied-configuration` annotation records it:
-/// a Deployment applied as `extensions/v1beta1` and a budget as `policy/v1beta1` show in
+/// a Deployment and an Ingress applied as `extensions/v1beta1` and a budget as `policy/v1beta1` show in
 /// `api_usage` with the object; one applied as `apps/v1` does not; the start check to 1.25
 /// names the budget; a re-apply with the stable version takes the Deployment's away.
 #[tokio::test]
@@ -943,6 +943,15 @@ async fn apis_that_objects_were_applied_with_are_seen() {
             "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "old"}}}}),
     )
     .await;
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(c.clone(), "default");
+    create(
+        &ingresses,
+        json!({"metadata": {"name": "shop", "namespace": "default",
+                "annotations": applied(json!({"apiVersion": "extensions/v1beta1", "kind": "Ingress"}))},
+            "spec": {"defaultBackend": {"service": {"name": "shop", "port": {"number": 80}}}}}),
+    )
+    .await;
     let seen = |obs: &kup_types::Observation| {
         let mut s: Vec<String> = obs
             .api_usage
@@ -955,6 +964,7 @@ async fn apis_that_objects_were_applied_with_are_seen() {
     };
     let want = [
         "extensions/v1beta1 deployments default/old",
+        "extensions/v1beta1 ingresses default/shop",
         "policy/v1beta1 poddisruptionbudgets default/old",
     ];
     assert!(
@@ -973,7 +983,7 @@ async fn apis_that_objects_were_applied_with_are_seen() {
     assert_eq!(
         check.failure.as_deref(),
         Some(
-            "APIs in use that v1.25.0 removes: policy/v1beta1 poddisruptionbudgets (removed in v1.25; used by default/old)"
+            "APIs in use that v1.25.0 removes: extensions/v1beta1 ingresses (removed in v1.22; used by default/shop), policy/v1beta1 poddisruptionbudgets (removed in v1.25; used by default/old)"
         )
     );
     // Applied again as apps/v1: no longer a use of the removed version.
