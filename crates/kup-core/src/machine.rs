@@ -583,18 +583,6 @@ pub(crate) fn networking_op(ctx: &Ctx<'_>, version: KubeVersion) -> Operation {
     }
 }
 
-/// Whether no control plane has gone past the upgrade's first step: networking's own step
-/// belongs to this round, even where the cluster shows it done already (kubeadm's `upgrade
-/// apply` upgrades the add-ons with the first control plane; the step then confirms it).
-pub(crate) fn in_first_round(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> bool {
-    let top = ctx
-        .obs
-        .controllers()
-        .filter_map(|c| ctx.obs.control_plane_version(&c.hostname))
-        .max();
-    top <= upgrade_steps(ctx, u).first().copied()
-}
-
 /// The images of every version the upgrade steps through.
 fn upgrade_images(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Vec<String> {
     let mut images: Vec<String> = upgrade_steps(ctx, u)
@@ -693,9 +681,7 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 "upgrade networking",
             )?;
             // Done once, in the first minor of a multi-version upgrade.
-            if u.state == S::UpgradedFirstMaster
-                && ctx.obs.networking_version == Some(u.to_version)
-                && !in_first_round(ctx, u)
+            if u.state == S::UpgradedFirstMaster && ctx.obs.networking_version == Some(u.to_version)
             {
                 return Err(Refusal::NetworkingAlreadyUpgraded);
             }

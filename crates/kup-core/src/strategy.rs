@@ -668,8 +668,7 @@ pub fn next(ctx: &Ctx<'_>, s: &StrategyRecord) -> Next {
         at: StepAt::new(stage, step),
         why: why.to_string(),
     };
-    let networking_done =
-        ctx.obs.networking_version == Some(to) && !crate::machine::in_first_round(ctx, u);
+    let networking_done = ctx.obs.networking_version == Some(to);
     match u.state {
         S::UpgradeStarted | S::DownloadingImagesFailed => run(
             Command::DownloadImages,

@@ -377,13 +377,16 @@ impl State {
     }
 
     /// The networking version: what kup recorded of its own networking step, unless the
-    /// control planes have all gone past it without kup (an upgrade by hand), else what
-    /// kubeadm recorded with its add-ons.
+    /// control planes have all gone past it without kup (an upgrade by hand). Else what
+    /// kubeadm recorded with its add-ons, but no further than the lowest control plane: the
+    /// first control plane's `upgrade apply` records the target before kup's networking
+    /// step (a patch's CNI manifests) has run, and until it has, networking is not there.
     fn networking_version(&self, obs: &Observation) -> Option<KubeVersion> {
         let lowest = obs.control_plane_pods.iter().map(|p| p.version).min();
-        match self.kup_networking {
-            Some(v) if lowest.is_none_or(|l| v >= l) => Some(v),
-            _ => self.kubeadm_version(),
+        match (self.kup_networking, self.kubeadm_version(), lowest) {
+            (Some(v), ..) if lowest.is_none_or(|l| v >= l) => Some(v),
+            (_, Some(k), Some(l)) => Some(k.min(l)),
+            (_, k, l) => k.or(l),
         }
     }
 

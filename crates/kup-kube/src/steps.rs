@@ -137,6 +137,12 @@ pub(crate) async fn control_plane(
     } else {
         on_host(ctx, host, "upgrade_node", version, note).await?;
     }
+    control_plane_at(ctx, host, version, note).await;
+    Ok(())
+}
+
+/// Waits until the static pods of `host` run `version`.
+async fn control_plane_at(ctx: &Ctx, host: &str, version: KubeVersion, note: &Note) {
     read_back(
         ctx,
         &format!("the control plane of {host} to run {version}"),
@@ -144,7 +150,6 @@ pub(crate) async fn control_plane(
         |st| st.observation().control_plane_version(host) == Some(version),
     )
     .await;
-    Ok(())
 }
 
 /// Records on `host`'s Node that it holds the cluster backup of `from`, for the way back.
@@ -168,13 +173,7 @@ pub(crate) async fn restore_control_plane(
     note: &Note,
 ) -> Result<(), String> {
     on_host(ctx, host, "restore", version, note).await?;
-    read_back(
-        ctx,
-        &format!("the control plane of {host} to run {version} again"),
-        note,
-        |st| st.observation().control_plane_version(host) == Some(version),
-    )
-    .await;
+    control_plane_at(ctx, host, version, note).await;
     Ok(())
 }
 
