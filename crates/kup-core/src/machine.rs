@@ -583,6 +583,49 @@ pub(crate) fn networking_op(ctx: &Ctx<'_>, version: KubeVersion) -> Operation {
     }
 }
 
+/// Downloading the images of every version the upgrade steps through, with the kubeadm
+/// binaries that patches deliver for them.
+fn download_op(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Operation {
+    Operation::DownloadImages {
+        version: u.to_version,
+        images: upgrade_images(ctx, u),
+        payloads: crate::patches::payloads(
+            ctx.snap,
+            &[kup_types::PatchKind::Kubeadm],
+            &upgrade_steps(ctx, u),
+        ),
+    }
+}
+
+/// A control plane to `version`, with the kubeadm a patch delivers for it.
+pub(crate) fn control_plane_op(
+    ctx: &Ctx<'_>,
+    host: &str,
+    version: KubeVersion,
+    first: bool,
+) -> Operation {
+    Operation::UpgradeControlPlane {
+        host: host.into(),
+        version,
+        first,
+        payloads: crate::patches::payloads(ctx.snap, &[kup_types::PatchKind::Kubeadm], &[version]),
+    }
+}
+
+/// A kubelet to `version`, with the kubelet (and, for the node configuration a kubeadm
+/// cluster's worker updates first, the kubeadm) that patches deliver for it.
+pub(crate) fn kubelet_op(ctx: &Ctx<'_>, host: &str, version: KubeVersion) -> Operation {
+    Operation::UpgradeKubelet {
+        host: host.into(),
+        version,
+        payloads: crate::patches::payloads(
+            ctx.snap,
+            &[kup_types::PatchKind::Kubeadm, kup_types::PatchKind::Kubelet],
+            &[version],
+        ),
+    }
+}
+
 /// The images of every version the upgrade steps through.
 fn upgrade_images(ctx: &Ctx<'_>, u: &KubeUpgradeRecord) -> Vec<String> {
     let mut images: Vec<String> = upgrade_steps(ctx, u)
@@ -666,12 +709,8 @@ pub fn decide(ctx: &Ctx<'_>, cmd: &Command) -> Result<Decision, Refusal> {
                 &[S::UpgradeStarted, S::DownloadingImagesFailed],
                 "download images",
             )?;
-            let images = upgrade_images(ctx, u);
             w.set_state(S::DownloadingImages);
-            w.op(Operation::DownloadImages {
-                version: u.to_version,
-                images,
-            });
+            w.op(download_op(ctx, u));
         }
         Command::UpgradeNetworking => {
             let u = upgrade(ctx)?;
@@ -1325,11 +1364,7 @@ fn control_plane(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str) -> Result<(), Re
         w.set_state(state);
     }
     w.set_host(name, Some(HS::UpgradingControlPlane), Some(Some(next)));
-    w.op(Operation::UpgradeControlPlane {
-        host: name.into(),
-        version: next,
-        first,
-    });
+    w.op(control_plane_op(ctx, name, next, first));
     Ok(())
 }
 
@@ -1409,10 +1444,7 @@ fn kubelet(ctx: &Ctx<'_>, w: &mut Writer<'_>, name: &str, force: bool) -> Result
         w.set_state(S::UpgradingKubelets);
     }
     w.set_host(name, Some(HS::UpgradingKubelet), Some(Some(target)));
-    w.op(Operation::UpgradeKubelet {
-        host: name.into(),
-        version: target,
-    });
+    w.op(kubelet_op(ctx, name, target));
     Ok(())
 }
 
@@ -1434,7 +1466,9 @@ fn kubelet_hosts_not_done(ctx: &Ctx<'_>, to: KubeVersion) -> Vec<String> {
 /// Whether the cluster shows the effect of `op`; `Err` says what is missing.
 pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
     match op {
-        Operation::DownloadImages { version, images } => {
+        Operation::DownloadImages {
+            version, images, ..
+        } => {
             let have: BTreeSet<&str> = obs.images.iter().map(String::as_str).collect();
             let missing: Vec<&str> = images
                 .iter()
@@ -1477,7 +1511,7 @@ pub fn observed_done(obs: &Observation, op: &Operation) -> Result<(), String> {
                 other.map_or("an unknown version".into(), |v| v.to_string())
             )),
         },
-        Operation::UpgradeKubelet { host, version } => match obs.kubelet_version(host) {
+        Operation::UpgradeKubelet { host, version, .. } => match obs.kubelet_version(host) {
             Some(v) if v == *version => Ok(()),
             other => Err(format!(
                 "the kubelet on {host} runs {}",
@@ -1576,6 +1610,7 @@ fn settle(w: &mut Writer<'_>, op: &Operation, ok: bool) {
             host,
             first,
             version,
+            ..
         } if state
             == Some(if *first {
                 S::UpgradingFirstMaster
@@ -1708,13 +1743,7 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
     };
     let mut in_flight = Vec::new();
     match u.state {
-        S::DownloadingImages => {
-            let images = upgrade_images(ctx, &u);
-            in_flight.push(Operation::DownloadImages {
-                version: u.to_version,
-                images,
-            });
-        }
+        S::DownloadingImages => in_flight.push(download_op(ctx, &u)),
         S::UpgradingNetworking => in_flight.push(networking_op(ctx, u.to_version)),
         S::UpgradingFirstMaster | S::UpgradingSecondMaster => {
             let first = u.state == S::UpgradingFirstMaster;
@@ -1724,11 +1753,12 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
                 .iter()
                 .find(|r| r.status == Some(HS::UpgradingControlPlane))
             {
-                Some(r) => in_flight.push(Operation::UpgradeControlPlane {
-                    host: r.hostname.clone(),
-                    version: r.target_version.unwrap_or(u.to_version),
+                Some(r) => in_flight.push(control_plane_op(
+                    ctx,
+                    &r.hostname,
+                    r.target_version.unwrap_or(u.to_version),
                     first,
-                }),
+                )),
                 // Between two of the control planes after the first: nothing was running.
                 None if !first => {}
                 None => {
@@ -1745,10 +1775,11 @@ fn inferred_in_flight(ctx: &Ctx<'_>, w: &mut Writer<'_>) -> Vec<Operation> {
     }
     for r in &ctx.snap.hosts {
         if r.status == Some(HS::UpgradingKubelet) {
-            in_flight.push(Operation::UpgradeKubelet {
-                host: r.hostname.clone(),
-                version: r.target_version.unwrap_or(u.to_version),
-            });
+            in_flight.push(kubelet_op(
+                ctx,
+                &r.hostname,
+                r.target_version.unwrap_or(u.to_version),
+            ));
         }
     }
     in_flight

@@ -7,7 +7,7 @@
 
 use kup_types::{
     HostInfo, InstallWrite, KubeVersion, Observation, PatchFile, PatchInstall, PatchKind,
-    PatchRecord, PatchState, PatchWrite, Personality, Snapshot, VersionMeta,
+    PatchRecord, PatchState, PatchWrite, Payload, Personality, Snapshot, VersionMeta,
 };
 
 use crate::refusal::Refusal;
@@ -48,6 +48,36 @@ pub fn networking_manifests(snap: &Snapshot, version: KubeVersion) -> Vec<PatchF
             })
         })
         .collect()
+}
+
+/// The binaries that applied kubeadm or kubelet patches deliver, of each of `kinds` and
+/// `versions` (a version no patch delivers comes from the hosts' own packages).
+pub fn payloads(snap: &Snapshot, kinds: &[PatchKind], versions: &[KubeVersion]) -> Vec<Payload> {
+    let mut out = Vec::new();
+    for &version in versions {
+        for &kind in kinds {
+            let applied = snap.patches.iter().find(|p| {
+                p.kind == kind
+                    && p.delivers == Some(version)
+                    && matches!(p.state, PatchState::Applied | PatchState::PartialApply)
+            });
+            if let Some(p) = applied {
+                out.push(Payload {
+                    kind,
+                    version,
+                    files: p
+                        .files
+                        .iter()
+                        .map(|path| PatchFile {
+                            patch: p.id.clone(),
+                            path: path.clone(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The version a patch brings: what a platform patch describes, or what a kubeadm/kubelet

@@ -193,10 +193,7 @@ pub(crate) fn decide(
                 });
             }
             w.set_host(name, Some(HS::UpgradingKubelet), Some(Some(to)));
-            w.op(Operation::UpgradeKubelet {
-                host: name.clone(),
-                version: to,
-            });
+            w.op(crate::machine::kubelet_op(ctx, name, to));
         }
         RollbackStep::ControlPlane { host: name } => {
             let h = host(ctx, name)?;

@@ -768,7 +768,10 @@ fn host_steps_need_their_binaries_installed() {
         networking_manifests: vec![],
         state: PatchState::Applied,
         key_id: "k".into(),
-        files: vec![],
+        files: match kind {
+            PatchKind::Kubeadm => vec!["usr/bin/kubeadm".into()],
+            _ => vec!["usr/bin/kubelet".into(), "usr/bin/kubectl".into()],
+        },
         uploaded_at: jiff::Timestamp::UNIX_EPOCH,
         updated_at: None,
     };
@@ -801,7 +804,43 @@ fn host_steps_need_their_binaries_installed() {
         err.to_string(),
         "The kubeadm of v1.16.2 (patch KUBEADM.1) is not installed on controller-1; run sw-patch host-install controller-1 first"
     );
-    assert!(kup_core::decide(&ctx(&snap), &cp("controller-0")).is_ok());
+    // The step carries the patch's binaries, for a real cluster's hosts to install.
+    let batch = kup_core::decide(&ctx(&snap), &cp("controller-0")).unwrap();
+    let file = |patch: &str, path: &str| kup_types::PatchFile {
+        patch: patch.into(),
+        path: path.into(),
+    };
+    assert_eq!(
+        batch.batch.operations[0].op,
+        kup_types::Operation::UpgradeControlPlane {
+            host: "controller-0".into(),
+            version: v("v1.16.2"),
+            first: true,
+            payloads: vec![kup_types::Payload {
+                kind: PatchKind::Kubeadm,
+                version: v("v1.16.2"),
+                files: vec![file("KUBEADM.1", "usr/bin/kubeadm")],
+            }],
+        }
+    );
+    // A kubelet patch only uploaded delivers nothing yet (the hosts' packages would be used).
+    snap.patches[1].state = PatchState::Available;
+    assert_eq!(
+        kup_core::patches::payloads(&snap, &[PatchKind::Kubelet], &[v("v1.16.2")]),
+        vec![]
+    );
+    snap.patches[1].state = PatchState::Applied;
+    assert_eq!(
+        kup_core::patches::payloads(
+            &snap,
+            &[PatchKind::Kubeadm, PatchKind::Kubelet],
+            &[v("v1.16.1"), v("v1.16.2")]
+        )
+        .iter()
+        .map(|p| (p.kind, p.files.len()))
+        .collect::<Vec<_>>(),
+        [(PatchKind::Kubeadm, 1), (PatchKind::Kubelet, 2)]
+    );
 }
 
 /// A lock, unlock or swact that kup records as running is the host's task in its view even
@@ -846,6 +885,7 @@ fn a_recorded_host_action_is_the_hosts_task_until_its_end_is_recorded() {
     snap.operations = vec![record(Operation::UpgradeKubelet {
         host: host(),
         version: v("v1.16.2"),
+        payloads: vec![],
     })];
     assert_eq!(task(&snap, "worker-0"), None);
     let mut o2 = o.clone();

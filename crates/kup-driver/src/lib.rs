@@ -26,6 +26,14 @@ pub enum DriverError {
     Rejected { op: String, reason: String },
 }
 
+/// What a command that a driver ran for an operation said, on which host: kept in the event
+/// log beside the operation's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostOutput {
+    pub host: String,
+    pub message: String,
+}
+
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// A consistent view of hosts, nodes, control-plane pods, alarms, applications, images and
@@ -62,6 +70,13 @@ pub trait Driver: Send + Sync + 'static {
     /// The latest known outcome of operation `id`; `NotStarted` for an id the driver does
     /// not know (a process that ran it is gone).
     async fn status(&self, id: &str) -> Result<OpStatus, DriverError>;
+
+    /// Takes what the commands of operation `id` said on its hosts so far (each is given
+    /// once). A driver that runs no commands says nothing.
+    fn transcript(&self, id: &str) -> Vec<HostOutput> {
+        let _ = id;
+        Vec::new()
+    }
 
     /// What a simulated cluster saw of the upgrade's safety; a real one says nothing.
     fn safety_audit(&self) -> Option<kup_types::SafetyAudit> {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 use jiff::Timestamp;
-use kup_types::{OpStatus, OperationRecord, WriteBatch};
+use kup_types::{EventKind, NewEvent, OpStatus, OperationRecord, WriteBatch};
 use tokio::task::AbortHandle;
 
 use crate::{EngineError, Inner};
@@ -100,8 +100,9 @@ impl Inner {
     /// with nothing left to settle it.
     pub(crate) async fn complete(&self, record: &OperationRecord, outcome: OpStatus) {
         let mut delay = std::time::Duration::from_millis(100);
+        let said = self.driver.transcript(&record.id);
         loop {
-            match self.try_complete(record, &outcome).await {
+            match self.try_complete(record, &outcome, &said).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, op = %record.op, "cannot record the end of an operation yet");
@@ -112,10 +113,12 @@ impl Inner {
         }
     }
 
+    /// `said`: what the operation's commands said on its hosts, recorded before its end.
     pub(crate) async fn try_complete(
         &self,
         record: &OperationRecord,
         outcome: &OpStatus,
+        said: &[kup_driver::HostOutput],
     ) -> Result<(), EngineError> {
         let _guard = self.commands.lock().await;
         let snap = self.snapshot();
@@ -132,6 +135,14 @@ impl Inner {
             );
         })?;
         drop(snap);
+        let now = Timestamp::now();
+        let told = said.iter().map(|o| NewEvent {
+            at: now,
+            kind: EventKind::Operation,
+            subject: o.host.clone(),
+            message: format!("{}: {}", record.op, o.message),
+        });
+        batch.events.splice(0..0, told);
         self.commit(batch).await
     }
 }

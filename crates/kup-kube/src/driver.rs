@@ -568,20 +568,25 @@ async fn run(ctx: &Ctx, op: &Operation, note: &Note) -> Result<(), String> {
             ops::wait_ready(ctx, host, note).await
         }
         Operation::Uncordon { host } => ops::uncordon(ctx, host).await.map(|_| ()),
-        Operation::DownloadImages { version, images } => {
-            steps::download_images(ctx, *version, images, note).await
-        }
+        Operation::DownloadImages {
+            version,
+            images,
+            payloads,
+        } => steps::download_images(ctx, *version, images, payloads, note).await,
         Operation::UpgradeControlPlane {
             host,
             version,
             first,
-        } => steps::control_plane(ctx, host, *version, *first, note).await,
+            payloads,
+        } => steps::control_plane(ctx, host, *version, *first, payloads, note).await,
         Operation::RestoreControlPlane { host, version } => {
             steps::restore_control_plane(ctx, host, *version, note).await
         }
-        Operation::UpgradeKubelet { host, version } => {
-            steps::kubelet(ctx, host, *version, note).await
-        }
+        Operation::UpgradeKubelet {
+            host,
+            version,
+            payloads,
+        } => steps::kubelet(ctx, host, *version, payloads, note).await,
         Operation::UpgradeNetworking { version, manifests } => {
             steps::networking(ctx, *version, manifests, note).await
         }
@@ -725,6 +730,13 @@ impl Driver for KubeDriver {
         }
         release(&ctx, &op).await;
         Ok(())
+    }
+
+    fn transcript(&self, id: &str) -> Vec<kup_driver::HostOutput> {
+        let runs = self.runs();
+        runs.by_id
+            .get(id)
+            .map_or_else(Vec::new, |&r| runs.runs[r].note.take_said())
     }
 
     async fn status(&self, id: &str) -> Result<OpStatus, DriverError> {

@@ -3,26 +3,12 @@
 //! (found by discovery), by server-side apply with kup's field manager, taking the fields over
 //! from whoever held them before (the manifest is the patch's intent).
 
-use std::fmt;
-use std::sync::Arc;
-
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 use kup_types::PatchFile;
 
-/// Reads one file of a kept patch, or says why it cannot.
-pub type ReadPatchFile = dyn Fn(&PatchFile) -> Result<Vec<u8>, String> + Send + Sync;
-
-/// Reads a file of a patch kept in the repository (checking the bundle again as it does).
-#[derive(Clone)]
-pub struct PatchFiles(pub Arc<ReadPatchFile>);
-
-impl fmt::Debug for PatchFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PatchFiles")
-    }
-}
+use crate::payload::PatchFiles;
 
 /// kup's field manager in server-side apply.
 const FIELD_MANAGER: &str = "kup";
@@ -66,7 +52,7 @@ pub(crate) async fn apply(
 ) -> Result<usize, String> {
     let mut applied = 0;
     for file in manifests {
-        let bytes = (files.0)(file)?;
+        let bytes = files.read(file).await?;
         for doc in documents(file, &bytes)? {
             apply_one(client, &doc).await?;
             applied += 1;

@@ -36,19 +36,44 @@ impl PolicyVersion {
     }
 }
 
-/// What the operation is blocked on now, for a failure or a cancel to name it.
+/// What the operation is blocked on now, for a failure or a cancel to name it, and what its
+/// commands said on its hosts, for the event log.
 #[derive(Clone, Default)]
-pub(crate) struct Note(Arc<Mutex<Option<String>>>);
+pub(crate) struct Note(Arc<Mutex<Noted>>);
+
+#[derive(Default)]
+struct Noted {
+    now: Option<String>,
+    said: Vec<kup_driver::HostOutput>,
+}
+
+/// At most this many commands' words are kept per operation (a runaway retry loop cannot
+/// fill the event log).
+const SAID_KEPT: usize = 64;
 
 impl Note {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Noted> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
     pub fn set(&self, s: String) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(s);
+        self.lock().now = Some(s);
     }
     pub fn get(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.lock().now.clone()
+    }
+    /// Keeps what a command said on `host`.
+    pub fn said(&self, host: &str, message: String) {
+        let mut n = self.lock();
+        if n.said.len() < SAID_KEPT {
+            n.said.push(kup_driver::HostOutput {
+                host: host.into(),
+                message,
+            });
+        }
+    }
+    /// Takes what the commands said so far.
+    pub fn take_said(&self) -> Vec<kup_driver::HostOutput> {
+        std::mem::take(&mut self.lock().said)
     }
 }
 

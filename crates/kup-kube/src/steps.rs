@@ -1,8 +1,9 @@
 //! The host steps of a kubeadm cluster, over SSH (`kup_ssh`): the images pulled on each
 //! control plane, a backup of each control plane's static pod manifests before it moves,
 //! `kubeadm upgrade apply` on the first (after a backup of etcd and of kubeadm's configuration
-//! and add-ons), `kubeadm upgrade node` on the others and on each worker, the kubelet package
-//! and its restart; on the way back, the manifests and the add-ons restored. Each command is
+//! and add-ons), `kubeadm upgrade node` on the others and on each worker, the kubelet and its
+//! restart (kubeadm and the kubelet from a patch's payload when one delivers them, else from
+//! the hosts' packages); on the way back, the manifests and the add-ons restored. Each command is
 //! idempotent and runs under a bound; the step's effect is then read back from the API (the
 //! static pods' image tags, the Node's kubeletVersion, kubeadm-config's version), not taken
 //! from an exit code.
@@ -13,11 +14,12 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kup_ssh::recipe::Vars;
-use kup_types::{KubeVersion, Personality};
+use kup_types::{KubeVersion, PatchKind, Payload, Personality};
 use serde_json::json;
 
 use crate::cache::State;
 use crate::ops::{Ctx, Note};
+use crate::payload::install;
 
 /// The annotation, on the Node of the control plane that holds it, of kup's backup of etcd
 /// and kubeadm's add-ons taken before the cluster left `version`.
@@ -25,8 +27,9 @@ fn cluster_backup_annotation(version: KubeVersion) -> String {
     format!("kup.io/cluster-backup-{version}")
 }
 
-/// Runs the template `name` on `host`; on failure, the command's last words.
-async fn on_host(
+/// Runs the template `name` on `host`; on failure, the command's last words. What it said
+/// is kept for the event log.
+pub(crate) async fn on_host(
     ctx: &Ctx,
     host: &str,
     name: &'static str,
@@ -59,7 +62,18 @@ async fn on_host(
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(host, step = name, output = %out.stdout.trim_end(), "host step done");
+    note.said(host, said(name, &out));
     Ok(())
+}
+
+/// A command that succeeded, for the event log: its template's name and its last words.
+fn said(name: &str, out: &kup_ssh::Output) -> String {
+    let words = out.last_words();
+    if words.is_empty() {
+        format!("{name}: done")
+    } else {
+        format!("{name}: done: {words}")
+    }
 }
 
 /// What `host` runs now: its control plane's version, else its kubelet's, else the
@@ -92,6 +106,7 @@ pub(crate) async fn download_images(
     ctx: &Ctx,
     version: KubeVersion,
     images: &[String],
+    payloads: &[Payload],
     note: &Note,
 ) -> Result<(), String> {
     let mut versions: Vec<KubeVersion> = images
@@ -105,7 +120,7 @@ pub(crate) async fn download_images(
     for h in &ctx.hosts.hosts {
         if h.personality == Personality::Controller {
             for v in &versions {
-                on_host(ctx, &h.name.value, "install_kubeadm", *v, note).await?;
+                install(ctx, &h.name.value, PatchKind::Kubeadm, *v, payloads, note).await?;
                 on_host(ctx, &h.name.value, "pull_images", *v, note).await?;
             }
         }
@@ -121,9 +136,10 @@ pub(crate) async fn control_plane(
     host: &str,
     version: KubeVersion,
     first: bool,
+    payloads: &[Payload],
     note: &Note,
 ) -> Result<(), String> {
-    on_host(ctx, host, "install_kubeadm", version, note).await?;
+    install(ctx, host, PatchKind::Kubeadm, version, payloads, note).await?;
     let from = running(ctx, host).filter(|v| *v < version);
     if from.is_some() {
         on_host(ctx, host, "backup", version, note).await?;
@@ -301,11 +317,13 @@ async fn backup_holder(ctx: &Ctx, version: KubeVersion) -> Result<String, String
 }
 
 /// The kubelet of `host` to `version`: a worker's node configuration first (`kubeadm upgrade
-/// node`), then the package and a restart; done when the Node reports `version`.
+/// node`), then the kubelet and kubectl (a patch's, or the package) and a restart; done when
+/// the Node reports `version`.
 pub(crate) async fn kubelet(
     ctx: &Ctx,
     host: &str,
     version: KubeVersion,
+    payloads: &[Payload],
     note: &Note,
 ) -> Result<(), String> {
     let worker = ctx
@@ -313,10 +331,10 @@ pub(crate) async fn kubelet(
         .host(host)
         .is_some_and(|h| h.personality != Personality::Controller);
     if worker {
-        on_host(ctx, host, "install_kubeadm", version, note).await?;
+        install(ctx, host, PatchKind::Kubeadm, version, payloads, note).await?;
         on_host(ctx, host, "upgrade_node", version, note).await?;
     }
-    on_host(ctx, host, "install_kubelet", version, note).await?;
+    install(ctx, host, PatchKind::Kubelet, version, payloads, note).await?;
     on_host(ctx, host, "restart_kubelet", version, note).await?;
     read_back(
         ctx,

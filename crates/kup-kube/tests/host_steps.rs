@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::ApiServer;
 use kup_driver::Driver;
 use kup_kube::{HostsFile, KubeDriver, Settings};
-use kup_types::{KubeVersion, OpStatus, Operation, Personality};
+use kup_types::{KubeVersion, OpStatus, Operation, PatchFile, PatchKind, Payload, Personality};
 
 const FROM: KubeVersion = KubeVersion::new(1, 20, 2);
 const TO: KubeVersion = KubeVersion::new(1, 21, 0);
@@ -28,11 +28,10 @@ async fn run(driver: &KubeDriver, steps: &[Operation], tag: &str) {
     }
 }
 
-#[tokio::test]
-async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
-    let Some(server) = ApiServer::start() else {
-        return;
-    };
+/// A control plane and a worker at `FROM` on a fresh API server; `None` where the server or
+/// sshd is not installed (the test skips).
+async fn two_hosts() -> Option<(ApiServer, kube::Client, kubeadm::Cluster)> {
+    let server = ApiServer::start()?;
     let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
     let c = kup_kube::client_from_kubeconfig(&server.kubeconfig(), None)
         .await
@@ -41,7 +40,13 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
         ("cp-0", Personality::Controller),
         ("w-0", Personality::Worker),
     ];
-    let Some(cluster) = kubeadm::Cluster::start(&c, &server.url, &token, &hosts, FROM).await else {
+    let cluster = kubeadm::Cluster::start(&c, &server.url, &token, &hosts, FROM).await?;
+    Some((server, c, cluster))
+}
+
+#[tokio::test]
+async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
+    let Some((_server, c, cluster)) = two_hosts().await else {
         return;
     };
     let path = cluster.hosts_file.clone();
@@ -66,11 +71,13 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
         Operation::DownloadImages {
             version: TO,
             images: vec![],
+            payloads: vec![],
         },
         Operation::UpgradeControlPlane {
             host: "cp-0".into(),
             version: TO,
             first: true,
+            payloads: vec![],
         },
         Operation::UpgradeNetworking {
             version: TO,
@@ -79,10 +86,12 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
         Operation::UpgradeKubelet {
             host: "cp-0".into(),
             version: TO,
+            payloads: vec![],
         },
         Operation::UpgradeKubelet {
             host: "w-0".into(),
             version: TO,
+            payloads: vec![],
         },
     ];
     run(&driver, &up, "up").await;
@@ -176,10 +185,12 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
         Operation::UpgradeKubelet {
             host: "w-0".into(),
             version: FROM,
+            payloads: vec![],
         },
         Operation::UpgradeKubelet {
             host: "cp-0".into(),
             version: FROM,
+            payloads: vec![],
         },
         Operation::RestoreControlPlane {
             host: "cp-0".into(),
@@ -217,6 +228,7 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
     let op = Operation::UpgradeKubelet {
         host: "w-0".into(),
         version: TO,
+        payloads: vec![],
     };
     strict.start("strict", &op).await.unwrap();
     match strict
@@ -228,4 +240,118 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
         s => panic!("{s:?}"),
     }
     assert_eq!(cluster.calls("w-0"), before);
+}
+
+/// A kubeadm and a kubelet patch's binaries of the target: put on each host in place of the
+/// packages (whole, executable, under the hosts file's `payload_root`), so no package tool
+/// runs; the steps are read back from the API as before, and what each command said is kept
+/// for the event log.
+#[tokio::test]
+async fn a_patchs_binaries_replace_the_packages() {
+    let Some((_server, c, cluster)) = two_hosts().await else {
+        return;
+    };
+    let binary = |name: &str| format!("#!/bin/sh\n# {name}\necho \"Kubernetes {TO}\"\n");
+    let served = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let count = served.clone();
+    let settings = Settings {
+        poll_interval: Duration::from_millis(200),
+        command_timeout: Duration::from_secs(30),
+        patch_files: Some(kup_kube::PatchFiles::new(move |f: &PatchFile| {
+            *count.lock().unwrap() += 1;
+            let name = f.path.rsplit('/').next().unwrap_or_default();
+            Ok(format!("#!/bin/sh\n# {name}\necho \"Kubernetes v1.21.0\"\n").into_bytes())
+        })),
+        ..Settings::default()
+    };
+    let driver = KubeDriver::connect(
+        c.clone(),
+        HostsFile::load(&cluster.hosts_file).unwrap(),
+        settings,
+    )
+    .await
+    .unwrap();
+    let payload = |kind: PatchKind, id: &str, paths: &[&str]| Payload {
+        kind,
+        version: TO,
+        files: paths
+            .iter()
+            .map(|p| PatchFile {
+                patch: id.into(),
+                path: (*p).into(),
+            })
+            .collect(),
+    };
+    let payloads = vec![
+        payload(
+            PatchKind::Kubeadm,
+            "K8S-1.21.0-KUBEADM",
+            &["usr/bin/kubeadm"],
+        ),
+        payload(
+            PatchKind::Kubelet,
+            "K8S-1.21.0-KUBELET",
+            &["usr/bin/kubelet", "usr/bin/kubectl"],
+        ),
+    ];
+    let up = [
+        Operation::UpgradeControlPlane {
+            host: "cp-0".into(),
+            version: TO,
+            first: true,
+            payloads: payloads[..1].to_vec(),
+        },
+        Operation::UpgradeKubelet {
+            host: "cp-0".into(),
+            version: TO,
+            payloads: payloads.clone(),
+        },
+        Operation::UpgradeKubelet {
+            host: "w-0".into(),
+            version: TO,
+            payloads: payloads.clone(),
+        },
+    ];
+    run(&driver, &up, "up").await;
+    let obs = driver.observe().await.unwrap();
+    assert_eq!(obs.control_plane_version("cp-0"), Some(TO));
+    assert_eq!(obs.kubelet_version("cp-0"), Some(TO));
+    assert_eq!(obs.kubelet_version("w-0"), Some(TO));
+    for host in ["cp-0", "w-0"] {
+        let calls = cluster.calls(host);
+        assert!(!calls.contains("apt-get"), "{host}: {calls}");
+        for name in ["kubeadm", "kubelet", "kubectl"] {
+            use std::os::unix::fs::PermissionsExt;
+            let file = cluster.root(host).join("usr/bin").join(name);
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), binary(name));
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o755, "{}", file.display());
+            assert!(!file.with_extension("kup-part").exists());
+        }
+    }
+    // The worker's node configuration ran with the patch's kubeadm.
+    assert!(
+        cluster.calls("w-0").starts_with("kubeadm upgrade node\n"),
+        "{}",
+        cluster.calls("w-0")
+    );
+    // Each file read from the repository once, not once per host.
+    assert_eq!(*served.lock().unwrap(), 3);
+    // What the commands said, each given once.
+    let said: Vec<String> = driver
+        .transcript("up-0")
+        .into_iter()
+        .map(|o| format!("{}: {}", o.host, o.message))
+        .collect();
+    assert_eq!(
+        said.first().map(String::as_str),
+        Some("cp-0: usr/bin/kubeadm of K8S-1.21.0-KUBEADM installed (46 bytes)"),
+        "{said:?}"
+    );
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("cp-0: upgrade_apply: done: [upgrade] kubeadm upgrade apply v1.21.0 --yes"),
+        "{said:?}"
+    );
+    assert!(driver.transcript("up-0").is_empty());
 }

@@ -1271,7 +1271,7 @@ impl SimModel {
                     self.d.dirty.networking = true;
                 }
             }
-            Operation::UpgradeKubelet { host, version } => {
+            Operation::UpgradeKubelet { host, version, .. } => {
                 if let Some(h) = self.host_index(host) {
                     let x = &mut self.hosts[h];
                     x.kubelet_restarting = false;
@@ -1531,7 +1531,9 @@ impl SimModel {
             | Operation::RestoreControlPlane { host, version } => {
                 (format!("control-plane/{host}"), *version)
             }
-            Operation::UpgradeKubelet { host, version } => (format!("kubelet/{host}"), *version),
+            Operation::UpgradeKubelet { host, version, .. } => {
+                (format!("kubelet/{host}"), *version)
+            }
             Operation::UpgradeNetworking { version, .. } => ("networking".to_string(), *version),
             _ => return,
         };

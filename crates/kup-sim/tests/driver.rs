@@ -42,6 +42,7 @@ fn cp(host: &str) -> Operation {
         host: host.into(),
         version: V2,
         first: true,
+        payloads: vec![],
     }
 }
 
@@ -147,6 +148,7 @@ async fn probability_faults_are_deterministic_for_a_seed() {
             let op = Operation::UpgradeKubelet {
                 host: format!("worker-{}", i % 2),
                 version: V2,
+                payloads: vec![],
             };
             start(&sim, &op).await.unwrap();
             out.push(wait(&sim, &op).await.unwrap() == OpStatus::Succeeded);
@@ -410,6 +412,7 @@ async fn the_audit_counts_two_control_planes_down_at_once() {
         host: h.into(),
         version: v,
         first: h == "control-plane-0",
+        payloads: vec![],
     };
     // One after the other: no violation.
     for h in ["control-plane-0", "control-plane-1"] {
@@ -445,6 +448,7 @@ async fn the_state_file_outlives_the_simulation() {
         let op = Operation::UpgradeKubelet {
             host: "worker-0".into(),
             version: V2,
+            payloads: vec![],
         };
         start(&sim, &op).await.unwrap();
         wait(&sim, &op).await.unwrap();
@@ -463,6 +467,7 @@ async fn operations_on_hosts_in_the_wrong_state_fail() {
     let kubelet = Operation::UpgradeKubelet {
         host: "worker-0".into(),
         version: V2,
+        payloads: vec![],
     };
     let err = start(&sim, &kubelet).await.unwrap_err();
     assert!(err.to_string().contains("worker-0 is not locked"), "{err}");
@@ -559,6 +564,7 @@ async fn the_audit_counts_kubelets_outside_the_skew_policy() {
     let ahead = Operation::UpgradeKubelet {
         host: "worker-0".into(),
         version: kup_types::KubeVersion::new(1, 17, 0),
+        payloads: vec![],
     };
     sim.mutate(|m| m.host_mut("worker-0").unwrap().administrative = kup_types::AdminState::Locked);
     start(&sim, &ahead).await.unwrap();
@@ -580,6 +586,7 @@ async fn the_audit_counts_a_step_executed_twice() {
     let to = |v: u32| Operation::UpgradeKubelet {
         host: "worker-0".into(),
         version: kup_types::KubeVersion::new(1, 16, v),
+        payloads: vec![],
     };
     for op in [to(2), to(1), to(2)] {
         start(&sim, &op).await.unwrap();

@@ -19,5 +19,5 @@ pub mod run;
 pub mod target;
 
 pub use recipe::{Commands, RecipeError};
-pub use run::{Output, SshError, run};
+pub use run::{Output, SshError, run, run_with_input};
 pub use target::{SshTarget, TargetError};

@@ -50,6 +50,11 @@ pub struct Commands {
     /// Installs the target's kubelet and kubectl, without restarting kubelet.
     pub install_kubelet: String,
     pub restart_kubelet: String,
+    /// Where a patch's payload goes on a host, in place of `install_kubeadm` and
+    /// `install_kubelet` when a kubeadm or kubelet patch delivers the version: its file
+    /// `usr/bin/kubelet` becomes `{payload_root}/usr/bin/kubelet`. An absolute path, `/` by
+    /// default; `{host}` may be part of it.
+    pub payload_root: String,
 }
 
 /// The package list of pkgs.k8s.io that kubeadm's installation guide writes.
@@ -96,6 +101,7 @@ impl Default for Commands {
             upgrade_node: "kubeadm upgrade node".into(),
             install_kubelet: pkg("kubelet kubectl"),
             restart_kubelet: "systemctl daemon-reload && systemctl restart kubelet".into(),
+            payload_root: "/".into(),
         }
     }
 }
@@ -117,6 +123,10 @@ pub enum RecipeError {
         "backup_dir {0:?} is not an absolute path of letters, digits and ./_- (it goes into commands)"
     )]
     BadBackupDir(String),
+    #[error(
+        "payload_root {0:?} is not an absolute path of letters, digits and ./_- (with {{host}} at most)"
+    )]
+    BadPayloadRoot(String),
 }
 
 /// The values a template's placeholders take.
@@ -155,14 +165,11 @@ impl Commands {
             host: "host",
             image_repository: "registry.k8s.io",
         };
-        let d = &self.backup_dir;
-        if !d.starts_with('/')
-            || d.contains("..")
-            || !d
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "./_-".contains(c))
-        {
-            return Err(RecipeError::BadBackupDir(d.clone()));
+        if !plain_path(&self.backup_dir) {
+            return Err(RecipeError::BadBackupDir(self.backup_dir.clone()));
+        }
+        if !plain_path(&self.payload_root.replace("{host}", "host")) {
+            return Err(RecipeError::BadPayloadRoot(self.payload_root.clone()));
         }
         for (name, t) in self.templates() {
             if t.trim().is_empty() {
@@ -171,6 +178,40 @@ impl Commands {
             self.render(name, &sample)?;
         }
         Ok(())
+    }
+
+    /// The command that puts one payload file (`path` under the patch's `files/`, `size`
+    /// bytes, sent on its standard input) in its place under `payload_root` on `host`:
+    /// written beside it, checked to be whole (a cut-off copy is never installed), made
+    /// executable when it lives in a `bin` or `sbin` directory, and renamed over the old one
+    /// (a running binary keeps its own copy until it restarts).
+    pub fn install_file(&self, host: &str, path: &str, size: usize) -> Result<String, RecipeError> {
+        let root = self.payload_root.replace("{host}", host);
+        let bad = || RecipeError::BadPayloadRoot(self.payload_root.clone());
+        if !plain_path(&root) {
+            return Err(bad());
+        }
+        let target = format!("{}/{}", root.trim_end_matches('/'), path);
+        let (dir, _) = target.rsplit_once('/').ok_or_else(bad)?;
+        let executable = dir.ends_with("/bin") || dir.ends_with("/sbin");
+        let q = |s: &str| shlex::try_quote(s).map_or_else(|_| s.to_string(), |q| q.into_owned());
+        let (dir, part, file) = (q(dir), q(&format!("{target}.kup-part")), q(&target));
+        let line = format!(
+            "mkdir -p {dir} && cat > {part} && [ \"$(wc -c < {part})\" -eq {size} ] && chmod {} {part} && mv -f {part} {file}",
+            if executable { "0755" } else { "0644" }
+        );
+        Ok(self.sudo_wrap(line))
+    }
+
+    fn sudo_wrap(&self, line: String) -> String {
+        if self.sudo {
+            format!(
+                "sudo -n sh -c {}",
+                shlex::try_quote(&line).map_or_else(|_| line.clone(), |q| q.into_owned())
+            )
+        } else {
+            line
+        }
     }
 
     /// The command lines of the template `name` for `vars`, ready for the remote shell.
@@ -209,15 +250,16 @@ impl Commands {
             rest = &rest[open + close + 1..];
         }
         out.push_str(rest);
-        Ok(if self.sudo {
-            format!(
-                "sudo -n sh -c {}",
-                shlex::try_quote(&out).map_or_else(|_| out.clone(), |q| q.into_owned())
-            )
-        } else {
-            out
-        })
+        Ok(self.sudo_wrap(out))
     }
+}
+
+/// An absolute path that goes into commands as it is: letters, digits and `./_-`, no `..`.
+fn plain_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.contains("..")
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./_-".contains(c))
 }
 
 #[cfg(test)]
@@ -271,6 +313,59 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_file_is_installed_whole_or_not_at_all() {
+        let mut c = Commands::default();
+        assert_eq!(
+            c.install_file("w-0", "usr/bin/kubelet", 1234).unwrap(),
+            "mkdir -p /usr/bin && cat > /usr/bin/kubelet.kup-part && [ \"$(wc -c < /usr/bin/kubelet.kup-part)\" -eq 1234 ] && chmod 0755 /usr/bin/kubelet.kup-part && mv -f /usr/bin/kubelet.kup-part /usr/bin/kubelet"
+        );
+        c.payload_root = "/srv/root/{host}/".into();
+        c.sudo = true;
+        let line = c
+            .install_file("w-0", "etc/kubernetes/kubelet.env", 7)
+            .unwrap();
+        assert!(
+            line.starts_with("sudo -n sh -c 'mkdir -p /srv/root/w-0/etc/kubernetes && "),
+            "{line}"
+        );
+        assert!(
+            line.contains("chmod 0644 /srv/root/w-0/etc/kubernetes/kubelet.env.kup-part"),
+            "{line}"
+        );
+    }
+
+    /// The command itself, run by a local shell: a short copy (a connection cut off midway)
+    /// leaves the old file in place; a whole one replaces it, executable.
+    #[test]
+    fn a_cut_off_copy_is_never_installed() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let c = Commands {
+            payload_root: format!("{}/{{host}}", dir.path().display()),
+            ..Commands::default()
+        };
+        let file = dir.path().join("w-0/usr/bin/kubelet");
+        let send = |bytes: &[u8], size: usize| {
+            let line = c.install_file("w-0", "usr/bin/kubelet", size).unwrap();
+            let mut sh = std::process::Command::new("sh")
+                .args(["-c", &line])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            sh.stdin.take().unwrap().write_all(bytes).unwrap();
+            sh.wait().unwrap().success()
+        };
+        assert!(send(b"old", 3));
+        assert!(!send(b"new, cut", 12));
+        assert_eq!(std::fs::read(&file).unwrap(), b"old");
+        assert!(send(b"new, whole", 10));
+        assert_eq!(std::fs::read(&file).unwrap(), b"new, whole");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
     fn templates_are_checked_and_rendered() {
         let mut c = Commands {
             upgrade_node: "kubeadm upgrade node --certificate-renewal=false # {host}".into(),
@@ -306,6 +401,13 @@ mod tests {
                     ..Commands::default()
                 },
                 "command template restart_kubelet is empty",
+            ),
+            (
+                Commands {
+                    payload_root: "/srv/{host}/$(id)".into(),
+                    ..Commands::default()
+                },
+                "payload_root \"/srv/{host}/$(id)\" is not an absolute path of letters, digits and ./_- (with {host} at most)",
             ),
             (
                 Commands {

@@ -3,6 +3,7 @@
 //! deadline, or the command itself.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -18,6 +19,18 @@ pub struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Output {
+    /// What the command said last, on one line: the end of its output, else of its errors.
+    pub fn last_words(&self) -> String {
+        let out = last_words(&self.stdout);
+        if out.is_empty() {
+            last_words(&self.stderr)
+        } else {
+            out
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +71,17 @@ pub enum SshError {
 /// finish on its own: every command kup runs is idempotent, and the caller reads the step's
 /// effect back from the cluster rather than trusting an exit code.
 pub async fn run(target: &SshTarget, command: &str, timeout: Duration) -> Result<Output, SshError> {
-    run_with("ssh", target, command, timeout).await
+    run_with("ssh", target, command, None, timeout).await
+}
+
+/// [`run`] with `input` on the command's standard input (a file sent to the host).
+pub async fn run_with_input(
+    target: &SshTarget,
+    command: &str,
+    input: Arc<[u8]>,
+    timeout: Duration,
+) -> Result<Output, SshError> {
+    run_with("ssh", target, command, Some(input), timeout).await
 }
 
 /// [`run`] with another `ssh` program (a path), for tests and for systems where it is
@@ -67,18 +90,35 @@ pub async fn run_with(
     program: &str,
     target: &SshTarget,
     command: &str,
+    input: Option<Arc<[u8]>>,
     timeout: Duration,
 ) -> Result<Output, SshError> {
-    let child = Command::new(program)
+    let mut child = Command::new(program)
         .args(target.ssh_args(command))
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Dropped at the deadline, the child is killed rather than left running.
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| SshError::Spawn(format!("{program}: {e}")))?;
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    // Written beside the wait, so that a command that stops reading cannot stall it; a short
+    // write shows up as the command's own failure (it checks what it received).
+    let feed = child.stdin.take().zip(input).map(|(mut stdin, bytes)| {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&bytes).await;
+        })
+    });
+    let out = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    if let Some(feed) = feed {
+        feed.abort();
+    }
+    let out = match out {
         Ok(out) => out.map_err(|e| SshError::Spawn(format!("{program}: {e}")))?,
         Err(_) => {
             return Err(SshError::TimedOut {

@@ -34,7 +34,7 @@ pub use enums::{
     OperState, PatchKind, PatchState, Personality, Severity, StepResult, StrategyState, SystemType,
     UnknownValue, UpgradeMode, VersionState,
 };
-pub use operation::{OpStatus, Operation, PatchFile, StepKind};
+pub use operation::{OpStatus, Operation, PatchFile, Payload, StepKind, payload_of};
 pub use records::{
     Event, EventKind, HostUpgradeRecord, InstallWrite, KubeUpgradeRecord, NewEvent,
     OperationRecord, OperationState, PatchInstall, PatchRecord, PatchWrite, Snapshot,

@@ -13,19 +13,46 @@ pub struct PatchFile {
     pub path: String,
 }
 
+/// The binaries of one Kubernetes version that a kubeadm or kubelet patch delivers: a step
+/// puts them on its host in place of the distribution's packages.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Payload {
+    pub kind: crate::PatchKind,
+    pub version: KubeVersion,
+    pub files: Vec<PatchFile>,
+}
+
+/// The payload of `kind` for `version` among `payloads`, if a patch delivers it.
+pub fn payload_of(
+    payloads: &[Payload],
+    kind: crate::PatchKind,
+    version: KubeVersion,
+) -> Option<&Payload> {
+    payloads
+        .iter()
+        .find(|p| p.kind == kind && p.version == version)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Operation {
-    /// Pull the images of `version` into the cluster's registry.
+    /// Pull the images of `version` into the cluster's registry (on a kubeadm cluster, with
+    /// the kubeadm of each version the upgrade steps through: `payloads` for those a patch
+    /// delivers).
     DownloadImages {
         version: KubeVersion,
         images: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        payloads: Vec<Payload>,
     },
-    /// `kubeadm upgrade apply` (first) or `kubeadm upgrade node` (second) on a controller.
+    /// `kubeadm upgrade apply` (first) or `kubeadm upgrade node` (second) on a controller,
+    /// with the kubeadm of `version` (`payloads`, when a patch delivers it).
     UpgradeControlPlane {
         host: String,
         version: KubeVersion,
         first: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        payloads: Vec<Payload>,
     },
     /// Apply the networking manifests (CNI, CoreDNS) of `version`: those its platform patch
     /// ships, when one does.
@@ -34,10 +61,14 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         manifests: Vec<PatchFile>,
     },
-    /// Switch the host's kubelet to `version` and restart it.
+    /// Switch the host's kubelet to `version` and restart it (with the kubelet, and a
+    /// kubeadm cluster's worker the kubeadm, of `version`: `payloads`, when patches deliver
+    /// them).
     UpgradeKubelet {
         host: String,
         version: KubeVersion,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        payloads: Vec<Payload>,
     },
     /// Drain the host's pods and lock it.
     Lock {
@@ -185,6 +216,7 @@ impl fmt::Display for Operation {
                 host,
                 version,
                 first,
+                ..
             } => write!(
                 f,
                 "upgrade the {} control plane on {host} to {version}",
@@ -193,7 +225,7 @@ impl fmt::Display for Operation {
             Operation::UpgradeNetworking { version, .. } => {
                 write!(f, "upgrade networking to {version}")
             }
-            Operation::UpgradeKubelet { host, version } => {
+            Operation::UpgradeKubelet { host, version, .. } => {
                 write!(f, "upgrade the kubelet on {host} to {version}")
             }
             Operation::Lock { host, .. } => write!(f, "lock {host}"),

@@ -389,6 +389,7 @@ async fn baseline(
                     StepKind::Kubelet => Operation::UpgradeKubelet {
                         host: host.clone(),
                         version: to,
+                        payloads: vec![],
                     },
                     _ => Operation::Unlock { host: host.clone() },
                 };

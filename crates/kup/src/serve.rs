@@ -456,12 +456,12 @@ fn patch_repo(dir: &Path, trusted: &[kup_patch::VerifyingKey]) -> Option<kup_eng
     })
 }
 
-/// How a real cluster's driver reads a patch's files (its networking manifests).
+/// How a real cluster's driver reads a patch's files (its networking manifests, its binaries).
 fn patch_files(dir: &Path, trusted: &[kup_patch::VerifyingKey]) -> Option<kup_kube::PatchFiles> {
     let repo = patch_repo(dir, trusted)?;
-    Some(kup_kube::PatchFiles(Arc::new(
+    Some(kup_kube::PatchFiles::new(
         move |f: &kup_types::PatchFile| repo.read_file(&f.patch, &f.path),
-    )))
+    ))
 }
 
 /// The simulated cluster's state goes with the store: without it the simulation would start

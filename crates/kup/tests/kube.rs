@@ -239,27 +239,22 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-/// A platform patch of v1.22.0 (signed with the demo key) whose networking manifests make a
-/// namespace and a ConfigMap in it, as a CNI's would.
-fn platform_patch(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = dir.join("K8S-1.22.0-PLATFORM");
-    std::fs::create_dir_all(src.join("files/manifests")).unwrap();
-    std::fs::write(
-        src.join("patch.json"),
-        serde_json::json!({"id": "K8S-1.22.0-PLATFORM", "summary": "Kubernetes v1.22.0 and its CNI",
-            "kind": "platform", "kubernetes": {"version": "v1.22.0", "upgrade_from": ["v1.21.0"],
-            "networking_manifests": ["manifests/cni.yaml"]}})
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("files/manifests/cni.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kup-cni\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cni\n  namespace: kup-cni\n\
-         data:\n  version: v3.19\n",
-    )
-    .unwrap();
-    let out = dir.join("K8S-1.22.0-PLATFORM.patch");
+/// A patch signed with the demo key (which the daemon trusts): `manifest` as its
+/// `patch.json`, `files` as its payload.
+fn build_patch(
+    dir: &std::path::Path,
+    manifest: serde_json::Value,
+    files: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let id = manifest["id"].as_str().unwrap().to_string();
+    let src = dir.join(&id);
+    for (path, body) in files {
+        let file = src.join("files").join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, body).unwrap();
+    }
+    std::fs::write(src.join("patch.json"), manifest.to_string()).unwrap();
+    let out = dir.join(format!("{id}.patch"));
     let key = patches_dir().join("demo-key.secret");
     let r = std::process::Command::new(KUP)
         .args(["sw-patch", "build"])
@@ -272,6 +267,51 @@ fn platform_patch(dir: &std::path::Path) -> std::path::PathBuf {
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     out
+}
+
+/// A platform patch of v1.22.0 whose networking manifests make a namespace and a ConfigMap
+/// in it, as a CNI's would.
+fn platform_patch(dir: &std::path::Path) -> std::path::PathBuf {
+    build_patch(
+        dir,
+        serde_json::json!({"id": "K8S-1.22.0-PLATFORM", "summary": "Kubernetes v1.22.0 and its CNI",
+            "kind": "platform", "kubernetes": {"version": "v1.22.0", "upgrade_from": ["v1.21.0"],
+            "networking_manifests": ["manifests/cni.yaml"]}}),
+        &[(
+            "manifests/cni.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kup-cni\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cni\n  namespace: kup-cni\n\
+             data:\n  version: v3.19\n",
+        )],
+    )
+}
+
+/// A stand-in binary of v1.22.0, as a patch ships it.
+fn binary_of_v1_22(name: &str) -> String {
+    format!("#!/bin/sh\n# {name} from a patch\necho \"Kubernetes v1.22.0\"\n")
+}
+
+/// The kubeadm and the kubelet patch of v1.22.0: its binaries, in place of the packages.
+fn binary_patches(dir: &std::path::Path) -> [std::path::PathBuf; 2] {
+    let (kubeadm, kubelet, kubectl) = (
+        binary_of_v1_22("kubeadm"),
+        binary_of_v1_22("kubelet"),
+        binary_of_v1_22("kubectl"),
+    );
+    [
+        build_patch(
+            dir,
+            serde_json::json!({"id": "K8S-1.22.0-KUBEADM", "summary": "kubeadm v1.22.0", "kind": "kubeadm",
+                "requires": ["K8S-1.22.0-PLATFORM"], "delivers": "v1.22.0"}),
+            &[("usr/bin/kubeadm", &kubeadm)],
+        ),
+        build_patch(
+            dir,
+            serde_json::json!({"id": "K8S-1.22.0-KUBELET", "summary": "kubelet and kubectl v1.22.0", "kind": "kubelet",
+                "requires": ["K8S-1.22.0-PLATFORM"], "delivers": "v1.22.0"}),
+            &[("usr/bin/kubelet", &kubelet), ("usr/bin/kubectl", &kubectl)],
+        ),
+    ]
 }
 
 /// The version the test CNI's ConfigMap says, as the API server has it.
@@ -305,8 +345,9 @@ fn versions(d: &Daemon) -> Vec<(String, String, String)> {
 /// over SSH: three control planes one minor at a time (the first by `kubeadm upgrade apply`
 /// after its backups, the others by `kubeadm upgrade node`, one at a time), networking with
 /// the patch's CNI manifests, each host's kubelet with the host cordoned and drained, then
-/// schedulable again. Then a second upgrade that an abort takes back after every control
-/// plane and a controller's kubelet moved: the kubelet as a package downgrade, each control plane from its
+/// schedulable again; v1.22.0's kubeadm and kubelet from its patches' binaries. Then a
+/// second upgrade that an abort takes back after every control plane and a controller's
+/// kubelet moved: the kubelet back to v1.22.0's binaries, each control plane from its
 /// own manifests (etcd's left), the add-ons and kubeadm's configuration from the cluster
 /// backup, the CNI manifests of the version before.
 #[test]
@@ -322,9 +363,15 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
     };
     let cluster = &real.cluster;
     let patch = platform_patch(real.dir.path());
+    let [kubeadm_patch, kubelet_patch] = binary_patches(real.dir.path());
     let d = real.serve();
     ok(&d, &format!("sw-patch upload {}", patch.display()));
     ok(&d, "sw-patch apply K8S-1.22.0-PLATFORM");
+    // v1.22.0's kubeadm and kubelet come from patches: kubeadm applied now, the kubelet's
+    // applied by the upgrade itself when its phase comes.
+    ok(&d, &format!("sw-patch upload {}", kubeadm_patch.display()));
+    ok(&d, &format!("sw-patch upload {}", kubelet_patch.display()));
+    ok(&d, "sw-patch apply K8S-1.22.0-KUBEADM");
     for host in &real.hosts {
         ok(&d, &format!("sw-patch host-install {host}"));
     }
@@ -384,16 +431,23 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
         assert!(!cluster.calls(cp).contains("upgrade apply"), "{cp}");
     }
     for w in ["w-0", "w-1", "w-2", "w-3"] {
-        order(
-            w,
-            &[
-                "kubeadm=1.22.0-*",
-                "kubeadm upgrade node",
-                "kubelet=1.22.0-*",
-                "systemctl restart kubelet",
-            ],
-        );
+        order(w, &["kubeadm upgrade node", "systemctl restart kubelet"]);
     }
+    // v1.21.0's binaries were packages; v1.22.0's came from its patches, on every host.
+    for host in &real.hosts {
+        let calls = cluster.calls(host);
+        assert!(!calls.contains("=1.22.0-*"), "{host}: {calls}");
+        for name in ["kubeadm", "kubelet", "kubectl"] {
+            let file = cluster.root(host).join("usr/bin").join(name);
+            assert_eq!(
+                std::fs::read_to_string(&file).unwrap(),
+                binary_of_v1_22(name),
+                "{}",
+                file.display()
+            );
+        }
+    }
+    assert!(cluster.calls("cp-0").contains("kubeadm=1.21.0-*"));
     // Each round's backup, of the version before it.
     for v in ["v1.20.2", "v1.21.0"] {
         assert!(
@@ -403,6 +457,25 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
     }
     // Every host was locked (cordoned and drained) for its kubelet and is schedulable again.
     let log = events(&d);
+    // What the host steps' commands said, in the event log under each host.
+    let said = |host: &str, words: &str| {
+        log.iter().any(|e| {
+            e["kind"] == "operation"
+                && e["subject"] == host
+                && e["message"].as_str().is_some_and(|m| m.contains(words))
+        })
+    };
+    assert!(
+        said(
+            "cp-0",
+            "upgrade the first control plane on cp-0 to v1.22.0: upgrade_apply: done: [upgrade] kubeadm upgrade apply v1.22.0 --yes"
+        ),
+        "{log:#?}"
+    );
+    assert!(said(
+        "w-3",
+        "usr/bin/kubelet of K8S-1.22.0-KUBELET installed"
+    ));
     for host in &real.hosts {
         let done = format!("lock {host}: done");
         assert!(
@@ -475,11 +548,13 @@ fn upgrade_online_runs_a_kubeadm_cluster_over_ssh_and_an_abort_takes_it_back() {
         ok(&d, "kube-upgrade-show")
     );
     all_at(&d, "v1.22.0");
-    // cp-2's kubelet went back as a package downgrade.
+    // cp-2's kubelet went back to v1.22.0's, from its patch again.
     let back = &cluster.calls("cp-2")[before.len()..];
-    assert!(
-        back.contains("--allow-downgrades kubelet=1.22.0-* kubectl=1.22.0-*"),
-        "{back}"
+    assert!(back.contains("systemctl restart kubelet"), "{back}");
+    assert!(!back.contains("kubelet="), "{back}");
+    assert_eq!(
+        std::fs::read_to_string(cluster.root("cp-2").join("usr/bin/kubelet")).unwrap(),
+        binary_of_v1_22("kubelet")
     );
     // Each control plane from its own manifests, etcd's left as it is.
     let backup = cluster.backup_dir().join("v1.22.0");

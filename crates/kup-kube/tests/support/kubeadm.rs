@@ -36,14 +36,17 @@ static_pod() {
 static_pods() {
   for c in kube-apiserver kube-controller-manager kube-scheduler; do static_pod $c "$1" || return 1; done
 }
+installed() { "$ROOT/$NODE/usr/bin/$1" --version | grep -o 'v[0-9][0-9.]*' | head -n 1; }
 kubeadm_config() {
   api merge /api/v1/namespaces/kube-system/configmaps/kubeadm-config "{\"data\":{\"ClusterConfiguration\":\"kind: ClusterConfiguration\\nkubernetesVersion: $1\\n\"}}"
 }
 "#;
 
-/// `apt-get install ... kubeadm='1.21.0-*'`: remembers the version each package has now.
+/// `apt-get install ... kubeadm='1.21.0-*'`: the package's binary, under the host's own root
+/// (the hosts file's `payload_root`, where a patch's binaries go too), says its version.
 const APT_GET: &str = r#"for a in "$@"; do case "$a" in
-  kubeadm=*|kubelet=*|kubectl=*) p=${a%%=*}; v=${a#*=}; echo "v${v%%-*}" > "$STATE/$p-$NODE";;
+  kubeadm=*|kubelet=*|kubectl=*) p=${a%%=*}; v=${a#*=}; /bin/mkdir -p "$ROOT/$NODE/usr/bin"
+    printf '#!/bin/sh\necho "Kubernetes v%s"\n' "${v%%-*}" > "$ROOT/$NODE/usr/bin/$p"; chmod 0755 "$ROOT/$NODE/usr/bin/$p";;
 esac; done"#;
 
 /// `kubeadm config images pull --kubernetes-version V`: the node holds V's images (from
@@ -57,13 +60,14 @@ case "$1 $2" in
     list=$(sort -u "$STATE/images-$NODE" | sed 's/.*/{"names":["&"],"sizeBytes":1}/' | paste -sd, -)
     api merge /api/v1/nodes/$NODE/status "{\"status\":{\"images\":[$list]}}";;
   "upgrade apply") kubeadm_config "$3" && static_pods "$3";;
-  "upgrade node") v=$(cat "$STATE/kubeadm-$NODE") || exit 1
+  "upgrade node") v=$(installed kubeadm) && [ -n "$v" ] || exit 1
     if [ -f "$STATE/cp-$NODE" ]; then static_pods "$v"; fi;;
 esac"#;
 
-/// `systemctl restart kubelet`: the kubelet comes back at the installed version.
+/// `systemctl restart kubelet`: the kubelet comes back at the installed version (the
+/// package's or a patch's).
 const SYSTEMCTL: &str = r#"[ "$1 $2" = "restart kubelet" ] || exit 0
-v=$(cat "$STATE/kubelet-$NODE") || exit 1
+v=$(installed kubelet) && [ -n "$v" ] || exit 1
 api merge /api/v1/nodes/$NODE/status "{\"status\":{\"nodeInfo\":{\"kubeletVersion\":\"$v\"}}}""#;
 
 /// The manifests' backup: one file per static pod (etcd's too) holding the version it runs;
@@ -115,6 +119,8 @@ impl Cluster {
         let state = dir.path().join("state");
         std::fs::create_dir(&state).unwrap();
         let state = state.to_str().unwrap().to_string();
+        let root = dir.path().join("root");
+        let root = root.to_str().unwrap().to_string();
         let mut started = Vec::new();
         for (name, personality) in hosts {
             let env = [
@@ -122,6 +128,7 @@ impl Cluster {
                 ("KUP_URL", url),
                 ("KUP_TOKEN", token.trim()),
                 ("STATE", state.as_str()),
+                ("ROOT", root.as_str()),
             ];
             let s = Sshd::start_with(&env)?;
             let bin = s.path("bin");
@@ -156,7 +163,7 @@ impl Cluster {
         kubeadm_config(c, from).await;
 
         let mut file = format!(
-            "commands:\n  backup_dir: {}\nhosts:\n",
+            "commands:\n  backup_dir: {}\n  payload_root: \"{root}/{{host}}\"\nhosts:\n",
             dir.path().join("backup").display()
         );
         for h in &started {
@@ -191,6 +198,11 @@ impl Cluster {
     /// What the fake tools on `name` were called with, one line each.
     pub fn calls(&self, name: &str) -> String {
         self.host(name).sshd.calls()
+    }
+
+    /// Where `host`'s binaries are (its `/`, for the packages and the patches' payloads).
+    pub fn root(&self, host: &str) -> PathBuf {
+        self.dir.path().join("root").join(host)
     }
 
     pub fn backup_dir(&self) -> PathBuf {
