@@ -44,11 +44,11 @@ pub(crate) struct Note(Arc<Mutex<Noted>>);
 #[derive(Default)]
 struct Noted {
     now: Option<String>,
-    said: Vec<kup_driver::HostOutput>,
+    said: std::collections::VecDeque<kup_driver::HostOutput>,
 }
 
-/// At most this many commands' words are kept per operation (a runaway retry loop cannot
-/// fill the event log).
+/// At most this many commands' words are kept per operation, the last ones (a runaway
+/// retry loop cannot fill the event log).
 const SAID_KEPT: usize = 64;
 
 impl Note {
@@ -64,16 +64,17 @@ impl Note {
     /// Keeps what a command said on `host`.
     pub fn said(&self, host: &str, message: String) {
         let mut n = self.lock();
-        if n.said.len() < SAID_KEPT {
-            n.said.push(kup_driver::HostOutput {
-                host: host.into(),
-                message,
-            });
+        if n.said.len() == SAID_KEPT {
+            n.said.pop_front();
         }
+        n.said.push_back(kup_driver::HostOutput {
+            host: host.into(),
+            message,
+        });
     }
     /// Takes what the commands said so far.
     pub fn take_said(&self) -> Vec<kup_driver::HostOutput> {
-        std::mem::take(&mut self.lock().said)
+        std::mem::take(&mut self.lock().said).into()
     }
 }
 

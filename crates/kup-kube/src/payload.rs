@@ -6,9 +6,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use kup_types::{PatchFile, PatchKind, Payload};
 
 use crate::ops::{Ctx, Note};
+use crate::steps::on_host;
 
 /// Reads one file of a kept patch, or says why it cannot.
 pub type ReadPatchFile = dyn Fn(&PatchFile) -> Result<Vec<u8>, String> + Send + Sync;
@@ -18,7 +20,7 @@ pub type ReadPatchFile = dyn Fn(&PatchFile) -> Result<Vec<u8>, String> + Send + 
 const RECENT: usize = 4;
 
 /// Files read lately, oldest first.
-type Recent = VecDeque<(PatchFile, Arc<[u8]>)>;
+type Recent = VecDeque<(PatchFile, Bytes)>;
 
 /// Reads a file of a patch kept in the repository (checking the bundle again as it does),
 /// keeping the last few.
@@ -26,6 +28,9 @@ type Recent = VecDeque<(PatchFile, Arc<[u8]>)>;
 pub struct PatchFiles {
     read: Arc<ReadPatchFile>,
     recent: Arc<Mutex<Recent>>,
+    /// One read at a time: the steps of several hosts that want the same file wait for the
+    /// first one's read rather than each reading (and holding) the bundle.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for PatchFiles {
@@ -41,6 +46,7 @@ impl PatchFiles {
         PatchFiles {
             read: Arc::new(read),
             recent: Arc::default(),
+            reading: Arc::default(),
         }
     }
 
@@ -49,15 +55,26 @@ impl PatchFiles {
     }
 
     /// The bytes of `file`; the read and the bundle's check run off the async threads.
-    pub async fn read(&self, file: &PatchFile) -> Result<Arc<[u8]>, String> {
-        if let Some((_, bytes)) = self.recent().iter().find(|(f, _)| f == file) {
-            return Ok(bytes.clone());
+    pub async fn read(&self, file: &PatchFile) -> Result<Bytes, String> {
+        let kept = |this: &Self| {
+            this.recent()
+                .iter()
+                .find(|(f, _)| f == file)
+                .map(|(_, b)| b.clone())
+        };
+        if let Some(bytes) = kept(self) {
+            return Ok(bytes);
+        }
+        let _reading = self.reading.lock().await;
+        if let Some(bytes) = kept(self) {
+            return Ok(bytes);
         }
         let (read, f) = (self.read.clone(), file.clone());
-        let bytes: Arc<[u8]> = tokio::task::spawn_blocking(move || read(&f))
-            .await
-            .map_err(|e| format!("cannot read {} of {}: {e}", file.path, file.patch))??
-            .into();
+        let bytes = Bytes::from(
+            tokio::task::spawn_blocking(move || read(&f))
+                .await
+                .map_err(|e| format!("cannot read {} of {}: {e}", file.path, file.patch))??,
+        );
         let mut kept = self.recent();
         kept.push_back((file.clone(), bytes.clone()));
         if kept.len() > RECENT {
@@ -77,13 +94,38 @@ pub(crate) async fn install(
     payloads: &[Payload],
     note: &Note,
 ) -> Result<(), String> {
-    let Some(payload) = kup_types::payload_of(payloads, kind, version) else {
-        let template = match kind {
-            PatchKind::Kubeadm => "install_kubeadm",
-            _ => "install_kubelet",
-        };
-        return crate::steps::on_host(ctx, host, template, version, note).await;
+    let (template, check) = match kind {
+        PatchKind::Kubeadm => ("install_kubeadm", "kubeadm_version"),
+        _ => ("install_kubelet", "kubelet_version"),
     };
+    match kup_types::payload_of(payloads, kind, version) {
+        Some(payload) => send(ctx, host, kind, version, payload, note).await?,
+        None => drop(on_host(ctx, host, template, version, note).await?),
+    }
+    // Whichever way it came, the step runs only with the binary of its version.
+    let out = on_host(ctx, host, check, version, note).await?;
+    let said = out
+        .stdout
+        .split_whitespace()
+        .any(|w| w == version.to_string());
+    if !said {
+        return Err(format!(
+            "after installing the {kind} of {version} on {host}, `{check}` says {:?}",
+            out.stdout.trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Sends the files of `payload` to `host`.
+async fn send(
+    ctx: &Ctx,
+    host: &str,
+    kind: PatchKind,
+    version: kup_types::KubeVersion,
+    payload: &Payload,
+    note: &Note,
+) -> Result<(), String> {
     let files = ctx.patch_files.as_ref().ok_or_else(|| {
         format!("a patch delivers the {kind} of {version}, but this daemon keeps no patches")
     })?;

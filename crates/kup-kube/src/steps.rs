@@ -35,7 +35,7 @@ pub(crate) async fn on_host(
     name: &'static str,
     version: KubeVersion,
     note: &Note,
-) -> Result<(), String> {
+) -> Result<kup_ssh::Output, String> {
     let entry = ctx
         .hosts
         .host(host)
@@ -63,7 +63,7 @@ pub(crate) async fn on_host(
         .map_err(|e| e.to_string())?;
     tracing::info!(host, step = name, output = %out.stdout.trim_end(), "host step done");
     note.said(host, said(name, &out));
-    Ok(())
+    Ok(out)
 }
 
 /// A command that succeeded, for the event log: its template's name and its last words.

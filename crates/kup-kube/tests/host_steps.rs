@@ -107,21 +107,24 @@ async fn kubeadms_procedure_runs_over_ssh_and_is_read_back_from_the_api() {
         format!(
             "apt-get update -q\n\
              apt-mark unhold kubeadm\n\
-             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm=1.21.0-*\n\
+             apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades kubeadm=1.21.0-*\n\
              apt-mark hold kubeadm\n\
+             kubeadm version -o short\n\
              kubeadm config images pull --kubernetes-version v1.21.0 --image-repository registry.k8s.io\n\
              apt-get update -q\n\
              apt-mark unhold kubeadm\n\
-             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm=1.21.0-*\n\
+             apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades kubeadm=1.21.0-*\n\
              apt-mark hold kubeadm\n\
+             kubeadm version -o short\n\
              cp -a /etc/kubernetes/manifests {b}/manifests.part\n\
              etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key snapshot save {b}/etcd.db.part\n\
              kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get --ignore-not-found configmap/kubeadm-config configmap/kube-proxy daemonset/kube-proxy configmap/coredns deployment/coredns -o yaml\n\
              kubeadm upgrade apply v1.21.0 --yes\n\
              apt-get update -q\n\
              apt-mark unhold kubelet kubectl\n\
-             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubelet=1.21.0-* kubectl=1.21.0-*\n\
+             apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades kubelet=1.21.0-* kubectl=1.21.0-*\n\
              apt-mark hold kubelet kubectl\n\
+             kubelet --version\n\
              systemctl daemon-reload\n\
              systemctl restart kubelet\n"
         )
@@ -331,7 +334,9 @@ async fn a_patchs_binaries_replace_the_packages() {
     }
     // The worker's node configuration ran with the patch's kubeadm.
     assert!(
-        cluster.calls("w-0").starts_with("kubeadm upgrade node\n"),
+        cluster
+            .calls("w-0")
+            .starts_with("kubeadm version -o short\nkubeadm upgrade node\n"),
         "{}",
         cluster.calls("w-0")
     );

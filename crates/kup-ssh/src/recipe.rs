@@ -50,6 +50,11 @@ pub struct Commands {
     /// Installs the target's kubelet and kubectl, without restarting kubelet.
     pub install_kubelet: String,
     pub restart_kubelet: String,
+    /// Prints the installed kubeadm's version (checked after each install: the step runs
+    /// only with the kubeadm of its version).
+    pub kubeadm_version: String,
+    /// Prints the installed kubelet's version (checked after each install).
+    pub kubelet_version: String,
     /// Where a patch's payload goes on a host, in place of `install_kubeadm` and
     /// `install_kubelet` when a kubeadm or kubelet patch delivers the version: its file
     /// `usr/bin/kubelet` becomes `{payload_root}/usr/bin/kubelet`. An absolute path, `/` by
@@ -62,6 +67,8 @@ const APT_LIST: &str = "/etc/apt/sources.list.d/kubernetes.list";
 
 impl Default for Commands {
     fn default() -> Self {
+        // `--reinstall`: a patch's binary may have replaced the package's file since dpkg
+        // installed that version, which apt would otherwise take as done.
         let pkg = |names: &str| {
             let pinned: Vec<String> = names
                 .split(' ')
@@ -70,7 +77,7 @@ impl Default for Commands {
             // pkgs.k8s.io has a repository per minor: pointed at the target's first (kubeadm's
             // "changing the package repository"), then the list read again.
             format!(
-                "([ ! -f {APT_LIST} ] || sed -i 's#/v[0-9][0-9.]*/deb#/{{minor}}/deb#' {APT_LIST}) && apt-get update -q && apt-mark unhold {names} && apt-get install -y -q --allow-change-held-packages --allow-downgrades {} && apt-mark hold {names}",
+                "([ ! -f {APT_LIST} ] || sed -i 's#/v[0-9][0-9.]*/deb#/{{minor}}/deb#' {APT_LIST}) && apt-get update -q && apt-mark unhold {names} && apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades {} && apt-mark hold {names}",
                 pinned.join(" ")
             )
         };
@@ -101,6 +108,8 @@ impl Default for Commands {
             upgrade_node: "kubeadm upgrade node".into(),
             install_kubelet: pkg("kubelet kubectl"),
             restart_kubelet: "systemctl daemon-reload && systemctl restart kubelet".into(),
+            kubeadm_version: "kubeadm version -o short".into(),
+            kubelet_version: "kubelet --version".into(),
             payload_root: "/".into(),
         }
     }
@@ -141,7 +150,7 @@ pub struct Vars<'a> {
 }
 
 impl Commands {
-    fn templates(&self) -> [(&'static str, &str); 10] {
+    fn templates(&self) -> [(&'static str, &str); 12] {
         [
             ("install_kubeadm", &self.install_kubeadm),
             ("pull_images", &self.pull_images),
@@ -153,6 +162,8 @@ impl Commands {
             ("upgrade_node", &self.upgrade_node),
             ("install_kubelet", &self.install_kubelet),
             ("restart_kubelet", &self.restart_kubelet),
+            ("kubeadm_version", &self.kubeadm_version),
+            ("kubelet_version", &self.kubelet_version),
         ]
     }
 
@@ -193,11 +204,13 @@ impl Commands {
         }
         let target = format!("{}/{}", root.trim_end_matches('/'), path);
         let (dir, _) = target.rsplit_once('/').ok_or_else(bad)?;
+        let dir = if dir.is_empty() { "/" } else { dir };
         let executable = dir.ends_with("/bin") || dir.ends_with("/sbin");
         let q = |s: &str| shlex::try_quote(s).map_or_else(|_| s.to_string(), |q| q.into_owned());
         let (dir, part, file) = (q(dir), q(&format!("{target}.kup-part")), q(&target));
+        // A failed copy leaves no partial file behind.
         let line = format!(
-            "mkdir -p {dir} && cat > {part} && [ \"$(wc -c < {part})\" -eq {size} ] && chmod {} {part} && mv -f {part} {file}",
+            "mkdir -p {dir} && {{ (cat > {part} && [ \"$(wc -c < {part})\" -eq {size} ] && chmod {} {part} && mv -f {part} {file}) || {{ rm -f {part}; exit 1; }}; }}",
             if executable { "0755" } else { "0644" }
         );
         Ok(self.sudo_wrap(line))
@@ -284,7 +297,7 @@ mod tests {
             r("install_kubeadm"),
             "([ ! -f /etc/apt/sources.list.d/kubernetes.list ] || sed -i 's#/v[0-9][0-9.]*/deb#/v1.30/deb#' \
              /etc/apt/sources.list.d/kubernetes.list) && apt-get update -q && apt-mark unhold kubeadm && \
-             apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm='1.30.6-*' && \
+             apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades kubeadm='1.30.6-*' && \
              apt-mark hold kubeadm"
         );
         assert_eq!(
@@ -317,7 +330,7 @@ mod tests {
         let mut c = Commands::default();
         assert_eq!(
             c.install_file("w-0", "usr/bin/kubelet", 1234).unwrap(),
-            "mkdir -p /usr/bin && cat > /usr/bin/kubelet.kup-part && [ \"$(wc -c < /usr/bin/kubelet.kup-part)\" -eq 1234 ] && chmod 0755 /usr/bin/kubelet.kup-part && mv -f /usr/bin/kubelet.kup-part /usr/bin/kubelet"
+            "mkdir -p /usr/bin && { (cat > /usr/bin/kubelet.kup-part && [ \"$(wc -c < /usr/bin/kubelet.kup-part)\" -eq 1234 ] && chmod 0755 /usr/bin/kubelet.kup-part && mv -f /usr/bin/kubelet.kup-part /usr/bin/kubelet) || { rm -f /usr/bin/kubelet.kup-part; exit 1; }; }"
         );
         c.payload_root = "/srv/root/{host}/".into();
         c.sudo = true;
@@ -359,6 +372,7 @@ mod tests {
         assert!(send(b"old", 3));
         assert!(!send(b"new, cut", 12));
         assert_eq!(std::fs::read(&file).unwrap(), b"old");
+        assert!(!file.with_extension("kup-part").exists());
         assert!(send(b"new, whole", 10));
         assert_eq!(std::fs::read(&file).unwrap(), b"new, whole");
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();

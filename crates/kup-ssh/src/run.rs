@@ -3,7 +3,6 @@
 //! deadline, or the command itself.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -78,7 +77,7 @@ pub async fn run(target: &SshTarget, command: &str, timeout: Duration) -> Result
 pub async fn run_with_input(
     target: &SshTarget,
     command: &str,
-    input: Arc<[u8]>,
+    input: bytes::Bytes,
     timeout: Duration,
 ) -> Result<Output, SshError> {
     run_with("ssh", target, command, Some(input), timeout).await
@@ -90,7 +89,7 @@ pub async fn run_with(
     program: &str,
     target: &SshTarget,
     command: &str,
-    input: Option<Arc<[u8]>>,
+    input: Option<bytes::Bytes>,
     timeout: Duration,
 ) -> Result<Output, SshError> {
     let mut child = Command::new(program)

@@ -51,13 +51,13 @@ async fn the_steps_of_an_upgrade_run_over_ssh_with_their_output() {
         sshd.calls(),
         "apt-get update -q\n\
          apt-mark unhold kubeadm\n\
-         apt-get install -y -q --allow-change-held-packages --allow-downgrades kubeadm=1.30.6-*\n\
+         apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades kubeadm=1.30.6-*\n\
          apt-mark hold kubeadm\n\
          kubeadm config images pull --kubernetes-version v1.30.6 --image-repository registry.k8s.io\n\
          kubeadm upgrade apply v1.30.6 --yes\n\
          apt-get update -q\n\
          apt-mark unhold kubelet kubectl\n\
-         apt-get install -y -q --allow-change-held-packages --allow-downgrades kubelet=1.30.6-* kubectl=1.30.6-*\n\
+         apt-get install -y -q --reinstall --allow-change-held-packages --allow-downgrades kubelet=1.30.6-* kubectl=1.30.6-*\n\
          apt-mark hold kubelet kubectl\n\
          systemctl daemon-reload\n\
          systemctl restart kubelet\n"

@@ -43,15 +43,19 @@ kubeadm_config() {
 "#;
 
 /// `apt-get install ... kubeadm='1.21.0-*'`: the package's binary, under the host's own root
-/// (the hosts file's `payload_root`, where a patch's binaries go too), says its version.
-const APT_GET: &str = r#"for a in "$@"; do case "$a" in
-  kubeadm=*|kubelet=*|kubectl=*) p=${a%%=*}; v=${a#*=}; /bin/mkdir -p "$ROOT/$NODE/usr/bin"
-    printf '#!/bin/sh\necho "Kubernetes v%s"\n' "${v%%-*}" > "$ROOT/$NODE/usr/bin/$p"; chmod 0755 "$ROOT/$NODE/usr/bin/$p";;
+/// (the hosts file's `payload_root`, where a patch's binaries go too), says its version. As
+/// dpkg, a version it installed already is left as it is, unless `--reinstall`.
+const APT_GET: &str = r#"case " $* " in *" --reinstall "*) again=1;; *) again=;; esac
+for a in "$@"; do case "$a" in
+  kubeadm=*|kubelet=*|kubectl=*) p=${a%%=*}; v=v${a#*=}; v=${v%%-*}
+    [ -z "$again" ] && [ "$(cat "$STATE/pkg-$p-$NODE" 2>/dev/null)" = "$v" ] && continue
+    /bin/mkdir -p "$ROOT/$NODE/usr/bin" && echo "$v" > "$STATE/pkg-$p-$NODE"
+    printf '#!/bin/sh\necho "Kubernetes %s"\n' "$v" > "$ROOT/$NODE/usr/bin/$p"; chmod 0755 "$ROOT/$NODE/usr/bin/$p";;
 esac; done"#;
 
 /// `kubeadm config images pull --kubernetes-version V`: the node holds V's images (from
 /// k8s.gcr.io, as kubeadm before 1.25 has them); `kubeadm upgrade apply V`: kubeadm-config and
-/// this node's static pods to V; `kubeadm upgrade node`: a control plane's static pods to the
+/// this node's static pods to V, with the kubeadm of V only; `kubeadm upgrade node`: a control plane's static pods to the
 /// installed kubeadm's version.
 const KUBEADM: &str = r#"echo "[upgrade] kubeadm $*"
 case "$1 $2" in
@@ -59,10 +63,15 @@ case "$1 $2" in
     for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do echo "k8s.gcr.io/$c:$v" >> "$STATE/images-$NODE"; done
     list=$(sort -u "$STATE/images-$NODE" | sed 's/.*/{"names":["&"],"sizeBytes":1}/' | paste -sd, -)
     api merge /api/v1/nodes/$NODE/status "{\"status\":{\"images\":[$list]}}";;
-  "upgrade apply") kubeadm_config "$3" && static_pods "$3";;
+  "version -o") installed kubeadm;;
+  "upgrade apply") [ "$(installed kubeadm)" = "$3" ] || { echo "kubeadm $(installed kubeadm) cannot upgrade to $3" >&2; exit 1; }
+    kubeadm_config "$3" && static_pods "$3";;
   "upgrade node") v=$(installed kubeadm) && [ -n "$v" ] || exit 1
     if [ -f "$STATE/cp-$NODE" ]; then static_pods "$v"; fi;;
 esac"#;
+
+/// `kubelet --version`: the installed kubelet's.
+const KUBELET: &str = r#"echo "Kubernetes $(installed kubelet)""#;
 
 /// `systemctl restart kubelet`: the kubelet comes back at the installed version (the
 /// package's or a patch's).
@@ -134,6 +143,7 @@ impl Cluster {
             let bin = s.path("bin");
             for (tool, body) in [
                 ("kubeadm", KUBEADM),
+                ("kubelet", KUBELET),
                 ("apt-get", APT_GET),
                 ("systemctl", SYSTEMCTL),
                 ("cp", CP),
