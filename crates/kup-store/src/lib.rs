@@ -7,8 +7,12 @@ use std::path::PathBuf;
 
 use kup_types::{Event, Snapshot, WriteBatch};
 
+#[macro_use]
+mod sql;
+mod pg;
 mod sqlite;
 
+pub use pg::{Lease, PgStore, Replica, ReplicaSeen};
 pub use sqlite::SqliteStore;
 
 #[async_trait::async_trait]
@@ -71,6 +75,18 @@ pub enum StoreError {
     /// A stored value that does not parse; names the table, column and value.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error("the database URL does not parse: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A write on a shared database by a daemon that does not lead.
+    #[error("this daemon does not lead: only the leader writes to the shared store")]
+    NotLeader,
+    /// A write under a fencing token that another daemon's takeover has replaced.
+    #[error(
+        "this daemon no longer leads: it wrote under fencing token {token}, and the lease now has {now}"
+    )]
+    Fenced { token: i64, now: i64 },
 }
 
 impl StoreError {
@@ -84,9 +100,11 @@ impl StoreError {
                 "the store holds data kup cannot read"
             }
             StoreError::Conflict(_) => "the store refused a conflicting write",
-            StoreError::Database(e) | StoreError::Open { source: e, .. } => {
-                sqlite::summary(e).unwrap_or("the store failed")
-            }
+            StoreError::Database(e) | StoreError::Open { source: e, .. } => sqlite::summary(e)
+                .or_else(|| pg::summary(e))
+                .unwrap_or("the store failed"),
+            StoreError::Url(_) | StoreError::Connect(_) => "the store's database cannot be reached",
+            StoreError::NotLeader | StoreError::Fenced { .. } => "this daemon no longer leads",
             StoreError::Migrate(_) => "the store failed",
         }
     }

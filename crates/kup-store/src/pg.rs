@@ -1,0 +1,292 @@
+//! The PostgreSQL implementation of [`Store`], for several daemons sharing one database: one
+//! of them leads (the [`lease`](PgStore::campaign) row), and only the leader writes. Every
+//! write transaction first locks the lease row and checks that it still holds this daemon's
+//! fencing token, so writes are serialised (event sequence numbers stay gapless) and a
+//! deposed leader's late writes are refused whole.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use kup_types::{Event, OperationRecord, Snapshot, WriteBatch};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+
+use crate::{Store, StoreError};
+
+mod q {
+    crate::sql::queries!(sqlx::Postgres, sqlx::PgConnection, sqlx::postgres::PgRow);
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database's clock, in milliseconds since the epoch.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// A daemon sharing the database: its id (unique among the replicas) and the address its
+/// API is served at, for the others to forward commands to when it leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replica {
+    pub id: String,
+    pub address: String,
+}
+
+/// The lease as it stands after a [`PgStore::campaign`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The replica that holds it, and where it serves.
+    pub holder: Replica,
+    pub token: i64,
+    /// Since the holder last renewed it.
+    pub age: Duration,
+    /// Until it expires (zero once expired).
+    pub left: Duration,
+    /// How long the holder has held it.
+    pub held_for: Duration,
+}
+
+/// A replica as it last said it was alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSeen {
+    pub replica: Replica,
+    pub started_ago: Duration,
+    pub seen_ago: Duration,
+}
+
+/// A [`Store`] in a PostgreSQL database shared by several daemons.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    /// The fencing token this daemon writes under, while it leads.
+    fence: Arc<Mutex<Option<i64>>>,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
+    /// migrates it. The store writes only once [`campaign`](Self::campaign) has made this
+    /// daemon the leader.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Connect)?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(PgStore {
+            pool,
+            fence: Arc::default(),
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn fence(&self) -> Option<i64> {
+        *self.fence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_fence(&self, token: Option<i64>) {
+        *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = token;
+    }
+
+    /// One round of the election, in one transaction: `me` renews the lease it holds, takes
+    /// it when nobody holds it or it has expired (the token grows by one), and otherwise
+    /// stands by. The lease lasts `duration` from now by the database's clock. Returns the
+    /// lease as it stands; this store writes under its token while `me` holds it.
+    pub async fn campaign(&self, me: &Replica, duration: Duration) -> Result<Lease, StoreError> {
+        let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO replicas (id, address, started_ms, seen_ms) VALUES ($1, $2, {NOW_MS}, {NOW_MS}) \
+             ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_ms = excluded.seen_ms"
+        )))
+        .bind(&me.id)
+        .bind(&me.address)
+        .execute(&mut *tx)
+        .await?;
+        // Whoever holds the row lock decides; the others wait and see its outcome.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO lease (singleton, holder, address, token, acquired_ms, renewed_ms, expires_ms) \
+             VALUES (1, $1, $2, 1, {NOW_MS}, {NOW_MS}, {NOW_MS} + $3) \
+             ON CONFLICT (singleton) DO UPDATE SET \
+                 holder = excluded.holder, address = excluded.address, \
+                 token = CASE WHEN lease.holder = excluded.holder AND lease.expires_ms > {NOW_MS} \
+                     THEN lease.token ELSE lease.token + 1 END, \
+                 acquired_ms = CASE WHEN lease.holder = excluded.holder AND lease.expires_ms > {NOW_MS} \
+                     THEN lease.acquired_ms ELSE excluded.acquired_ms END, \
+                 renewed_ms = excluded.renewed_ms, expires_ms = excluded.expires_ms \
+             WHERE lease.holder = excluded.holder OR lease.expires_ms <= {NOW_MS}"
+        )))
+        .bind(&me.id)
+        .bind(&me.address)
+        .bind(ms)
+        .execute(&mut *tx)
+        .await?;
+        let lease = read_lease(&mut tx).await?.ok_or_else(|| {
+            StoreError::Conflict("the lease row vanished during the election".into())
+        })?;
+        tx.commit().await?;
+        // A renewal keeps the token; a lease lost (or held by another) stops every write.
+        self.set_fence((lease.holder.id == me.id && !lease.left.is_zero()).then_some(lease.token));
+        Ok(lease)
+    }
+
+    /// Gives the lease up (a daemon that stops): another replica takes over at once rather
+    /// than after the lease expires.
+    pub async fn resign(&self, me: &Replica) -> Result<(), StoreError> {
+        self.set_fence(None);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE lease SET expires_ms = {NOW_MS} WHERE holder = $1"
+        )))
+        .bind(&me.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The lease as it stands, without campaigning.
+    pub async fn lease(&self) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_lease(&mut conn).await
+    }
+
+    /// The replicas, most recently seen first.
+    pub async fn replicas(&self) -> Result<Vec<ReplicaSeen>, StoreError> {
+        use sqlx::Row;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, address, {NOW_MS} - started_ms AS started_ago, {NOW_MS} - seen_ms AS seen_ago \
+             FROM replicas ORDER BY seen_ms DESC, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReplicaSeen {
+                    replica: Replica {
+                        id: r.try_get("id")?,
+                        address: r.try_get("address")?,
+                    },
+                    started_ago: millis(r.try_get("started_ago")?),
+                    seen_ago: millis(r.try_get("seen_ago")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether this store writes now (its daemon holds the lease, as last seen).
+    pub fn leads(&self) -> bool {
+        self.fence().is_some()
+    }
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+async fn read_lease(conn: &mut PgConnection) -> Result<Option<Lease>, StoreError> {
+    use sqlx::Row;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT holder, address, token, {NOW_MS} - renewed_ms AS age, \
+             expires_ms - {NOW_MS} AS left_ms, {NOW_MS} - acquired_ms AS held \
+         FROM lease WHERE singleton = 1"
+    )))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| {
+        Ok(Lease {
+            holder: Replica {
+                id: r.try_get("holder")?,
+                address: r.try_get("address")?,
+            },
+            token: r.try_get("token")?,
+            age: millis(r.try_get("age")?),
+            left: millis(r.try_get("left_ms")?),
+            held_for: millis(r.try_get("held")?),
+        })
+    })
+    .transpose()
+}
+
+/// Locks the lease row for the rest of the transaction and checks that it still holds
+/// `token`.
+async fn fenced(conn: &mut PgConnection, token: Option<i64>) -> Result<(), StoreError> {
+    let Some(token) = token else {
+        return Err(StoreError::NotLeader);
+    };
+    let now: Option<i64> =
+        sqlx::query_scalar("SELECT token FROM lease WHERE singleton = 1 FOR UPDATE")
+            .fetch_optional(&mut *conn)
+            .await?;
+    if now == Some(token) {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced {
+            token,
+            now: now.unwrap_or(0),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // One consistent view of every table, whatever commits meanwhile.
+        let mut tx = conn
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let snap = q::read_snapshot(&mut tx).await?;
+        tx.commit().await?;
+        Ok(snap)
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        fenced(&mut tx, self.fence()).await?;
+        let events = q::write_batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        q::events(&mut *self.pool.acquire().await?, after_seq, limit).await
+    }
+
+    async fn operation_history(&self, key: &str) -> Result<Vec<OperationRecord>, StoreError> {
+        q::operation_history(&mut *self.pool.acquire().await?, key).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        q::last_event_seq(&mut *self.pool.acquire().await?).await
+    }
+}
+
+/// The kind of a PostgreSQL error an operator can act on (its SQLSTATE class), for
+/// [`StoreError::summary`].
+pub(crate) fn summary(e: &sqlx::Error) -> Option<&'static str> {
+    if matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) {
+        return Some("the store's database cannot be reached");
+    }
+    let code = e
+        .as_database_error()?
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
+        .code();
+    match &code[..2] {
+        "53" => Some("the store's database is out of resources (disk, memory or connections)"),
+        "08" | "57" => Some("the store's database cannot be reached"),
+        "28" | "42" if code == "42501" || code.starts_with("28") => {
+            Some("the store's database refused kup's login or rights")
+        }
+        _ => None,
+    }
+}
