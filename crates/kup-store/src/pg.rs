@@ -83,6 +83,11 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     fn fence(&self) -> Option<i64> {
         *self.fence.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -7,7 +7,125 @@ use kup_types::{
 };
 use tempfile::TempDir;
 
-use crate::{SqliteStore, Store, StoreError};
+use crate::{PgStore, Replica, SqliteStore, Store, StoreError};
+
+#[path = "../tests/support/postgres.rs"]
+mod postgres_server;
+
+/// A database on one of the back ends, for a test to open as many handles on as it needs.
+enum Db {
+    Sqlite(TempDir),
+    Postgres(postgres_server::PgServer),
+}
+
+/// One handle on a [`Db`]: the store, and raw SQL for what the trait does not show.
+enum Handle {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        Db::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Option<Db> {
+        postgres_server::PgServer::start().map(Db::Postgres)
+    }
+
+    /// A handle that writes: on PostgreSQL, one that holds the lease (every handle a test
+    /// opens is the same replica, so they share its token).
+    async fn open(&self) -> Handle {
+        match self {
+            Db::Sqlite(dir) => {
+                Handle::Sqlite(SqliteStore::open(&dir.path().join("kup.db")).await.unwrap())
+            }
+            Db::Postgres(server) => {
+                let store = PgStore::connect(&server.url("postgres")).await.unwrap();
+                let me = Replica {
+                    id: "test".into(),
+                    address: "127.0.0.1:1".into(),
+                };
+                store
+                    .campaign(&me, std::time::Duration::from_secs(300))
+                    .await
+                    .unwrap();
+                Handle::Postgres(store)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Handle {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            Handle::Sqlite(s) => s,
+            Handle::Postgres(s) => s,
+        }
+    }
+}
+
+impl Handle {
+    async fn scalar(&self, sql: &'static str) -> i64 {
+        match self {
+            Handle::Sqlite(s) => sqlx::query_scalar(sql).fetch_one(s.pool()).await,
+            Handle::Postgres(s) => sqlx::query_scalar(sql).fetch_one(s.pool()).await,
+        }
+        .unwrap()
+    }
+
+    async fn exec(&self, sql: &'static str) {
+        match self {
+            Handle::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+            Handle::Postgres(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+        }
+        .unwrap();
+    }
+
+    async fn close(&self) {
+        match self {
+            Handle::Sqlite(s) => s.close().await,
+            Handle::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// The store's conformance suite: each test once on SQLite, once on a real PostgreSQL server.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Db::sqlite()).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = super::Db::postgres() else { return };
+                    super::$name(db).await
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    snapshot_round_trips_upgrade_and_hosts,
+    empty_store_and_empty_batch,
+    delete_removes_the_upgrade_and_keeps_hosts,
+    host_put_replaces_the_row_by_id,
+    failing_batch_writes_nothing_and_leaves_no_seq_gap,
+    create_refuses_a_second_upgrade_and_put_needs_the_same_uuid,
+    events_are_gapless_across_commits_and_page,
+    committed_data_survives_reopen,
+    concurrent_commits_get_seqs_1_to_32,
+    strategy_progress_writes_only_changed_stages_and_reads_back_whole,
+);
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -64,7 +182,7 @@ async fn file_store() -> (TempDir, SqliteStore) {
     (dir, store)
 }
 
-async fn seqs(store: &SqliteStore, after: i64, limit: u32) -> Vec<i64> {
+async fn seqs(store: &dyn Store, after: i64, limit: u32) -> Vec<i64> {
     store
         .events(after, limit)
         .await
@@ -74,9 +192,8 @@ async fn seqs(store: &SqliteStore, after: i64, limit: u32) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
-async fn snapshot_round_trips_upgrade_and_hosts() {
-    let (_dir, store) = file_store().await;
+async fn snapshot_round_trips_upgrade_and_hosts(db: Db) {
+    let store = db.open().await;
     let up = upgrade(1, "u-1", KubeUpgradeState::UpgradingFirstMaster);
     let mut c0 = host(3, "controller-0");
     c0.target_version = Some(v("v1.17.1"));
@@ -100,9 +217,8 @@ async fn snapshot_round_trips_upgrade_and_hosts() {
     assert_eq!(snap.host("worker-0"), Some(&host(2, "worker-0")));
 }
 
-#[tokio::test]
-async fn empty_store_and_empty_batch() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+async fn empty_store_and_empty_batch(db: Db) {
+    let store = db.open().await;
     assert_eq!(store.snapshot().await.unwrap(), Default::default());
     assert!(
         store
@@ -114,9 +230,8 @@ async fn empty_store_and_empty_batch() {
     assert!(store.events(0, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn delete_removes_the_upgrade_and_keeps_hosts() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+async fn delete_removes_the_upgrade_and_keeps_hosts(db: Db) {
+    let store = db.open().await;
     let batch = WriteBatch {
         upgrade: Some(UpgradeWrite::Create(upgrade(
             1,
@@ -140,9 +255,8 @@ async fn delete_removes_the_upgrade_and_keeps_hosts() {
     store.commit(delete).await.unwrap();
 }
 
-#[tokio::test]
-async fn host_put_replaces_the_row_by_id() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+async fn host_put_replaces_the_row_by_id(db: Db) {
+    let store = db.open().await;
     let put = |h: HostUpgradeRecord| WriteBatch {
         hosts: vec![h],
         ..Default::default()
@@ -156,9 +270,8 @@ async fn host_put_replaces_the_row_by_id() {
     assert_eq!(store.snapshot().await.unwrap().hosts, [changed]);
 }
 
-#[tokio::test]
-async fn failing_batch_writes_nothing_and_leaves_no_seq_gap() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+async fn failing_batch_writes_nothing_and_leaves_no_seq_gap(db: Db) {
+    let store = db.open().await;
     let first = WriteBatch {
         hosts: vec![host(1, "controller-0")],
         ..events_batch(&["one"])
@@ -181,15 +294,14 @@ async fn failing_batch_writes_nothing_and_leaves_no_seq_gap() {
     assert!(matches!(err, StoreError::Database(_)), "{err}");
     assert!(err.to_string().starts_with("database error: "), "{err}");
     assert_eq!(store.snapshot().await.unwrap(), before);
-    assert_eq!(seqs(&store, 0, 10).await, [1]);
+    assert_eq!(seqs(&*store, 0, 10).await, [1]);
 
     let next = store.commit(events_batch(&["two"])).await.unwrap();
     assert_eq!(next[0].seq, 2);
 }
 
-#[tokio::test]
-async fn create_refuses_a_second_upgrade_and_put_needs_the_same_uuid() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+async fn create_refuses_a_second_upgrade_and_put_needs_the_same_uuid(db: Db) {
+    let store = db.open().await;
     let write = |w| WriteBatch {
         upgrade: Some(w),
         ..Default::default()
@@ -199,21 +311,21 @@ async fn create_refuses_a_second_upgrade_and_put_needs_the_same_uuid() {
         .commit(write(UpgradeWrite::Create(first.clone())))
         .await
         .unwrap();
-    sqlx::query("UPDATE kube_upgrade SET recovery_attempts = 3")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    store
+        .exec("UPDATE kube_upgrade SET recovery_attempts = 3")
+        .await;
     // Same upgrade, new state: recovery bookkeeping survives.
     let moved = upgrade(1, "u-1", KubeUpgradeState::DownloadingImages);
     store
         .commit(write(UpgradeWrite::Put(moved.clone())))
         .await
         .unwrap();
-    let attempts: i64 = sqlx::query_scalar("SELECT recovery_attempts FROM kube_upgrade")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(attempts, 3);
+    assert_eq!(
+        store
+            .scalar("SELECT recovery_attempts FROM kube_upgrade")
+            .await,
+        3
+    );
 
     // A second upgrade is a conflict, as is a change to one that is not stored.
     let second = upgrade(2, "u-2", KubeUpgradeState::UpgradeStarted);
@@ -231,16 +343,11 @@ async fn create_refuses_a_second_upgrade_and_put_needs_the_same_uuid() {
         "{err}"
     );
     assert_eq!(store.snapshot().await.unwrap().upgrade, Some(moved));
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kube_upgrade")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(store.scalar("SELECT COUNT(*) FROM kube_upgrade").await, 1);
 }
 
-#[tokio::test]
-async fn events_are_gapless_across_commits_and_page() {
-    let (_dir, store) = file_store().await;
+async fn events_are_gapless_across_commits_and_page(db: Db) {
+    let store = db.open().await;
     let a = store.commit(events_batch(&["a1", "a2"])).await.unwrap();
     let b = store.commit(events_batch(&["b1"])).await.unwrap();
     let c = store
@@ -257,18 +364,15 @@ async fn events_are_gapless_across_commits_and_page() {
     assert_eq!(all, returned);
     assert_eq!(all[3].message, "c1");
     assert_eq!(all[3].at, ts("2020-02-20T16:10:00.5Z"));
-    assert_eq!(seqs(&store, 2, 3).await, [3, 4, 5]);
-    assert_eq!(seqs(&store, 5, 3).await, [6]);
-    assert!(seqs(&store, 6, 3).await.is_empty());
-    assert!(seqs(&store, 0, 0).await.is_empty());
-    assert_eq!(seqs(&store, -5, 2).await, [1, 2]);
+    assert_eq!(seqs(&*store, 2, 3).await, [3, 4, 5]);
+    assert_eq!(seqs(&*store, 5, 3).await, [6]);
+    assert!(seqs(&*store, 6, 3).await.is_empty());
+    assert!(seqs(&*store, 0, 0).await.is_empty());
+    assert_eq!(seqs(&*store, -5, 2).await, [1, 2]);
 }
 
-#[tokio::test]
-async fn committed_data_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kup.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+async fn committed_data_survives_reopen(db: Db) {
+    let store = db.open().await;
     let batch = WriteBatch {
         upgrade: Some(UpgradeWrite::Create(upgrade(
             1,
@@ -286,7 +390,7 @@ async fn committed_data_survives_reopen() {
     drop(store);
 
     // Reopening runs the migrations again: they must be a no-op on a migrated database.
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = db.open().await;
     assert_eq!(store.snapshot().await.unwrap(), snap);
     assert_eq!(store.events(0, 10).await.unwrap(), events);
     let next = store.commit(events_batch(&["three"])).await.unwrap();
@@ -366,16 +470,11 @@ async fn corrupt_values_are_errors_not_panics() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_commits_get_seqs_1_to_32() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kup.db");
-    // Two handles on one file: besides the queue on each pool, the MAX(seq)+1 allocation
-    // must also hold up against a writer on another connection (BEGIN IMMEDIATE + busy wait).
-    let stores = [
-        Arc::new(SqliteStore::open(&path).await.unwrap()),
-        Arc::new(SqliteStore::open(&path).await.unwrap()),
-    ];
+async fn concurrent_commits_get_seqs_1_to_32(db: Db) {
+    // Two handles on one database: besides the queue on each pool, the MAX(seq)+1 allocation
+    // must also hold up against a writer on another connection (SQLite's BEGIN IMMEDIATE and
+    // busy wait; PostgreSQL's lock on the lease row).
+    let stores = [Arc::new(db.open().await), Arc::new(db.open().await)];
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let store = Arc::clone(&stores[i % 2]);
@@ -395,7 +494,7 @@ async fn concurrent_commits_get_seqs_1_to_32() {
     }
     got.sort_unstable();
     assert_eq!(got, (1..=32).collect::<Vec<i64>>());
-    assert_eq!(seqs(&stores[0], 0, 100).await, got);
+    assert_eq!(seqs(&**stores[0], 0, 100).await, got);
 }
 
 /// A full database refuses a batch; once there is room again, the next write succeeds (a
@@ -497,10 +596,9 @@ fn strategy_write(record: &kup_types::StrategyRecord) -> WriteBatch {
 
 /// The strategy's apply stages live in rows of their own: a progress write rewrites the stages
 /// that changed and drops those past the end, and a reopened store reads the whole record back.
-#[tokio::test]
-async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole() {
+async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole(db: Db) {
     use kup_types::{StepResult, StrategyRecord, StrategyWrite};
-    let (dir, store) = file_store().await;
+    let store = db.open().await;
     use kup_types::{AlarmRestrictions, ApplyType, StrategyState, UpgradeMode};
     let mut record = StrategyRecord {
         uuid: "s-1".into(),
@@ -563,9 +661,7 @@ async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole() {
         .await
         .unwrap();
     store.close().await;
-    let reopened = SqliteStore::open_existing(&dir.path().join("kup.db"))
-        .await
-        .unwrap();
+    let reopened = db.open().await;
     assert_eq!(
         *reopened.snapshot().await.unwrap().strategy.unwrap(),
         shorter
@@ -580,11 +676,10 @@ async fn strategy_progress_writes_only_changed_stages_and_reads_back_whole() {
         .await
         .unwrap();
     assert!(reopened.snapshot().await.unwrap().strategy.is_none());
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM strategy_stage")
-        .fetch_one(reopened.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows, 0);
+    assert_eq!(
+        reopened.scalar("SELECT COUNT(*) FROM strategy_stage").await,
+        0
+    );
 }
 
 /// A store with an upgrade, hosts and 2,000 events (about 100 pages), closed cleanly so that
@@ -766,4 +861,82 @@ async fn integrity_check_cost() {
 
 async fn check_integrity_of(path: &std::path::Path) {
     crate::sqlite::check_integrity(path).await.unwrap();
+}
+
+/// The lease on a shared PostgreSQL database: one holder at a time, renewals keep its token,
+/// a takeover after expiry raises it, and a deposed leader's write is refused whole (the
+/// fencing token is checked under the lease row's lock in the write's own transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_one_replica_leads_and_a_deposed_one_writes_nothing() {
+    use std::time::Duration;
+    let Some(server) = postgres_server::PgServer::start() else {
+        return;
+    };
+    let url = server.url("postgres");
+    let replica = |id: &str| Replica {
+        id: id.into(),
+        address: format!("{id}.example:8080"),
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let store_a = PgStore::connect(&url).await.unwrap();
+    let store_b = PgStore::connect(&url).await.unwrap();
+    let short = Duration::from_millis(800);
+
+    // Nobody writes before an election.
+    let err = store_a.commit(events_batch(&["early"])).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
+
+    let lease = store_a.campaign(&a, short).await.unwrap();
+    assert_eq!((lease.holder.clone(), lease.token), (a.clone(), 1));
+    assert!(store_a.leads());
+    let lease = store_b.campaign(&b, short).await.unwrap();
+    assert_eq!((lease.holder, lease.token), (a.clone(), 1), "b stands by");
+    assert!(!store_b.leads());
+    let err = store_b.commit(events_batch(&["b"])).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
+    assert_eq!(
+        store_a.commit(events_batch(&["a1"])).await.unwrap()[0].seq,
+        1
+    );
+    // A renewal keeps the token.
+    assert_eq!(store_a.campaign(&a, short).await.unwrap().token, 1);
+
+    // a stops renewing (paused, say); once its lease expires b takes over.
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    let lease = store_b.campaign(&b, short * 10).await.unwrap();
+    assert_eq!((lease.holder, lease.token), (b.clone(), 2));
+    assert!(store_b.leads());
+    // a wakes up still believing it leads: its write is refused, and nothing of it is kept.
+    assert!(store_a.leads());
+    let err = store_a.commit(events_batch(&["late"])).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { token: 1, now: 2 }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "this daemon no longer leads: it wrote under fencing token 1, and the lease now has 2"
+    );
+    assert_eq!(seqs(&store_b, 0, 10).await, [1]);
+    assert_eq!(
+        store_b.commit(events_batch(&["b1"])).await.unwrap()[0].seq,
+        2
+    );
+    // Its next round shows it the new leader and stops its writes.
+    let lease = store_a.campaign(&a, short).await.unwrap();
+    assert_eq!(lease.holder, b);
+    assert!(!store_a.leads());
+
+    // A leader that resigns hands over at once.
+    store_b.resign(&b).await.unwrap();
+    let lease = store_a.campaign(&a, short).await.unwrap();
+    assert_eq!((lease.holder, lease.token), (a.clone(), 3));
+    let seen: Vec<String> = store_a
+        .replicas()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.replica.id)
+        .collect();
+    assert_eq!(seen, ["a", "b"]);
 }
