@@ -10,6 +10,7 @@ mod extract;
 /// its corpus.
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 mod plan_schema;
 mod routes;
 mod uploads;
@@ -29,7 +30,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use auth::SecuritySchemes;
-pub use auth::{Role, Tokens};
+pub use auth::{Role, Tokens, require_token};
 pub use error::ApiError;
 
 #[derive(OpenApi)]
@@ -118,13 +119,16 @@ fn v1() -> OpenApiRouter<routes::Shared> {
         .routes(routes!(strategy_show, strategy_create, strategy_delete))
         .routes(routes!(strategy_actions))
         .routes(routes!(info_show))
+        .routes(routes!(cluster_status))
         .routes(routes!(upgrade_plan))
         .routes(routes!(openapi_json))
 }
 
 /// What answers without a token.
 fn open() -> OpenApiRouter<routes::Shared> {
-    OpenApiRouter::new().routes(routes!(routes::healthz))
+    OpenApiRouter::new()
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::metrics))
 }
 
 /// The OpenAPI document (also served at `/v1/openapi.json`).

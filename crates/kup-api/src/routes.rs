@@ -661,6 +661,31 @@ pub async fn ihosts_patch_install(
         .ok_or_else(|| ApiError::not_found(format!("Host {name} not found")))
 }
 
+/// `kup ha-status`: the daemons that share the store and which one leads. A daemon on SQLite
+/// is alone and leads; on PostgreSQL every replica answers with the lease as it stands.
+#[utoipa::path(get, path = "/v1/cluster_status", tag = "info",
+    responses((status = 200, description = "The replicas and the leader", body = kup_types::ClusterStatus)))]
+pub async fn cluster_status() -> Json<kup_types::ClusterStatus> {
+    let me = "this daemon".to_string();
+    Json(kup_types::ClusterStatus {
+        store: "sqlite".into(),
+        replica: me.clone(),
+        leader: Some(me.clone()),
+        leader_address: None,
+        token: 0,
+        lease_age_seconds: 0.0,
+        lease_left_seconds: 0.0,
+        leader_for_seconds: 0.0,
+        replicas: vec![kup_types::ReplicaStatus {
+            id: me,
+            address: String::new(),
+            leader: true,
+            seen_seconds_ago: 0.0,
+            started_seconds_ago: 0.0,
+        }],
+    })
+}
+
 /// `kup info`: the cluster's version (or the transition in progress) and every host's versions.
 #[utoipa::path(get, path = "/v1/info", tag = "info",
     responses((status = 200, description = "The versions the cluster runs", body = kup_types::ClusterInfo),
@@ -771,6 +796,22 @@ pub async fn healthz(State(e): State<AppState>) -> (StatusCode, Json<Health>) {
             )
         }
     }
+}
+
+/// Prometheus metrics, without a token: the upgrade's and the strategy's state, operations
+/// in flight by kind, hosts by status, events written.
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(e): State<AppState>) -> impl IntoResponse {
+    let mut text = crate::metrics::Text::default();
+    crate::metrics::engine(&mut text, &e.metrics());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text.into_string(),
+    )
 }
 
 const NO_STRATEGY: &str = "No strategy exists";

@@ -547,6 +547,11 @@ impl Client {
         self.get(&["info"]).await
     }
 
+    /// `GET /v1/cluster_status` (`ha-status`).
+    pub async fn cluster_status(&self) -> Result<kup_types::ClusterStatus, ClientError> {
+        self.get(&["cluster_status"]).await
+    }
+
     /// `GET /v1/patches` (`sw-patch query`).
     pub async fn patches(&self) -> Result<Vec<PatchView>, ClientError> {
         let list: PatchList = self.get(&["patches"]).await?;

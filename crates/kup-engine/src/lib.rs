@@ -110,6 +110,19 @@ struct Inner {
     encoded: queries::EncodedReads,
 }
 
+/// The engine's state as `/metrics` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineMetrics {
+    pub upgrade_state: Option<String>,
+    pub strategy_state: Option<String>,
+    /// Operations in flight, by kind of step.
+    pub operations_running: std::collections::BTreeMap<String, usize>,
+    /// Host rows by upgrade status (`none` before a host's first step).
+    pub hosts_by_status: std::collections::BTreeMap<String, usize>,
+    /// Events in the log.
+    pub events: i64,
+}
+
 /// Dropping the engine stops its tasks, as a crash would; the store and cluster stay.
 pub struct Engine {
     inner: Arc<Inner>,
@@ -264,6 +277,27 @@ impl Engine {
         // Subscribed before looking, so a commit in between still wakes us.
         let _ = tokio::time::timeout(wait, rx.wait_for(|&last| last > after_seq)).await;
         self.events(after_seq, limit).await
+    }
+
+    /// What `/metrics` shows of the engine, from what it holds in memory (no I/O).
+    pub fn metrics(&self) -> EngineMetrics {
+        let snap = self.inner.snapshot();
+        let mut m = EngineMetrics {
+            upgrade_state: snap.upgrade.as_ref().map(|u| u.state.as_str().to_string()),
+            strategy_state: snap.strategy.as_ref().map(|s| s.state.as_str().to_string()),
+            events: self.last_event_seq(),
+            ..EngineMetrics::default()
+        };
+        for o in &snap.operations {
+            *m.operations_running
+                .entry(o.op.kind().as_str().to_string())
+                .or_default() += 1;
+        }
+        for h in &snap.hosts {
+            let status = h.status.map_or("none", |s| s.as_str());
+            *m.hosts_by_status.entry(status.to_string()).or_default() += 1;
+        }
+        m
     }
 
     /// Whether the daemon can do its work: the store answers and the cluster is reachable.

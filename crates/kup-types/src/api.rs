@@ -329,6 +329,40 @@ pub struct HostPatchList {
     pub patch_hosts: Vec<HostPatchView>,
 }
 
+/// `kup ha-status`: the daemons that share the store, and which one leads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterStatus {
+    /// `sqlite` (one daemon) or `postgresql` (several daemons, one leading).
+    pub store: String,
+    /// The replica that answered.
+    pub replica: String,
+    /// The replica that leads and executes (holds the lease), if any does.
+    pub leader: Option<String>,
+    /// Where the leader serves (standbys forward commands there).
+    pub leader_address: Option<String>,
+    /// The lease's fencing token: one more at every takeover.
+    pub token: i64,
+    /// Seconds since the leader last renewed the lease.
+    pub lease_age_seconds: f64,
+    /// Seconds until the lease expires unless renewed (0: expired).
+    pub lease_left_seconds: f64,
+    /// Seconds the leader has led.
+    pub leader_for_seconds: f64,
+    /// Every replica, most recently seen first.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// A daemon sharing the store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaStatus {
+    pub id: String,
+    pub address: String,
+    pub leader: bool,
+    /// Seconds since it last took part in the election (renewed or stood by).
+    pub seen_seconds_ago: f64,
+    pub started_seconds_ago: f64,
+}
+
 /// `kup info`: what the cluster runs (Kismatic's `info`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterInfo {

@@ -18,11 +18,11 @@ mod version;
 pub mod workloads;
 
 pub use api::{
-    AlarmList, AlarmView, ClusterInfo, ControlPlaneBackup, ErrorBody, EventList, EventView,
-    HostPatchList, HostPatchView, HostUpgradeRequest, HostVersions, IHost, IHostList,
+    AlarmList, AlarmView, ClusterInfo, ClusterStatus, ControlPlaneBackup, ErrorBody, EventList,
+    EventView, HostPatchList, HostPatchView, HostUpgradeRequest, HostVersions, IHost, IHostList,
     KubeHostUpgradeList, KubeHostUpgradeView, KubeUpgradeCreate, KubeUpgradeList, KubeUpgradeView,
     KubeVersionDetail, KubeVersionList, KubeVersionSummary, PatchList, PatchOp, PatchView,
-    SafetyAudit,
+    ReplicaStatus, SafetyAudit,
 };
 pub use catalog::VersionMeta;
 pub use cluster::{

@@ -240,6 +240,8 @@ pub enum ClientCommand {
     SwPatch(SwPatchCommand),
     /// The cluster's version (or the transition in progress) and every host's versions.
     Info,
+    /// The daemons that share the store, which one leads, its fencing token and lease.
+    HaStatus,
     /// The upgrade strategy that runs the whole upgrade (StarlingX VIM's): create, show,
     /// apply, abort, delete.
     #[command(subcommand)]
@@ -369,6 +371,7 @@ impl ClientCommand {
             EventList { .. } => "event-list",
             SwPatch(_) => "sw-patch",
             Info => "info",
+            HaStatus => "ha-status",
             KubeUpgradeStrategy(_) => "kube-upgrade-strategy",
             Upgrade(_) => "upgrade",
         }
@@ -621,6 +624,7 @@ impl Runner {
             } => output::event_list(&c.events_wait(*after, *limit, *long_poll).await?.events, f)?,
             SwPatch(p) => self.sw_patch(p).await?,
             Info => output::info(&c.info().await?, f)?,
+            HaStatus => output::cluster_status(&c.cluster_status().await?, f)?,
             Upgrade(UpgradeCommand::Plan {
                 to,
                 max_parallel_worker_hosts,

@@ -117,11 +117,8 @@ fn main() -> ExitCode {
     match cli.command {
         Top::Serve(args) => {
             init_logging();
-            rt.block_on(async {
-                let daemon = serve::Daemon::open(&args).await?;
-                daemon.run(serve::shutdown_signal()).await
-            })
-            .map_or_else(fail, |()| ExitCode::SUCCESS)
+            rt.block_on(serve::serve(&args))
+                .map_or_else(fail, |()| ExitCode::SUCCESS)
         }
         Top::Demo { time_scale } => rt
             .block_on(demo::run(time_scale))

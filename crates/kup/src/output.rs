@@ -301,6 +301,45 @@ pub fn info(info: &kup_types::ClusterInfo, format: Format) -> Rendered {
     Ok(format!("{head}\n{table}\n"))
 }
 
+/// `ha-status`: the lease, then the replicas.
+pub fn cluster_status(st: &kup_types::ClusterStatus, format: Format) -> Rendered {
+    if format != Format::Table {
+        return structured(st, format);
+    }
+    let secs = |s: f64| format!("{s:.1} s");
+    let props = crate::table::properties(&[
+        ("store", st.store.clone()),
+        ("replica", st.replica.clone()),
+        ("leader", st.leader.clone().unwrap_or_else(|| "none".into())),
+        (
+            "leader_address",
+            st.leader_address.clone().unwrap_or_default(),
+        ),
+        ("token", st.token.to_string()),
+        ("lease_age", secs(st.lease_age_seconds)),
+        ("lease_left", secs(st.lease_left_seconds)),
+        ("leader_for", secs(st.leader_for_seconds)),
+    ]);
+    let rows: Vec<Vec<String>> = st
+        .replicas
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.address.clone(),
+                if r.leader { "leader" } else { "standby" }.to_string(),
+                secs(r.seen_seconds_ago),
+                secs(r.started_seconds_ago),
+            ]
+        })
+        .collect();
+    let table = crate::table::render(
+        &["Replica", "Address", "Role", "Last Seen", "Started"],
+        &rows,
+    );
+    Ok(format!("{props}\n{table}\n"))
+}
+
 /// `sw-patch query`.
 pub fn patch_list(patches: &[kup_types::PatchView], format: Format) -> Rendered {
     list(

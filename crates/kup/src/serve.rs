@@ -2,6 +2,7 @@
 //! serves the API until told to stop.
 
 mod datadir;
+mod ha;
 mod http;
 mod tls;
 mod tokens;
@@ -35,9 +36,27 @@ pub struct ServeArgs {
     pub cluster: Option<PathBuf>,
     #[command(flatten)]
     pub real: crate::real::RealClusterArgs,
-    /// The store: `sqlite://PATH` (default: DIR/kup.db).
+    /// The store: `sqlite://PATH` (default: DIR/kup.db), or `postgres://USER@HOST:PORT/DB`
+    /// for several daemons sharing one PostgreSQL database in high availability (one leads
+    /// and executes; the others forward commands to it and take over when it fails).
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
+    /// With PostgreSQL: how long the leader's lease lasts without a renewal (it renews every
+    /// third of it); a standby takes over this long after a leader fails.
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(2..=600))]
+    pub lease: u64,
+    /// With PostgreSQL: the URL the other daemons forward commands to while this one leads
+    /// (default: http(s)://the listening address).
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// With PostgreSQL: the simulated cluster's state file, shared by the daemons (default:
+    /// DIR/cluster-state.json).
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    pub cluster_state: Option<PathBuf>,
+    /// Where uploaded patch bundles are kept (default: DIR/patches); replicas on PostgreSQL
+    /// share one (a shared file system), so that a new leader has the bundles the store lists.
+    #[arg(long, value_name = "DIR")]
+    pub patch_dir: Option<PathBuf>,
     /// Multiplies every simulated duration (1.0 = realistic minutes, 0 = instant, at most
     /// 1000); the simulation's only: a real cluster's steps take the time they take.
     #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse_scale, allow_negative_numbers = true, conflicts_with = "kubeconfig")]
@@ -170,9 +189,9 @@ pub struct Daemon {
     _locks: datadir::Locks,
 }
 
-fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
+fn db_target(args: &ServeArgs) -> Result<DbTarget, String> {
     let path = match &args.db {
-        None => return Ok(args.data_dir.join("kup.db")),
+        None => return Ok(DbTarget::Sqlite(args.data_dir.join("kup.db"))),
         Some(url) => {
             if let Some(path) = url
                 .strip_prefix("sqlite://")
@@ -192,9 +211,11 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
                 }
                 PathBuf::from(path)
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                return Err("--db: PostgreSQL is not supported yet; use sqlite://PATH".into());
+                return Ok(DbTarget::Postgres(url.clone()));
             } else {
-                return Err(format!("--db {url}: expected sqlite://PATH"));
+                return Err(format!(
+                    "--db {url}: expected sqlite://PATH or postgres://USER@HOST:PORT/DB"
+                ));
             }
         }
     };
@@ -209,7 +230,7 @@ fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, String> {
             parent.display()
         ));
     }
-    Ok(path)
+    Ok(DbTarget::Sqlite(path))
 }
 
 /// The cluster kup drives: the simulation (its cluster file) or a real one.
@@ -218,10 +239,16 @@ enum ClusterInput {
     Kube(crate::real::RealCluster),
 }
 
+/// Where the store is.
+enum DbTarget {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
 /// Everything the command line names, read and checked before anything is created.
 struct Inputs {
     cluster: ClusterInput,
-    db: PathBuf,
+    db: DbTarget,
     trusted: Vec<kup_patch::VerifyingKey>,
     /// `None`: the generated admin token, to be created.
     tokens: Option<(Tokens, Option<String>)>,
@@ -249,7 +276,7 @@ impl Inputs {
             (None, None) => ClusterInput::Sim(Inventory::default_cluster()),
             (None, Some(file)) => ClusterInput::Sim(read_cluster_file(file)?),
         };
-        let db = sqlite_path(args)?;
+        let db = db_target(args)?;
         let mut trusted = Vec::new();
         for file in &args.trusted_keys {
             let text = std::fs::read_to_string(file)
@@ -310,7 +337,7 @@ impl Daemon {
             ClusterInput::Kube(real) => Some(
                 real.connect(kup_kube::Settings {
                     drain_timeout: drain_timeout(args),
-                    patch_files: patch_files(&args.data_dir, &inputs.trusted),
+                    patch_files: patch_files(&patch_dir(args), &inputs.trusted),
                     ..kup_kube::Settings::default()
                 })
                 .await?,
@@ -331,6 +358,12 @@ impl Daemon {
         listener: tokio::net::TcpListener,
         created: &mut datadir::Created,
     ) -> Result<Daemon, String> {
+        let DbTarget::Sqlite(db) = &inputs.db else {
+            return Err(
+                "a PostgreSQL store is served by `kup serve` with high availability".into(),
+            );
+        };
+        let db = db.clone();
         let dir = &args.data_dir;
         if !dir.exists() {
             std::fs::DirBuilder::new()
@@ -340,7 +373,7 @@ impl Daemon {
                 .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
             created.dir = Some(dir.clone());
         }
-        let targets = lock_targets(dir, &inputs.db);
+        let targets = lock_targets(dir, &db);
         created.files.extend(
             targets
                 .iter()
@@ -348,22 +381,22 @@ impl Daemon {
                 .filter(|p| !p.exists()),
         );
         let mut locks = datadir::lock(&targets)?;
-        let open = datadir::store_open(dir, &inputs.db, args.init)?;
+        let open = datadir::store_open(dir, &db, args.init)?;
         datadir::check_layout(dir)?;
         // A hard link to a database in use has a lock file of its own: the database file
         // itself is locked too, before anything reads it.
         if open == datadir::StoreOpen::Existing {
-            locks.hold_file(&inputs.db, &format!("database {}", inputs.db.display()))?;
+            locks.hold_file(&db, &format!("database {}", db.display()))?;
         } else {
-            created.files.push(inputs.db.clone());
+            created.files.push(db.clone());
         }
         let store = match open {
-            datadir::StoreOpen::Existing => SqliteStore::open_existing(&inputs.db).await,
-            datadir::StoreOpen::Create => SqliteStore::open(&inputs.db).await,
+            datadir::StoreOpen::Existing => SqliteStore::open_existing(&db).await,
+            datadir::StoreOpen::Create => SqliteStore::open(&db).await,
         }
         .map_err(|e| e.to_string())?;
         if open == datadir::StoreOpen::Create {
-            locks.hold_file(&inputs.db, &format!("database {}", inputs.db.display()))?;
+            locks.hold_file(&db, &format!("database {}", db.display()))?;
         }
         let (tokens, admin_token) = match inputs.tokens {
             Some(t) => t,
@@ -372,39 +405,15 @@ impl Daemon {
                 (Tokens::new([(Role::Admin, t.clone())]), Some(t))
             }
         };
-        let (driver, catalog): (Arc<dyn kup_driver::Driver>, _) = match (inputs.cluster, kube) {
-            (ClusterInput::Sim(inv), _) => {
-                let state = dir.join("cluster-state.json");
-                check_cluster_state(&state, &store, args.init).await?;
-                let sim = SimCluster::with_state_file(&inv, args.time_scale, state)
-                    .map_err(|e| e.to_string())?;
-                let catalog = sim.catalog();
-                (Arc::new(sim), catalog)
-            }
-            (ClusterInput::Kube(real), Some(kube)) => {
-                let catalog = crate::real::catalog(&kube, &real.catalog).await;
-                (Arc::new(kube), catalog)
-            }
-            (ClusterInput::Kube(_), None) => {
-                return Err("the real cluster was not reached".into());
-            }
-        };
-        let patch_repo = patch_repo(dir, &inputs.trusted);
-        let config = EngineConfig {
-            catalog,
-            policy: Policy {
-                deadlines: step_deadlines(args),
-                // Scaled like the simulated steps it waits between.
-                retry_backoff: jiff::SignedDuration::from_secs_f64(
-                    Policy::default().retry_backoff.as_secs_f64() * args.time_scale,
-                ),
-                ..Policy::default()
-            },
-            patch_repo,
-        };
-        let engine = Engine::open(Arc::new(store.clone()), driver, config)
-            .await
-            .map_err(|e| format!("cannot open the engine: {e}"))?;
+        let engine = open_engine(
+            args,
+            inputs.cluster,
+            kube,
+            Arc::new(store.clone()),
+            &cluster_state(args),
+            &inputs.trusted,
+        )
+        .await?;
         // Nothing can fail after the recovery the engine just ran: the address is known, and
         // check_layout made sure its file can be written.
         created.forget();
@@ -417,7 +426,7 @@ impl Daemon {
         } else {
             "http"
         };
-        tracing::info!(%addr, scheme, db = %inputs.db.display(), "kup is listening");
+        tracing::info!(%addr, scheme, db = %db.display(), "kup is listening");
         Ok(Daemon {
             addr,
             admin_token,
@@ -447,10 +456,67 @@ impl Daemon {
     }
 }
 
+/// Where the patch bundles are kept.
+fn patch_dir(args: &ServeArgs) -> PathBuf {
+    args.patch_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("patches"))
+}
+
+/// Where the simulation keeps its state.
+fn cluster_state(args: &ServeArgs) -> PathBuf {
+    args.cluster_state
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("cluster-state.json"))
+}
+
+/// The cluster's driver and the engine on `store`: what a daemon that executes opens (the only
+/// one on SQLite; the leader on PostgreSQL). The simulation keeps its state in `state`.
+async fn open_engine(
+    args: &ServeArgs,
+    cluster: ClusterInput,
+    kube: Option<kup_kube::KubeDriver>,
+    store: Arc<dyn kup_store::Store>,
+    state: &Path,
+    trusted: &[kup_patch::VerifyingKey],
+) -> Result<Engine, String> {
+    let (driver, catalog): (Arc<dyn kup_driver::Driver>, _) = match (cluster, kube) {
+        (ClusterInput::Sim(inv), _) => {
+            check_cluster_state(state, &*store, args.init).await?;
+            let sim = SimCluster::with_state_file(&inv, args.time_scale, state.to_path_buf())
+                .map_err(|e| e.to_string())?;
+            let catalog = sim.catalog();
+            (Arc::new(sim), catalog)
+        }
+        (ClusterInput::Kube(real), Some(kube)) => {
+            let catalog = crate::real::catalog(&kube, &real.catalog).await;
+            (Arc::new(kube), catalog)
+        }
+        (ClusterInput::Kube(_), None) => {
+            return Err("the real cluster was not reached".into());
+        }
+    };
+    let config = EngineConfig {
+        catalog,
+        policy: Policy {
+            deadlines: step_deadlines(args),
+            // Scaled like the simulated steps it waits between.
+            retry_backoff: jiff::SignedDuration::from_secs_f64(
+                Policy::default().retry_backoff.as_secs_f64() * args.time_scale,
+            ),
+            ..Policy::default()
+        },
+        patch_repo: patch_repo(&patch_dir(args), trusted),
+    };
+    Engine::open(store, driver, config)
+        .await
+        .map_err(|e| format!("cannot open the engine: {e}"))
+}
+
 /// The patch repository, when trusted keys allow patches at all.
 fn patch_repo(dir: &Path, trusted: &[kup_patch::VerifyingKey]) -> Option<kup_engine::PatchRepo> {
     (!trusted.is_empty()).then(|| kup_engine::PatchRepo {
-        dir: dir.join("patches"),
+        dir: dir.to_path_buf(),
         trusted: trusted.to_vec(),
         limits: kup_patch::Limits::default(),
     })
@@ -468,8 +534,11 @@ fn patch_files(dir: &Path, trusted: &[kup_patch::VerifyingKey]) -> Option<kup_ku
 /// a fresh cluster that never took the steps the store records as done. So a missing state
 /// file is refused when its journal is left (the state was there) or the store has a history,
 /// as a lost database is, unless `--init` starts everything afresh.
-async fn check_cluster_state(path: &Path, store: &SqliteStore, init: bool) -> Result<(), String> {
-    use kup_store::Store;
+async fn check_cluster_state(
+    path: &Path,
+    store: &dyn kup_store::Store,
+    init: bool,
+) -> Result<(), String> {
     if init || path.exists() {
         return Ok(());
     }
@@ -488,6 +557,15 @@ async fn check_cluster_state(path: &Path, store: &SqliteStore, init: bool) -> Re
         "the simulated cluster's state {} is missing, but {why}: a fresh cluster would not have the steps kup recorded; restore the state from a backup, or move the database away too and start with --init to begin again",
         path.display()
     ))
+}
+
+/// `kup serve`: one daemon on SQLite, or a replica of several on PostgreSQL.
+pub async fn serve(args: &ServeArgs) -> Result<(), String> {
+    if matches!(db_target(args)?, DbTarget::Postgres(_)) {
+        return ha::run(args, shutdown_signal()).await;
+    }
+    let daemon = Daemon::open(args).await?;
+    daemon.run(shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1156,3 +1156,36 @@ fn a_damaged_or_lost_cluster_state_is_refused() {
         "a fresh cluster, on purpose"
     );
 }
+
+/// `ha-status` on one daemon (SQLite): it is alone and leads.
+#[test]
+fn a_single_daemon_leads_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = serve(dir.path(), "0");
+    let st: serde_json::Value = serde_json::from_str(&ok(&d, "ha-status --format json")).unwrap();
+    assert_eq!(st["store"], "sqlite");
+    assert_eq!(st["leader"], st["replica"]);
+    assert_eq!(st["replicas"].as_array().unwrap().len(), 1);
+    let table = ok(&d, "ha-status");
+    assert!(table.contains("| leader "), "{table}");
+    // Its metrics, without a token.
+    let text = http_get(&format!("{}/metrics", d.url));
+    assert!(text.contains("kup_hosts{status=\"none\"} 6\n"), "{text}");
+    assert!(text.contains("# TYPE kup_events_total counter\n"), "{text}");
+}
+
+/// The body of `GET url` (plain HTTP/1.0).
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let (host, path) = addr.split_once('/').unwrap();
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    answer.split_once("\r\n\r\n").unwrap().1.to_string()
+}

@@ -445,8 +445,21 @@ fn bad_serve_input_writes_nothing() {
             "line 7: unknown Personality \"controler\"".to_string(),
         ),
         (
-            vec!["--db".into(), "postgres://x".into()],
-            "PostgreSQL is not supported yet".into(),
+            vec!["--db".into(), "postgres://kup@127.0.0.1:1/kup".into()],
+            "--db postgres://: every replica must accept the same tokens".into(),
+        ),
+        (
+            vec![
+                "--db".into(),
+                "postgres://kup@127.0.0.1:1/kup".into(),
+                "--token-file".into(),
+                file("ha-tokens", &format!("admin {t}\n")),
+            ],
+            "--db: cannot connect to the database".into(),
+        ),
+        (
+            vec!["--db".into(), "mysql://x".into()],
+            "--db mysql://x: expected sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
         ),
         (
             vec!["--db".into(), "sqlite:///nonexistent/dir/x.db".into()],

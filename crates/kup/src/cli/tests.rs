@@ -53,6 +53,7 @@ fn the_cli_definition_is_valid_and_every_command_has_help() {
             "event-list",
             "sw-patch",
             "info",
+            "ha-status",
             "kube-upgrade-strategy",
             "upgrade",
         ]
