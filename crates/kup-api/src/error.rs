@@ -48,6 +48,8 @@ impl From<EngineError> for ApiError {
             EngineError::Refused(r) if r.is_not_found() => StatusCode::NOT_FOUND,
             EngineError::Refused(_) => StatusCode::BAD_REQUEST,
             EngineError::Driver(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A deposed leader: another replica leads now; the client tries again there.
+            EngineError::Store(s) if s.is_not_leader() => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Store(s) => return Self::internal(s.summary(), &e),
             EngineError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Bundle(_) => StatusCode::BAD_REQUEST,

@@ -17,7 +17,7 @@ impl Text {
         let _ = writeln!(self.0, "{name} {value}");
     }
 
-    /// One sample per value of `label`.
+    /// One gauge sample per value of `label`.
     pub fn by<'a>(
         &mut self,
         name: &str,
@@ -25,7 +25,19 @@ impl Text {
         label: &str,
         values: impl IntoIterator<Item = (&'a str, usize)>,
     ) {
-        self.head(name, help, "gauge");
+        self.labelled(name, help, "gauge", label, values);
+    }
+
+    /// One sample of `kind` per value of `label`.
+    pub fn labelled<'a, N: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (&'a str, N)>,
+    ) {
+        self.head(name, help, kind);
         for (v, n) in values {
             let v = v.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(self.0, "{name}{{{label}=\"{v}\"}} {n}");
@@ -70,6 +82,39 @@ pub fn engine(out: &mut Text, m: &kup_engine::EngineMetrics) {
         "counter",
         m.events,
     );
+    let st = &m.stats;
+    out.labelled(
+        "kup_commands_total",
+        "Commands decided since the engine opened: accepted, or refused by a check.",
+        "counter",
+        "result",
+        [
+            ("accepted", st.commands_accepted),
+            ("refused", st.commands_refused),
+        ],
+    );
+    let steps = || st.steps.iter();
+    out.labelled(
+        "kup_steps_succeeded_total",
+        "Steps that succeeded since the engine opened, by kind.",
+        "counter",
+        "kind",
+        steps().map(|(k, s)| (k.as_str(), s.succeeded)),
+    );
+    out.labelled(
+        "kup_steps_failed_total",
+        "Steps that failed (or timed out) since the engine opened, by kind.",
+        "counter",
+        "kind",
+        steps().map(|(k, s)| (k.as_str(), s.failed)),
+    );
+    out.labelled(
+        "kup_step_seconds_sum",
+        "Seconds the steps that ended took, by kind (divided by those that ended: the mean).",
+        "counter",
+        "kind",
+        steps().map(|(k, s)| (k.as_str(), s.seconds)),
+    );
 }
 
 #[cfg(test)]
@@ -84,6 +129,19 @@ mod tests {
             operations_running: [("kubelet".to_string(), 2)].into(),
             hosts_by_status: [("none".to_string(), 3)].into(),
             events: 41,
+            stats: kup_engine::Stats {
+                commands_accepted: 7,
+                commands_refused: 1,
+                steps: [(
+                    "kubelet".to_string(),
+                    kup_engine::StepStats {
+                        succeeded: 2,
+                        failed: 1,
+                        seconds: 12.5,
+                    },
+                )]
+                .into(),
+            },
         };
         let mut t = Text::default();
         engine(&mut t, &m);
@@ -101,6 +159,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kup_hosts{status=\"none\"} 3\n"), "{text}");
-        assert!(text.ends_with("kup_events_total 41\n"), "{text}");
+        assert!(text.contains("kup_events_total 41\n"), "{text}");
+        assert!(
+            text.contains("kup_commands_total{result=\"refused\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kup_steps_failed_total{kind=\"kubelet\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("kup_step_seconds_sum{kind=\"kubelet\"} 12.5\n"),
+            "{text}"
+        );
     }
 }

@@ -18,8 +18,19 @@ impl Inner {
     }
 
     /// [`Inner::execute`]; with `strategy`, only while that strategy still applies (the
-    /// runner's commands: an abort committed after it decided stops them).
+    /// runner's commands: an abort committed after it decided stops them). Counted for
+    /// `/metrics`.
     pub(crate) async fn execute_for(
+        self: &Arc<Self>,
+        cmd: Command,
+        strategy: Option<&str>,
+    ) -> Result<Outcome, EngineError> {
+        let result = self.execute_locked(cmd, strategy).await;
+        self.stats().command(&result);
+        result
+    }
+
+    async fn execute_locked(
         self: &Arc<Self>,
         cmd: Command,
         strategy: Option<&str>,

@@ -108,10 +108,59 @@ struct Inner {
     tasks: Mutex<Vec<AbortHandle>>,
     /// The encoded bodies of the host lists, while what they were made from is current.
     encoded: queries::EncodedReads,
+    /// Commands and steps since this engine opened, for `/metrics`.
+    stats: std::sync::Mutex<Stats>,
+}
+
+/// What `/metrics` counts since the engine opened.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Commands decided: accepted (committed) and refused (a check said no).
+    pub commands_accepted: u64,
+    pub commands_refused: u64,
+    /// Steps that ended, by kind of step.
+    pub steps: std::collections::BTreeMap<String, StepStats>,
+}
+
+/// The steps of one kind that ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepStats {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// From each step's start to its recorded end.
+    pub seconds: f64,
+}
+
+impl Stats {
+    fn command(&mut self, result: &Result<Outcome, EngineError>) {
+        match result {
+            Ok(_) => self.commands_accepted += 1,
+            Err(EngineError::Refused(_)) => self.commands_refused += 1,
+            Err(_) => {}
+        }
+    }
+
+    fn step(&mut self, kind: &str, ok: bool, seconds: f64) {
+        let s = self.steps.entry(kind.to_string()).or_default();
+        if ok {
+            s.succeeded += 1;
+        } else {
+            s.failed += 1;
+        }
+        s.seconds += seconds;
+    }
+}
+
+impl Inner {
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The engine's state as `/metrics` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EngineMetrics {
     pub upgrade_state: Option<String>,
     pub strategy_state: Option<String>,
@@ -121,6 +170,7 @@ pub struct EngineMetrics {
     pub hosts_by_status: std::collections::BTreeMap<String, usize>,
     /// Events in the log.
     pub events: i64,
+    pub stats: Stats,
 }
 
 /// Dropping the engine stops its tasks, as a crash would; the store and cluster stay.
@@ -158,6 +208,7 @@ impl Engine {
             runner_active: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             encoded: queries::EncodedReads::default(),
+            stats: std::sync::Mutex::default(),
         });
         {
             let _guard = inner.commands.lock().await;
@@ -286,6 +337,7 @@ impl Engine {
             upgrade_state: snap.upgrade.as_ref().map(|u| u.state.as_str().to_string()),
             strategy_state: snap.strategy.as_ref().map(|s| s.state.as_str().to_string()),
             events: self.last_event_seq(),
+            stats: self.inner.stats().clone(),
             ..EngineMetrics::default()
         };
         for o in &snap.operations {

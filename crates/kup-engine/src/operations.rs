@@ -143,6 +143,13 @@ impl Inner {
             message: format!("{}: {}", record.op, o.message),
         });
         batch.events.splice(0..0, told);
-        self.commit(batch).await
+        self.commit(batch).await?;
+        let seconds = now.duration_since(record.started_at).as_secs_f64().max(0.0);
+        self.stats().step(
+            record.op.kind().as_str(),
+            *outcome == OpStatus::Succeeded,
+            seconds,
+        );
+        Ok(())
     }
 }

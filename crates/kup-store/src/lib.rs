@@ -90,6 +90,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A write refused because this daemon does not lead (a shared store's standby, or a
+    /// deposed leader): another replica takes it.
+    pub fn is_not_leader(&self) -> bool {
+        matches!(self, StoreError::NotLeader | StoreError::Fenced { .. })
+    }
+
     /// What went wrong, in words a client may be shown: what an operator can act on, never
     /// the database's own text (SQL, table names, paths), which `Display` carries for the log.
     pub fn summary(&self) -> &'static str {

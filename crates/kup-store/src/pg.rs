@@ -56,6 +56,8 @@ pub struct ReplicaSeen {
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The election's own connection: a burst of commits or probes never delays a renewal.
+    election: PgPool,
     /// The fencing token this daemon writes under, while it leads.
     fence: Arc<Mutex<Option<i64>>>,
 }
@@ -63,23 +65,49 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
     /// migrates it. The store writes only once [`campaign`](Self::campaign) has made this
-    /// daemon the leader.
+    /// daemon the leader. No statement, lock wait or idle transaction lasts longer than 15 s.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_bounded(url, Duration::from_secs(15)).await
+    }
+
+    /// [`connect`](Self::connect) with every statement, lock wait and transaction left idle
+    /// bounded by `bound` (the lease: a daemon paused inside a transaction, or a statement
+    /// stuck on a lock, can never hold the others up for longer), and dead connections found
+    /// by TCP keep-alives.
+    pub async fn connect_bounded(url: &str, bound: Duration) -> Result<Self, StoreError> {
+        let ms = bound.as_millis().max(1).to_string();
+        let lock_ms = (bound.as_millis() / 3).max(1).to_string();
         let options: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
+        let options = options.options([
+            ("statement_timeout", ms.as_str()),
+            ("lock_timeout", lock_ms.as_str()),
+            ("idle_in_transaction_session_timeout", ms.as_str()),
+            ("tcp_keepalives_idle", "5"),
+            ("tcp_keepalives_interval", "2"),
+            ("tcp_keepalives_count", "3"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .acquire_timeout(bound)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        let election = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(bound)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Connect)?;
         Ok(PgStore {
             pool,
+            election,
             fence: Arc::default(),
         })
     }
 
     pub async fn close(&self) {
+        self.election.close().await;
         self.pool.close().await;
     }
 
@@ -98,11 +126,17 @@ impl PgStore {
 
     /// One round of the election, in one transaction: `me` renews the lease it holds, takes
     /// it when nobody holds it or it has expired (the token grows by one), and otherwise
-    /// stands by. The lease lasts `duration` from now by the database's clock. Returns the
-    /// lease as it stands; this store writes under its token while `me` holds it.
+    /// stands by, locking nothing. The lease lasts `duration` from the moment of the renewal
+    /// by the database's clock. Returns the lease as it stands.
+    ///
+    /// This store writes under the token of the lease it first won, and only that one: a
+    /// daemon that lost the lease and won it back later (another leader came and went
+    /// meanwhile) holds a new token, and its store stays fenced, since what it knew of the
+    /// store may be stale. Replica ids are unique per process, so a holder renewing its own
+    /// lease, even expired, keeps its token: nobody else wrote meanwhile.
     pub async fn campaign(&self, me: &Replica, duration: Duration) -> Result<Lease, StoreError> {
         let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.election.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO replicas (id, address, started_ms, seen_ms) VALUES ($1, $2, {NOW_MS}, {NOW_MS}) \
              ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_ms = excluded.seen_ms"
@@ -111,18 +145,30 @@ impl PgStore {
         .bind(&me.address)
         .execute(&mut *tx)
         .await?;
-        // Whoever holds the row lock decides; the others wait and see its outcome.
+        // Replicas not seen for a hundred leases are gone (each process has an id of its own).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM replicas WHERE seen_ms < {NOW_MS} - 100 * $1"
+        )))
+        .bind(ms)
+        .execute(&mut *tx)
+        .await?;
+        // The first replica ever creates the row; DO NOTHING takes no lock on one that exists.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO lease (singleton, holder, address, token, acquired_ms, renewed_ms, expires_ms) \
-             VALUES (1, $1, $2, 1, {NOW_MS}, {NOW_MS}, {NOW_MS} + $3) \
-             ON CONFLICT (singleton) DO UPDATE SET \
-                 holder = excluded.holder, address = excluded.address, \
-                 token = CASE WHEN lease.holder = excluded.holder AND lease.expires_ms > {NOW_MS} \
-                     THEN lease.token ELSE lease.token + 1 END, \
-                 acquired_ms = CASE WHEN lease.holder = excluded.holder AND lease.expires_ms > {NOW_MS} \
-                     THEN lease.acquired_ms ELSE excluded.acquired_ms END, \
-                 renewed_ms = excluded.renewed_ms, expires_ms = excluded.expires_ms \
-             WHERE lease.holder = excluded.holder OR lease.expires_ms <= {NOW_MS}"
+             VALUES (1, $1, $2, 1, {NOW_MS}, {NOW_MS}, {NOW_MS} + $3) ON CONFLICT DO NOTHING"
+        )))
+        .bind(&me.id)
+        .bind(&me.address)
+        .bind(ms)
+        .execute(&mut *tx)
+        .await?;
+        // A plain UPDATE locks only a row it changes: a standby's round holds nothing up.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE lease SET \
+                 token = CASE WHEN holder = $1 THEN token ELSE token + 1 END, \
+                 acquired_ms = CASE WHEN holder = $1 THEN acquired_ms ELSE {NOW_MS} END, \
+                 holder = $1, address = $2, renewed_ms = {NOW_MS}, expires_ms = {NOW_MS} + $3 \
+             WHERE singleton = 1 AND (holder = $1 OR expires_ms <= {NOW_MS})"
         )))
         .bind(&me.id)
         .bind(&me.address)
@@ -133,9 +179,19 @@ impl PgStore {
             StoreError::Conflict("the lease row vanished during the election".into())
         })?;
         tx.commit().await?;
-        // A renewal keeps the token; a lease lost (or held by another) stops every write.
-        self.set_fence((lease.holder.id == me.id && !lease.left.is_zero()).then_some(lease.token));
+        let held = lease.holder.id == me.id && !lease.left.is_zero();
+        let fence = match (held, self.fence()) {
+            (true, None) => Some(lease.token),
+            (true, Some(t)) if t == lease.token => Some(t),
+            _ => None,
+        };
+        self.set_fence(fence);
         Ok(lease)
+    }
+
+    /// The token this store writes under, if it leads.
+    pub fn token(&self) -> Option<i64> {
+        self.fence()
     }
 
     /// Gives the lease up (a daemon that stops): another replica takes over at once rather
@@ -146,7 +202,7 @@ impl PgStore {
             "UPDATE lease SET expires_ms = {NOW_MS} WHERE holder = $1"
         )))
         .bind(&me.id)
-        .execute(&self.pool)
+        .execute(&self.election)
         .await?;
         Ok(())
     }

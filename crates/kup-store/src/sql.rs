@@ -212,6 +212,16 @@ macro_rules! queries {
             Ok(events)
         }
 
+        /// Text as both back ends keep it: PostgreSQL refuses NUL in text (a host command's
+        /// output may hold one), so it becomes U+FFFD on either.
+        fn text(s: &str) -> std::borrow::Cow<'_, str> {
+            if s.contains('\0') {
+                std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}"))
+            } else {
+                std::borrow::Cow::Borrowed(s)
+            }
+        }
+
         /// Events with `seq > after_seq`, ascending, at most `limit` of them.
         pub(crate) async fn events(
             conn: &mut $conn,
@@ -399,7 +409,7 @@ macro_rules! queries {
             .bind(time::format(&o.started_at))
             .bind(time::format(&o.deadline))
             .bind(o.ended_at.as_ref().map(time::format))
-            .bind(&o.detail)
+            .bind(o.detail.as_deref().map(text))
             .execute(conn)
             .await?;
             Ok(())
@@ -415,16 +425,16 @@ macro_rules! queries {
             )
             .bind(time::format(&e.at))
             .bind(e.kind.as_str())
-            .bind(&e.subject)
-            .bind(&e.message)
+            .bind(text(&e.subject))
+            .bind(text(&e.message))
             .fetch_one(conn)
             .await?;
             Ok(Event {
                 seq,
                 at: e.at,
                 kind: e.kind,
-                subject: e.subject,
-                message: e.message,
+                subject: text(&e.subject).into_owned(),
+                message: text(&e.message).into_owned(),
             })
         }
 

@@ -115,6 +115,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    text_with_nul_is_kept_readably,
     snapshot_round_trips_upgrade_and_hosts,
     empty_store_and_empty_batch,
     delete_removes_the_upgrade_and_keeps_hosts,
@@ -215,6 +216,18 @@ async fn snapshot_round_trips_upgrade_and_hosts(db: Db) {
     );
     assert_eq!(snap.host("controller-0"), Some(&c0));
     assert_eq!(snap.host("worker-0"), Some(&host(2, "worker-0")));
+}
+
+/// A host command's output may hold a NUL, which PostgreSQL's text refuses: both back ends
+/// keep it as U+FFFD, and the batch goes through.
+async fn text_with_nul_is_kept_readably(db: Db) {
+    let store = db.open().await;
+    let written = store
+        .commit(events_batch(&["kubeadm said \0 here"]))
+        .await
+        .unwrap();
+    assert_eq!(written[0].message, "kubeadm said \u{fffd} here");
+    assert_eq!(store.events(0, 10).await.unwrap(), written);
 }
 
 async fn empty_store_and_empty_batch(db: Db) {
@@ -931,6 +944,24 @@ async fn on_postgres_one_replica_leads_and_a_deposed_one_writes_nothing() {
     store_b.resign(&b).await.unwrap();
     let lease = store_a.campaign(&a, short).await.unwrap();
     assert_eq!((lease.holder, lease.token), (a.clone(), 3));
+    // A renewal of its own lease, even once expired, keeps its token.
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    assert_eq!(store_a.campaign(&a, short).await.unwrap().token, 3);
+    assert!(store_a.leads());
+
+    // a is paused again; b leads (token 4) and resigns; a wakes and wins the lease back
+    // (token 5) without having seen b's turn: what it knows may be stale, so its store stays
+    // fenced rather than write under the new token.
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    assert_eq!(store_b.campaign(&b, short).await.unwrap().token, 4);
+    store_b.commit(events_batch(&["b2"])).await.unwrap();
+    store_b.resign(&b).await.unwrap();
+    let lease = store_a.campaign(&a, short).await.unwrap();
+    assert_eq!((lease.holder, lease.token), (a.clone(), 5));
+    assert!(!store_a.leads());
+    let err = store_a.commit(events_batch(&["stale"])).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
+    assert_eq!(seqs(&store_b, 0, 10).await, [1, 2, 3]);
     let seen: Vec<String> = store_a
         .replicas()
         .await

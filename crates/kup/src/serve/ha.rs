@@ -84,7 +84,7 @@ pub(super) async fn run(
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let store = PgStore::connect(url)
+    let store = PgStore::connect_bounded(url, Duration::from_secs(args.lease))
         .await
         .map_err(|e| format!("--db: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -93,6 +93,11 @@ pub(super) async fn run(
     } else {
         "http"
     };
+    if addr.ip().is_unspecified() && args.advertise_url.is_none() {
+        return Err(format!(
+            "--listen {addr}: the other replicas cannot reach this one at an unspecified address; give --advertise-url http(s)://NAME:PORT"
+        ));
+    }
     let me = Replica {
         id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         address: args
@@ -108,7 +113,12 @@ pub(super) async fn run(
         tokens: tokens.clone(),
         leading: RwLock::new(None),
         seen: RwLock::new(None),
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(args.lease))
+            // Above the longest long poll of the event log (300 s).
+            .timeout(Duration::from_secs(330))
+            .build()
+            .map_err(|e| format!("cannot make the forwarding client: {e}"))?,
         forwarded: AtomicU64::new(0),
         took_over: AtomicU64::new(0),
     });
@@ -127,61 +137,94 @@ pub(super) async fn run(
         .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
     tracing::info!(%addr, scheme, replica = %me.id, "kup is listening, standing by for the lease");
 
-    let result = elect(args, inputs, &shared, shutdown).await;
+    let led = elect(args, inputs, &shared, shutdown).await;
+    // The engine is gone; requests in progress finish (or are cut at the grace period)
+    // before the lease is given up, so that the next leader never overlaps this one.
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if led {
+        let _ = store.resign(&me).await;
+        tracing::info!(replica = %me.id, "resigned the lease");
+    }
     store.close().await;
-    result
+    Ok(())
 }
 
 /// The election loop: campaigns every third of the lease; opens the engine when this replica
-/// wins; stops the process when it loses.
+/// wins; stops the process when it loses, or when it cannot renew in time (a watchdog beside
+/// the loop, so that a campaign stuck on the network cannot keep a deposed leader running).
+/// Returns whether it led, once `shutdown` resolves, having let go of the engine.
 async fn elect(
     args: &ServeArgs,
     inputs: Inputs,
     shared: &Arc<Replicated>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> bool {
     let lease = Duration::from_secs(args.lease);
     let mut inputs = Some(inputs);
-    let mut renewed: Option<Instant> = None;
+    // The token the engine was opened under: any other means what it knows may be stale.
+    let mut engine_token: Option<i64> = None;
+    let renewed: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let watchdog = tokio::spawn({
+        let renewed = Arc::clone(&renewed);
+        let me = shared.me.id.clone();
+        async move {
+            loop {
+                tokio::time::sleep(lease / 10).await;
+                let last = *renewed.lock().unwrap_or_else(PoisonError::into_inner);
+                if last.is_some_and(|r| r.elapsed() > lease * 2 / 3) {
+                    tracing::error!(replica = %me, "this replica could not renew its lease in time: stopping so that another can lead");
+                    std::process::exit(LOST_LEASE);
+                }
+            }
+        }
+    });
     tokio::pin!(shutdown);
     loop {
-        match shared.store.campaign(&shared.me, lease).await {
-            Ok(l) => {
+        let asked = Instant::now();
+        let round = tokio::time::timeout(lease / 3, shared.store.campaign(&shared.me, lease)).await;
+        match round {
+            Ok(Ok(l)) => {
                 let mine = l.holder.id == shared.me.id && shared.store.leads();
                 *shared.seen.write().unwrap_or_else(PoisonError::into_inner) = Some(l.clone());
-                if mine {
-                    renewed = Some(Instant::now());
+                let led = engine_token.is_some();
+                if mine && engine_token.is_none_or(|t| t == l.token) {
+                    *renewed.lock().unwrap_or_else(PoisonError::into_inner) = Some(asked);
                     if let Some(inputs) = inputs.take() {
                         tracing::info!(replica = %shared.me.id, token = l.token, "this replica leads now: opening the cluster and the engine");
                         shared.took_over.fetch_add(1, Ordering::Relaxed);
+                        engine_token = Some(l.token);
                         lead(args.clone(), inputs, Arc::clone(shared));
                     }
-                } else if renewed.is_some() {
+                } else if led {
                     tracing::error!(replica = %shared.me.id, leader = %l.holder.id, token = l.token, "this replica lost the lease: stopping so that the new leader alone executes");
                     std::process::exit(LOST_LEASE);
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot take part in the election");
-                // Stop before the lease runs out: another replica may take it then.
-                if renewed.is_some_and(|r| r.elapsed() > lease * 2 / 3) {
-                    tracing::error!(replica = %shared.me.id, "this replica cannot renew its lease in time: stopping so that another can lead");
-                    std::process::exit(LOST_LEASE);
-                }
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot take part in the election"),
+            Err(_) => tracing::warn!("the election's round did not finish in time"),
         }
+        // A leader renews every third of the lease; a standby looks again then, or just
+        // after the lease it saw expires, whichever comes first: a takeover waits for the
+        // lease, not for the next round.
+        let next = match (engine_token, shared.seen()) {
+            (None, Some(l)) if l.holder.id != shared.me.id => {
+                (l.left + Duration::from_millis(20)).clamp(Duration::from_millis(20), lease / 3)
+            }
+            _ => lease / 3,
+        };
         tokio::select! {
             () = &mut shutdown => break,
-            () = tokio::time::sleep(lease / 3) => {}
+            () = tokio::time::sleep(next) => {}
         }
     }
-    if renewed.is_some() {
-        let _ = shared.store.resign(&shared.me).await;
-        tracing::info!(replica = %shared.me.id, "resigned the lease");
-    }
-    Ok(())
+    watchdog.abort();
+    // No more execution here: the engine's tasks stop with it.
+    *shared
+        .leading
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = None;
+    engine_token.is_some()
 }
 
 /// Opens the cluster and the engine (in a task of its own, so the lease is renewed
@@ -255,7 +298,23 @@ fn router(shared: Arc<Replicated>) -> Router {
         .route("/metrics", get(metrics))
         .merge(status)
         .fallback(dispatch)
-        .with_state(shared)
+        .with_state(Arc::clone(&shared))
+        // A standby reads nothing of a request without a valid token (the leader checks it
+        // again); `/healthz`, `/readyz` and `/metrics` above answer without one.
+        .layer(axum::middleware::from_fn_with_state(shared, checked))
+}
+
+/// The token check for everything but the open routes.
+async fn checked(
+    State(shared): State<Arc<Replicated>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    let tokens = shared.tokens.clone();
+    kup_api::require_token(State(tokens), req, next).await
 }
 
 async fn dispatch(State(shared): State<Arc<Replicated>>, req: Request) -> Response {
@@ -287,6 +346,18 @@ async fn forward(shared: &Replicated, req: Request) -> Response {
                 .into(),
         );
     };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FORWARDED_BODY) {
+        return ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            reason: format!("A request body may hold at most {MAX_FORWARDED_BODY} bytes"),
+        }
+        .into_response();
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", leader.holder.address.trim_end_matches('/'));
@@ -323,7 +394,7 @@ async fn forward(shared: &Replicated, req: Request) -> Response {
     *resp.status_mut() = status;
     for (name, value) in &headers {
         if !hop_by_hop(name) {
-            resp.headers_mut().insert(name, value.clone());
+            resp.headers_mut().append(name, value.clone());
         }
     }
     resp
