@@ -69,6 +69,10 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A PostgreSQL store's database error (its words are a server's and a network's, not a
+    /// file's).
+    #[error("database error: {0}")]
+    Postgres(#[source] sqlx::Error),
     /// A write that contradicts what is stored (a second upgrade, a vanished one).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -106,9 +110,10 @@ impl StoreError {
                 "the store holds data kup cannot read"
             }
             StoreError::Conflict(_) => "the store refused a conflicting write",
-            StoreError::Database(e) | StoreError::Open { source: e, .. } => sqlite::summary(e)
-                .or_else(|| pg::summary(e))
-                .unwrap_or("the store failed"),
+            StoreError::Database(e) | StoreError::Open { source: e, .. } => {
+                sqlite::summary(e).unwrap_or("the store failed")
+            }
+            StoreError::Postgres(e) => pg::summary(e).unwrap_or("the store failed"),
             StoreError::Url(_) | StoreError::Connect(_) => "the store's database cannot be reached",
             StoreError::NotLeader | StoreError::Fenced { .. } => "this daemon no longer leads",
             StoreError::Migrate(_) => "the store failed",

@@ -293,42 +293,67 @@ async fn fenced(conn: &mut PgConnection, token: Option<i64>) -> Result<(), Store
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        // One consistent view of every table, whatever commits meanwhile.
-        let mut tx = conn
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
-        let snap = q::read_snapshot(&mut tx).await?;
-        tx.commit().await?;
-        Ok(snap)
+        async {
+            let mut conn = self.pool.acquire().await?;
+            // One consistent view of every table, whatever commits meanwhile.
+            let mut tx = conn
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let snap = q::read_snapshot(&mut tx).await?;
+            tx.commit().await?;
+            Ok(snap)
+        }
+        .await
+        .map_err(postgres)
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<Vec<Event>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        fenced(&mut tx, self.fence()).await?;
-        let events = q::write_batch(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(events)
+        async {
+            let mut tx = self.pool.begin().await?;
+            fenced(&mut tx, self.fence()).await?;
+            let events = q::write_batch(&mut tx, batch).await?;
+            tx.commit().await?;
+            Ok(events)
+        }
+        .await
+        .map_err(postgres)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(StoreError::Postgres)
     }
 
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
-        q::events(&mut *self.pool.acquire().await?, after_seq, limit).await
+        async { q::events(&mut *self.pool.acquire().await?, after_seq, limit).await }
+            .await
+            .map_err(postgres)
     }
 
     async fn operation_history(&self, key: &str) -> Result<Vec<OperationRecord>, StoreError> {
-        q::operation_history(&mut *self.pool.acquire().await?, key).await
+        async { q::operation_history(&mut *self.pool.acquire().await?, key).await }
+            .await
+            .map_err(postgres)
     }
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {
-        q::last_event_seq(&mut *self.pool.acquire().await?).await
+        async { q::last_event_seq(&mut *self.pool.acquire().await?).await }
+            .await
+            .map_err(postgres)
+    }
+}
+
+/// The shared SQL's errors as this back end's: a server's and a network's words.
+fn postgres(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database(e) => StoreError::Postgres(e),
+        e => e,
     }
 }
 

@@ -304,7 +304,10 @@ async fn failing_batch_writes_nothing_and_leaves_no_seq_gap(db: Db) {
         ..Default::default()
     };
     let err = store.commit(bad).await.unwrap_err();
-    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert!(
+        matches!(err, StoreError::Database(_) | StoreError::Postgres(_)),
+        "{err}"
+    );
     assert!(err.to_string().starts_with("database error: "), "{err}");
     assert_eq!(store.snapshot().await.unwrap(), before);
     assert_eq!(seqs(&*store, 0, 10).await, [1]);
@@ -970,4 +973,13 @@ async fn on_postgres_one_replica_leads_and_a_deposed_one_writes_nothing() {
         .map(|r| r.replica.id)
         .collect();
     assert_eq!(seen, ["a", "b"]);
+
+    // The database gone: what a client is told names the database, not a file.
+    drop(server);
+    let err = store_a.snapshot().await.unwrap_err();
+    assert_eq!(
+        err.summary(),
+        "the store's database cannot be reached",
+        "{err}"
+    );
 }
