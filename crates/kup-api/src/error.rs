@@ -19,6 +19,13 @@ impl ApiError {
             reason: reason.into(),
         }
     }
+    /// Not now: the daemon cannot serve this just yet (try again).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: reason.into(),
+        }
+    }
     pub fn not_found(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,

@@ -565,10 +565,9 @@ pub async fn patches_upload(
     match task.await {
         Ok(result) => Ok(Json(result?)),
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(err) => Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            reason: format!("The upload was stopped: {err}"),
-        }),
+        Err(err) => Err(ApiError::unavailable(format!(
+            "The upload was stopped: {err}"
+        ))),
     }
 }
 

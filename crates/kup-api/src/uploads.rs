@@ -68,13 +68,10 @@ impl UploadGate {
         match tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             // Timed out (the semaphore is never closed).
-            _ => Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                reason: format!(
-                    "Too many uploads in progress (at most {} at a time): try again when one has finished",
-                    self.max
-                ),
-            }),
+            _ => Err(ApiError::unavailable(format!(
+                "Too many uploads in progress (at most {} at a time): try again when one has finished",
+                self.max
+            ))),
         }
     }
 }

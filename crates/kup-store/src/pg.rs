@@ -86,6 +86,14 @@ impl PgStore {
             ("tcp_keepalives_interval", "2"),
             ("tcp_keepalives_count", "3"),
         ]);
+        // One connection first: a pool that cannot connect says only that it timed out, this
+        // says why (refused, unknown host, wrong password) and at once.
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(StoreError::Connect)?
+            .close()
+            .await
+            .map_err(StoreError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(bound)
@@ -187,11 +195,6 @@ impl PgStore {
         };
         self.set_fence(fence);
         Ok(lease)
-    }
-
-    /// The token this store writes under, if it leads.
-    pub fn token(&self) -> Option<i64> {
-        self.fence()
     }
 
     /// Gives the lease up (a daemon that stops): another replica takes over at once rather

@@ -332,17 +332,7 @@ impl Daemon {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         // A real cluster is reached (and its first lists read) before anything is created.
-        let kube = match &inputs.cluster {
-            ClusterInput::Sim(_) => None,
-            ClusterInput::Kube(real) => Some(
-                real.connect(kup_kube::Settings {
-                    drain_timeout: drain_timeout(args),
-                    patch_files: patch_files(&patch_dir(args), &inputs.trusted),
-                    ..kup_kube::Settings::default()
-                })
-                .await?,
-            ),
-        };
+        let kube = connect_cluster(args, &inputs).await?;
         let mut created = datadir::Created::default();
         let opened = Self::open_in(args, inputs, kube, listener, &mut created).await;
         if opened.is_err() {
@@ -421,11 +411,7 @@ impl Daemon {
         let addr_file = dir.join("listen-address");
         std::fs::write(&addr_file, format!("{addr}\n"))
             .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
-        let scheme = if inputs.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = scheme(inputs.tls.is_some());
         tracing::info!(%addr, scheme, db = %db.display(), "kup is listening");
         Ok(Daemon {
             addr,
@@ -454,6 +440,27 @@ impl Daemon {
         drop(self._locks);
         Ok(())
     }
+}
+
+/// A real cluster's driver, reached and its first lists read; `None` for the simulation.
+async fn connect_cluster(
+    args: &ServeArgs,
+    inputs: &Inputs,
+) -> Result<Option<kup_kube::KubeDriver>, String> {
+    let ClusterInput::Kube(real) = &inputs.cluster else {
+        return Ok(None);
+    };
+    let settings = kup_kube::Settings {
+        drain_timeout: drain_timeout(args),
+        patch_files: patch_files(&patch_dir(args), &inputs.trusted),
+        ..kup_kube::Settings::default()
+    };
+    real.connect(settings).await.map(Some)
+}
+
+/// The URL scheme of a daemon that serves TLS or not.
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 /// Where the patch bundles are kept.

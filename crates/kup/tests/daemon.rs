@@ -1169,23 +1169,8 @@ fn a_single_daemon_leads_alone() {
     let table = ok(&d, "ha-status");
     assert!(table.contains("| leader "), "{table}");
     // Its metrics, without a token.
-    let text = http_get(&format!("{}/metrics", d.url));
+    let (status, text) = http_get(&d, "/metrics").unwrap();
+    assert_eq!(status, 200, "{text}");
     assert!(text.contains("kup_hosts{status=\"none\"} 6\n"), "{text}");
     assert!(text.contains("# TYPE kup_events_total counter\n"), "{text}");
-}
-
-/// The body of `GET url` (plain HTTP/1.0).
-fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let (host, path) = addr.split_once('/').unwrap();
-    let mut conn = std::net::TcpStream::connect(host).unwrap();
-    write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
-        "{answer}"
-    );
-    answer.split_once("\r\n\r\n").unwrap().1.to_string()
 }

@@ -452,22 +452,8 @@ impl Replicas {
     }
 }
 
-/// `GET path` on a daemon (plain HTTP/1.0, no token): the status and the body.
-fn get(d: &Daemon, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let addr = d.url.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).ok()?;
-    let status = answer.get(9..12)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
 fn get_status(d: &Daemon, path: &str) -> Option<u16> {
-    get(d, path).map(|(s, _)| s)
+    http_get(d, path).map(|(s, _)| s)
 }
 
 /// The 50-worker example, which the high-availability tests upgrade.
@@ -578,7 +564,7 @@ fn killed_leaders_run(
     // Started through a standby: forwarded to the leader.
     let standby = replicas[(first + 1) % 3].as_ref().unwrap();
     apply_strategy(case, standby);
-    let metrics = |d: &Daemon| get(d, "/metrics").unwrap().1;
+    let metrics = |d: &Daemon| http_get(d, "/metrics").unwrap().1;
     let (leader_says, standby_says) =
         (metrics(replicas[first].as_ref().unwrap()), metrics(standby));
     assert!(leader_says.contains("\nkup_leader 1\n"), "{leader_says}");

@@ -25,7 +25,7 @@ use kup_api::{ApiError, Tokens};
 use kup_store::{Lease, PgStore, Replica, Store};
 use tower::ServiceExt;
 
-use super::{ClusterInput, DbTarget, Inputs, ServeArgs, http};
+use super::{DbTarget, Inputs, ServeArgs, http};
 
 /// Marks a request a standby forwarded, so that it is never forwarded again.
 const FORWARDED: HeaderName = HeaderName::from_static("x-kup-forwarded-by");
@@ -76,11 +76,17 @@ pub(super) async fn run(
     let DbTarget::Postgres(url) = &inputs.db else {
         return Err("high availability needs --db postgres://...".into());
     };
-    let Some((tokens, _)) = inputs.tokens.clone().filter(|_| args.token_file.is_some()) else {
+    let (Some(_), Some((tokens, _))) = (&args.token_file, inputs.tokens.clone()) else {
         return Err(
             "--db postgres://: every replica must accept the same tokens (a standby forwards the client's token to the leader); give each the same --token-file".into(),
         );
     };
+    if args.listen.ip().is_unspecified() && args.advertise_url.is_none() {
+        return Err(format!(
+            "--listen {}: the other replicas cannot reach this one at an unspecified address; give --advertise-url http(s)://NAME:PORT",
+            args.listen
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -88,16 +94,7 @@ pub(super) async fn run(
         .await
         .map_err(|e| format!("--db: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let scheme = if inputs.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    if addr.ip().is_unspecified() && args.advertise_url.is_none() {
-        return Err(format!(
-            "--listen {addr}: the other replicas cannot reach this one at an unspecified address; give --advertise-url http(s)://NAME:PORT"
-        ));
-    }
+    let scheme = super::scheme(inputs.tls.is_some());
     let me = Replica {
         id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         address: args
@@ -254,17 +251,7 @@ async fn open(
     inputs: Inputs,
     shared: &Replicated,
 ) -> Result<(Router, Arc<kup_engine::Engine>), String> {
-    let kube = match &inputs.cluster {
-        ClusterInput::Sim(_) => None,
-        ClusterInput::Kube(real) => Some(
-            real.connect(kup_kube::Settings {
-                drain_timeout: super::drain_timeout(args),
-                patch_files: super::patch_files(&super::patch_dir(args), &inputs.trusted),
-                ..kup_kube::Settings::default()
-            })
-            .await?,
-        ),
-    };
+    let kube = super::connect_cluster(args, &inputs).await?;
     let engine = super::open_engine(
         args,
         inputs.cluster,
@@ -283,11 +270,14 @@ async fn open(
     Ok((router, engine))
 }
 
-/// What every replica answers itself: health, readiness, metrics and the cluster's status;
-/// the rest goes to the full API while it leads, else to the leader.
+/// What every replica answers itself: health, readiness and metrics without a token, the
+/// cluster's status with one; the rest (with a token: a standby reads nothing of a request
+/// without one, and the leader checks it again) goes to the full API while it leads, else to
+/// the leader.
 fn router(shared: Arc<Replicated>) -> Router {
-    let status = Router::new()
+    let with_token = Router::new()
         .route("/v1/cluster_status", get(cluster_status))
+        .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             shared.tokens.clone(),
             kup_api::require_token,
@@ -296,25 +286,8 @@ fn router(shared: Arc<Replicated>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(status)
-        .fallback(dispatch)
-        .with_state(Arc::clone(&shared))
-        // A standby reads nothing of a request without a valid token (the leader checks it
-        // again); `/healthz`, `/readyz` and `/metrics` above answer without one.
-        .layer(axum::middleware::from_fn_with_state(shared, checked))
-}
-
-/// The token check for everything but the open routes.
-async fn checked(
-    State(shared): State<Arc<Replicated>>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
-        return next.run(req).await;
-    }
-    let tokens = shared.tokens.clone();
-    kup_api::require_token(State(tokens), req, next).await
+        .merge(with_token)
+        .with_state(shared)
 }
 
 async fn dispatch(State(shared): State<Arc<Replicated>>, req: Request) -> Response {
@@ -325,11 +298,7 @@ async fn dispatch(State(shared): State<Arc<Replicated>>, req: Request) -> Respon
 }
 
 fn unavailable(reason: String) -> Response {
-    ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        reason,
-    }
-    .into_response()
+    ApiError::unavailable(reason).into_response()
 }
 
 /// Sends the request to the leader and its answer back.

@@ -173,6 +173,21 @@ pub fn kup(d: &Daemon, args: &str) -> Run {
     }
 }
 
+/// `GET path` on a daemon in plain HTTP/1.0 without a token (the open routes: `/healthz`,
+/// `/readyz`, `/metrics`): the status and the body, or `None` when it does not answer.
+pub fn http_get(d: &Daemon, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = d.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
 /// A command that must succeed; returns its stdout.
 pub fn ok(d: &Daemon, args: &str) -> String {
     let r = kup(d, args);
