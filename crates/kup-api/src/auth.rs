@@ -90,7 +90,12 @@ pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Nex
             reason: "This token may only read; changing anything needs an admin token".into(),
         }
         .into_response(),
-        Some(_) => next.run(req).await,
+        Some(role) => {
+            // The handlers that say what a token may do (`/v1/token`) read it from here.
+            let mut req = req;
+            req.extensions_mut().insert(role);
+            next.run(req).await
+        }
     }
 }
 

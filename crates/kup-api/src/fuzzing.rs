@@ -11,6 +11,7 @@ use kup_types::{
     StrategyCreate,
 };
 
+use crate::dashboard::DashboardQuery;
 use crate::error::ApiError;
 use crate::extract::{json_body, optional_json, query};
 use crate::routes::{
@@ -21,7 +22,7 @@ use crate::routes::{
 /// The requests whose body (or query) the API reads, in the order the first byte of an input
 /// chooses them (modulo their number). Every body the API accepts but a patch bundle's, which
 /// the `bundle_reader` target covers.
-pub const REQUESTS: [&str; 10] = [
+pub const REQUESTS: [&str; 11] = [
     "POST /v1/kube_upgrade",
     "PATCH /v1/kube_upgrade",
     "PATCH /v1/kube_host_upgrades/{id}",
@@ -32,6 +33,7 @@ pub const REQUESTS: [&str; 10] = [
     "POST /v1/kube_upgrade_strategy/actions",
     "GET /v1/upgrade/plan",
     "GET /v1/events",
+    "GET /v1/dashboard",
 ];
 
 /// The `request_bodies` target: the first byte chooses a request of [`REQUESTS`], the rest is
@@ -77,9 +79,17 @@ pub fn request_bodies(data: &[u8]) {
             .and_then(|req| strategy_command(&req).map(drop)),
         8 => uri("/v1/upgrade/plan?", body)
             .map_or(Ok(()), |u| query::<PlanQuery>(&u)?.checked().map(drop)),
-        _ => uri("/v1/events?", body).map_or(Ok(()), |u| {
+        9 => uri("/v1/events?", body).map_or(Ok(()), |u| {
             let (after, limit, wait) = query::<EventQuery>(&u)?.checked()?;
             assert!(after >= 0 && (1..=10_000).contains(&limit) && wait.as_secs() <= 300);
+            Ok(())
+        }),
+        _ => uri("/v1/dashboard?", body).map_or(Ok(()), |u| {
+            let names = query::<DashboardQuery>(&u)?.checked()?;
+            assert!(
+                names.is_none_or(|n| n.len() <= crate::dashboard::MAX_NAMED_HOSTS
+                    && n.iter().all(|h| !h.is_empty() && !h.contains(',')))
+            );
             Ok(())
         }),
     };

@@ -4,6 +4,7 @@
 //! Only this crate knows about HTTP and the sysinv error body.
 
 mod auth;
+pub mod dashboard;
 mod error;
 mod extract;
 /// The body of the fuzz target over the request bodies, for `fuzz/` and the test that replays
@@ -121,6 +122,9 @@ fn v1() -> OpenApiRouter<routes::Shared> {
         .routes(routes!(info_show))
         .routes(routes!(cluster_status))
         .routes(routes!(upgrade_plan))
+        .routes(routes!(crate::dashboard::dashboard))
+        .routes(routes!(crate::dashboard::host_findings))
+        .routes(routes!(crate::dashboard::token))
         .routes(routes!(openapi_json))
 }
 
@@ -281,6 +285,7 @@ pub fn router_with(engine: Arc<Engine>, tokens: Tokens, limits: Limits) -> Route
     let (open, _) = open().split_for_parts();
     Router::new()
         .merge(open)
+        .merge(dashboard_page())
         .merge(v1)
         .with_state(state)
         .fallback(|| async { ApiError::not_found("No such resource").into_response() })
@@ -303,6 +308,14 @@ pub fn router_with(engine: Arc<Engine>, tokens: Tokens, limits: Limits) -> Route
             },
         ))
         .layer(axum::middleware::map_response(json_only))
+}
+
+/// The dashboard's page and assets, without a token (they hold no data: the page asks for a
+/// token and sends it with every `/v1` request it makes).
+pub fn dashboard_page<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    dashboard::asset_paths().fold(Router::new(), |r, path| {
+        r.route(path, axum::routing::get(dashboard::serve_asset))
+    })
 }
 
 /// Every reply is JSON, as StarlingX's client requires, even an empty one. An error that
@@ -348,7 +361,8 @@ async fn json_only(mut res: Response) -> Response {
         };
         return ApiError { status, reason }.into_response();
     }
-    if content_type.is_none() {
+    // A 304 has no body to type.
+    if content_type.is_none() && status != StatusCode::NOT_MODIFIED {
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -33,7 +33,7 @@ pub struct Shared {
 
 pub type AppState = Arc<Engine>;
 
-const UNAVAILABLE: &str = "The cluster cannot be reached, or the daemon is stopping";
+pub(crate) const UNAVAILABLE: &str = "The cluster cannot be reached, or the daemon is stopping";
 const REFUSED: &str = "Refused: the reason says why";
 const NO_HOST: &str = "No such host";
 const NO_PATCH: &str = "No such patch";
@@ -457,6 +457,10 @@ pub struct EventQuery {
     /// 300) for one before answering, possibly with none. Default 0: answer at once.
     #[param(format = Int64, minimum = 0, maximum = 300, example = 30)]
     pub wait: Option<u32>,
+    /// Only the events about this subject: a hostname, `kube_upgrade`, `strategy`, ... (the
+    /// long poll still wakes on any event, and may then answer with none).
+    #[param(example = "worker-0")]
+    pub subject: Option<String>,
 }
 
 /// The longest long poll.
@@ -501,7 +505,13 @@ pub async fn events_list(
     let (after, limit, wait) = q.checked()?;
     // Read before the events, so that a follower resuming from it misses none.
     let last_seq = e.last_event_seq();
-    let events = e.wait_events(after, limit, wait).await?;
+    let events = match q.subject.as_deref() {
+        Some(subject) => {
+            e.wait_for_event(after, wait).await;
+            e.events_of(subject, after, limit).await?
+        }
+        None => e.wait_events(after, limit, wait).await?,
+    };
     let last_seq = events.last().map_or(last_seq, |ev| ev.seq.max(last_seq));
     Ok(Json(EventList {
         events: events.iter().map(EventView::from).collect(),

@@ -286,6 +286,17 @@ const QUERIES: &[(&str, &str)] = &[
     ("GET /v1/events", "after=1.5"),
     ("GET /v1/events", "&&&="),
     ("GET /v1/events", "%"),
+    ("GET /v1/events", "subject=worker-0"),
+    ("GET /v1/events", "subject=&subject=worker-0"),
+    ("GET /v1/dashboard", ""),
+    ("GET /v1/dashboard", "hosts="),
+    ("GET /v1/dashboard", "hosts=worker-0"),
+    ("GET /v1/dashboard", "hosts=worker-0,,%20worker-1%20,"),
+    ("GET /v1/dashboard", "hosts=%2C%2C%2C"),
+    ("GET /v1/dashboard", "hosts=a&hosts=b"),
+    ("GET /v1/dashboard", "hosts=%ff%fe"),
+    ("GET /v1/dashboard", "hosts=%zz"),
+    ("GET /v1/dashboard", "colour=red"),
 ];
 
 /// Replacements for one value of a body: every JSON type, and the edges of strings and numbers.

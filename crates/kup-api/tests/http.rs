@@ -1987,3 +1987,153 @@ async fn host_lists_follow_every_change() {
     };
     assert_ne!(stamps(&started), stamps(&unlocked), "{started}");
 }
+
+/// The dashboard's page and assets answer without a token (they hold no data), each with the
+/// page's security headers and an entity tag a browser revalidates with; the page loads
+/// nothing from anywhere but this daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_is_served_with_its_security_headers() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let client = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+    ] {
+        let res = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("{path}: no {name}"))
+        };
+        assert_eq!(header("content-type"), kind, "{path}");
+        assert_eq!(header("content-security-policy"), kup_api::dashboard::CSP);
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cache-control"), "no-cache");
+        let etag = header("etag");
+        let body = res.text().await.unwrap();
+        assert!(body.len() > 1000, "{path}");
+        // No other origin: the one absolute URL is SVG's namespace, which is a name.
+        let external = body
+            .replace("http://www.w3.org/2000/svg", "")
+            .contains("://");
+        assert!(!external, "{path} names another origin");
+        assert!(
+            !body.contains("<script>") && !body.contains("style="),
+            "{path}: inline code"
+        );
+        let again = client
+            .get(format!("{base}{path}"))
+            .header("If-None-Match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.text().await.unwrap().is_empty());
+    }
+    let head = client.head(format!("{base}/")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let missing = send(&base, None, Method::GET, "/ui/missing.js", None).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.json);
+}
+
+/// `/v1/dashboard` whole or for named hosts (what the page re-reads after events), the tile
+/// of a host a command changed, a host's findings and events, and the token's role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reads_follow_the_cluster() {
+    let h = Harness::new(seed_cluster()).await;
+    let base = serve(&h).await;
+    let read = |path: String, token: &'static str| {
+        let base = base.clone();
+        async move { send(&base, Some(token), Method::GET, &path, None).await }
+    };
+    let all = read("/v1/dashboard".into(), READER).await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    let hosts = all.body["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 6);
+    assert!(hosts.iter().all(|t| t["state"] == "idle"), "{hosts:?}");
+    assert_eq!(all.body["cluster"]["version"], "v1.16.1");
+    assert_eq!(all.body["strategy"], Value::Null);
+
+    let some = read(
+        "/v1/dashboard?hosts=worker-1,nobody,controller-0".into(),
+        READER,
+    )
+    .await;
+    let names: Vec<&str> = some.body["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["worker-1", "controller-0"]);
+    let none = read("/v1/dashboard?hosts=".into(), READER).await;
+    assert_eq!(none.body["hosts"], json!([]));
+    assert_eq!(none.body["cluster"], all.body["cluster"]);
+    let too_many = (0..1001)
+        .map(|i| format!("h{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let refused = read(format!("/v1/dashboard?hosts={too_many}"), READER).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.reason().contains("at most 1000 hosts"),
+        "{}",
+        refused.reason()
+    );
+    assert_eq!(
+        send(&base, None, Method::GET, "/v1/dashboard", None)
+            .await
+            .status,
+        401
+    );
+
+    h.ok(Command::Lock {
+        host: "worker-0".into(),
+        force: false,
+    })
+    .await;
+    h.engine.wait_idle().await;
+    let after = read("/v1/dashboard?hosts=worker-0".into(), READER).await;
+    assert_eq!(after.body["hosts"][0]["state"], "locked");
+    assert!(after.body["last_seq"].as_i64().unwrap() > all.body["last_seq"].as_i64().unwrap());
+
+    let events = read("/v1/events?subject=worker-0".into(), READER).await;
+    let events = events.body["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e["subject"] == "worker-0"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("host-lock worker-0 accepted")),
+        "{events:?}"
+    );
+    let later = events.last().unwrap()["seq"].as_i64().unwrap();
+    let none = read(format!("/v1/events?subject=worker-0&after={later}"), READER).await;
+    assert_eq!(none.body["events"], json!([]));
+
+    let findings = read("/v1/ihosts/worker-1/findings".into(), READER).await;
+    assert_eq!(findings.status, 200, "{:?}", findings.body);
+    assert_eq!(findings.body["hostname"], "worker-1");
+    assert!(["OK", "WARNING", "UNSAFE"].contains(&findings.body["verdict"].as_str().unwrap()));
+    assert_eq!(findings.body["target"], "v1.16.2");
+    let missing = read("/v1/ihosts/nobody/findings".into(), READER).await;
+    assert_eq!(missing.status, 404);
+
+    assert_eq!(
+        read("/v1/token".into(), READER).await.body,
+        json!({"role": "reader"})
+    );
+    assert_eq!(
+        read("/v1/token".into(), ADMIN).await.body,
+        json!({"role": "admin"})
+    );
+}

@@ -6,6 +6,7 @@
 //! testable as a plain function call, and lets the engine be the only place with effects.
 
 pub mod catalog;
+pub mod dashboard;
 pub mod health;
 pub mod machine;
 pub mod patches;

@@ -138,6 +138,38 @@ pub fn ihost(h: &HostInfo, snap: &Snapshot) -> IHost {
 
 /// `kup info`: the running version, or the transition in progress, and every host's versions.
 pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
+    let (single, from, to) = info_versions(snap, obs);
+    let show = |v: Option<kup_types::KubeVersion>| v.map_or("N/A".to_string(), |v| v.to_string());
+    kup_types::ClusterInfo {
+        safety_audit: None,
+        cluster_version: single,
+        transitioning_from: from,
+        transitioning_to: to,
+        hosts: obs
+            .hosts
+            .iter()
+            .map(|h| kup_types::HostVersions {
+                hostname: h.hostname.clone(),
+                personality: h.personality,
+                roles: h.roles.clone(),
+                control_plane_version: show(obs.control_plane_version(&h.hostname)),
+                kubelet_version: show(obs.kubelet_version(&h.hostname)),
+            })
+            .collect(),
+    }
+}
+
+/// The one version everything runs, or the transition in progress (from the lowest running
+/// version, or the upgrade's from-version, to the upgrade's target or the highest running
+/// version).
+pub fn info_versions(
+    snap: &Snapshot,
+    obs: &Observation,
+) -> (
+    Option<kup_types::KubeVersion>,
+    Option<kup_types::KubeVersion>,
+    Option<kup_types::KubeVersion>,
+) {
     let running = crate::catalog::running_versions(obs);
     let (lowest, highest) = (running.first().copied(), running.last().copied());
     let transition = match &snap.upgrade {
@@ -162,22 +194,5 @@ pub fn info(snap: &Snapshot, obs: &Observation) -> kup_types::ClusterInfo {
     let single = (transition.is_none() && running.len() == 1)
         .then_some(lowest)
         .flatten();
-    let show = |v: Option<kup_types::KubeVersion>| v.map_or("N/A".to_string(), |v| v.to_string());
-    kup_types::ClusterInfo {
-        safety_audit: None,
-        cluster_version: single,
-        transitioning_from: transition.map(|t| t.0),
-        transitioning_to: transition.map(|t| t.1),
-        hosts: obs
-            .hosts
-            .iter()
-            .map(|h| kup_types::HostVersions {
-                hostname: h.hostname.clone(),
-                personality: h.personality,
-                roles: h.roles.clone(),
-                control_plane_version: show(obs.control_plane_version(&h.hostname)),
-                kubelet_version: show(obs.kubelet_version(&h.hostname)),
-            })
-            .collect(),
-    }
+    (single, transition.map(|t| t.0), transition.map(|t| t.1))
 }

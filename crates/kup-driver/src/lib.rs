@@ -100,6 +100,12 @@ pub trait Driver: Send + Sync + 'static {
         .collect()
     }
 
+    /// Wall seconds per second of [`Driver::step_durations`]: a simulation's time scale; 1 on
+    /// a real cluster. What turns a predicted duration into a time on the clock.
+    fn time_scale(&self) -> f64 {
+        1.0
+    }
+
     /// How often `wait` polls `status`.
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)

@@ -324,10 +324,15 @@ impl Engine {
         limit: u32,
         wait: std::time::Duration,
     ) -> Result<Vec<kup_types::Event>, EngineError> {
+        self.wait_for_event(after_seq, wait).await;
+        self.events(after_seq, limit).await
+    }
+
+    /// Returns once an event follows `after_seq`, or after `wait`.
+    pub async fn wait_for_event(&self, after_seq: i64, wait: std::time::Duration) {
         let mut rx = self.inner.last_event.subscribe();
         // Subscribed before looking, so a commit in between still wakes us.
         let _ = tokio::time::timeout(wait, rx.wait_for(|&last| last > after_seq)).await;
-        self.events(after_seq, limit).await
     }
 
     /// What `/metrics` shows of the engine, from what it holds in memory (no I/O).

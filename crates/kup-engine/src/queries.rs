@@ -230,6 +230,63 @@ impl Engine {
     pub async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, EngineError> {
         Ok(self.inner.store.events(after_seq, limit).await?)
     }
+
+    /// The events about one subject (a hostname, `kube_upgrade`), after `after_seq`.
+    pub async fn events_of(
+        &self,
+        subject: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .events_of(subject, after_seq, limit)
+            .await?)
+    }
+
+    /// The dashboard's view: the cluster's line, the strategy without its host lists, the
+    /// alarms and the tiles of every host, or of `hosts` only (what changed since the last
+    /// look). Costs one lookup per tile; reads no pod.
+    pub async fn dashboard(
+        &self,
+        hosts: Option<&[String]>,
+    ) -> Result<kup_types::DashboardView, EngineError> {
+        // Read before the state, so that a follower of the events from here misses none.
+        let last_seq = self.last_event_seq();
+        let (snap, obs) = self.read().await?;
+        let tiles = kup_core::dashboard::Tiles::new(&snap, &obs);
+        Ok(kup_types::DashboardView {
+            last_seq,
+            time_scale: self.inner.driver.time_scale(),
+            cluster: kup_core::dashboard::cluster(&snap, &obs),
+            strategy: snap.strategy.as_ref().map(kup_core::dashboard::strategy),
+            alarms: kup_core::views::alarms(&snap, &obs)
+                .iter()
+                .map(kup_types::AlarmView::from)
+                .collect(),
+            hosts: match hosts {
+                Some(names) => tiles.some(names),
+                None => tiles.all(),
+            },
+        })
+    }
+
+    /// What locking the host alone would do to the workloads, and its readiness for the
+    /// upgrade's target (else the newest available version).
+    pub async fn host_findings(&self, key: &str) -> Result<kup_types::HostFindings, EngineError> {
+        let (snap, obs) = self.read().await?;
+        let h = find_host(&obs, key)?.clone();
+        let workloads = self.workloads().await?;
+        let catalog = self.inner.catalog_for(&snap);
+        let to = kup_core::dashboard::target(&snap).or_else(|| newest_available(&catalog, &obs));
+        // Indexes every pod once: off the async threads, as the plan is.
+        tokio::task::spawn_blocking(move || {
+            kup_core::dashboard::host_findings(&obs, &workloads, &snap, &catalog, &h, to)
+        })
+        .await
+        .map_err(|e| EngineError::Stopped(e.to_string()))
+    }
 }
 
 /// The newest version an upgrade could start to now.

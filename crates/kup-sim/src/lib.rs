@@ -661,6 +661,10 @@ impl Driver for SimCluster {
         Some(self.lock().model.safety_audit())
     }
 
+    fn time_scale(&self) -> f64 {
+        self.lock().time_scale
+    }
+
     fn step_durations(&self) -> std::collections::BTreeMap<StepKind, u64> {
         let st = self.lock();
         st.durations

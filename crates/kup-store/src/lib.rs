@@ -30,6 +30,15 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after_seq`, ascending, at most `limit` of them.
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
 
+    /// The events about one subject (a hostname, `kube_upgrade`, ...) with `seq > after_seq`,
+    /// ascending, at most `limit` of them.
+    async fn events_of(
+        &self,
+        subject: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
     /// Every run of one step ([`kup_types::Operation::key`]), oldest first.
     async fn operation_history(
         &self,

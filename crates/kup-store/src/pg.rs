@@ -339,6 +339,17 @@ impl Store for PgStore {
             .map_err(postgres)
     }
 
+    async fn events_of(
+        &self,
+        subject: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        async { q::events_of(&mut *self.pool.acquire().await?, subject, after_seq, limit).await }
+            .await
+            .map_err(postgres)
+    }
+
     async fn operation_history(&self, key: &str) -> Result<Vec<OperationRecord>, StoreError> {
         async { q::operation_history(&mut *self.pool.acquire().await?, key).await }
             .await

@@ -241,6 +241,27 @@ macro_rules! queries {
             .collect()
         }
 
+        /// The events of one subject with `seq > after_seq`, ascending, at most `limit`.
+        pub(crate) async fn events_of(
+            conn: &mut $conn,
+            subject: &str,
+            after_seq: i64,
+            limit: u32,
+        ) -> Result<Vec<Event>, StoreError> {
+            sqlx::query(
+                "SELECT seq, at, kind, subject, message FROM events \
+                 WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(subject)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+        }
+
         /// Every run of one step, oldest first.
         pub(crate) async fn operation_history(
             conn: &mut $conn,

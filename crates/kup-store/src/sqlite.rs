@@ -169,6 +169,21 @@ impl Store for SqliteStore {
         q::events(&mut *self.readers.acquire().await?, after_seq, limit).await
     }
 
+    async fn events_of(
+        &self,
+        subject: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        q::events_of(
+            &mut *self.readers.acquire().await?,
+            subject,
+            after_seq,
+            limit,
+        )
+        .await
+    }
+
     async fn operation_history(&self, key: &str) -> Result<Vec<OperationRecord>, StoreError> {
         q::operation_history(&mut *self.readers.acquire().await?, key).await
     }

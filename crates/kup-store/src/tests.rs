@@ -123,6 +123,7 @@ on_both!(
     failing_batch_writes_nothing_and_leaves_no_seq_gap,
     create_refuses_a_second_upgrade_and_put_needs_the_same_uuid,
     events_are_gapless_across_commits_and_page,
+    events_of_one_subject_in_order_after_a_seq,
     committed_data_survives_reopen,
     concurrent_commits_get_seqs_1_to_32,
     strategy_progress_writes_only_changed_stages_and_reads_back_whole,
@@ -241,6 +242,50 @@ async fn empty_store_and_empty_batch(db: Db) {
             .is_empty()
     );
     assert!(store.events(0, 10).await.unwrap().is_empty());
+}
+
+/// A host's events (the dashboard's host panel): only its own, ascending, after `after`, at
+/// most `limit`; a subject is matched exactly, not as a prefix.
+async fn events_of_one_subject_in_order_after_a_seq(db: Db) {
+    let store = db.open().await;
+    let on = |subject: &str, message: &str| NewEvent {
+        subject: subject.to_string(),
+        ..event(message)
+    };
+    let batch = WriteBatch {
+        events: vec![
+            on("worker-1", "a"),
+            on("worker-10", "b"),
+            on("kube_upgrade", "c"),
+            on("worker-1", "d"),
+            on("worker-1", "e"),
+        ],
+        ..Default::default()
+    };
+    store.commit(batch).await.unwrap();
+    let of = |after, limit| {
+        let store = &store;
+        async move {
+            store
+                .events_of("worker-1", after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.seq, e.message))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = |pairs: &[(i64, &str)]| {
+        pairs
+            .iter()
+            .map(|(s, m)| (*s, m.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of(0, 100).await, all(&[(1, "a"), (4, "d"), (5, "e")]));
+    assert_eq!(of(1, 100).await, all(&[(4, "d"), (5, "e")]));
+    assert_eq!(of(0, 2).await, all(&[(1, "a"), (4, "d")]));
+    assert!(of(5, 100).await.is_empty());
+    assert!(store.events_of("nobody", 0, 10).await.unwrap().is_empty());
 }
 
 async fn delete_removes_the_upgrade_and_keeps_hosts(db: Db) {

@@ -138,6 +138,27 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a host is in the upgrade, as one word a person reads at a glance.
+    TileState {
+        /// Not yet upgraded to the target.
+        Waiting = "waiting",
+        /// A step (lock, control plane, kubelet, unlock, ...) runs on it now, or it belongs to
+        /// the worker batch in progress.
+        InFlight = "in-flight",
+        /// Runs the target version everywhere it runs Kubernetes.
+        Done = "done",
+        /// Its last step failed.
+        Failed = "failed",
+        /// Left out by the strategy (`--partial-ok`).
+        Skipped = "skipped",
+        /// Locked by an operator, outside any step.
+        Locked = "locked",
+        /// No upgrade concerns it: none is in progress, or it runs no Kubernetes (storage).
+        Idle = "idle",
+    }
+);
+
+string_enum!(
     /// Live state of a known Kubernetes version, computed from what runs.
     VersionState {
         Active = "active",

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod catalog;
 pub mod cluster;
+pub mod dashboard;
 mod enums;
 /// The bodies of the fuzz targets, for `fuzz/` and the tests that replay its corpus.
 #[doc(hidden)]
@@ -29,10 +30,14 @@ pub use cluster::{
     Alarm, ApiUsage, Application, Capacity, ControlPlanePod, HostInfo, HostsToken, NodeInfo,
     Observation, ObservationIndex, PdbInfo, PodInfo, PodPhase, Taint, VolumeKind, WorkloadInfo,
 };
+pub use dashboard::{
+    DashboardCluster, DashboardView, FindingView, HostFindings, HostTile, StageSummary,
+    StrategySummary,
+};
 pub use enums::{
     AdminState, AlarmRestrictions, ApplyType, Availability, HostUpgradeStatus, KubeUpgradeState,
     OperState, PatchKind, PatchState, Personality, Severity, StepResult, StrategyState, SystemType,
-    UnknownValue, UpgradeMode, VersionState,
+    TileState, UnknownValue, UpgradeMode, VersionState,
 };
 pub use operation::{OpStatus, Operation, PatchFile, Payload, StepKind, payload_of};
 pub use records::{

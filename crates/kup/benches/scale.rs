@@ -347,6 +347,14 @@ impl Store for Counting {
     async fn events(&self, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
         self.inner.events(after, limit).await
     }
+    async fn events_of(
+        &self,
+        subject: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_of(subject, after, limit).await
+    }
     async fn last_event_seq(&self) -> Result<i64, StoreError> {
         self.inner.last_event_seq().await
     }

@@ -8,7 +8,7 @@ mod common;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -574,61 +574,6 @@ fn a_full_disk_is_survived() {
     ok(&d, "host-unlock worker-0 --wait");
     if Command::new("curl").arg("--version").output().is_ok() {
         assert_eq!(healthz(&d), "200");
-    }
-}
-
-/// A CA and the daemon's certificate it signed, for 127.0.0.1 and localhost, as PEM files in
-/// `dir`: `ca.pem`, `cert.pem`, `key.pem`; the CA is named after `dir`. Minted per run: no
-/// private key is committed.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn mint_pki(dir: &Path) -> Pki {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("kup test CA {}", dir.display()),
-    );
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    };
-    std::fs::write(&pki.ca, ca.pem()).unwrap();
-    std::fs::write(&pki.cert, cert.pem()).unwrap();
-    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-    pki
-}
-
-/// `kup ARGS` against `url` with `token` and the given environment (and no CA from the
-/// environment of the test run itself).
-fn kup_at(url: &str, token: &str, env: &[(&str, &OsStr)], args: &[&OsStr]) -> Run {
-    let out = Command::new(KUP)
-        .args(args)
-        .env("KUP_URL", url)
-        .env("KUP_TOKEN", token)
-        .env_remove("KUP_CA_FILE")
-        .envs(env.iter().copied())
-        .env("TZ", "UTC")
-        .env_remove("KUP_LOG")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
     }
 }
 

@@ -270,7 +270,8 @@ async fn open(
     Ok((router, engine))
 }
 
-/// What every replica answers itself: health, readiness and metrics without a token, the
+/// What every replica answers itself: health, readiness, metrics and the dashboard's page
+/// without a token, the
 /// cluster's status with one; the rest (with a token: a standby reads nothing of a request
 /// without one, and the leader checks it again) goes to the full API while it leads, else to
 /// the leader.
@@ -286,6 +287,8 @@ fn router(shared: Arc<Replicated>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // Every replica serves the page itself: it holds no data.
+        .merge(kup_api::dashboard_page())
         .merge(with_token)
         .with_state(shared)
 }

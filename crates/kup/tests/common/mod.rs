@@ -158,10 +158,24 @@ pub struct Run {
 }
 
 pub fn kup(d: &Daemon, args: &str) -> Run {
+    let args: Vec<&std::ffi::OsStr> = args.split_whitespace().map(std::ffi::OsStr::new).collect();
+    kup_at(&d.url, &d.token, &[], &args)
+}
+
+/// `kup ARGS` against `url` with `token` and the given environment (and no CA from the
+/// environment of the test run itself).
+pub fn kup_at(
+    url: &str,
+    token: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    args: &[&std::ffi::OsStr],
+) -> Run {
     let out = Command::new(KUP)
-        .args(args.split_whitespace())
-        .env("KUP_URL", &d.url)
-        .env("KUP_TOKEN", &d.token)
+        .args(args)
+        .env("KUP_URL", url)
+        .env("KUP_TOKEN", token)
+        .env_remove("KUP_CA_FILE")
+        .envs(env.iter().copied())
         .env("TZ", "UTC")
         .env_remove("KUP_LOG")
         .output()
@@ -302,4 +316,39 @@ pub fn host_upgrade_rows(d: &Daemon) -> Vec<serde_json::Value> {
     let rows: serde_json::Value =
         serde_json::from_str(&ok(d, "kube-host-upgrade-list --format json")).unwrap();
     rows.as_array().unwrap().clone()
+}
+
+/// A CA and the daemon's certificate it signed, for 127.0.0.1 and localhost, as PEM files in
+/// `dir`: `ca.pem`, `cert.pem`, `key.pem`; the CA is named after `dir`. Minted per run: no
+/// private key is committed.
+pub struct Pki {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+pub fn mint_pki(dir: &Path) -> Pki {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("kup test CA {}", dir.display()),
+    );
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&pki.ca, ca.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
 }

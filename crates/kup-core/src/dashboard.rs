@@ -1,0 +1,262 @@
+//! The dashboard's read model: each host as one tile of the grid (the one rule of which
+//! state a host is shown in), and the strategy without its host lists.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use kup_types::{
+    AdminState, DashboardCluster, HostInfo, HostTile, HostUpgradeStatus, KubeVersion, Observation,
+    Personality, Snapshot, StageSummary, StrategyRecord, StrategySummary, StrategyView, TileState,
+};
+
+/// How many of a stage's hosts name it on the timeline.
+const FIRST_HOSTS: usize = 8;
+/// How many hosts of the step in progress the strategy line names.
+const ENTITY_NAMES: usize = 20;
+
+/// The version a tile's `done` is measured against: the upgrade's target, else that of the
+/// strategy (which outlives the upgrade it completed).
+pub fn target(snap: &Snapshot) -> Option<KubeVersion> {
+    snap.upgrade
+        .as_ref()
+        .map(|u| u.to_version)
+        .or_else(|| snap.strategy.as_ref().map(|s| s.to_version))
+}
+
+/// What the tiles are judged against: built once per answer, so each tile costs a few
+/// lookups whatever the size of the cluster.
+pub struct Tiles<'a> {
+    snap: &'a Snapshot,
+    obs: &'a Observation,
+    target: Option<KubeVersion>,
+    /// Hosts with a step running, and the step's kind.
+    busy: FxHashMap<&'a str, &'static str>,
+    batch: FxHashSet<&'a str>,
+    skipped: FxHashMap<&'a str, &'a str>,
+}
+
+impl<'a> Tiles<'a> {
+    pub fn new(snap: &'a Snapshot, obs: &'a Observation) -> Self {
+        let busy = snap
+            .operations
+            .iter()
+            .filter_map(|o| Some((o.op.host()?, o.op.kind().as_str())))
+            .collect();
+        let (batch, skipped) = match &snap.strategy {
+            Some(s) => (
+                s.batch.iter().flatten().map(String::as_str).collect(),
+                s.skipped
+                    .iter()
+                    .map(|x| (x.host.as_str(), x.reason.as_str()))
+                    .collect(),
+            ),
+            None => Default::default(),
+        };
+        Tiles {
+            snap,
+            obs,
+            target: target(snap),
+            busy,
+            batch,
+            skipped,
+        }
+    }
+
+    /// Every host, in the cluster's order (by id).
+    pub fn all(&self) -> Vec<HostTile> {
+        self.obs.hosts.iter().map(|h| self.tile(h)).collect()
+    }
+
+    /// The named hosts the cluster has, in the order asked; unknown names are left out.
+    pub fn some(&self, names: &[String]) -> Vec<HostTile> {
+        names
+            .iter()
+            .filter_map(|n| self.obs.host(n))
+            .map(|h| self.tile(h))
+            .collect()
+    }
+
+    pub fn tile(&self, h: &HostInfo) -> HostTile {
+        let name = h.hostname.as_str();
+        let status = self.snap.host(name).and_then(|r| r.status);
+        let cp = (h.personality == Personality::Controller)
+            .then(|| self.obs.control_plane_version(name));
+        let kubelet = h
+            .personality
+            .has_kubelet()
+            .then(|| self.obs.kubelet_version(name));
+        let (state, reason) = self.state(h, status, cp, kubelet);
+        let show = |v: Option<Option<KubeVersion>>| match v {
+            None => "N/A".to_string(),
+            Some(None) => "unknown".to_string(),
+            Some(Some(v)) => v.to_string(),
+        };
+        HostTile {
+            hostname: h.hostname.clone(),
+            personality: h.personality,
+            state,
+            reason,
+            status,
+            administrative: h.administrative,
+            availability: h.availability,
+            control_plane_version: show(cp),
+            kubelet_version: show(kubelet),
+        }
+    }
+
+    /// The rule, first match wins: a failed step; a step running (or the host in the batch in
+    /// progress); left out by the strategy; no Kubernetes on it; locked by hand; no upgrade;
+    /// at the target everywhere; else waiting. `cp` and `kubelet` are `None` where the host
+    /// has none, `Some(None)` where it was not observed.
+    fn state(
+        &self,
+        h: &HostInfo,
+        status: Option<HostUpgradeStatus>,
+        cp: Option<Option<KubeVersion>>,
+        kubelet: Option<Option<KubeVersion>>,
+    ) -> (TileState, Option<String>) {
+        use HostUpgradeStatus as S;
+        let name = h.hostname.as_str();
+        if let Some(s) = status.filter(|s| s.as_str().ends_with("-failed")) {
+            return (TileState::Failed, Some(s.to_string()));
+        }
+        if let Some(kind) = self.busy.get(name) {
+            return (TileState::InFlight, Some((*kind).to_string()));
+        }
+        if let Some(task) = &h.task {
+            return (TileState::InFlight, Some(task.clone()));
+        }
+        if let Some(s) =
+            status.filter(|s| matches!(s, S::UpgradingControlPlane | S::UpgradingKubelet))
+        {
+            return (TileState::InFlight, Some(s.to_string()));
+        }
+        let at_target =
+            |v: Option<Option<KubeVersion>>| v.is_none_or(|v| v.is_some() && v == self.target);
+        let done = self.target.is_some() && at_target(cp) && at_target(kubelet);
+        if self.batch.contains(name) && !done {
+            return (
+                TileState::InFlight,
+                Some("in the worker batch being upgraded".into()),
+            );
+        }
+        if let Some(reason) = self.skipped.get(name) {
+            return (TileState::Skipped, Some((*reason).to_string()));
+        }
+        if cp.is_none() && kubelet.is_none() {
+            return (TileState::Idle, Some("runs no Kubernetes".into()));
+        }
+        if h.administrative == AdminState::Locked {
+            return (TileState::Locked, None);
+        }
+        match (self.target, done) {
+            (None, _) => (TileState::Idle, None),
+            (Some(_), true) => (TileState::Done, None),
+            (Some(_), false) => (TileState::Waiting, None),
+        }
+    }
+}
+
+/// The line at the top: the running version or the transition, the upgrade's state.
+pub fn cluster(snap: &Snapshot, obs: &Observation) -> DashboardCluster {
+    let info = crate::views::info_versions(snap, obs);
+    DashboardCluster {
+        version: info.0,
+        from_version: info.1,
+        to_version: info.2,
+        upgrade_state: snap.upgrade.as_ref().map(|u| u.state),
+        target: target(snap),
+        host_count: u32::try_from(obs.hosts.len()).unwrap_or(u32::MAX),
+    }
+}
+
+/// The strategy, its progress and the stages of the phase the timeline shows.
+pub fn strategy(s: &std::sync::Arc<StrategyRecord>) -> StrategySummary {
+    let view = StrategyView::from(s.clone());
+    let phase = s.current_phase();
+    // The timeline is the apply phase's until an abort has stages of its own.
+    let shown = if phase.name == s.abort_phase.name && !s.abort_phase.stages.is_empty() {
+        &s.abort_phase
+    } else {
+        &s.apply_phase
+    };
+    StrategySummary {
+        uuid: s.uuid.clone(),
+        to_version: s.to_version,
+        state: s.state,
+        mode: s.mode,
+        partial_ok: s.partial_ok,
+        max_parallel_worker_hosts: s.max_parallel_worker_hosts,
+        phase: view.current.phase,
+        completion_percentage: view.current.phase_completion_percentage,
+        stage_name: view.current.stage_name,
+        step_name: view.current.step_name,
+        entity_names: view
+            .current
+            .entity_names
+            .into_iter()
+            .take(ENTITY_NAMES)
+            .collect(),
+        result: phase.result,
+        reason: phase.reason.clone(),
+        skipped: u32::try_from(s.skipped.len()).unwrap_or(u32::MAX),
+        predicted_seconds: s.predicted_seconds,
+        lower_bound_seconds: s.lower_bound_seconds,
+        start: s.apply_phase.start,
+        end: phase.end.or(s.apply_phase.end),
+        timeline_phase: shown.name.clone(),
+        stages: shown
+            .stages
+            .iter()
+            .map(|st| StageSummary {
+                name: st.name.clone(),
+                version: st.version,
+                host_count: u32::try_from(st.hosts.len()).unwrap_or(u32::MAX),
+                first_hosts: st.hosts.iter().take(FIRST_HOSTS).cloned().collect(),
+                result: st.result,
+                reason: st.reason.clone(),
+                predicted_seconds: st.predicted_seconds,
+                start: st.start,
+                end: st.end,
+            })
+            .collect(),
+    }
+}
+
+/// What locking `host` alone would do to the workloads, and its readiness for `to`: what the
+/// dashboard shows before it offers to lock a host, the same analysis the lock itself runs.
+pub fn host_findings(
+    obs: &Observation,
+    workloads: &kup_types::Workloads,
+    snap: &Snapshot,
+    catalog: &crate::Catalog,
+    host: &HostInfo,
+    to: Option<KubeVersion>,
+) -> kup_types::HostFindings {
+    let safety = crate::safety::analyze_host(obs, workloads, &host.hostname);
+    let readiness = to.map(|to| {
+        let missing = crate::patches::missing_on_host(snap, host, to, catalog.get(to));
+        crate::safety::readiness(
+            obs,
+            &host.hostname,
+            crate::safety::DEFAULT_MIN_FREE_DISK_GIB,
+            &missing,
+        )
+    });
+    kup_types::HostFindings {
+        hostname: host.hostname.clone(),
+        roles: safety.roles,
+        verdict: safety.verdict.as_str().to_string(),
+        findings: safety
+            .findings
+            .into_iter()
+            .map(|f| kup_types::FindingView {
+                verdict: f.verdict.as_str().to_string(),
+                subject: f.subject,
+                reason: f.reason,
+            })
+            .collect(),
+        target: to,
+        ready: readiness.as_ref().is_none_or(|r| r.ready),
+        problems: readiness.map(|r| r.problems).unwrap_or_default(),
+    }
+}

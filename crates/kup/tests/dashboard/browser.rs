@@ -1,0 +1,169 @@
+//! A real headless Chromium driven over WebDriver: Debian's `chromium` and `chromium-driver`
+//! (`chromedriver` on a free loopback port, one browser per test, closed at the end).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+pub struct Browser {
+    pub c: Client,
+    _driver: Guard,
+}
+
+/// chromedriver, stopped however the test ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> Option<String> {
+    std::env::var("KUP_CHROMEDRIVER")
+        .ok()
+        .or_else(|| Some("/usr/bin/chromedriver".to_string()))
+        .filter(|p| std::path::Path::new(p).exists())
+}
+
+/// The browser binary itself (Debian's `/usr/bin/chromium` is a wrapper script around it).
+fn chromium() -> Option<&'static str> {
+    ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// A fresh browser, or `None` (the test skips) when Chromium is not installed, unless
+    /// `KUP_REQUIRE_CHROMIUM=1` (`.ci/run`) makes that a failure.
+    pub async fn start(width: u32, height: u32) -> Option<Browser> {
+        let (Some(driver), Some(chrome)) = (chromedriver(), chromium()) else {
+            assert!(
+                std::env::var("KUP_REQUIRE_CHROMIUM").is_err(),
+                "KUP_REQUIRE_CHROMIUM is set but chromium or chromedriver is missing"
+            );
+            eprintln!("skipped: Debian's chromium and chromium-driver are not installed");
+            return None;
+        };
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut caps = serde_json::Map::new();
+        // The HTTPS test's certificate is signed by a CA minted for the run, which the
+        // browser's own store does not hold.
+        caps.insert("acceptInsecureCerts".into(), Value::Bool(true));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chrome,
+                "args": [
+                    "--headless=new",
+                    // Root in a container has no sandbox to enter.
+                    "--no-sandbox",
+                    "--disable-dev-shm-usage",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    "--force-device-scale-factor=1",
+                    format!("--window-size={width},{height}"),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let guard = Guard(child);
+        loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => return Some(Browser { c, _driver: guard }),
+                Err(e) if Instant::now() > deadline => panic!("chromedriver: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    pub async fn js(&self, script: &str) -> Value {
+        self.c
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Waits until `script` returns `true`, at most `secs` seconds; panics with `what`.
+    pub async fn until(&self, secs: u64, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if self.js(script).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let status = self.js("return document.getElementById('status') ? document.getElementById('status').textContent : ''").await;
+                panic!("timed out after {secs} s waiting for {what} (status line: {status})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.c
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no {selector}: {e}"))
+    }
+
+    pub async fn text(&self, selector: &str) -> String {
+        self.css(selector).await.text().await.unwrap()
+    }
+
+    pub async fn click(&self, selector: &str) {
+        self.css(selector).await.click().await.unwrap();
+    }
+
+    /// Opens the dashboard at `base` and waits for its sign-in form.
+    pub async fn open(&self, base: &str) {
+        self.c.goto(&format!("{base}/")).await.unwrap();
+        self.until(
+            10,
+            "the sign-in form",
+            "return !document.getElementById('login').hidden",
+        )
+        .await;
+    }
+
+    /// Signs in on the page's form with `token`.
+    pub async fn sign_in(&self, token: &str) {
+        let input = self.css("#token").await;
+        input.clear().await.unwrap();
+        input.send_keys(token).await.unwrap();
+        self.click("#login-submit").await;
+    }
+
+    pub async fn screenshot(&self, path: &std::path::Path) {
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Ends the WebDriver session (the browser quits), then chromedriver.
+    pub async fn close(self) {
+        let _ = self.c.close().await;
+    }
+}
