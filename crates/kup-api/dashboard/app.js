@@ -46,8 +46,12 @@ const S = {
   focus: 0,
   selected: null,
   events: [],
-  stepKey: '',
   hostReads: 0,
+  // The daemon's clock minus the browser's, from the last view: the timeline's "now".
+  skew: 0,
+  dialogs: 0,
+  hostEvents: new Set(),
+  ticker: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -85,11 +89,16 @@ class HttpError extends Error {
   }
 }
 
-/** A /v1 request with the token; the error's message is the daemon's one-line reason. */
-async function api(path, { method = 'GET', body } = {}) {
+/** A /v1 request with the token; the error's message is the daemon's one-line reason. Every
+ *  request has a deadline, so a connection dropped silently (a proxy's idle timeout) is
+ *  noticed rather than waited on for ever. */
+async function api(path, { method = 'GET', body, timeout = 20000 } = {}) {
   const headers = { Authorization: 'Bearer ' + S.token, Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeout);
   let res;
+  let text;
   try {
     res = await fetch(path, {
       method,
@@ -97,11 +106,15 @@ async function api(path, { method = 'GET', body } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
       credentials: 'omit',
+      signal: abort.signal,
     });
+    text = await res.text();
   } catch (e) {
-    throw new HttpError(0, 'the daemon cannot be reached (' + e.message + ')');
+    const why = abort.signal.aborted ? 'no answer in ' + timeout / 1000 + ' s' : e.message;
+    throw new HttpError(0, 'the daemon cannot be reached (' + why + ')');
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await res.text();
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
@@ -141,6 +154,7 @@ function say(text) {
 
 async function signIn(token) {
   S.token = token;
+  // The one check of the token: what follows retries on its own.
   const who = await api('/v1/token');
   S.role = who.role;
   sessionStorage.setItem(TOKEN_KEY, token);
@@ -148,23 +162,52 @@ async function signIn(token) {
   $('app').hidden = false;
   $('role').textContent = S.role === 'admin' ? 'admin' : 'read-only';
   $('actions').hidden = S.role !== 'admin';
-  await start();
+  run(++S.gen);
 }
 
 function signOut(message) {
   S.gen++;
   S.token = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  pending.hosts.clear();
+  pending.any = false;
+  pending.full = false;
+  S.order = [];
+  S.tiles = new Map();
+  S.cells = new Map();
+  S.strategy = null;
+  closeHost();
+  if ($('confirm').open) $('confirm').close();
+  $('grid').replaceChildren();
+  $('action-buttons').replaceChildren();
   $('app').hidden = true;
   $('login').hidden = false;
-  $('action-buttons').replaceChildren();
   $('login-error').textContent = message || '';
   $('token').value = '';
   $('token').focus();
 }
 
-async function start() {
-  const gen = ++S.gen;
+/** Reads the whole view, then follows the event log; a daemon that cannot answer yet (a
+ *  failover, the cluster unreachable) is asked again, with a growing pause. */
+async function run(gen) {
+  let backoff = 1000;
+  while (gen === S.gen) {
+    try {
+      await start(gen);
+      await follow(gen);
+      return;
+    } catch (e) {
+      if (gen !== S.gen) return;
+      if (e.status === 401) return signOut('The token is no longer accepted: ' + e.message);
+      setLive(false, e.message);
+      say('Cannot read the cluster: ' + e.message + '. Trying again.');
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 15000);
+    }
+  }
+}
+
+async function start(gen) {
   const view = await api('/v1/dashboard');
   if (gen !== S.gen) return;
   S.lastSeq = view.last_seq;
@@ -179,42 +222,46 @@ async function start() {
   S.events = recent.events.filter((e) => e.seq <= view.last_seq);
   renderEvents();
   setLive(true);
-  follow(gen);
+  say('');
 }
 
 // ---- following the event log ------------------------------------------------------------
 
+/** The long poll, until the session ends; throws what it cannot get past (the caller starts
+ *  again from a whole view, so nothing missed meanwhile stays missed). */
 async function follow(gen) {
-  let backoff = 1000;
+  let failures = 0;
   while (gen === S.gen) {
+    let r;
     try {
-      const r = await api('/v1/events?after=' + S.lastSeq + '&wait=25&limit=2000');
-      if (gen !== S.gen) return;
-      setLive(true);
-      backoff = 1000;
-      if (r.events.length) {
-        S.lastSeq = r.events[r.events.length - 1].seq;
-        onEvents(r.events);
-      }
+      r = await api('/v1/events?after=' + S.lastSeq + '&wait=25&limit=2000', { timeout: 40000 });
     } catch (e) {
-      if (gen !== S.gen) return;
-      if (e.status === 401) return signOut('The token is no longer accepted: ' + e.message);
+      if (e.status === 401 || ++failures > 3) throw e;
       setLive(false, e.message);
       // Reconnecting only: while connected, nothing is read on a timer.
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, 15000);
+      await sleep(1000 * failures);
+      continue;
+    }
+    if (gen !== S.gen) return;
+    failures = 0;
+    setLive(true);
+    if (r.events.length) {
+      S.lastSeq = r.events[r.events.length - 1].seq;
+      onEvents(r.events);
     }
   }
 }
 
 function setLive(on, why) {
   const el = $('live');
+  const text = on ? 'live' : 'reconnecting';
+  // Written only when it changes: a screen reader announces every write.
+  if (el.textContent !== text) el.textContent = text;
   el.dataset.live = on ? 'yes' : 'no';
-  el.textContent = on ? 'live' : 'reconnecting';
   el.title = on ? 'Following the event log' : why || '';
 }
 
-const pending = { hosts: new Set(), any: false, full: false, running: false };
+const pending = { hosts: new Set(), any: false, full: false, running: false, host: false };
 
 function onEvents(events) {
   S.events.push(...events);
@@ -222,62 +269,92 @@ function onEvents(events) {
   prependEvents(events);
   for (const e of events) {
     if (S.tiles.has(e.subject)) pending.hosts.add(e.subject);
-    if (S.selected === e.subject) appendHostEvent(e);
+    if (S.selected === e.subject) {
+      appendHostEvent(e);
+      pending.host = true;
+    }
   }
   pending.any = true;
   refresh();
 }
 
+/** The query naming `names`, or null when a whole read is cheaper (or the URL would grow
+ *  past what proxies take). */
+function namedQuery(names) {
+  if (names.length > MAX_NAMED) return null;
+  const q = '?hosts=' + encodeURIComponent(names.join(','));
+  return q.length > 4000 ? null : q;
+}
+
 /** Re-reads what the events named: their hosts' tiles, and the cluster and strategy (small).
- *  One read at a time; events that arrive meanwhile are folded into the next. */
+ *  One read at a time; events that arrive meanwhile are folded into the next. A read that
+ *  fails is tried again after a pause. */
 async function refresh() {
   if (pending.running) return;
   pending.running = true;
   const gen = S.gen;
+  let backoff = 1000;
   try {
     while (pending.any && gen === S.gen) {
-      const full = pending.full || pending.hosts.size > MAX_NAMED;
       const names = [...pending.hosts];
+      const q = pending.full ? null : namedQuery(names);
+      const full = q === null;
+      const host = pending.host;
       pending.hosts.clear();
       pending.any = false;
       pending.full = false;
+      pending.host = false;
       let view;
       try {
-        view = await api('/v1/dashboard' + (full ? '' : '?hosts=' + encodeURIComponent(names.join(','))));
+        view = await api('/v1/dashboard' + (full ? '' : q));
       } catch (e) {
-        // Put it back: the next event reads it again.
+        if (gen !== S.gen) return;
         names.forEach((n) => pending.hosts.add(n));
         pending.full = pending.full || full;
-        say('Could not read the cluster: ' + e.message);
-        break;
+        pending.host = pending.host || host;
+        pending.any = true;
+        say('Could not read the cluster: ' + e.message + '. Trying again.');
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 15000);
+        continue;
       }
       if (gen !== S.gen) return;
+      backoff = 1000;
+      const before = S.strategy;
       const targetMoved = !full && String(view.cluster.target) !== String(S.cluster && S.cluster.target);
       applyView(view, full);
-      if (targetMoved || view.cluster.host_count !== S.order.length) {
+      if (host && S.selected) reloadHostRow(S.selected);
+      if (targetMoved || view.cluster.host_count !== S.order.length || strategyMoved(before, view.strategy)) {
         pending.full = true;
         pending.any = true;
       }
-      // A batch starts before its hosts' own events: read the step's hosts when it moves.
-      const st = view.strategy;
-      const key = st ? [st.stage_name, st.step_name, st.entity_names.join(',')].join('|') : '';
-      if (key !== S.stepKey) {
-        S.stepKey = key;
-        if (st && st.entity_names.length) {
-          st.entity_names.forEach((n) => S.tiles.has(n) && pending.hosts.add(n));
-          pending.any = true;
-        }
+      // A batch forms, and hosts leave it, without events of their own: read both batches.
+      const was = before ? before.batch : [];
+      const now = view.strategy ? view.strategy.batch : [];
+      if (was.join(',') !== now.join(',')) {
+        [...was, ...now].forEach((n) => S.tiles.has(n) && pending.hosts.add(n));
+        pending.any = true;
       }
     }
   } finally {
     pending.running = false;
+    // A session that began while this one's read was out gets its own.
+    if (pending.any && gen !== S.gen) refresh();
   }
+}
+
+/** Whether the strategy changed in a way that changes tiles without their hosts' events: a
+ *  new or deleted strategy, a new state, a host left out. */
+function strategyMoved(a, b) {
+  if (!a || !b) return Boolean(a) !== Boolean(b);
+  return a.uuid !== b.uuid || a.state !== b.state || a.skipped !== b.skipped;
 }
 
 // ---- the whole view ---------------------------------------------------------------------
 
 function applyView(view, full) {
   S.timeScale = view.time_scale;
+  S.skew = Date.parse(view.now) - Date.now();
   S.cluster = view.cluster;
   S.strategy = view.strategy;
   S.alarms = view.alarms;
@@ -285,14 +362,12 @@ function applyView(view, full) {
   renderAlarms();
   renderStrategy();
   renderTimeline();
+  tick();
   renderActions();
   if (full) setTiles(view.hosts);
   else view.hosts.forEach(updateTile);
   renderLegend();
-  if (S.selected && view.hosts.some((t) => t.hostname === S.selected)) {
-    renderHostTile();
-    reloadHostRow(S.selected);
-  }
+  if (S.selected && view.hosts.some((t) => t.hostname === S.selected)) renderHostTile();
 }
 
 function renderCluster() {
@@ -303,6 +378,10 @@ function renderCluster() {
   parts.push(['Upgrade', c.upgrade_state || 'none']);
   if (S.strategy) parts.push(['Strategy', S.strategy.state]);
   parts.push(['Hosts', String(c.host_count)]);
+  // Rebuilt only when it changes: the line is announced (aria-live) on every change.
+  const key = JSON.stringify(parts);
+  if ($('cluster').dataset.key === key) return;
+  $('cluster').dataset.key = key;
   $('cluster').replaceChildren(...parts.map(([k, v]) => h('span', { 'data-k': k }, k + ': ', h('b', { text: v }))));
 }
 
@@ -346,11 +425,11 @@ function renderStrategy() {
 
 function setTiles(tiles) {
   const same = tiles.length === S.order.length && tiles.every((t, i) => t.hostname === S.order[i]);
-  S.tiles = new Map(tiles.map((t) => [t.hostname, t]));
   if (same) {
-    tiles.forEach((t) => markDirty(t.hostname));
+    tiles.forEach(updateTile);
     return;
   }
+  S.tiles = new Map(tiles.map((t) => [t.hostname, t]));
   S.order = tiles.map((t) => t.hostname);
   const grid = $('grid');
   grid.className = 'grid ' + (tiles.length > 600 ? 'small' : tiles.length > 120 ? 'medium' : 'large');
@@ -368,9 +447,11 @@ function setTiles(tiles) {
 }
 
 function updateTile(t) {
-  if (!S.tiles.has(t.hostname)) return;
+  const old = S.tiles.get(t.hostname);
+  if (!old) return;
   S.tiles.set(t.hostname, t);
-  markDirty(t.hostname);
+  // Unchanged tiles are left alone: a whole read repaints only what moved.
+  if (JSON.stringify(old) !== JSON.stringify(t)) markDirty(t.hostname);
 }
 
 /** Cells are repainted once per frame, however many tiles changed. */
@@ -398,8 +479,10 @@ function paintCell(cell, t) {
   cell.setAttribute('aria-label', text);
   if (S.order.length <= 120) {
     cell.replaceChildren(h('span', { class: 'glyph', 'aria-hidden': 'true', text: st.glyph }), h('span', { class: 'name', text: t.hostname }));
-  } else {
-    cell.textContent = S.order.length > 600 ? '' : st.glyph;
+  } else if (cell.firstChild) {
+    // Small cells take their glyph from the stylesheet (by data-s): not colour alone, and no
+    // text node per cell to lay out.
+    cell.replaceChildren();
   }
 }
 
@@ -472,30 +555,36 @@ async function selectHost(name) {
     h('ol', { id: 'host-events', class: 'event-list' }),
   );
   renderHostTile();
+  S.hostEvents = new Set();
   const enc = encodeURIComponent(name);
-  S.hostReads++;
+  const reads = ++S.hostReads;
+  // A host's whole history is small (tens of events an upgrade); the newest are shown.
   const [row, findings, events] = await Promise.allSettled([
     api('/v1/ihosts/' + enc),
     api('/v1/ihosts/' + enc + '/findings'),
-    api('/v1/events?subject=' + enc + '&limit=500'),
+    api('/v1/events?subject=' + enc + '&limit=10000'),
   ]);
-  if (S.selected !== name) return;
+  if (S.selected !== name || reads !== S.hostReads) return;
   $('host-row').replaceChildren(row.status === 'fulfilled' ? hostRow(row.value) : h('p', { class: 'error', text: row.reason.message }));
   $('host-findings').replaceChildren(findings.status === 'fulfilled' ? findingsView(findings.value) : h('p', { class: 'error', text: findings.reason.message }));
-  if (events.status === 'fulfilled') events.value.events.forEach(appendHostEvent);
-  renderHostActions(row.status === 'fulfilled' ? row.value : null, findings.status === 'fulfilled' ? findings.value : null);
+  if (events.status === 'fulfilled') events.value.events.slice(-MAX_EVENT_ROWS).forEach(appendHostEvent);
+  renderHostActions(row.status === 'fulfilled' ? row.value : null);
 }
 
-/** The open host's row and findings again, after its events (a lock ends, a step runs). */
+/** The open host's row again, after its own events (a lock ends, a step runs). Its findings
+ *  (an analysis of every pod) are read when it opens and before a lock, not on every event. */
 async function reloadHostRow(name) {
   const reads = ++S.hostReads;
-  const enc = encodeURIComponent(name);
-  const [row, findings] = await Promise.allSettled([api('/v1/ihosts/' + enc), api('/v1/ihosts/' + enc + '/findings')]);
+  let row;
+  try {
+    row = await api('/v1/ihosts/' + encodeURIComponent(name));
+  } catch (e) {
+    return;
+  }
   // A newer read (or another host) has the panel now.
   if (S.selected !== name || reads !== S.hostReads || !$('host-row')) return;
-  if (row.status === 'fulfilled') $('host-row').replaceChildren(hostRow(row.value));
-  if (findings.status === 'fulfilled') $('host-findings').replaceChildren(findingsView(findings.value));
-  renderHostActions(row.status === 'fulfilled' ? row.value : null, null);
+  $('host-row').replaceChildren(hostRow(row));
+  renderHostActions(row);
 }
 
 function renderHostTile() {
@@ -543,17 +632,27 @@ function findingsView(f) {
   return box;
 }
 
+/** Newest first, each once, in order of sequence whatever order they arrive in (the live
+ *  stream and the host's history overlap). */
 function appendHostEvent(e) {
   const list = $('host-events');
-  if (!list) return;
-  list.prepend(eventRow(e));
+  if (!list || S.hostEvents.has(e.seq)) return;
+  S.hostEvents.add(e.seq);
+  const row = eventRow(e);
+  const later = [...list.children].find((li) => Number(li.dataset.seq) < e.seq);
+  list.insertBefore(row, later || null);
+  while (list.children.length > MAX_EVENT_ROWS) list.lastChild.remove();
 }
 
-function renderHostActions(row, findings) {
+function renderHostActions(row) {
   const box = $('host-actions');
   if (!box) return;
+  const key = S.role === 'admin' && row ? row.hostname + ' ' + row.administrative : '';
+  // Rebuilt only when it changes, so a keyboard user's focus on the button stays.
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
   box.replaceChildren();
-  if (S.role !== 'admin' || !row) return;
+  if (!key) return;
   const name = row.hostname;
   if (row.administrative === 'unlocked') {
     box.append(h('button', { type: 'button', id: 'host-lock', onclick: () => confirmLock(name) }, 'Lock…'));
@@ -586,8 +685,9 @@ function renderTimeline() {
     return;
   }
   const ts = S.timeScale;
-  const t0 = st.start ? Date.parse(st.start) : Date.now();
-  const now = Date.now();
+  // The daemon's clock, not the browser's: the stages' times are the daemon's.
+  const now = Date.now() + S.skew;
+  const t0 = st.start ? Date.parse(st.start) : now;
   // Lanes: one per kind of stage (and version), batches side by side along time.
   const lanes = [];
   const laneOf = new Map();
@@ -658,6 +758,17 @@ function renderTimeline() {
     (ts !== 1 ? ' (time scale ' + ts + ')' : '') + '. Grey: predicted; below it, what happened; dashed: lower bound (purple) and prediction when built.';
 }
 
+/** While a stage runs, its bar and the elapsed time grow with the clock: redrawn each second
+ *  from what the page holds (nothing is read). */
+function tick() {
+  const running = S.strategy && (S.strategy.state === 'applying' || S.strategy.state === 'aborting');
+  if (running && !S.ticker) S.ticker = setInterval(renderTimeline, 1000);
+  if (!running && S.ticker) {
+    clearInterval(S.ticker);
+    S.ticker = 0;
+  }
+}
+
 // ---- the event log ----------------------------------------------------------------------
 
 function eventRow(e) {
@@ -721,6 +832,8 @@ function renderActions() {
  *  change; the dialog stays open with the daemon's reason when it is refused. */
 async function confirmDialog({ title, okLabel, danger, load, ok }) {
   const dlg = $('confirm');
+  // A slow answer meant for an earlier opening of the dialog is dropped.
+  const opening = ++S.dialogs;
   $('confirm-title').textContent = title;
   const body = $('confirm-body');
   body.replaceChildren(h('p', { text: 'Reading…' }));
@@ -730,6 +843,7 @@ async function confirmDialog({ title, okLabel, danger, load, ok }) {
   okBtn.className = danger ? 'danger' : 'primary';
   okBtn.disabled = true;
   okBtn.onclick = async () => {
+    if (opening !== S.dialogs) return;
     okBtn.disabled = true;
     $('confirm-error').textContent = '';
     try {
@@ -741,13 +855,18 @@ async function confirmDialog({ title, okLabel, danger, load, ok }) {
       okBtn.disabled = false;
     }
   };
-  $('confirm-cancel').onclick = () => dlg.close();
+  $('confirm-cancel').onclick = () => {
+    S.dialogs++;
+    dlg.close();
+  };
   if (!dlg.open) dlg.showModal();
   try {
-    const nodes = await load();
+    const nodes = await load(() => opening === S.dialogs);
+    if (opening !== S.dialogs) return;
     body.replaceChildren(...nodes);
     okBtn.disabled = false;
   } catch (e) {
+    if (opening !== S.dialogs) return;
     body.replaceChildren();
     $('confirm-error').textContent = e.message;
   }
@@ -785,17 +904,28 @@ function confirmStart() {
   });
 }
 
+/** `kup upgrade online --partial-ok`, step for step as the CLI does it: the plan first (a
+ *  blocked plan is refused unless an upgrade is already under way), then a strategy that is
+ *  applying with the same settings is followed, a stopped one with the same settings resumed,
+ *  any other replaced; a strategy that fails to build is deleted and its reason shown. */
 function confirmOnline() {
-  let versions = [];
+  let plans = 0;
+  let blocked = true;
   const loadPlan = async () => {
+    const asked = ++plans;
     const v = $('online-version').value;
-    const n = Number($('online-batch').value) || 1;
+    const n = Math.max(1, Math.min(1000, Number($('online-batch').value) || 1));
     const out = $('online-plan');
+    $('confirm-ok').disabled = true;
     out.textContent = 'Planning…';
     try {
       const p = await api('/v1/upgrade/plan?to=' + encodeURIComponent(v) + '&max_parallel_worker_hosts=' + n);
+      if (asked !== plans) return;
       out.textContent = planText(p);
+      blocked = p.blocked.length > 0 && !(S.cluster && S.cluster.upgrade_state);
+      $('confirm-ok').disabled = blocked;
     } catch (e) {
+      if (asked !== plans) return;
       out.textContent = e.message;
     }
   };
@@ -804,7 +934,7 @@ function confirmOnline() {
     okLabel: 'Create and apply the strategy',
     load: async () => {
       const target = S.cluster && S.cluster.upgrade_state ? S.cluster.target : null;
-      versions = target ? [target] : (await availableVersions()).reverse();
+      const versions = target ? [target] : (await availableVersions()).reverse();
       const sel = versionSelect('online-version', versions);
       sel[1].addEventListener('change', loadPlan);
       const batch = h('input', { id: 'online-batch', type: 'number', min: 1, max: 1000, value: 10 });
@@ -816,19 +946,37 @@ function confirmOnline() {
         batch,
         h('pre', { id: 'online-plan', text: '' }),
       ];
+      // Once the dialog holds these nodes: the plan decides whether OK is offered.
       setTimeout(loadPlan, 0);
       return nodes;
     },
     ok: async () => {
+      if (blocked) throw new Error('the plan is not in yet, or it is blocked');
       const v = $('online-version').value;
-      const n = Number($('online-batch').value) || 1;
-      const existing = S.strategy;
-      if (existing) await api('/v1/kube_upgrade_strategy', { method: 'DELETE' });
+      const n = Math.max(1, Math.min(1000, Number($('online-batch').value) || 1));
+      const current = await api('/v1/kube_upgrade_strategy').catch((e) => {
+        if (e.status === 404) return null;
+        throw e;
+      });
+      if (current) {
+        const s = current.strategy;
+        const same = s.to_version === v && s.mode === 'online' && s.partial_ok;
+        if (['applying', 'aborting'].includes(s.state)) {
+          if (same) return 'A strategy to ' + v + ' is already ' + s.state + '.';
+          throw new Error('a strategy to ' + s.to_version + ' (' + s.mode + ') is ' + s.state + ': wait for it or abort it');
+        }
+        if (same && s.max_parallel_worker_hosts === n && ['apply-failed', 'apply-timeout', 'aborted'].includes(s.state)) {
+          await api('/v1/kube_upgrade_strategy/actions', { method: 'POST', body: { action: 'apply-all' } });
+          return 'Resuming the strategy to ' + v + '.';
+        }
+        await api('/v1/kube_upgrade_strategy', { method: 'DELETE' });
+      }
       const built = await api('/v1/kube_upgrade_strategy', {
         method: 'POST',
         body: { to_version: v, worker_apply_type: 'parallel', max_parallel_worker_hosts: n, alarm_restrictions: 'strict', mode: 'online', partial_ok: true },
       });
       if (built.strategy.state !== 'ready-to-apply') {
+        await api('/v1/kube_upgrade_strategy', { method: 'DELETE' }).catch(() => null);
         throw new Error('the strategy was not built (' + built.strategy.state + '): ' + built.strategy.build_phase.reason);
       }
       await api('/v1/kube_upgrade_strategy/actions', { method: 'POST', body: { action: 'apply-all' } });
@@ -917,6 +1065,13 @@ function confirmUnlock(name) {
 // ---- wiring -----------------------------------------------------------------------------
 
 function init() {
+  // Anything the Content-Security-Policy stops is counted where a test (or a person in the
+  // browser's tools) can see it: the page itself must never need an exception.
+  document.addEventListener('securitypolicyviolation', (e) => {
+    const n = Number(document.documentElement.dataset.cspViolations || 0) + 1;
+    document.documentElement.dataset.cspViolations = String(n);
+    console.error('Content-Security-Policy stopped', e.violatedDirective, e.blockedURI);
+  });
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const token = $('token').value.trim();
@@ -950,7 +1105,12 @@ function init() {
   window.addEventListener('resize', () => S.strategy && renderTimeline());
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) {
-    signIn(saved).catch((e) => signOut(e.status === 401 ? 'The saved token was refused.' : e.message));
+    signIn(saved).catch((e) => {
+      if (e.status === 401) return signOut('The saved token was refused.');
+      // The daemon did not answer: the token is kept, and signing in again retries.
+      $('login').hidden = false;
+      $('login-error').textContent = 'Cannot reach the daemon (' + e.message + '): sign in to try again.';
+    });
   } else {
     $('login').hidden = false;
     $('token').focus();

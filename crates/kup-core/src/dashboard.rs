@@ -13,13 +13,59 @@ const FIRST_HOSTS: usize = 8;
 /// How many hosts of the step in progress the strategy line names.
 const ENTITY_NAMES: usize = 20;
 
-/// The version a tile's `done` is measured against: the upgrade's target, else that of the
-/// strategy (which outlives the upgrade it completed).
+/// What a tile's `done` means: at (or past) the upgrade's target; while the upgrade is
+/// aborting or aborted, back at its from-version. Without an upgrade row, the target of a
+/// strategy that is applying or applied (it outlives the upgrade it completed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Goal {
+    pub version: KubeVersion,
+    /// The way back of an abort: done is exactly the from-version again.
+    pub back: bool,
+}
+
+impl Goal {
+    fn reached(self, v: KubeVersion) -> bool {
+        if self.back {
+            v == self.version
+        } else {
+            v >= self.version
+        }
+    }
+}
+
+pub fn goal(snap: &Snapshot) -> Option<Goal> {
+    use kup_types::KubeUpgradeState as U;
+    use kup_types::StrategyState as S;
+    match &snap.upgrade {
+        Some(u)
+            if matches!(
+                u.state,
+                U::UpgradeAborting | U::UpgradeAbortingFailed | U::UpgradeAborted
+            ) =>
+        {
+            Some(Goal {
+                version: u.from_version,
+                back: true,
+            })
+        }
+        Some(u) => Some(Goal {
+            version: u.to_version,
+            back: false,
+        }),
+        None => snap
+            .strategy
+            .as_ref()
+            .filter(|s| matches!(s.state, S::Applying | S::Applied))
+            .map(|s| Goal {
+                version: s.to_version,
+                back: false,
+            }),
+    }
+}
+
+/// The version the tiles' `done` is measured against (see [`goal`]).
 pub fn target(snap: &Snapshot) -> Option<KubeVersion> {
-    snap.upgrade
-        .as_ref()
-        .map(|u| u.to_version)
-        .or_else(|| snap.strategy.as_ref().map(|s| s.to_version))
+    goal(snap).map(|g| g.version)
 }
 
 /// What the tiles are judged against: built once per answer, so each tile costs a few
@@ -27,7 +73,7 @@ pub fn target(snap: &Snapshot) -> Option<KubeVersion> {
 pub struct Tiles<'a> {
     snap: &'a Snapshot,
     obs: &'a Observation,
-    target: Option<KubeVersion>,
+    goal: Option<Goal>,
     /// Hosts with a step running, and the step's kind.
     busy: FxHashMap<&'a str, &'static str>,
     batch: FxHashSet<&'a str>,
@@ -43,7 +89,14 @@ impl<'a> Tiles<'a> {
             .collect();
         let (batch, skipped) = match &snap.strategy {
             Some(s) => (
-                s.batch.iter().flatten().map(String::as_str).collect(),
+                // A batch is in progress only while the strategy runs: a failed or aborted
+                // one keeps the batch it stopped in.
+                s.batch
+                    .iter()
+                    .flatten()
+                    .filter(|_| s.state.running())
+                    .map(String::as_str)
+                    .collect(),
                 s.skipped
                     .iter()
                     .map(|x| (x.host.as_str(), x.reason.as_str()))
@@ -54,7 +107,7 @@ impl<'a> Tiles<'a> {
         Tiles {
             snap,
             obs,
-            target: target(snap),
+            goal: goal(snap),
             busy,
             batch,
             skipped,
@@ -104,8 +157,8 @@ impl<'a> Tiles<'a> {
     }
 
     /// The rule, first match wins: a failed step; a step running (or the host in the batch in
-    /// progress); left out by the strategy; no Kubernetes on it; locked by hand; no upgrade;
-    /// at the target everywhere; else waiting. `cp` and `kubelet` are `None` where the host
+    /// progress, not yet done); left out by the strategy (and not done); no Kubernetes on it;
+    /// locked by hand; no upgrade; at the goal everywhere ([`goal`]); else waiting. `cp` and `kubelet` are `None` where the host
     /// has none, `Some(None)` where it was not observed.
     fn state(
         &self,
@@ -130,16 +183,19 @@ impl<'a> Tiles<'a> {
         {
             return (TileState::InFlight, Some(s.to_string()));
         }
-        let at_target =
-            |v: Option<Option<KubeVersion>>| v.is_none_or(|v| v.is_some() && v == self.target);
-        let done = self.target.is_some() && at_target(cp) && at_target(kubelet);
+        let at_goal = |v: Option<Option<KubeVersion>>| match (v, self.goal) {
+            (None, _) => true,
+            (Some(Some(v)), Some(g)) => g.reached(v),
+            (Some(None), _) | (_, None) => false,
+        };
+        let done = self.goal.is_some() && at_goal(cp) && at_goal(kubelet);
         if self.batch.contains(name) && !done {
             return (
                 TileState::InFlight,
                 Some("in the worker batch being upgraded".into()),
             );
         }
-        if let Some(reason) = self.skipped.get(name) {
+        if let Some(reason) = self.skipped.get(name).filter(|_| !done) {
             return (TileState::Skipped, Some((*reason).to_string()));
         }
         if cp.is_none() && kubelet.is_none() {
@@ -148,7 +204,7 @@ impl<'a> Tiles<'a> {
         if h.administrative == AdminState::Locked {
             return (TileState::Locked, None);
         }
-        match (self.target, done) {
+        match (self.goal, done) {
             (None, _) => (TileState::Idle, None),
             (Some(_), true) => (TileState::Done, None),
             (Some(_), false) => (TileState::Waiting, None),
@@ -190,6 +246,13 @@ pub fn strategy(s: &std::sync::Arc<StrategyRecord>) -> StrategySummary {
         completion_percentage: view.current.phase_completion_percentage,
         stage_name: view.current.stage_name,
         step_name: view.current.step_name,
+        batch: s
+            .batch
+            .iter()
+            .flatten()
+            .filter(|_| s.state.running())
+            .cloned()
+            .collect(),
         entity_names: view
             .current
             .entity_names

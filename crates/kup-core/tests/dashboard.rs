@@ -245,6 +245,81 @@ const CASES: &[Case] = &[
         reason: None,
     },
     Case {
+        name: "the batch a failed strategy stopped in is not in flight",
+        setup: |w| {
+            strategy(w, |s| {
+                s.batch = Some(vec!["worker-0".into()]);
+                s.state = StrategyState::ApplyFailed;
+            })
+        },
+        host: "worker-0",
+        state: TileState::Waiting,
+        reason: None,
+    },
+    Case {
+        name: "a host left out and upgraded later is done",
+        setup: |w| {
+            kubelet_at(w, "worker-1", "v1.16.2");
+            strategy(w, |s| {
+                s.skipped = vec![SkippedHost {
+                    host: "worker-1".into(),
+                    reason: "unsafe".into(),
+                }]
+            });
+        },
+        host: "worker-1",
+        state: TileState::Done,
+        reason: None,
+    },
+    Case {
+        name: "while aborting, a host still at the target waits for the way back",
+        setup: |w| {
+            kubelet_at(w, "worker-0", "v1.16.2");
+            w.snap.upgrade = Some(upgrade_record(
+                "v1.16.1",
+                "v1.16.2",
+                KubeUpgradeState::UpgradeAborting,
+            ));
+        },
+        host: "worker-0",
+        state: TileState::Waiting,
+        reason: None,
+    },
+    Case {
+        name: "while aborting, a host back at the from-version is done",
+        setup: |w| {
+            w.snap.upgrade = Some(upgrade_record(
+                "v1.16.1",
+                "v1.16.2",
+                KubeUpgradeState::UpgradeAborted,
+            ))
+        },
+        host: "worker-1",
+        state: TileState::Done,
+        reason: None,
+    },
+    Case {
+        name: "a strategy that failed to build sets no target",
+        setup: |w| {
+            w.snap.upgrade = None;
+            strategy(w, |s| s.state = StrategyState::BuildFailed);
+        },
+        host: "worker-0",
+        state: TileState::Idle,
+        reason: None,
+    },
+    Case {
+        name: "a host past an applied strategy's target is done",
+        setup: |w| {
+            w.snap.upgrade = None;
+            kubelet_at(w, "worker-0", "v1.17.0");
+            strategy(w, |s| s.state = StrategyState::Applied);
+        },
+        host: "worker-0",
+        state: TileState::Done,
+        reason: None,
+    },
+    Case {
         name: "a worker whose node is not observed is not done",
         setup: |w| w.obs.nodes.retain(|n| n.name != "worker-0"),
         host: "worker-0",
@@ -312,6 +387,7 @@ fn the_strategy_summary_names_its_stages_without_their_host_lists() {
     assert_eq!(summary.predicted_seconds, 600);
     assert_eq!(summary.lower_bound_seconds, 500);
     assert_eq!(summary.entity_names.len(), 12);
+    assert!(summary.batch.is_empty(), "no batch chosen");
     assert_eq!(
         summary.stage_name.as_deref(),
         Some("kube-upgrade-kubelets-workers")

@@ -258,6 +258,7 @@ impl Engine {
         let tiles = kup_core::dashboard::Tiles::new(&snap, &obs);
         Ok(kup_types::DashboardView {
             last_seq,
+            now: jiff::Timestamp::now(),
             time_scale: self.inner.driver.time_scale(),
             cluster: kup_core::dashboard::cluster(&snap, &obs),
             strategy: snap.strategy.as_ref().map(kup_core::dashboard::strategy),

@@ -88,6 +88,9 @@ pub struct StrategySummary {
     pub step_name: Option<String>,
     /// The hosts of the step in progress (the first 20).
     pub entity_names: Vec<String>,
+    /// The worker batch in progress while the strategy runs (at most its
+    /// `max_parallel_worker_hosts`), else empty.
+    pub batch: Vec<String>,
     pub result: StepResult,
     pub reason: String,
     pub skipped: u32,
@@ -110,6 +113,11 @@ pub struct StrategySummary {
 pub struct DashboardView {
     /// The newest event when this was read: follow `/v1/events?after=` from it and miss none.
     pub last_seq: i64,
+    /// The daemon's clock when this was read: what the timeline measures the stages' times
+    /// against (not the browser's clock, which may differ).
+    #[serde(with = "crate::time::serde_ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub now: jiff::Timestamp,
     /// Wall seconds per second of the cluster's step durations (a simulation's
     /// `--time-scale`; 1 on a real cluster): what turns a prediction into a time on the clock.
     pub time_scale: f64,

@@ -1,6 +1,7 @@
 //! A real headless Chromium driven over WebDriver: Debian's `chromium` and `chromium-driver`
 //! (`chromedriver` on a free loopback port, one browser per test, closed at the end).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,11 +13,27 @@ pub struct Browser {
     _driver: Guard,
 }
 
-/// chromedriver, stopped however the test ends.
+/// chromedriver and the browser it started (its own process group), stopped however the
+/// test ends: a failed test leaves no Chromium behind to load the next ones.
 struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let pid = self.0.id();
+        // Only a group of its own: never the group of the test run itself.
+        let own_group = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after_name = stat.rsplit_once(") ")?.1.to_string();
+                after_name.split_whitespace().nth(2)?.parse::<u32>().ok()
+            })
+            == Some(pid);
+        if own_group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -58,6 +75,7 @@ impl Browser {
         };
         let port = free_port();
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -112,7 +130,8 @@ impl Browser {
     pub async fn until(&self, secs: u64, what: &str, script: &str) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            if self.js(script).await == Value::Bool(true) {
+            // A script that throws (an element not there yet) is not there yet either.
+            if let Ok(Value::Bool(true)) = self.c.execute(script, vec![]).await {
                 return;
             }
             if Instant::now() > deadline {
