@@ -652,3 +652,77 @@ async fn the_dashboard_works_over_https() {
     b.until(20, "worker-1 locked on the grid", "const c = document.querySelector('#grid .cell[data-host=\"worker-1\"]'); return c !== null && c.dataset.s === 'locked';").await;
     b.close().await;
 }
+
+/// A strategy built through the API, applied and then aborted from the page, each through its
+/// confirmation; the page follows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_applies_and_aborts_a_strategy_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path(), &example("standard-50-workers.yaml"), "0.01");
+    // Partial OK: a worker of the example runs a Job, which makes it unsafe to take down.
+    let built = reqwest::Client::new()
+        .post(format!("{}/v1/kube_upgrade_strategy", d.url))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"to_version": "v1.16.2", "max_parallel_worker_hosts": 5, "partial_ok": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(built.status().is_success());
+    let Some(b) = Browser::start(1280, 1000).await else {
+        return;
+    };
+    b.open(&d.url).await;
+    b.sign_in(ADMIN).await;
+    let state = |s: &str| {
+        format!(
+            "const d = document.querySelector('#strategy dd[data-k=\"State\"]'); return d !== null && d.textContent === '{s}';"
+        )
+    };
+    b.until(10, "the strategy ready", &state("ready-to-apply"))
+        .await;
+    assert_eq!(
+        b.js("return document.getElementById('action-abort').disabled")
+            .await,
+        Value::Bool(true)
+    );
+    b.click("#action-apply").await;
+    b.until(
+        10,
+        "the apply dialog",
+        "return !document.getElementById('confirm-ok').disabled",
+    )
+    .await;
+    b.click("#confirm-ok").await;
+    b.until(10, "the strategy applying", &state("applying"))
+        .await;
+    b.until(
+        10,
+        "the abort offered",
+        "return !document.getElementById('action-abort').disabled",
+    )
+    .await;
+    b.click("#action-abort").await;
+    b.until(
+        10,
+        "the abort dialog",
+        "return !document.getElementById('confirm-ok').disabled",
+    )
+    .await;
+    b.click("#confirm-ok").await;
+    b.until(60, "the strategy aborted", &state("aborted")).await;
+    // Stopped: nothing in flight, and it can be applied again.
+    b.until(
+        10,
+        "no host in flight",
+        "return document.querySelectorAll('#grid .cell[data-s=\"in-flight\"]').length === 0",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('action-apply').disabled")
+            .await,
+        Value::Bool(false)
+    );
+    let api = get(&d, "/v1/kube_upgrade_strategy").await;
+    assert_eq!(api["strategy"]["state"], "aborted");
+    b.close().await;
+}
