@@ -46,7 +46,9 @@ const S = {
   focus: 0,
   selected: null,
   events: [],
-  hostReads: 0,
+  // Each opening of a host's panel, and each re-read of its row: a late answer is dropped.
+  hostOpenings: 0,
+  rowReads: 0,
   // The daemon's clock minus the browser's, from the last view: the timeline's "now".
   skew: 0,
   dialogs: 0,
@@ -176,9 +178,19 @@ function signOut(message) {
   S.tiles = new Map();
   S.cells = new Map();
   S.strategy = null;
+  S.cluster = null;
+  S.alarms = [];
+  S.events = [];
+  clearInterval(S.ticker);
+  S.ticker = 0;
+  S.dialogs++;
   closeHost();
   if ($('confirm').open) $('confirm').close();
-  $('grid').replaceChildren();
+  // Nothing of this session stays on the page for the next one.
+  for (const id of ['grid', 'cluster', 'strategy', 'alarms', 'timeline', 'timeline-summary', 'legend', 'events', 'status']) {
+    $(id).replaceChildren();
+  }
+  delete $('cluster').dataset.key;
   $('action-buttons').replaceChildren();
   $('app').hidden = true;
   $('login').hidden = false;
@@ -319,6 +331,7 @@ async function refresh() {
         continue;
       }
       if (gen !== S.gen) return;
+      if (backoff > 1000) say('');
       backoff = 1000;
       const before = S.strategy;
       const targetMoved = !full && String(view.cluster.target) !== String(S.cluster && S.cluster.target);
@@ -557,14 +570,14 @@ async function selectHost(name) {
   renderHostTile();
   S.hostEvents = new Set();
   const enc = encodeURIComponent(name);
-  const reads = ++S.hostReads;
+  const opening = ++S.hostOpenings;
   // A host's whole history is small (tens of events an upgrade); the newest are shown.
   const [row, findings, events] = await Promise.allSettled([
     api('/v1/ihosts/' + enc),
     api('/v1/ihosts/' + enc + '/findings'),
     api('/v1/events?subject=' + enc + '&limit=10000'),
   ]);
-  if (S.selected !== name || reads !== S.hostReads) return;
+  if (S.selected !== name || opening !== S.hostOpenings) return;
   $('host-row').replaceChildren(row.status === 'fulfilled' ? hostRow(row.value) : h('p', { class: 'error', text: row.reason.message }));
   $('host-findings').replaceChildren(findings.status === 'fulfilled' ? findingsView(findings.value) : h('p', { class: 'error', text: findings.reason.message }));
   if (events.status === 'fulfilled') events.value.events.slice(-MAX_EVENT_ROWS).forEach(appendHostEvent);
@@ -574,7 +587,8 @@ async function selectHost(name) {
 /** The open host's row again, after its own events (a lock ends, a step runs). Its findings
  *  (an analysis of every pod) are read when it opens and before a lock, not on every event. */
 async function reloadHostRow(name) {
-  const reads = ++S.hostReads;
+  const opening = S.hostOpenings;
+  const reads = ++S.rowReads;
   let row;
   try {
     row = await api('/v1/ihosts/' + encodeURIComponent(name));
@@ -582,7 +596,7 @@ async function reloadHostRow(name) {
     return;
   }
   // A newer read (or another host) has the panel now.
-  if (S.selected !== name || reads !== S.hostReads || !$('host-row')) return;
+  if (S.selected !== name || opening !== S.hostOpenings || reads !== S.rowReads || !$('host-row')) return;
   $('host-row').replaceChildren(hostRow(row));
   renderHostActions(row);
 }
@@ -848,17 +862,16 @@ async function confirmDialog({ title, okLabel, danger, load, ok }) {
     $('confirm-error').textContent = '';
     try {
       const done = await ok();
-      dlg.close();
       say(done || 'Done.');
+      if (opening === S.dialogs) dlg.close();
     } catch (e) {
+      // A dialog opened since is another's: the refusal is said on the page instead.
+      if (opening !== S.dialogs) return say('Refused: ' + e.message);
       $('confirm-error').textContent = 'Refused: ' + e.message;
       okBtn.disabled = false;
     }
   };
-  $('confirm-cancel').onclick = () => {
-    S.dialogs++;
-    dlg.close();
-  };
+  $('confirm-cancel').onclick = () => dlg.close();
   if (!dlg.open) dlg.showModal();
   try {
     const nodes = await load(() => opening === S.dialogs);
@@ -911,7 +924,9 @@ function confirmStart() {
 function confirmOnline() {
   let plans = 0;
   let blocked = true;
+  let alive = () => false;
   const loadPlan = async () => {
+    if (!alive()) return;
     const asked = ++plans;
     const v = $('online-version').value;
     const n = Math.max(1, Math.min(1000, Number($('online-batch').value) || 1));
@@ -920,19 +935,20 @@ function confirmOnline() {
     out.textContent = 'Planning…';
     try {
       const p = await api('/v1/upgrade/plan?to=' + encodeURIComponent(v) + '&max_parallel_worker_hosts=' + n);
-      if (asked !== plans) return;
+      if (asked !== plans || !alive()) return;
       out.textContent = planText(p);
       blocked = p.blocked.length > 0 && !(S.cluster && S.cluster.upgrade_state);
       $('confirm-ok').disabled = blocked;
     } catch (e) {
-      if (asked !== plans) return;
+      if (asked !== plans || !alive()) return;
       out.textContent = e.message;
     }
   };
   confirmDialog({
     title: 'Upgrade online, partial OK',
     okLabel: 'Create and apply the strategy',
-    load: async () => {
+    load: async (isAlive) => {
+      alive = isAlive;
       const target = S.cluster && S.cluster.upgrade_state ? S.cluster.target : null;
       const versions = target ? [target] : (await availableVersions()).reverse();
       const sel = versionSelect('online-version', versions);
@@ -1087,6 +1103,8 @@ function init() {
     }
   });
   $('logout').addEventListener('click', () => signOut(''));
+  // However it closes (OK, Cancel, Escape), answers meant for this opening are dropped.
+  $('confirm').addEventListener('close', () => S.dialogs++);
   $('host-close').addEventListener('click', closeHost);
   $('host').addEventListener('keydown', (e) => {
     if (e.key === 'Escape') closeHost();

@@ -63,9 +63,18 @@ pub fn goal(snap: &Snapshot) -> Option<Goal> {
     }
 }
 
-/// The version the tiles' `done` is measured against (see [`goal`]).
+/// The version the upgrade moves to: the upgrade's target, else that of a strategy that is
+/// applying or applied. (While an upgrade is aborting, tiles measure the way back: [`goal`].)
 pub fn target(snap: &Snapshot) -> Option<KubeVersion> {
-    goal(snap).map(|g| g.version)
+    use kup_types::StrategyState as S;
+    match &snap.upgrade {
+        Some(u) => Some(u.to_version),
+        None => snap
+            .strategy
+            .as_ref()
+            .filter(|s| matches!(s.state, S::Applying | S::Applied))
+            .map(|s| s.to_version),
+    }
 }
 
 /// What the tiles are judged against: built once per answer, so each tile costs a few
@@ -89,12 +98,12 @@ impl<'a> Tiles<'a> {
             .collect();
         let (batch, skipped) = match &snap.strategy {
             Some(s) => (
-                // A batch is in progress only while the strategy runs: a failed or aborted
-                // one keeps the batch it stopped in.
+                // A batch is in progress only while the strategy applies: a failed or aborted
+                // one keeps the batch it stopped in, and an abort goes the other way.
                 s.batch
                     .iter()
                     .flatten()
-                    .filter(|_| s.state.running())
+                    .filter(|_| s.state == kup_types::StrategyState::Applying)
                     .map(String::as_str)
                     .collect(),
                 s.skipped
@@ -250,7 +259,7 @@ pub fn strategy(s: &std::sync::Arc<StrategyRecord>) -> StrategySummary {
             .batch
             .iter()
             .flatten()
-            .filter(|_| s.state.running())
+            .filter(|_| s.state == kup_types::StrategyState::Applying)
             .cloned()
             .collect(),
         entity_names: view

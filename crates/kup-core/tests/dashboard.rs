@@ -257,6 +257,18 @@ const CASES: &[Case] = &[
         reason: None,
     },
     Case {
+        name: "the batch of an aborting strategy is not in flight: the abort goes the other way",
+        setup: |w| {
+            strategy(w, |s| {
+                s.batch = Some(vec!["worker-0".into()]);
+                s.state = StrategyState::Aborting;
+            })
+        },
+        host: "worker-0",
+        state: TileState::Waiting,
+        reason: None,
+    },
+    Case {
         name: "a host left out and upgraded later is done",
         setup: |w| {
             kubelet_at(w, "worker-1", "v1.16.2");

@@ -41,8 +41,9 @@ pub struct DashboardCluster {
     pub to_version: Option<KubeVersion>,
     /// The upgrade's state, while one exists.
     pub upgrade_state: Option<KubeUpgradeState>,
-    /// The version the tiles' `done` is measured against: the upgrade's target, else the
-    /// strategy's.
+    /// The version the upgrade moves to: the upgrade's target, else that of a strategy that
+    /// is applying or applied. A tile is `done` at (or past) it; while the upgrade is
+    /// aborting or aborted, back at the upgrade's from-version instead.
     #[schema(value_type = Option<String>)]
     pub target: Option<KubeVersion>,
     pub host_count: u32,
@@ -88,7 +89,7 @@ pub struct StrategySummary {
     pub step_name: Option<String>,
     /// The hosts of the step in progress (the first 20).
     pub entity_names: Vec<String>,
-    /// The worker batch in progress while the strategy runs (at most its
+    /// The worker batch in progress while the strategy applies (at most its
     /// `max_parallel_worker_hosts`), else empty.
     pub batch: Vec<String>,
     pub result: StepResult,
