@@ -35,31 +35,21 @@ impl Goal {
 
 pub fn goal(snap: &Snapshot) -> Option<Goal> {
     use kup_types::KubeUpgradeState as U;
-    use kup_types::StrategyState as S;
-    match &snap.upgrade {
-        Some(u)
-            if matches!(
-                u.state,
-                U::UpgradeAborting | U::UpgradeAbortingFailed | U::UpgradeAborted
-            ) =>
-        {
-            Some(Goal {
-                version: u.from_version,
-                back: true,
-            })
-        }
+    let back = snap.upgrade.as_ref().filter(|u| {
+        matches!(
+            u.state,
+            U::UpgradeAborting | U::UpgradeAbortingFailed | U::UpgradeAborted
+        )
+    });
+    match back {
         Some(u) => Some(Goal {
-            version: u.to_version,
+            version: u.from_version,
+            back: true,
+        }),
+        None => target(snap).map(|version| Goal {
+            version,
             back: false,
         }),
-        None => snap
-            .strategy
-            .as_ref()
-            .filter(|s| matches!(s.state, S::Applying | S::Applied))
-            .map(|s| Goal {
-                version: s.to_version,
-                back: false,
-            }),
     }
 }
 
@@ -75,6 +65,15 @@ pub fn target(snap: &Snapshot) -> Option<KubeVersion> {
             .filter(|s| matches!(s.state, S::Applying | S::Applied))
             .map(|s| s.to_version),
     }
+}
+
+/// The worker batch in progress: only while the strategy applies (a failed or aborted one
+/// keeps the batch it stopped in, and an abort goes the other way).
+fn batch_in_progress(s: &StrategyRecord) -> impl Iterator<Item = &String> {
+    s.batch
+        .iter()
+        .flatten()
+        .filter(|_| s.state == kup_types::StrategyState::Applying)
 }
 
 /// What the tiles are judged against: built once per answer, so each tile costs a few
@@ -98,14 +97,7 @@ impl<'a> Tiles<'a> {
             .collect();
         let (batch, skipped) = match &snap.strategy {
             Some(s) => (
-                // A batch is in progress only while the strategy applies: a failed or aborted
-                // one keeps the batch it stopped in, and an abort goes the other way.
-                s.batch
-                    .iter()
-                    .flatten()
-                    .filter(|_| s.state == kup_types::StrategyState::Applying)
-                    .map(String::as_str)
-                    .collect(),
+                batch_in_progress(s).map(String::as_str).collect(),
                 s.skipped
                     .iter()
                     .map(|x| (x.host.as_str(), x.reason.as_str()))
@@ -255,13 +247,7 @@ pub fn strategy(s: &std::sync::Arc<StrategyRecord>) -> StrategySummary {
         completion_percentage: view.current.phase_completion_percentage,
         stage_name: view.current.stage_name,
         step_name: view.current.step_name,
-        batch: s
-            .batch
-            .iter()
-            .flatten()
-            .filter(|_| s.state == kup_types::StrategyState::Applying)
-            .cloned()
-            .collect(),
+        batch: batch_in_progress(s).cloned().collect(),
         entity_names: view
             .current
             .entity_names

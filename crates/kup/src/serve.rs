@@ -412,7 +412,8 @@ impl Daemon {
         std::fs::write(&addr_file, format!("{addr}\n"))
             .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
         let scheme = scheme(inputs.tls.is_some());
-        tracing::info!(%addr, scheme, db = %db.display(), "kup is listening");
+        let dashboard = format!("{scheme}://{addr}/");
+        tracing::info!(%addr, scheme, db = %db.display(), %dashboard, "kup is listening");
         Ok(Daemon {
             addr,
             admin_token,

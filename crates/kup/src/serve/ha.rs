@@ -132,7 +132,8 @@ pub(super) async fn run(
     let addr_file = args.data_dir.join("listen-address");
     std::fs::write(&addr_file, format!("{addr}\n"))
         .map_err(|e| format!("cannot write {}: {e}", addr_file.display()))?;
-    tracing::info!(%addr, scheme, replica = %me.id, "kup is listening, standing by for the lease");
+    let dashboard = format!("{scheme}://{addr}/");
+    tracing::info!(%addr, scheme, replica = %me.id, %dashboard, "kup is listening, standing by for the lease");
 
     let led = elect(args, inputs, &shared, shutdown).await;
     // The engine is gone; requests in progress finish (or are cut at the grace period)

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+/// A JavaScript expression: the legend's count of hosts in each state, by state.
+pub const LEGEND: &str = "Object.fromEntries([...document.querySelectorAll('#legend li')].map(l => [l.dataset.sCount, Number(l.dataset.count)]))";
+
 pub struct Browser {
     pub c: Client,
     _driver: Guard,
@@ -166,6 +169,28 @@ impl Browser {
             "return !document.getElementById('login').hidden",
         )
         .await;
+    }
+
+    /// Waits until the grid has `n` cells.
+    pub async fn until_grid(&self, secs: u64, n: usize) {
+        let what = format!("the grid of {n} hosts");
+        let script = format!("return document.querySelectorAll('#grid .cell').length === {n}");
+        self.until(secs, &what, &script).await;
+    }
+
+    /// Waits until `host`'s cell shows `state`.
+    pub async fn until_tile(&self, secs: u64, host: &str, state: &str) {
+        let what = format!("{host} {state} on the grid");
+        let script = format!(
+            "const c = document.querySelector('#grid .cell[data-host=\"{host}\"]'); \
+             return c !== null && c.dataset.s === '{state}';"
+        );
+        self.until(secs, &what, &script).await;
+    }
+
+    /// The legend's count of hosts in each state.
+    pub async fn legend(&self) -> Value {
+        self.js(&format!("return {LEGEND};")).await
     }
 
     /// Signs in on the page's form with `token`.

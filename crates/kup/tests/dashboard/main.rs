@@ -65,6 +65,23 @@ async fn get(d: &Daemon, path: &str) -> Value {
         .unwrap()
 }
 
+/// `POST path` with the admin token and a JSON body, which must succeed.
+async fn post(d: &Daemon, path: &str, body: Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}{path}", d.url))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    assert!(
+        status.is_success(),
+        "POST {path}: {status} {}",
+        res.text().await.unwrap()
+    );
+}
+
 /// The grid as the page shows it: each cell's host and state.
 async fn cells(b: &Browser) -> Vec<(String, String)> {
     let v = b
@@ -120,12 +137,7 @@ async fn an_admin_watches_an_automated_upgrade_run_to_its_end_without_a_reload()
     );
 
     b.sign_in(ADMIN).await;
-    b.until(
-        10,
-        "the grid of 54 hosts",
-        "return document.querySelectorAll('#grid .cell').length === 54",
-    )
-    .await;
+    b.until_grid(10, 54).await;
     assert_eq!(b.text("#role").await, "admin");
     assert_eq!(
         b.js("return sessionStorage.getItem('kup-token')").await,
@@ -184,7 +196,7 @@ async fn an_admin_watches_an_automated_upgrade_run_to_its_end_without_a_reload()
         for s in view[2].as_array().unwrap() {
             seen_states.insert(s.as_str().unwrap().to_string());
         }
-        let counts = b.js("return Object.fromEntries([...document.querySelectorAll('#legend li')].map(l => [l.dataset.sCount, Number(l.dataset.count)]))").await;
+        let counts = b.legend().await;
         if !shot
             && counts["done"].as_u64().unwrap() >= 12
             && counts["in-flight"].as_u64().unwrap() > 0
@@ -313,18 +325,7 @@ async fn an_admin_locks_unlocks_and_starts_through_confirmations() {
     };
     b.open(&d.url).await;
     b.sign_in(ADMIN).await;
-    b.until(
-        10,
-        "the grid",
-        "return document.querySelectorAll('#grid .cell').length === 54",
-    )
-    .await;
-    let tile = |host: &str, state: &str| {
-        format!(
-            "const c = document.querySelector('#grid .cell[data-host=\"{host}\"]'); \
-             return c !== null && c.dataset.s === '{state}';"
-        )
-    };
+    b.until_grid(10, 54).await;
 
     // The active controller: the lock is refused, and the dialog says why.
     b.click("#grid .cell[data-host=\"controller-0\"]").await;
@@ -367,8 +368,7 @@ async fn an_admin_locks_unlocks_and_starts_through_confirmations() {
     )
     .await;
     b.click("#confirm-ok").await;
-    b.until(10, "worker-1 locked", &tile("worker-1", "locked"))
-        .await;
+    b.until_tile(10, "worker-1", "locked").await;
     b.until(
         10,
         "the unlock button",
@@ -383,8 +383,7 @@ async fn an_admin_locks_unlocks_and_starts_through_confirmations() {
     )
     .await;
     b.click("#confirm-ok").await;
-    b.until(10, "worker-1 unlocked", &tile("worker-1", "idle"))
-        .await;
+    b.until_tile(10, "worker-1", "idle").await;
 
     // The start, after the health check.
     assert_eq!(
@@ -416,12 +415,7 @@ async fn a_reader_sees_the_cluster_and_no_action_and_cannot_change_anything() {
     };
     b.open(&d.url).await;
     b.sign_in(READER).await;
-    b.until(
-        10,
-        "the grid",
-        "return document.querySelectorAll('#grid .cell').length === 6",
-    )
-    .await;
+    b.until_grid(10, 6).await;
     assert_eq!(b.text("#role").await, "read-only");
     assert_eq!(
         b.js("return document.getElementById('actions').hidden")
@@ -507,12 +501,7 @@ async fn the_first_load_at_5000_hosts() {
     };
     b.open(&d.url).await;
     b.sign_in(ADMIN).await;
-    b.until(
-        30,
-        "the grid of 5,004 hosts",
-        "return document.querySelectorAll('#grid .cell').length === 5004",
-    )
-    .await;
+    b.until_grid(30, 5004).await;
 
     // The page's first load with the token it keeps: HTML, script, style, the dashboard's
     // JSON and the grid drawn (the `kup-first-render` mark), from the navigation's start.
@@ -549,10 +538,10 @@ async fn the_first_load_at_5000_hosts() {
     // A change reaches the 5,004th tile live.
     let r = common::kup(&d, "host-lock worker-4999");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    b.until(30, "worker-4999 locked on the grid", "const c = document.querySelector('#grid .cell[data-host=\"worker-4999\"]'); return c !== null && c.dataset.s === 'locked';").await;
+    b.until_tile(30, "worker-4999", "locked").await;
     let r = common::kup(&d, "host-unlock worker-4999");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    b.until(30, "worker-4999 back in service on the grid", "const c = document.querySelector('#grid .cell[data-host=\"worker-4999\"]'); return c !== null && c.dataset.s === 'idle';").await;
+    b.until_tile(30, "worker-4999", "idle").await;
 
     // Mid-upgrade at 5,000 hosts, for the README: only when the screenshots are kept (the
     // strategy's plan alone takes most of a minute in a debug build).
@@ -561,37 +550,26 @@ async fn the_first_load_at_5000_hosts() {
         return;
     }
     let started = Instant::now();
-    let client = reqwest::Client::new();
-    let built = client
-        .post(format!("{}/v1/kube_upgrade_strategy", d.url))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"to_version": "v1.16.2", "max_parallel_worker_hosts": 100, "partial_ok": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        built.status().is_success(),
-        "{}",
-        built.text().await.unwrap()
-    );
-    let applied = client
-        .post(format!("{}/v1/kube_upgrade_strategy/actions", d.url))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"action": "apply-all"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        applied.status().is_success(),
-        "{}",
-        applied.text().await.unwrap()
-    );
+    post(
+        &d,
+        "/v1/kube_upgrade_strategy",
+        serde_json::json!({"to_version": "v1.16.2", "max_parallel_worker_hosts": 100, "partial_ok": true}),
+    )
+    .await;
+    post(
+        &d,
+        "/v1/kube_upgrade_strategy/actions",
+        serde_json::json!({"action": "apply-all"}),
+    )
+    .await;
     eprintln!("strategy built and applied in {:?}", started.elapsed());
     b.until(
         240,
         "hundreds of hosts done and a batch in flight",
-        "const c = Object.fromEntries([...document.querySelectorAll('#legend li')].map(l => [l.dataset.sCount, Number(l.dataset.count)])); \
-         return c.done >= 300 && c['in-flight'] >= 20;",
+        &format!(
+            "const c = {}; return c.done >= 300 && c['in-flight'] >= 20;",
+            browser::LEGEND
+        ),
     )
     .await;
     eprintln!("mid-upgrade after {:?}", started.elapsed());
@@ -624,12 +602,7 @@ async fn the_dashboard_works_over_https() {
     };
     b.open(&url).await;
     b.sign_in(ADMIN).await;
-    b.until(
-        10,
-        "the grid",
-        "return document.querySelectorAll('#grid .cell').length === 6",
-    )
-    .await;
+    b.until_grid(10, 6).await;
     b.until(
         10,
         "the live event stream",
@@ -649,7 +622,7 @@ async fn the_dashboard_works_over_https() {
         &["host-lock".as_ref(), "worker-1".as_ref()],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    b.until(20, "worker-1 locked on the grid", "const c = document.querySelector('#grid .cell[data-host=\"worker-1\"]'); return c !== null && c.dataset.s === 'locked';").await;
+    b.until_tile(20, "worker-1", "locked").await;
     b.close().await;
 }
 
@@ -660,14 +633,12 @@ async fn an_admin_applies_and_aborts_a_strategy_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path(), &example("standard-50-workers.yaml"), "0.01");
     // Partial OK: a worker of the example runs a Job, which makes it unsafe to take down.
-    let built = reqwest::Client::new()
-        .post(format!("{}/v1/kube_upgrade_strategy", d.url))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"to_version": "v1.16.2", "max_parallel_worker_hosts": 5, "partial_ok": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(built.status().is_success());
+    post(
+        &d,
+        "/v1/kube_upgrade_strategy",
+        serde_json::json!({"to_version": "v1.16.2", "max_parallel_worker_hosts": 5, "partial_ok": true}),
+    )
+    .await;
     let Some(b) = Browser::start(1280, 1000).await else {
         return;
     };
